@@ -1,0 +1,248 @@
+"""The Gateway: the composition root and the lifecycle, nothing else.
+
+Parts start in order (DB, EMP clients, core, OIOI server, OCPP server, jobs, READY=1) and
+stop in reverse (STOPPING=1, stop taking OIOI requests, pause jobs, close chargers with 1012,
+drain tasks, flush the outbox once, close the HTTP clients, close the DB last).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.core import Core, CoreSettings, Partner
+from cpo_gateway.config import Config
+from cpo_gateway.csms.registry import ChargerRegistry
+from cpo_gateway.csms.server import CsmsServer
+from cpo_gateway.jobs import Jobs
+from cpo_gateway.metrics import Exposition
+from cpo_gateway.oioi.client import EmpClients, Endpoint
+from cpo_gateway.oioi.server import InboundPartner, OioiServer
+from cpo_gateway.store import Database, Store
+from cpo_gateway.systemd import Notifier
+from cpo_gateway.tasks import TaskSet
+
+log = logs.get(__name__)
+
+
+class StartupError(Exception):
+    """The gateway cannot start; exit_code says why (see the README's exit codes)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+EXIT_CANTBIND = 71
+EXIT_CANTCREATE = 73
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    tls = config.ocpp.tls
+    if tls is None:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.tasks = TaskSet("gateway")
+        self.db = Database(config.gateway.database)
+        self.store = Store(self.db)
+        self.emp_clients = EmpClients(
+            [Endpoint(e.name, e.url, e.api_key) for e in config.emps], clock=clock
+        )
+        self.csms: CsmsServer | None = None
+        self.oioi: OioiServer | None = None
+        self.core: Core | None = None
+        self.jobs: Jobs | None = None
+        self.started_at = 0.0
+
+    async def start(self) -> None:
+        started = time.monotonic()
+        cfg = self.config
+        try:
+            cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
+            probe = cfg.gateway.state_dir / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+            await self.db.open()
+        except OSError as exc:
+            raise StartupError(
+                f"state dir {cfg.gateway.state_dir} is not writable: {exc.strerror or exc}",
+                EXIT_CANTCREATE,
+            ) from exc
+        await self.emp_clients.start()
+        partners = [
+            Partner(
+                e.name, e.partner_identifier, e.online_authorization,
+                e.offline_policy == "accept", e.verify_timeout_s, e.concurrency,
+            )
+            for e in cfg.emps
+        ]  # fmt: skip
+        settings = CoreSettings(
+            id_tag_strategy=cfg.sessions.id_tag_strategy,
+            pending_start_timeout_s=cfg.sessions.pending_start_timeout_s,
+            status_debounce_s=cfg.sessions.status_debounce_s,
+            offline_grace_s=cfg.ocpp.offline_grace_s,
+            cdr_on_start=cfg.sessions.cdr_on_start,
+            auth_cache_ttl_s=cfg.sessions.auth_cache_ttl_s,
+            request_deadline_s=cfg.oioi.request_deadline_s,
+            base_backoff_s=cfg.outbox.base_backoff_s,
+            max_backoff_s=cfg.outbox.max_backoff_s,
+            retry_window_s=cfg.outbox.retry_window_s,
+            batch_size=cfg.outbox.batch_size,
+            allow_unknown_chargers=cfg.ocpp.allow_unknown_chargers,
+        )
+        chargers = ChargerRegistry()
+        self.core = Core(
+            self.store, cfg.catalogue, partners, chargers, self.emp_clients, settings,
+            connected=chargers.connected_ids, clock=self.clock,
+        )  # fmt: skip
+        self.csms = CsmsServer(
+            self.core,
+            chargers,
+            self.tasks,
+            host=cfg.ocpp.host,
+            port=cfg.ocpp.port,
+            path=cfg.ocpp.path,
+            heartbeat_interval_s=cfg.ocpp.heartbeat_interval_s,
+            id_tag_expiry_s=cfg.sessions.id_tag_expiry_s,
+            allow_unknown=cfg.ocpp.allow_unknown_chargers,
+            ping_interval_s=cfg.ocpp.ping_interval_s,
+            ping_timeout_s=cfg.ocpp.ping_timeout_s,
+            max_frame_bytes=cfg.ocpp.max_frame_bytes,
+            compression=cfg.ocpp.compression,
+            call_timeout_s=cfg.ocpp.call_timeout_s,
+            ssl_context=_tls_context(cfg),
+        )
+        await self.core.start()
+        self.oioi = OioiServer(
+            self.core,
+            [InboundPartner(e.name, e.inbound_api_key, e.partner_identifier) for e in cfg.emps],
+            host=cfg.oioi.host,
+            port=cfg.oioi.port,
+            path=cfg.oioi.path,
+            max_body_bytes=cfg.oioi.max_body_bytes,
+            health=self.health,
+            metrics=self.metrics,
+        )
+        try:
+            await self.oioi.start()
+            await self.csms.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen: {exc.strerror or exc}", EXIT_CANTBIND) from exc
+        self.jobs = Jobs(
+            self.core,
+            outbox_tick_s=cfg.outbox.tick_s,
+            status_resync_h=cfg.outbox.status_resync_h,
+            prune_after_days=cfg.outbox.prune_after_days,
+            clock=self.clock,
+        )
+        self.jobs.start()
+        if self.notifier.watchdog_interval_s:
+            self.tasks.spawn(self._watchdog(self.notifier.watchdog_interval_s), name="watchdog")
+        self.started_at = self.clock()
+        self.notifier.ready(f"ocpp :{self.csms.port}, oioi :{self.oioi.port}")
+        log.info(
+            "gateway.ready",
+            ocpp_port=self.csms.port,
+            oioi_port=self.oioi.port,
+            stations=len(cfg.catalogue.stations),
+            emps=len(cfg.emps),
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    async def _watchdog(self, interval_s: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval_s)
+
+    async def stop(self) -> None:
+        started = time.monotonic()
+        grace = self.config.gateway.shutdown_grace_s
+        self.notifier.stopping()
+        log.info("gateway.stopping", grace_s=grace)
+        if self.oioi is not None:
+            await self.oioi.stop_accepting()
+        if self.jobs is not None:
+            self.jobs.pause()
+        if self.csms is not None:
+            await self.csms.close(1012)
+        await self.tasks.drain(grace / 2)
+        if self.core is not None and self.db.is_open:
+            try:
+                async with asyncio.timeout(grace / 4):
+                    await self.core.status.flush()
+                    await self.core.delivery.tick()
+            except TimeoutError:
+                log.warning("gateway.flush_timeout")
+        if self.jobs is not None:
+            self.jobs.shutdown()
+        if self.oioi is not None:
+            await self.oioi.close()
+        await self.emp_clients.close()
+        await self.db.close()
+        log.info("gateway.stopped", ms=round((time.monotonic() - started) * 1000, 1))
+
+    async def run(self, shutdown: asyncio.Event) -> None:
+        try:
+            await self.start()
+            await shutdown.wait()
+        finally:
+            await self.stop()
+
+    # --- operations ----------------------------------------------------------------------------
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        db_ok = self.db.is_open
+        oldest = 0.0
+        if db_ok:
+            stats = await self.store.outbox_stats(self.clock())
+            oldest = max((s["oldest_age_s"] for s in stats if s["state"] == "pending"), default=0.0)
+        listeners = self.csms is not None and self.oioi is not None and self.oioi.accepting
+        return db_ok and listeners, {
+            "db": "open" if db_ok else "closed",
+            "listeners": "up" if listeners else "down",
+            "outbox_oldest_pending_s": round(oldest, 1),
+            "chargers_connected": len(self.csms.connections) if self.csms else 0,
+        }
+
+    async def metrics(self) -> str:
+        out = Exposition()
+        now = self.clock()
+        csms, oioi, core = self.csms, self.oioi, self.core
+        out.metric("cpo_gateway_chargers_connected", "gauge", "Chargers with an open websocket",
+                   [({}, len(csms.connections) if csms else 0)])  # fmt: skip
+        out.metric("cpo_gateway_ocpp_messages_total", "counter", "OCPP Calls received by action",
+                   [({"action": a}, n) for a, n in (csms.handlers.counts.items() if csms else [])])  # fmt: skip
+        out.metric("cpo_gateway_ocpp_auth_failures_total", "counter", "Refused charger logins",
+                   [({}, csms.auth_failures if csms else 0)])  # fmt: skip
+        out.metric("cpo_gateway_oioi_requests_total", "counter", "OIOI requests by call and result code",
+                   [({"call": c, "code": k}, n) for (c, k), n in (oioi.requests.items() if oioi else [])])  # fmt: skip
+        stats = await self.store.outbox_stats(now) if self.db.is_open else []
+        out.metric("cpo_gateway_outbox_depth", "gauge", "Undelivered outbox rows",
+                   [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["depth"]) for s in stats])  # fmt: skip
+        out.metric("cpo_gateway_outbox_oldest_age_seconds", "gauge", "Age of the oldest undelivered row",
+                   [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["oldest_age_s"]) for s in stats])  # fmt: skip
+        counts = await self.store.whitelist_counts() if self.db.is_open else {}
+        out.metric("cpo_gateway_whitelist_size", "gauge", "UIDs in each EMP's whitelist",
+                   [({"emp": e}, n) for e, n in counts.items()])  # fmt: skip
+        decisions = core.authorizer.decisions.items() if core else []
+        out.metric("cpo_gateway_authorizations_total", "counter", "Authorization decisions by path and status",
+                   [({"path": k.split(":")[0], "status": k.split(":")[1]}, n) for k, n in decisions])  # fmt: skip
+        return out.text()

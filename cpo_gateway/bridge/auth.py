@@ -1,0 +1,118 @@
+"""Authorization of idTags presented at a charger.
+
+The chain, in order: whitelist of every EMP -> idTags of pending remote starts -> a short-TTL
+cache of online answers -> rfid-verify to EMPs with online authorization, within a deadline
+-> the EMP's offline policy when it cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.ids import try_normalise_uid
+from cpo_gateway.bridge.model import AuthDecision, AuthPath, AuthStatus, VerifyOutcome
+from cpo_gateway.bridge.ports import EmpLink
+
+log = logs.get(__name__)
+
+_VERIFY_STATUS = {
+    VerifyOutcome.ACCEPTED: AuthStatus.ACCEPTED,
+    VerifyOutcome.BLOCKED: AuthStatus.BLOCKED,
+    VerifyOutcome.UNKNOWN: AuthStatus.INVALID,
+    VerifyOutcome.NO_PAYMENT: AuthStatus.INVALID,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EmpPolicy:
+    name: str
+    online: bool
+    accept_when_unreachable: bool
+    verify_timeout_s: float
+
+
+class Authorizer:
+    def __init__(
+        self,
+        emps: Sequence[EmpPolicy],
+        link: EmpLink,
+        whitelist_lookup: Callable[[str], Awaitable[list[str]]],
+        *,
+        cache_ttl_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._emps = tuple(emps)
+        self._link = link
+        self._lookup = whitelist_lookup
+        self._ttl = cache_ttl_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, AuthDecision]] = {}
+        self.remote_tags: dict[str, str] = {}  # idTag of a pending remote start -> EMP name
+        self.decisions: dict[str, int] = {}  # "path:status" -> count, for /metrics
+
+    def forget(self, uid: str) -> None:
+        self._cache.pop(uid, None)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    async def authorize(self, id_tag: str) -> AuthDecision:
+        decision = await self._decide(id_tag)
+        key = f"{decision.path.value}:{decision.status.value}"
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+        return decision
+
+    async def _decide(self, id_tag: str) -> AuthDecision:
+        uid = try_normalise_uid(id_tag)
+        if uid is not None:
+            partners = await self._lookup(uid)
+            if partners:
+                return AuthDecision(AuthStatus.ACCEPTED, AuthPath.WHITELIST, partners[0], uid)
+        remote_emp = self.remote_tags.get(id_tag)
+        if remote_emp is not None:
+            return AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, remote_emp, uid)
+        if uid is None:
+            return AuthDecision(AuthStatus.INVALID, AuthPath.NONE, None, None)
+        cached = self._cache.get(uid)
+        if cached is not None and cached[0] > self._clock():
+            d = cached[1]
+            return AuthDecision(d.status, AuthPath.CACHE, d.partner, uid)
+        return await self._online(uid)
+
+    async def _online(self, uid: str) -> AuthDecision:
+        online = [e for e in self._emps if e.online]
+        if not online:
+            return AuthDecision(AuthStatus.INVALID, AuthPath.NONE, None, uid)
+        results = await asyncio.gather(*(self._verify(e, uid) for e in online))
+        for emp, outcome in zip(online, results, strict=True):
+            if outcome is VerifyOutcome.ACCEPTED:
+                return self._remember(
+                    AuthDecision(AuthStatus.ACCEPTED, AuthPath.ONLINE, emp.name, uid)
+                )
+        for emp, outcome in zip(online, results, strict=True):
+            if outcome is VerifyOutcome.UNREACHABLE and emp.accept_when_unreachable:
+                log.warning("auth.policy_accept", uid=uid, emp=emp.name)
+                return AuthDecision(AuthStatus.ACCEPTED, AuthPath.POLICY, emp.name, uid)
+        if all(o is VerifyOutcome.UNREACHABLE for o in results):
+            return AuthDecision(AuthStatus.INVALID, AuthPath.POLICY, None, uid)
+        worst = next(o for o in results if o is not VerifyOutcome.UNREACHABLE)
+        return self._remember(AuthDecision(_VERIFY_STATUS[worst], AuthPath.ONLINE, None, uid))
+
+    async def _verify(self, emp: EmpPolicy, uid: str) -> VerifyOutcome:
+        try:
+            async with asyncio.timeout(emp.verify_timeout_s):
+                return await self._link.verify(emp.name, uid)
+        except TimeoutError:
+            log.warning("auth.verify_timeout", emp=emp.name, uid=uid)
+            return VerifyOutcome.UNREACHABLE
+
+    def _remember(self, decision: AuthDecision) -> AuthDecision:
+        if self._ttl > 0 and decision.uid is not None:
+            self._cache[decision.uid] = (self._clock() + self._ttl, decision)
+            if len(self._cache) > 100_000:  # bounded: drop the oldest insertions
+                for key in list(self._cache)[:10_000]:
+                    del self._cache[key]
+        return decision

@@ -1,0 +1,135 @@
+"""Static station data (the CPO's catalogue) and the lookups the core needs from it.
+
+The catalogue is loaded from the stations file by config.py; each connector names the OCPP
+charge point and connector that serve it. Several connectors may share one EVSE ID: they
+share one status and one session at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+CONNECTOR_TYPES = (
+    "Type2", "Combo", "Chademo", "Schuko", "Type3", "CeeBlue", "3PinSquare", "Type1", "CeeRed",
+    "Cee2Poles", "Tesla", "Scame", "Nema5", "CeePlus", "T13", "T15", "T23", "Marechal", "TypeE",
+)  # fmt: skip
+WEEKDAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    street: str
+    street_number: str
+    city: str
+    zip: str
+    country: str  # ISO 3166-1 alpha-2
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    phone: str
+    fax: str | None = None
+    website: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningHours:
+    times: tuple[str, str]  # ("07:30", "19:00")
+    days: tuple[str, str]  # ("Mo", "Fr")
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    evse_id: str
+    type: str
+    speed_kw: float
+    charge_point: str  # OCPP charge point id
+    connector: int  # OCPP connector id (1-based)
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    id: str
+    name: str
+    latitude: float
+    longitude: float
+    address: Address
+    contact: Contact
+    cpo_id: str
+    is_open_24: bool
+    connectors: tuple[Connector, ...]
+    description: str | None = None
+    open_hour_notes: tuple[OpeningHours, ...] = ()
+    notes: str | None = None
+    is_reservable: bool | None = None
+    floor_level: int | None = None
+    is_free_charge: bool | None = None
+    total_parking: int | None = None
+    is_green_power_available: bool | None = None
+    is_plugin_charge: bool | None = None
+    is_roofed: bool | None = None
+    is_private: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerAuth:
+    """Per-charger security settings from the stations file."""
+
+    charge_point_id: str
+    security_profile: int = 0  # 0: none, 1: Basic auth, 2: Basic auth over TLS
+    password_hash: str | None = None  # scrypt$... ; the DB may hold a newer one
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    stations: tuple[Station, ...] = ()
+    chargers: tuple[ChargerAuth, ...] = ()
+    _by_evse: dict[str, tuple[Connector, ...]] = field(init=False, repr=False, compare=False)
+    _by_ocpp: dict[tuple[str, int], Connector] = field(init=False, repr=False, compare=False)
+    _station_of: dict[str, Station] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_evse: dict[str, list[Connector]] = {}
+        by_ocpp: dict[tuple[str, int], Connector] = {}
+        station_of: dict[str, Station] = {}
+        for station in self.stations:
+            for conn in station.connectors:
+                by_evse.setdefault(conn.evse_id, []).append(conn)
+                by_ocpp[(conn.charge_point, conn.connector)] = conn
+                station_of[conn.evse_id] = station
+        object.__setattr__(self, "_by_evse", {k: tuple(v) for k, v in by_evse.items()})
+        object.__setattr__(self, "_by_ocpp", by_ocpp)
+        object.__setattr__(self, "_station_of", station_of)
+
+    def connectors(self) -> Iterator[Connector]:
+        for station in self.stations:
+            yield from station.connectors
+
+    def evse(self, evse_id: str) -> tuple[Connector, ...]:
+        """The connectors behind an EVSE ID (empty when unknown)."""
+        return self._by_evse.get(evse_id, ())
+
+    def evse_ids(self) -> Iterable[str]:
+        return self._by_evse.keys()
+
+    def connector_at(self, charge_point_id: str, connector_id: int) -> Connector | None:
+        return self._by_ocpp.get((charge_point_id, connector_id))
+
+    def station_of(self, evse_id: str) -> Station | None:
+        return self._station_of.get(evse_id)
+
+    def charge_point_ids(self) -> frozenset[str]:
+        ids = {c.charge_point for c in self.connectors()}
+        ids.update(a.charge_point_id for a in self.chargers)
+        return frozenset(ids)
+
+    def connectors_of(self, charge_point_id: str) -> tuple[Connector, ...]:
+        return tuple(c for c in self.connectors() if c.charge_point == charge_point_id)
+
+    def charger_auth(self, charge_point_id: str) -> ChargerAuth | None:
+        for auth in self.chargers:
+            if auth.charge_point_id == charge_point_id:
+                return auth
+        return None

@@ -1,0 +1,181 @@
+"""What chargers report: transactions become sessions, sessions become CDRs.
+
+Every reply a charger gets for a transaction message is given after the commit that holds
+its data; duplicates are answered from what was stored, without side effects.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.auth import Authorizer
+from cpo_gateway.bridge.catalogue import Catalogue
+from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, cdr_to_dict
+from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.ids import try_normalise_uid
+from cpo_gateway.bridge.model import (
+    AuthDecision,
+    AuthPath,
+    AuthStatus,
+    MeterReport,
+    TransactionStart,
+    TransactionStop,
+    UserKind,
+)
+from cpo_gateway.bridge.ports import NewOutbox, SessionRecord, TxRecord
+from cpo_gateway.bridge.store import StorePort
+
+log = logs.get(__name__)
+
+
+class Charging:
+    def __init__(
+        self,
+        store: StorePort,
+        catalogue: Catalogue,
+        authorizer: Authorizer,
+        partners: Mapping[str, str],  # EMP name -> partner identifier
+        *,
+        cdr_on_start: bool,
+        clock: Callable[[], float],
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._store = store
+        self._catalogue = catalogue
+        self._auth = authorizer
+        self._partners = partners
+        self._cdr_on_start = cdr_on_start
+        self._clock = clock
+        self._new_id = new_id
+
+    def evse_of(self, charge_point: str, connector: int) -> str | None:
+        conn = self._catalogue.connector_at(charge_point, connector)
+        if conn is None and connector == 0:
+            # An orphan stop does not say its connector: use the charger's first EVSE.
+            conns = self._catalogue.connectors_of(charge_point)
+            conn = conns[0] if conns else None
+        return None if conn is None else conn.evse_id
+
+    def _cdr_rows(self, tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
+        partner = self._partners.get(session.emp or "")
+        evse = session.evse_id or self.evse_of(tx.charge_point, tx.connector)
+        if partner is None or session.emp is None or evse is None:
+            if session.emp is None:
+                log.info("cdr.kept_locally", session_id=session.id, reason="no EMP authorized it")
+            return ()
+        cdr = build_cdr(tx, session, evse, partner)
+        return (NewOutbox(session.emp, CDR_KIND, session.id, cdr_to_dict(cdr)),)
+
+    async def start(self, start: TransactionStart) -> tuple[int, AuthDecision]:
+        existing = await self._store.find_start(start)
+        if existing is not None:
+            session = await self._store.session(existing.session_id)
+            log.info("tx.start_duplicate", transaction_id=existing.id)
+            return existing.id, _stored_decision(session)
+        pending = await self._store.open_session_on(start.charge_point_id, start.connector_id)
+        bind: str | None = None
+        new: SessionRecord | None = None
+        if pending is not None and pending.state == "pending" and pending.id_tag == start.id_tag:
+            bind = pending.id
+            decision = AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, pending.emp, None)
+        else:
+            decision = await self._auth.authorize(start.id_tag)
+            uid = decision.uid or try_normalise_uid(start.id_tag)
+            new = SessionRecord(
+                id=self._new_id(),
+                evse_id=self.evse_of(start.charge_point_id, start.connector_id),
+                charge_point=start.charge_point_id,
+                connector=start.connector_id,
+                emp=decision.partner,
+                origin="card",
+                user_kind=UserKind.RFID.value,
+                user_id=uid or start.id_tag,
+                id_tag=start.id_tag,
+                auth_status=decision.status.value,
+                auth_path=decision.path.value,
+                state="active",
+                created_at=rfc3339(self._clock()),
+                expires_at=None,
+                transaction_id=None,
+            )
+
+        def rows(tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
+            return self._cdr_rows(tx, session) if self._cdr_on_start else ()
+
+        tx, session, _dup = await self._store.record_start(
+            start, bind_session=bind, new_session=new, outbox=rows, now=self._clock()
+        )
+        if bind is not None:
+            self._auth.remote_tags.pop(start.id_tag, None)
+        log.info(
+            "tx.started",
+            transaction_id=tx.id,
+            session_id=session.id,
+            charge_point_id=start.charge_point_id,
+            connector_id=start.connector_id,
+            auth_path=decision.path.value,
+            auth_status=decision.status.value,
+        )
+        return tx.id, decision
+
+    async def stop(self, stop: TransactionStop) -> AuthDecision | None:
+        decision = await self._auth.authorize(stop.id_tag) if stop.id_tag else None
+        known = stop.transaction_id > 0 and await self._store.transaction(stop.transaction_id)
+
+        def orphan() -> SessionRecord:
+            uid = decision.uid if decision else None
+            log.warning(
+                "tx.orphan_stop",
+                charge_point_id=stop.charge_point_id,
+                transaction_id=stop.transaction_id,
+            )
+            return SessionRecord(
+                id=self._new_id(),
+                evse_id=self.evse_of(stop.charge_point_id, 0),
+                charge_point=stop.charge_point_id,
+                connector=0,
+                emp=decision.partner
+                if decision and decision.status is AuthStatus.ACCEPTED
+                else None,
+                origin="orphan",
+                user_kind=UserKind.RFID.value,
+                user_id=uid or stop.id_tag,
+                id_tag=stop.id_tag,
+                auth_status=decision.status.value if decision else None,
+                auth_path=decision.path.value if decision else AuthPath.NONE.value,
+                state="active",
+                created_at=rfc3339(self._clock()),
+                expires_at=None,
+                transaction_id=None,
+            )
+
+        tx, session, dup = await self._store.record_stop(
+            stop, orphan_session=orphan, outbox=self._cdr_rows, now=self._clock()
+        )
+        log.info(
+            "tx.stopped" if not dup else "tx.stop_duplicate",
+            transaction_id=tx.id,
+            session_id=session.id,
+            known=bool(known),
+        )
+        return decision
+
+    async def meter(self, report: MeterReport) -> None:
+        if report.transaction_id is None or not report.samples:
+            return
+        if not await self._store.record_meter(report.transaction_id, report.samples):
+            log.warning(
+                "tx.meter_unknown_transaction",
+                charge_point_id=report.charge_point_id,
+                transaction_id=report.transaction_id,
+            )
+
+
+def _stored_decision(session: SessionRecord | None) -> AuthDecision:
+    if session is None or session.auth_status is None:
+        return AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE)
+    return AuthDecision(
+        AuthStatus(session.auth_status), AuthPath(session.auth_path or "none"), session.emp
+    )

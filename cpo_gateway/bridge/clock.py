@@ -1,0 +1,26 @@
+"""Time helpers: the core takes an injectable clock (epoch seconds)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def rfc3339(epoch: float) -> str:
+    """2024-05-01T10:00:00+00:00 (OIOI's Y-m-d\\TH:i:sP)."""
+    return datetime.fromtimestamp(epoch, UTC).replace(microsecond=0).isoformat()
+
+
+def to_rfc3339(timestamp: str | None) -> str | None:
+    """A charger's ISO 8601 timestamp as RFC 3339 with an explicit offset (UTC if none given).
+
+    The stored value stays exactly as sent; this is only for what goes to the EMP.
+    """
+    if not timestamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.replace(microsecond=0).isoformat()

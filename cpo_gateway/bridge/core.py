@@ -1,0 +1,205 @@
+"""The core: one object the charger side and the EMP side call into.
+
+It speaks of chargers, sessions, authorizations and statuses; adapters translate protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.auth import Authorizer, EmpPolicy
+from cpo_gateway.bridge.catalogue import Catalogue
+from cpo_gateway.bridge.charging import Charging
+from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.delivery import Deliverer
+from cpo_gateway.bridge.locallist import LocalListPusher
+from cpo_gateway.bridge.model import (
+    AuthDecision,
+    BootInfo,
+    MeterReport,
+    StartResult,
+    StatusReport,
+    StopResult,
+    TransactionStart,
+    TransactionStop,
+    User,
+)
+from cpo_gateway.bridge.ports import ChargerControl, EmpLink
+from cpo_gateway.bridge.remote import Remote
+from cpo_gateway.bridge.stations import sync_stations
+from cpo_gateway.bridge.status import StatusTracker
+from cpo_gateway.bridge.store import StorePort
+
+log = logs.get(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """An EMP as the core sees it."""
+
+    name: str
+    partner_identifier: str
+    online_authorization: bool
+    accept_when_unreachable: bool
+    verify_timeout_s: float
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    id_tag_strategy: str = "evco"
+    pending_start_timeout_s: float = 90.0
+    status_debounce_s: float = 2.0
+    offline_grace_s: float = 60.0
+    cdr_on_start: bool = False
+    auth_cache_ttl_s: float = 300.0
+    request_deadline_s: float = 10.0
+    base_backoff_s: float = 2.0
+    max_backoff_s: float = 3600.0
+    retry_window_s: float = 48 * 3600.0
+    batch_size: int = 200
+    allow_unknown_chargers: bool = False
+
+
+class Core:
+    def __init__(
+        self,
+        store: StorePort,
+        catalogue: Catalogue,
+        partners: Sequence[Partner],
+        chargers: ChargerControl,
+        emp_link: EmpLink,
+        settings: CoreSettings,
+        *,
+        connected: Callable[[], Sequence[str]],
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.settings = settings
+        self.partners = {p.name: p for p in partners}
+        self._partner_ids = {p.name: p.partner_identifier for p in partners}
+        self._clock = clock
+        self.authorizer = Authorizer(
+            [
+                EmpPolicy(
+                    p.name, p.online_authorization, p.accept_when_unreachable, p.verify_timeout_s
+                )
+                for p in partners
+            ],
+            emp_link,
+            store.whitelist_partners,
+            cache_ttl_s=settings.auth_cache_ttl_s,
+            clock=clock,
+        )
+        self.status = StatusTracker(
+            store,
+            catalogue,
+            self._partner_ids,
+            debounce_s=settings.status_debounce_s,
+            offline_grace_s=settings.offline_grace_s,
+            clock=clock,
+        )
+        self.charging = Charging(
+            store,
+            catalogue,
+            self.authorizer,
+            self._partner_ids,
+            cdr_on_start=settings.cdr_on_start,
+            clock=clock,
+        )
+        self.remote = Remote(
+            store,
+            catalogue,
+            chargers,
+            self.authorizer,
+            self.status.state,
+            id_tag_strategy=settings.id_tag_strategy,
+            pending_timeout_s=settings.pending_start_timeout_s,
+            deadline_s=max(0.5, settings.request_deadline_s - 0.5),
+            clock=clock,
+        )
+        self.delivery = Deliverer(
+            store,
+            emp_link,
+            station_of_evse=self._station_of_evse,
+            base_backoff_s=settings.base_backoff_s,
+            max_backoff_s=settings.max_backoff_s,
+            retry_window_s=settings.retry_window_s,
+            batch_size=settings.batch_size,
+            concurrency={p.name: p.concurrency for p in partners},
+            clock=clock,
+        )
+        self.local_list = LocalListPusher(store, chargers, connected)
+
+    def _station_of_evse(self, evse_id: str) -> str | None:
+        station = self.catalogue.station_of(evse_id)
+        return None if station is None else station.id
+
+    async def start(self) -> None:
+        await self.status.load()
+        await self.remote.restore()
+        await sync_stations(self.store, self.catalogue, self._partner_ids, self._clock)
+
+    # --- the charger side ----------------------------------------------------------------------
+    def is_known_charger(self, charge_point_id: str) -> bool:
+        return charge_point_id in self.catalogue.charge_point_ids()
+
+    async def password_hash(self, charge_point_id: str) -> str | None:
+        stored = await self.store.password_hash(charge_point_id)
+        if stored:
+            return stored
+        auth = self.catalogue.charger_auth(charge_point_id)
+        return None if auth is None else auth.password_hash
+
+    def security_profile(self, charge_point_id: str) -> int:
+        auth = self.catalogue.charger_auth(charge_point_id)
+        return 0 if auth is None else auth.security_profile
+
+    def charger_connected(self, charge_point_id: str) -> None:
+        self.status.connected(charge_point_id)
+
+    def charger_disconnected(self, charge_point_id: str) -> None:
+        self.status.disconnected(charge_point_id)
+
+    async def boot(self, info: BootInfo) -> bool:
+        """Record a BootNotification; True when the charger is accepted (known)."""
+        accepted = self.is_known_charger(info.charge_point_id)
+        status = "Accepted" if accepted else "Pending"
+        await self.store.record_boot(info, status, rfc3339(self._clock()))
+        if not accepted:
+            log.warning(
+                "charger.unknown_boot", charge_point_id=info.charge_point_id, vendor=info.vendor
+            )
+        return accepted
+
+    async def authorize(self, charge_point_id: str, id_tag: str) -> AuthDecision:
+        return await self.authorizer.authorize(id_tag)
+
+    async def start_transaction(self, start: TransactionStart) -> tuple[int, AuthDecision]:
+        return await self.charging.start(start)
+
+    async def stop_transaction(self, stop: TransactionStop) -> AuthDecision | None:
+        return await self.charging.stop(stop)
+
+    async def meter_values(self, report: MeterReport) -> None:
+        await self.charging.meter(report)
+
+    async def status_notification(self, report: StatusReport) -> None:
+        await self.status.report(report)
+
+    # --- the EMP side --------------------------------------------------------------------------
+    async def session_start(self, emp: str, user: User, evse_id: str) -> StartResult:
+        return await self.remote.start(emp, user, evse_id)
+
+    async def session_stop(self, emp: str, evse_id: str, session_id: str | None) -> StopResult:
+        return await self.remote.stop(emp, evse_id, session_id)
+
+    async def rfid_post(self, emp: str, uids: Sequence[str]) -> tuple[int, int]:
+        """Replace an EMP's whitelist; returns (new UIDs, total)."""
+        new, total = await self.store.replace_whitelist(emp, uids, rfc3339(self._clock()))
+        self.authorizer.clear_cache()
+        log.info("whitelist.replaced", emp=emp, new=new, total=total)
+        return new, total

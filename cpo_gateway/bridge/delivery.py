@@ -1,0 +1,101 @@
+"""Delivering the outbox to EMPs: back-off with full jitter, Retry-After, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.model import DeliveryStatus
+from cpo_gateway.bridge.ports import EmpLink, OutboxItem, PostedStation
+from cpo_gateway.bridge.store import StorePort
+
+log = logs.get(__name__)
+STATION_KIND = "station-post"
+STATUS_KIND = "connector-post-status"
+
+
+def backoff_s(attempts: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**attempts)]."""
+    return rand() * min(cap_s, base_s * (2 ** min(attempts, 40)))
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: StorePort,
+        link: EmpLink,
+        *,
+        station_of_evse: Callable[[str], str | None],
+        base_backoff_s: float,
+        max_backoff_s: float,
+        retry_window_s: float,
+        batch_size: int,
+        concurrency: dict[str, int],
+        clock: Callable[[], float],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._link = link
+        self._station_of = station_of_evse
+        self._base = base_backoff_s
+        self._cap = max_backoff_s
+        self._window = retry_window_s
+        self._batch = batch_size
+        self._limits = {emp: asyncio.Semaphore(n) for emp, n in concurrency.items()}
+        self._clock = clock
+        self._rand = rand
+        self.delivered = 0
+        self.dead = 0
+
+    async def tick(self) -> int:
+        """One pass over every EMP's due rows; returns how many were delivered."""
+        results = await asyncio.gather(*(self._emp_tick(emp) for emp in self._limits))
+        return sum(results)
+
+    async def _emp_tick(self, emp: str) -> int:
+        items = await self._store.due(emp, self._clock(), self._batch)
+        if not items:
+            return 0
+        posted = await self._store.posted_stations(emp)
+        outcomes = await asyncio.gather(*(self._one(emp, item, posted) for item in items))
+        return sum(outcomes)
+
+    async def _one(self, emp: str, item: OutboxItem, posted: Mapping[str, PostedStation]) -> int:
+        now = self._clock()
+        if item.kind == STATUS_KIND:
+            station = self._station_of(item.key)
+            entry = posted.get(station or "")
+            if station is None or entry is None or not entry.delivered:
+                # The EMP only takes statuses of stations it has received.
+                await self._store.postpone(item.id, now + 5.0, "waiting for station-post")
+                return 0
+        async with self._limits[emp]:
+            result = await self._link.deliver(emp, item.kind, item.payload)
+        now = self._clock()
+        if result.status is DeliveryStatus.DELIVERED:
+            await self._store.mark_delivered([item.id], now)
+            if item.kind == STATION_KIND:
+                await self._store.mark_station_posted(emp, item.key, now)
+            self.delivered += 1
+            return 1
+        if result.status is DeliveryStatus.RETRY and now - item.created_at < self._window:
+            delay = max(
+                backoff_s(item.attempts, self._base, self._cap, self._rand),
+                result.retry_after_s or 0.0,
+            )
+            await self._store.mark_retry(item.id, now + delay, result.detail)
+            log.info(
+                "outbox.retry",
+                id=item.id,
+                emp=emp,
+                kind=item.kind,
+                in_s=round(delay, 2),
+                detail=result.detail,
+            )
+            return 0
+        await self._store.mark_dead(item.id, result.detail or "retry window exceeded", now)
+        self.dead += 1
+        log.warning("outbox.dead_letter", id=item.id, emp=emp, kind=item.kind, detail=result.detail)
+        return 0

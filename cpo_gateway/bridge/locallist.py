@@ -1,0 +1,52 @@
+"""The union of EMP whitelists pushed to chargers (SendLocalList), so they authorize cards
+even while cut off from the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.model import AuthStatus, CommandStatus
+from cpo_gateway.bridge.ports import ChargerControl
+from cpo_gateway.bridge.store import StorePort
+
+log = logs.get(__name__)
+
+
+class LocalListPusher:
+    def __init__(
+        self, store: StorePort, chargers: ChargerControl, connected: Callable[[], Iterable[str]]
+    ) -> None:
+        self._store = store
+        self._chargers = chargers
+        self._connected = connected
+
+    async def push(self, charge_point: str) -> CommandStatus | None:
+        """Bring one charger's list up to date; None when nothing was needed."""
+        version = await self._store.whitelist_version()
+        have, supported = await self._store.local_list_state(charge_point)
+        if not supported or version == 0 or have >= version:
+            return None
+        uids = await self._store.whitelist_union()
+        entries = [(uid, AuthStatus.ACCEPTED) for uid in uids]
+        result = await self._chargers.send_local_list(charge_point, version, entries)
+        if result.status is CommandStatus.ACCEPTED:
+            await self._store.set_local_list_state(charge_point, version, True)
+        elif result.status is CommandStatus.NOT_SUPPORTED:
+            await self._store.set_local_list_state(charge_point, have, False)
+        log.info(
+            "locallist.pushed",
+            charge_point_id=charge_point,
+            version=version,
+            entries=len(entries),
+            result=result.status.value,
+        )
+        return result.status
+
+    async def push_all(self) -> int:
+        """Push to every connected charger that is behind; returns how many were updated."""
+        updated = 0
+        for cp in list(self._connected()):
+            if await self.push(cp) is CommandStatus.ACCEPTED:
+                updated += 1
+        return updated

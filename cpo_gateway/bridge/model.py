@@ -1,0 +1,232 @@
+"""The core's vocabulary: what the charger side reports, what the EMP side asks, and what
+the gateway owes the EMP. Protocol-neutral: adapters translate to and from OCPP and OIOI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+# --- charger side -------------------------------------------------------------------------
+class ConnectorState(StrEnum):
+    """A connector's state as a charger reports it (OCPP 1.6 ChargePointStatus values)."""
+
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class AuthStatus(StrEnum):
+    """What a charger is told about an idTag (OCPP AuthorizationStatus)."""
+
+    ACCEPTED = "Accepted"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+    INVALID = "Invalid"
+    CONCURRENT_TX = "ConcurrentTx"
+
+
+class AuthPath(StrEnum):
+    """How an authorization decision was reached: billing disputes need it."""
+
+    WHITELIST = "whitelist"
+    REMOTE = "remote"
+    CACHE = "cache"
+    ONLINE = "online"
+    POLICY = "policy"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthDecision:
+    status: AuthStatus
+    path: AuthPath
+    partner: str | None = None  # the EMP (by name) that authorized, None when nobody did
+    uid: str | None = None  # normalised UID when the idTag is one
+
+
+class CommandStatus(StrEnum):
+    """Outcome of a command sent to a charger."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    NOT_SUPPORTED = "not_supported"
+    TIMEOUT = "timeout"
+    OFFLINE = "offline"
+    FAILED = "failed"  # the charger answered with a CallError
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    status: CommandStatus
+    detail: str = ""
+    data: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is CommandStatus.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class EnergySample:
+    """One reading of the energy import register, already converted to Wh.
+
+    timestamp is kept exactly as the charger sent it.
+    """
+
+    timestamp: str
+    wh: float
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStart:
+    charge_point_id: str
+    connector_id: int
+    id_tag: str
+    meter_start_wh: int
+    timestamp: str
+    reservation_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStop:
+    charge_point_id: str
+    transaction_id: int
+    meter_stop_wh: int
+    timestamp: str
+    id_tag: str | None = None
+    reason: str | None = None
+    samples: tuple[EnergySample, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReport:
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int | None
+    samples: tuple[EnergySample, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    charge_point_id: str
+    connector_id: int  # 0 = the charger as a whole
+    state: ConnectorState | None  # None: a value we do not know (mapped to Unknown)
+    error_code: str = "NoError"
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BootInfo:
+    charge_point_id: str
+    vendor: str
+    model: str
+    serial: str | None = None
+    firmware: str | None = None
+
+
+# --- EMP side -------------------------------------------------------------------------------
+class EvseStatus(StrEnum):
+    """An EVSE's status toward the EMP."""
+
+    AVAILABLE = "Available"
+    OCCUPIED = "Occupied"
+    OFFLINE = "Offline"
+    RESERVED = "Reserved"
+    UNKNOWN = "Unknown"
+
+
+class UserKind(StrEnum):
+    EVCO_ID = "evco-id"
+    RFID = "rfid"
+    USERNAME = "username"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    kind: UserKind
+    identifier: str
+
+
+class Outcome(StrEnum):
+    """Business outcome of an EMP request, mapped to a protocol result code by the adapter."""
+
+    OK = "ok"
+    EVSE_NOT_FOUND = "evse_not_found"
+    SESSION_NOT_FOUND = "session_not_found"
+    EVSE_ERROR = "evse_error"  # charger offline, faulted, or rejected the command
+    EVSE_TIMEOUT = "evse_timeout"
+    EVSE_IN_USE = "evse_in_use"
+    NOT_ALLOWED = "not_allowed"  # another partner's EVSE or session
+    BAD_USER = "bad_user"  # identifier cannot be mapped to an idTag
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    outcome: Outcome
+    session_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    outcome: Outcome
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    start: str  # RFC 3339 with offset
+    stop: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cdr:
+    """A charge detail record owed to one EMP."""
+
+    session_id: str
+    evse_id: str
+    user: User
+    session_interval: Interval
+    partner_identifier: str
+    charging_interval: Interval | None = None
+    energy_kwh: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    evse_id: str
+    status: EvseStatus
+    partner_identifier: str
+
+
+class VerifyOutcome(StrEnum):
+    """Answer of an EMP's online authorization (rfid-verify)."""
+
+    ACCEPTED = "accepted"
+    UNKNOWN = "unknown"
+    BLOCKED = "blocked"
+    NO_PAYMENT = "no_payment"
+    UNREACHABLE = "unreachable"
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # transient: back off and try again
+    REJECTED = "rejected"  # permanent: dead letter
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    status: DeliveryStatus
+    detail: str = ""
+    retry_after_s: float | None = None  # a floor for the next attempt (Retry-After)
+    http_status: int | None = None
+    code: int | None = None

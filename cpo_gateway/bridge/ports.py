@@ -1,0 +1,132 @@
+"""The interfaces the core talks through. Adapters implement them; app.py wires them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cpo_gateway.bridge.model import (
+    AuthStatus,
+    CommandResult,
+    Delivery,
+    EnergySample,
+    TransactionStart,
+    TransactionStop,
+    VerifyOutcome,
+)
+
+
+class ChargerControl(Protocol):
+    """Commands to chargers (implemented by csms/)."""
+
+    def is_connected(self, charge_point_id: str) -> bool: ...
+
+    async def remote_start(
+        self, charge_point_id: str, connector_id: int, id_tag: str
+    ) -> CommandResult: ...
+
+    async def remote_stop(self, charge_point_id: str, transaction_id: int) -> CommandResult: ...
+
+    async def send_local_list(
+        self, charge_point_id: str, version: int, entries: Sequence[tuple[str, AuthStatus]]
+    ) -> CommandResult: ...
+
+    async def trigger_status(
+        self, charge_point_id: str, connector_id: int | None = None
+    ) -> CommandResult: ...
+
+
+class EmpLink(Protocol):
+    """Requests to EMPs (implemented by oioi/)."""
+
+    async def verify(self, emp: str, uid: str) -> VerifyOutcome: ...
+
+    async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """A transaction as stored, with its session."""
+
+    id: int
+    session_id: str
+    charge_point: str
+    connector: int
+    id_tag: str | None
+    started_at: str | None
+    meter_start_wh: float | None
+    stopped_at: str | None
+    meter_stop_wh: float | None
+    first_wh: float | None
+    first_wh_at: str | None
+    last_wh: float | None
+    last_wh_at: str | None
+    charge_start_at: str | None
+    charge_stop_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: str
+    evse_id: str | None
+    charge_point: str
+    connector: int
+    emp: str | None
+    origin: str  # remote | card | orphan
+    user_kind: str | None
+    user_id: str | None
+    id_tag: str | None
+    auth_status: str | None
+    auth_path: str | None
+    state: str  # pending | active | finished | failed
+    created_at: str
+    expires_at: float | None
+    transaction_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    emp: str
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
+    next_at: float
+    state: str
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PostedStation:
+    """What was last queued as station-post for one EMP."""
+
+    hash: str
+    payload: dict[str, Any]
+    deleted: bool
+    delivered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutbox:
+    """An outbox row to write inside the transaction that causes it."""
+
+    emp: str
+    kind: str
+    key: str
+    payload: dict[str, Any]
+
+
+__all__ = [
+    "ChargerControl",
+    "EmpLink",
+    "EnergySample",
+    "NewOutbox",
+    "OutboxItem",
+    "SessionRecord",
+    "TransactionStart",
+    "TransactionStop",
+    "TxRecord",
+]

@@ -1,0 +1,200 @@
+"""Remote start and stop asked by an EMP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Callable
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.auth import Authorizer
+from cpo_gateway.bridge.catalogue import Catalogue, Connector
+from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.ids import is_evco_id, normalise_evco_id, try_normalise_uid
+from cpo_gateway.bridge.model import (
+    CommandStatus,
+    ConnectorState,
+    Outcome,
+    StartResult,
+    StopResult,
+    User,
+    UserKind,
+)
+from cpo_gateway.bridge.ports import ChargerControl, SessionRecord
+from cpo_gateway.bridge.store import StorePort
+
+log = logs.get(__name__)
+
+_BUSY = {
+    ConnectorState.CHARGING,
+    ConnectorState.SUSPENDED_EV,
+    ConnectorState.SUSPENDED_EVSE,
+    ConnectorState.FINISHING,
+    ConnectorState.RESERVED,
+}
+_BROKEN = {ConnectorState.FAULTED, ConnectorState.UNAVAILABLE}
+
+
+def hashed_id_tag(evco_id: str, attempt: int) -> str:
+    """A stable 20-character upper-case hex idTag for chargers that accept only hex."""
+    return hashlib.sha256(f"{evco_id}#{attempt}".encode()).hexdigest()[:20].upper()
+
+
+class Remote:
+    def __init__(
+        self,
+        store: StorePort,
+        catalogue: Catalogue,
+        chargers: ChargerControl,
+        authorizer: Authorizer,
+        states: Callable[[str, int], ConnectorState | None],
+        *,
+        id_tag_strategy: str,
+        pending_timeout_s: float,
+        deadline_s: float,
+        clock: Callable[[], float],
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._store = store
+        self._catalogue = catalogue
+        self._chargers = chargers
+        self._auth = authorizer
+        self._states = states
+        self._strategy = id_tag_strategy
+        self._pending_timeout_s = pending_timeout_s
+        self._deadline_s = deadline_s
+        self._clock = clock
+        self._new_id = new_id
+
+    async def _id_tag(self, user: User) -> str | None:
+        if user.kind is UserKind.RFID:
+            return try_normalise_uid(user.identifier)
+        if user.kind is not UserKind.EVCO_ID or not is_evco_id(user.identifier):
+            return None
+        evco = normalise_evco_id(user.identifier)
+        if self._strategy == "evco" and len(evco) <= 20:
+            return evco
+        return await self._store.id_tag_for(evco, hashed_id_tag)
+
+    async def start(self, emp: str, user: User, evse_id: str) -> StartResult:
+        connectors = self._catalogue.evse(evse_id)
+        if not connectors:
+            return StartResult(Outcome.EVSE_NOT_FOUND, detail=f"unknown EVSE {evse_id}")
+        id_tag = await self._id_tag(user)
+        if id_tag is None:
+            return StartResult(
+                Outcome.BAD_USER,
+                detail=f"{user.kind.value} {user.identifier!r} cannot be used as an idTag",
+            )
+        choice = await self._pick(connectors)
+        if isinstance(choice, StartResult):
+            return choice
+        session = SessionRecord(
+            id=self._new_id(),
+            evse_id=evse_id,
+            charge_point=choice.charge_point,
+            connector=choice.connector,
+            emp=emp,
+            origin="remote",
+            user_kind=user.kind.value,
+            user_id=user.identifier,
+            id_tag=id_tag,
+            auth_status="Accepted",
+            auth_path="remote",
+            state="pending",
+            created_at=rfc3339(self._clock()),
+            expires_at=self._clock() + self._pending_timeout_s,
+            transaction_id=None,
+        )
+        # Stored before the command: a StartTransaction may arrive before the answer.
+        await self._store.create_session(session)
+        self._auth.remote_tags[id_tag] = emp
+        log.info("session.remote_start", session_id=session.id, evse_id=evse_id, emp=emp)
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                result = await self._chargers.remote_start(
+                    choice.charge_point, choice.connector, id_tag
+                )
+        except TimeoutError:
+            result = None
+        if result is not None and result.accepted:
+            return StartResult(Outcome.OK, session.id)
+        await self._store.set_session_state(
+            session.id, "failed", "charger did not accept", only_from="pending"
+        )
+        self._auth.remote_tags.pop(id_tag, None)
+        if result is None or result.status is CommandStatus.TIMEOUT:
+            return StartResult(Outcome.EVSE_TIMEOUT, detail="the charger did not answer in time")
+        return StartResult(Outcome.EVSE_ERROR, detail=f"the charger answered {result.status.value}")
+
+    async def _pick(self, connectors: tuple[Connector, ...]) -> Connector | StartResult:
+        for conn in connectors:
+            if await self._store.open_session_on(conn.charge_point, conn.connector):
+                return StartResult(Outcome.EVSE_IN_USE, detail="a session is running on this EVSE")
+        online = [c for c in connectors if self._chargers.is_connected(c.charge_point)]
+        if not online:
+            return StartResult(Outcome.EVSE_ERROR, detail="the charger is offline")
+        for conn in online:
+            if self._states(conn.charge_point, conn.connector) in _BUSY:
+                return StartResult(Outcome.EVSE_IN_USE, detail="the EVSE is occupied")
+        usable = [c for c in online if self._states(c.charge_point, c.connector) not in _BROKEN]
+        if not usable:
+            return StartResult(Outcome.EVSE_ERROR, detail="the EVSE is faulted or unavailable")
+        return usable[0]
+
+    async def stop(self, emp: str, evse_id: str, session_id: str | None) -> StopResult:
+        if session_id:
+            session = await self._store.session(session_id)
+        else:
+            session = None
+            for conn in self._catalogue.evse(evse_id):
+                session = await self._store.open_session_on(conn.charge_point, conn.connector)
+                if session:
+                    break
+        if session is None:
+            if not session_id and not self._catalogue.evse(evse_id):
+                return StopResult(Outcome.EVSE_NOT_FOUND, f"unknown EVSE {evse_id}")
+            return StopResult(Outcome.SESSION_NOT_FOUND, "no such session")
+        if session.emp != emp:
+            return StopResult(Outcome.NOT_ALLOWED, "the session belongs to another partner")
+        if session.state in ("finished", "failed"):
+            return StopResult(Outcome.OK, "the session has already ended")
+        if session.state == "pending" or session.transaction_id is None:
+            await self._store.set_session_state(session.id, "failed", "stopped before it began")
+            if session.id_tag:
+                self._auth.remote_tags.pop(session.id_tag, None)
+            return StopResult(Outcome.OK, "the session had not begun")
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                result = await self._chargers.remote_stop(
+                    session.charge_point, session.transaction_id
+                )
+        except TimeoutError:
+            return StopResult(Outcome.EVSE_TIMEOUT, "the charger did not answer in time")
+        if result.accepted:
+            return StopResult(Outcome.OK)
+        if result.status is CommandStatus.TIMEOUT:
+            return StopResult(Outcome.EVSE_TIMEOUT, "the charger did not answer in time")
+        return StopResult(Outcome.EVSE_ERROR, f"the charger answered {result.status.value}")
+
+    async def expire_pending(self) -> int:
+        """Fail pending starts whose charger never began; returns how many."""
+        now = self._clock()
+        expired = 0
+        for session in await self._store.pending_sessions():
+            if session.expires_at is not None and session.expires_at <= now:
+                if await self._store.set_session_state(
+                    session.id, "failed", "the charger never began", only_from="pending"
+                ):
+                    expired += 1
+                    log.info("session.start_expired", session_id=session.id)
+                if session.id_tag:
+                    self._auth.remote_tags.pop(session.id_tag, None)
+        return expired
+
+    async def restore(self) -> None:
+        """Re-learn the idTags of pending starts after a restart."""
+        for session in await self._store.pending_sessions():
+            if session.id_tag and session.emp:
+                self._auth.remote_tags[session.id_tag] = session.emp

@@ -1,0 +1,308 @@
+"""The command line: `cpo-gateway run|check-config|demo|charger|whitelist|outbox|sessions`.
+
+Exceptions map to exit codes (README): 0 ok, 64 usage, 70 crash, 71 cannot listen,
+73 state dir not writable, 78 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from cpo_gateway import __version__, logs
+from cpo_gateway.config import Config, ConfigError, load_config
+
+EXIT_OK = 0
+EXIT_USAGE = 64
+EXIT_SOFTWARE = 70
+EXIT_CONFIG = 78
+DEFAULT_CONFIG = os.environ.get("CPO_GATEWAY_CONFIG", "/etc/cpo-gateway/gateway.toml")
+
+log = logs.get("cpo_gateway.cli")
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(Path(path))
+    except ConfigError as exc:
+        print(f"configuration error ({len(exc.problems)}):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    cat = cfg.catalogue
+    connectors = list(cat.connectors())
+    print(f"ok: {cfg.path}")
+    print(f"  stations:   {len(cat.stations)} ({cfg.gateway.stations_file})")
+    print(f"  connectors: {len(connectors)} on {len({c.evse_id for c in connectors})} EVSE IDs")
+    print(f"  chargers:   {len(cat.charge_point_ids())}")
+    print(f"  EMPs:       {len(cfg.emps)} ({', '.join(e.name for e in cfg.emps) or 'none'})")
+    scheme = "wss" if cfg.ocpp.tls else "ws"
+    print(
+        f"  OCPP:       {scheme}://{cfg.ocpp.host}:{cfg.ocpp.port}{cfg.ocpp.path}/<charge point id>"
+    )
+    print(f"  OIOI:       http://{cfg.oioi.host}:{cfg.oioi.port}{cfg.oioi.path}")
+    print(f"  state:      {cfg.gateway.database}")
+    problems = asyncio.run(_connector_changes(cfg))
+    for problem in problems:
+        print(f"configuration error: {problem}", file=sys.stderr)
+    return EXIT_CONFIG if problems else EXIT_OK
+
+
+async def _connector_changes(cfg: Config) -> list[str]:
+    """Stations whose connectors differ from what an EMP already has (OIOI forbids it)."""
+    if not cfg.gateway.database.exists():
+        return []
+    from cpo_gateway.bridge.stations import changed_connectors
+    from cpo_gateway.store import Database, Store
+
+    db = Database(cfg.gateway.database)
+    try:
+        await db.open()
+        store = Store(db)
+        problems: list[str] = []
+        for emp in cfg.emps:
+            for p in changed_connectors(cfg.catalogue, await store.posted_stations(emp.name)):
+                problems.append(f"{cfg.gateway.stations_file}: {p} (EMP {emp.name})")
+        return problems
+    finally:
+        await db.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    logs.configure(cfg.logging.level, cfg.logging.format)
+    from cpo_gateway.app import Gateway, StartupError
+
+    async def main() -> int:
+        shutdown = asyncio.Event()
+        _install_signals(shutdown)
+        try:
+            await Gateway(cfg).run(shutdown)
+        except StartupError as exc:
+            log.error("gateway.start_failed", error=str(exc), exit_code=exc.exit_code)
+            return exc.exit_code
+        return EXIT_OK
+
+    return asyncio.run(main())
+
+
+def _install_signals(shutdown: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    hits = {"n": 0}
+
+    def on_signal(signame: str) -> None:
+        hits["n"] += 1
+        if hits["n"] > 1 and signame == "SIGINT":
+            log.warning("gateway.forced_exit")
+            os._exit(130)
+        log.info("gateway.signal", signal=signame)
+        shutdown.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+
+def _with_store(args: argparse.Namespace, fn: Callable[..., Awaitable[int]]) -> int:
+    cfg = _load(args.config)
+    from cpo_gateway.store import Database, Store
+
+    async def main() -> int:
+        db = Database(cfg.gateway.database)
+        await db.open()
+        try:
+            return await fn(Store(db), cfg, args)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+def cmd_charger(args: argparse.Namespace) -> int:
+    from cpo_gateway.csms.passwords import hash_password
+
+    if args.charger_cmd == "hash-password":
+        print(hash_password(_read_password(args)))
+        return EXIT_OK
+
+    async def set_pw(store, cfg, args):  # type: ignore[no-untyped-def]
+        if args.id not in cfg.catalogue.charge_point_ids():
+            print(f"warning: {args.id} is not in {cfg.gateway.stations_file}", file=sys.stderr)
+        await store.set_password_hash(args.id, hash_password(_read_password(args)))
+        print(f"password set for {args.id}")
+        return EXIT_OK
+
+    return _with_store(args, set_pw)
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+    if len(password) < 16:
+        # OCPP 1.6 security whitepaper: AuthorizationKey is 16-40 characters.
+        print("error: the password must be at least 16 characters", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    return password
+
+
+def cmd_whitelist(args: argparse.Namespace) -> int:
+    async def run(store, cfg, args):  # type: ignore[no-untyped-def]
+        from cpo_gateway.bridge.ids import try_normalise_uid
+
+        if args.wl_cmd == "count":
+            counts = await store.whitelist_counts()
+            for emp in cfg.emps:
+                print(f"{emp.name}\t{counts.get(emp.name, 0)}")
+            return EXIT_OK
+        if args.wl_cmd == "show":
+            for emp, uid in await store.whitelist_page(args.emp, args.limit):
+                print(f"{emp}\t{uid}")
+            return EXIT_OK
+        uid = try_normalise_uid(args.uid)
+        if uid is None:
+            print(f"{args.uid!r} is not a UID (hex, at most 20 characters)", file=sys.stderr)
+            return EXIT_USAGE
+        partners = await store.whitelist_partners(uid)
+        print(f"{uid}: " + (", ".join(partners) if partners else "not whitelisted"))
+        return EXIT_OK if partners else 1
+
+    return _with_store(args, run)
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    import time
+
+    async def run(store, cfg, args):  # type: ignore[no-untyped-def]
+        if args.ob_cmd == "list":
+            items = await store.list_outbox("dead" if args.dead else None, args.limit)
+            for i in items:
+                print(
+                    f"{i.id}\t{i.state}\t{i.emp}\t{i.kind}\t{i.key}\tattempts={i.attempts}\t{i.last_error or ''}"
+                )
+            print(f"{len(items)} row(s)")
+            return EXIT_OK
+        if args.ob_cmd == "retry":
+            if not args.all_dead and not args.ids:
+                print("give row ids or --all-dead", file=sys.stderr)
+                return EXIT_USAGE
+            n = await store.requeue(None if args.all_dead else args.ids, time.time())
+            print(f"{n} row(s) queued again")
+            return EXIT_OK
+        ok = await store.purge(args.id)
+        print("purged" if ok else "no such row")
+        return EXIT_OK if ok else 1
+
+    return _with_store(args, run)
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    async def run(store, cfg, args):  # type: ignore[no-untyped-def]
+        for s in await store.list_sessions(args.limit, args.state):
+            print(
+                f"{s.id}\t{s.state}\t{s.origin}\t{s.evse_id or '-'}\t{s.emp or '(local)'}\t"
+                f"tx={s.transaction_id}\t{s.auth_path}\t{s.created_at}"
+            )
+        return EXIT_OK
+
+    return _with_store(args, run)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cpo_gateway.sim.demo import run_demo
+
+    return run_demo(keep_running=not args.once)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cpo-gateway", description="OCPP <-> OIOI gateway for charge point operators"
+    )
+    p.add_argument("--version", action="version", version=f"cpo-gateway {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument(
+            "-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
+        )
+        return sp
+
+    with_config(sub.add_parser("run", help="run the gateway")).set_defaults(fn=cmd_run)
+    with_config(
+        sub.add_parser("check-config", help="validate the config and stations files")
+    ).set_defaults(fn=cmd_check_config)
+    demo = sub.add_parser("demo", help="play the whole story on loopback with simulated peers")
+    demo.add_argument(
+        "--once", action="store_true", help="stop after the story instead of waiting for Ctrl-C"
+    )
+    demo.set_defaults(fn=cmd_demo)
+
+    ch = with_config(sub.add_parser("charger", help="charger credentials"))
+    chs = ch.add_subparsers(dest="charger_cmd", required=True)
+    sp = chs.add_parser("set-password", help="store a salted hash of a charger's password")
+    sp.add_argument("id")
+    sp.add_argument("--password-stdin", action="store_true")
+    hp = chs.add_parser("hash-password", help="print a hash for the stations file")
+    hp.add_argument("--password-stdin", action="store_true")
+    ch.set_defaults(fn=cmd_charger)
+
+    wl = with_config(sub.add_parser("whitelist", help="inspect the RFID whitelist"))
+    wls = wl.add_subparsers(dest="wl_cmd", required=True)
+    wls.add_parser("count")
+    show = wls.add_parser("show")
+    show.add_argument("--emp")
+    show.add_argument("--limit", type=int, default=100)
+    check = wls.add_parser("check")
+    check.add_argument("uid")
+    wl.set_defaults(fn=cmd_whitelist)
+
+    ob = with_config(sub.add_parser("outbox", help="inspect and re-queue messages owed to EMPs"))
+    obs = ob.add_subparsers(dest="ob_cmd", required=True)
+    ls = obs.add_parser("list")
+    ls.add_argument("--dead", action="store_true")
+    ls.add_argument("--limit", type=int, default=100)
+    rt = obs.add_parser("retry")
+    rt.add_argument("ids", nargs="*", type=int)
+    rt.add_argument("--all-dead", action="store_true")
+    pg = obs.add_parser("purge")
+    pg.add_argument("id", type=int)
+    ob.set_defaults(fn=cmd_outbox)
+
+    ss = with_config(sub.add_parser("sessions", help="list sessions"))
+    sss = ss.add_subparsers(dest="ss_cmd", required=True)
+    sl = sss.add_parser("list")
+    sl.add_argument("--limit", type=int, default=50)
+    sl.add_argument("--state", choices=("pending", "active", "finished", "failed"))
+    ss.set_defaults(fn=cmd_sessions)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "run":
+        logs.configure("warning", "auto", sys.stderr)
+    try:
+        return int(args.fn(args))
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        log.exception("gateway.crashed")
+        return EXIT_SOFTWARE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

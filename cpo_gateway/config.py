@@ -1,0 +1,384 @@
+"""Configuration: TOML files read with tomllib into frozen dataclasses.
+
+load_config(path, env) is pure apart from reading the files it names. Every problem is
+reported at once, each naming the file, the dotted key, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cpo_gateway.bridge.catalogue import Catalogue
+from cpo_gateway.stations import load_stations
+from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    state_dir: Path
+    stations_file: Path
+    shutdown_grace_s: float = 20.0
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "gateway.db"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class OcppConfig:
+    host: str = "0.0.0.0"  # noqa: S104 - a central system listens for chargers on the network
+    port: int = 9000
+    path: str = "/ocpp"
+    heartbeat_interval_s: int = 300
+    allow_unknown_chargers: bool = False
+    ping_interval_s: float = 60.0
+    ping_timeout_s: float = 60.0
+    max_frame_bytes: int = 65536
+    compression: bool = False
+    call_timeout_s: float = 30.0
+    offline_grace_s: float = 60.0
+    tls: TlsConfig | None = None
+
+
+@dataclass(frozen=True)
+class OioiConfig:
+    host: str = "0.0.0.0"  # noqa: S104
+    port: int = 8080
+    path: str = "/api/v4/request"
+    max_body_bytes: int = 64 * 1024 * 1024
+    request_deadline_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class EmpConfig:
+    name: str
+    url: str
+    api_key: str = field(repr=False)
+    inbound_api_key: str = field(repr=False)
+    partner_identifier: str
+    online_authorization: bool = False
+    offline_policy: str = "reject"  # reject | accept
+    verify_timeout_s: float = 3.0
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    id_tag_strategy: str = "evco"  # evco | hash
+    pending_start_timeout_s: float = 90.0
+    status_debounce_s: float = 2.0
+    cdr_on_start: bool = False
+    auth_cache_ttl_s: float = 300.0
+    id_tag_expiry_s: int = 3600
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_backoff_s: float = 3600.0
+    base_backoff_s: float = 2.0
+    retry_window_s: float = 48 * 3600.0
+    tick_s: float = 1.0
+    batch_size: int = 200
+    prune_after_days: int = 7
+    status_resync_h: float = 24.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "auto"  # auto | json | console
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    gateway: GatewayConfig
+    ocpp: OcppConfig
+    oioi: OioiConfig
+    emps: tuple[EmpConfig, ...]
+    sessions: SessionsConfig
+    outbox: OutboxConfig
+    logging: LoggingConfig
+    catalogue: Catalogue
+
+    def emp(self, name: str) -> EmpConfig | None:
+        return next((e for e in self.emps if e.name == name), None)
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def env_key_name(emp_name: str, which: str) -> str:
+    """The environment variable that may hold an EMP key: CPO_GATEWAY_EMP_<NAME>_<WHICH>."""
+    slug = re.sub(r"[^A-Za-z0-9]", "_", emp_name).upper()
+    return f"CPO_GATEWAY_EMP_{slug}_{which.upper()}"
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check the gateway config and the stations file it names."""
+    env = os.environ if env is None else env
+    path = Path(path)
+    data = _read_toml(path)
+    errors: list[str] = []
+    root = Table(path, data, "", errors)
+    base = path.parent
+
+    gateway = _gateway(root.table("gateway"), base, env, path, errors)
+    ocpp = _ocpp(root.table("ocpp"), base, path, errors)
+    oioi = _oioi(root.table("oioi"), path, errors)
+    emps = tuple(_emp(t, base, env) for t in root.tables("emp"))
+    sessions = _sessions(root.table("sessions"), path, errors)
+    outbox = _outbox(root.table("outbox"), path, errors)
+    logging_ = _logging(root.table("logging"), path, errors)
+    root.finish()
+    _check_emps(emps, path, errors)
+    if ocpp.port == oioi.port and ocpp.port != 0:
+        errors.append(
+            f"{path}: ocpp.port and oioi.port: expected two different ports, found both {ocpp.port}"
+        )
+
+    catalogue = Catalogue()
+    if gateway.stations_file.name:
+        try:
+            catalogue = load_stations(gateway.stations_file)
+        except ConfigError as exc:
+            errors.extend(exc.problems)
+    if errors:
+        raise ConfigError(errors)
+    return Config(path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue)
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def _empty(path: Path, name: str, errors: list[str]) -> Table:
+    return Table(path, {}, name, errors)
+
+
+def _resolve(base: Path, value: str, env: Mapping[str, str]) -> Path:
+    expanded = value
+    for var in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "CONFIGURATION_DIRECTORY"):
+        if var in env:
+            expanded = expanded.replace("${" + var + "}", env[var]).replace("$" + var, env[var])
+    p = Path(expanded).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _gateway(
+    t: Table | None, base: Path, env: Mapping[str, str], path: Path, errors: list[str]
+) -> GatewayConfig:
+    t = t or _empty(path, "gateway", errors)
+    default_state = env.get("STATE_DIRECTORY") or "./var"
+    state_dir = t.string("state_dir", default_state, hint="a directory the gateway may write")
+    stations = t.string("stations_file", "", allow_empty=True)
+    grace = t.number("shutdown_grace_s", 20.0, lo=0.0, hi=600.0)
+    t.finish()
+    # The default ./var is relative to the working directory, like any CLI tool's.
+    state_path = Path(state_dir) if state_dir == "./var" else _resolve(base, state_dir, env)
+    return GatewayConfig(
+        state_dir=state_path,
+        stations_file=_resolve(base, stations, env) if stations else Path(""),
+        shutdown_grace_s=grace,
+    )
+
+
+def _ocpp(t: Table | None, base: Path, path: Path, errors: list[str]) -> OcppConfig:
+    t = t or _empty(path, "ocpp", errors)
+    d = OcppConfig()
+    cfg_path = t.string("path", d.path)
+    if isinstance(cfg_path, str) and not cfg_path.startswith("/"):
+        t.error("path", "a URL path starting with '/'", repr(cfg_path))
+    tls_table = t.table("tls")
+    tls = None
+    if tls_table is not None:
+        cert = tls_table.string("cert_file")
+        key = tls_table.string("key_file")
+        tls_table.finish()
+        if cert and key:
+            tls = TlsConfig(_resolve(base, cert, {}), _resolve(base, key, {}))
+    cfg = OcppConfig(
+        host=t.string("host", d.host),
+        port=t.integer("port", d.port, lo=0, hi=65535),
+        path=cfg_path.rstrip("/") if isinstance(cfg_path, str) else d.path,
+        heartbeat_interval_s=t.integer(
+            "heartbeat_interval_s", d.heartbeat_interval_s, lo=10, hi=86400
+        ),
+        allow_unknown_chargers=t.boolean("allow_unknown_chargers", d.allow_unknown_chargers),
+        ping_interval_s=t.number("ping_interval_s", d.ping_interval_s, lo=1.0, hi=3600.0),
+        ping_timeout_s=t.number("ping_timeout_s", d.ping_timeout_s, lo=1.0, hi=3600.0),
+        max_frame_bytes=t.integer(
+            "max_frame_bytes", d.max_frame_bytes, lo=1024, hi=16 * 1024 * 1024
+        ),
+        compression=t.boolean("compression", d.compression),
+        call_timeout_s=t.number("call_timeout_s", d.call_timeout_s, lo=1.0, hi=600.0),
+        offline_grace_s=t.number("offline_grace_s", d.offline_grace_s, lo=0.0, hi=3600.0),
+        tls=tls,
+    )
+    t.finish()
+    return cfg
+
+
+def _oioi(t: Table | None, path: Path, errors: list[str]) -> OioiConfig:
+    t = t or _empty(path, "oioi", errors)
+    d = OioiConfig()
+    cfg_path = t.string("path", d.path)
+    if isinstance(cfg_path, str) and not cfg_path.startswith("/"):
+        t.error("path", "a URL path starting with '/'", repr(cfg_path))
+    cfg = OioiConfig(
+        host=t.string("host", d.host),
+        port=t.integer("port", d.port, lo=0, hi=65535),
+        path=cfg_path,
+        max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, lo=1024, hi=1024**3),
+        request_deadline_s=t.number("request_deadline_s", d.request_deadline_s, lo=0.5, hi=120.0),
+    )
+    t.finish()
+    return cfg
+
+
+def _secret(t: Table, key: str, emp_name: str, base: Path, env: Mapping[str, str]) -> str:
+    inline = t.string(key, None)
+    from_file = t.string(f"{key}_file", None)
+    env_name = env_key_name(emp_name or "?", key)
+    if inline and from_file:
+        t.error(key, f"either {key} or {key}_file", "both")
+    if from_file:
+        p = _resolve(base, from_file, env)
+        try:
+            value = p.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            t.error(f"{key}_file", "a readable file holding the key", f"{p} ({exc.strerror})")
+            return ""
+        if not value:
+            t.error(f"{key}_file", "a file holding the key", f"{p} is empty")
+        return value
+    if inline:
+        return str(inline)
+    if env.get(env_name):
+        return env[env_name].strip()
+    t.error(
+        key,
+        "a key",
+        "none",
+        f'give it as {t.key(key)} = "...", as {t.key(key + "_file")} = "/path" '
+        f"(e.g. a systemd credential), or in the environment variable {env_name}",
+    )
+    return ""
+
+
+def _emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
+    name = t.string("name")
+    url = t.string(
+        "url", hint="the EMP's OIOI endpoint, e.g. https://api.example.com/api/v4/request"
+    )
+    if isinstance(url, str) and not re.match(r"https?://[^/\s]+", url):
+        t.error("url", "an http:// or https:// URL", repr(url))
+    d = EmpConfig("", "", "", "", "")
+    partner = t.string("partner_identifier", hint="the EMP's partner identifier (>= 16 characters)")
+    if isinstance(partner, str) and 0 < len(partner) < 16:
+        t.error("partner_identifier", "at least 16 characters (OIOI glossary)", repr(partner))
+    cfg = EmpConfig(
+        name=name or "",
+        url=url or "",
+        api_key=_secret(t, "api_key", name or "", base, env),
+        inbound_api_key=_secret(t, "inbound_api_key", name or "", base, env),
+        partner_identifier=partner or "",
+        online_authorization=t.boolean("online_authorization", d.online_authorization),
+        offline_policy=t.string("offline_policy", d.offline_policy, choices=("reject", "accept")),
+        verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),
+        concurrency=t.integer("concurrency", d.concurrency, lo=1, hi=64),
+    )
+    t.finish()
+    return cfg
+
+
+def _check_emps(emps: tuple[EmpConfig, ...], path: Path, errors: list[str]) -> None:
+    for attr in ("name", "partner_identifier", "inbound_api_key"):
+        seen: dict[str, int] = {}
+        for i, emp in enumerate(emps):
+            value = getattr(emp, attr)
+            if value and value in seen:
+                shown = "the same key" if "key" in attr else repr(value)
+                errors.append(
+                    f"{path}: emp[{i}].{attr}: expected a value unique among [[emp]] tables, "
+                    f"found {shown} as in emp[{seen[value]}]"
+                )
+            seen.setdefault(value, i)
+
+
+def _sessions(t: Table | None, path: Path, errors: list[str]) -> SessionsConfig:
+    t = t or _empty(path, "sessions", errors)
+    d = SessionsConfig()
+    cfg = SessionsConfig(
+        id_tag_strategy=t.string("id_tag_strategy", d.id_tag_strategy, choices=("evco", "hash")),
+        pending_start_timeout_s=t.number("pending_start_timeout_s", d.pending_start_timeout_s, lo=5.0, hi=3600.0),
+        status_debounce_s=t.number("status_debounce_s", d.status_debounce_s, lo=0.0, hi=600.0),
+        cdr_on_start=t.boolean("cdr_on_start", d.cdr_on_start),
+        auth_cache_ttl_s=t.number("auth_cache_ttl_s", d.auth_cache_ttl_s, lo=0.0, hi=86400.0),
+        id_tag_expiry_s=t.integer("id_tag_expiry_s", d.id_tag_expiry_s, lo=60, hi=30 * 86400),
+    )  # fmt: skip
+    t.finish()
+    return cfg
+
+
+def _outbox(t: Table | None, path: Path, errors: list[str]) -> OutboxConfig:
+    t = t or _empty(path, "outbox", errors)
+    d = OutboxConfig()
+    cfg = OutboxConfig(
+        max_backoff_s=t.number("max_backoff_s", d.max_backoff_s, lo=1.0, hi=86400.0),
+        base_backoff_s=t.number("base_backoff_s", d.base_backoff_s, lo=0.01, hi=3600.0),
+        retry_window_s=t.number("retry_window_s", d.retry_window_s, lo=60.0, hi=30 * 86400.0),
+        tick_s=t.number("tick_s", d.tick_s, lo=0.05, hi=60.0),
+        batch_size=t.integer("batch_size", d.batch_size, lo=1, hi=10000),
+        prune_after_days=t.integer("prune_after_days", d.prune_after_days, lo=1, hi=3650),
+        status_resync_h=t.number("status_resync_h", d.status_resync_h, lo=0.1, hi=24 * 30.0),
+    )
+    t.finish()
+    return cfg
+
+
+def _logging(t: Table | None, path: Path, errors: list[str]) -> LoggingConfig:
+    t = t or _empty(path, "logging", errors)
+    level = t.value(
+        "level", str, "one of " + ", ".join(LOG_LEVELS), "info",
+        check=lambda v: v.lower() in LOG_LEVELS,
+    )  # fmt: skip
+    fmt = t.string("format", "auto", choices=("auto", "json", "console"))
+    t.finish()
+    return LoggingConfig(level=str(level).lower(), format=fmt)
+
+
+__all__ = [
+    "REQUIRED",
+    "Config",
+    "ConfigError",
+    "EmpConfig",
+    "GatewayConfig",
+    "LoggingConfig",
+    "OcppConfig",
+    "OioiConfig",
+    "OutboxConfig",
+    "SessionsConfig",
+    "TlsConfig",
+    "env_key_name",
+    "load_config",
+]

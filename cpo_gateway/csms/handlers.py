@@ -1,0 +1,136 @@
+"""OCPP 1.6 handlers: thin, answering from the core within a time budget.
+
+Transaction messages are answered only after the core has committed their data; a CallError
+is returned only when persisting really failed, so the charger retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.core import Core
+from cpo_gateway.bridge.model import (
+    AuthDecision,
+    BootInfo,
+    MeterReport,
+    StatusReport,
+    TransactionStart,
+    TransactionStop,
+)
+from cpo_gateway.csms import v16
+from cpo_gateway.csms.connection import ChargerConnection, HandlerError
+from cpo_gateway.csms.frames import Call, ErrorCode
+
+log = logs.get(__name__)
+Handle = Callable[[ChargerConnection, object], Awaitable[dict[str, object]]]
+_TRANSACTIONAL = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Handlers:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        heartbeat_interval_s: int,
+        id_tag_expiry_s: int,
+        on_boot: Callable[[ChargerConnection], None] | None = None,
+    ) -> None:
+        self._core = core
+        self._interval = heartbeat_interval_s
+        self._expiry_s = id_tag_expiry_s
+        self._on_boot = on_boot
+        self.counts: dict[str, int] = {}
+        self._table: dict[str, Handle] = {
+            "BootNotification": self._boot,
+            "Heartbeat": self._heartbeat,
+            "StatusNotification": self._status,
+            "Authorize": self._authorize,
+            "StartTransaction": self._start,
+            "StopTransaction": self._stop,
+            "MeterValues": self._meter,
+            "DataTransfer": self._data_transfer,
+            "DiagnosticsStatusNotification": self._ack,
+            "FirmwareStatusNotification": self._ack,
+        }
+
+    async def dispatch(self, conn: ChargerConnection, call: Call) -> dict[str, object]:
+        self.counts[call.action] = self.counts.get(call.action, 0) + 1
+        parser = v16.INBOUND.get(call.action)
+        handle = self._table.get(call.action)
+        if parser is None or handle is None:
+            code = v16.unhandled_action_error(call.action)
+            raise HandlerError(code, f"{call.action} is not handled by this central system")
+        parsed = parser(conn.charge_point_id, call.payload)  # raises PayloadError
+        conn.last_seen = time.monotonic()
+        if call.action not in _TRANSACTIONAL:
+            return await handle(conn, parsed)
+        try:
+            return await handle(conn, parsed)
+        except HandlerError:
+            raise
+        except Exception as exc:
+            # Nothing was committed: the charger must retry, so it gets a CallError.
+            log.exception(
+                "ocpp.persist_failed", charge_point_id=conn.charge_point_id, action=call.action
+            )
+            raise HandlerError(
+                ErrorCode.INTERNAL_ERROR, "could not store the message; retry"
+            ) from exc
+
+    def _id_tag_info(self, decision: AuthDecision) -> dict[str, object]:
+        expiry = (datetime.now(UTC) + timedelta(seconds=self._expiry_s)).isoformat(
+            timespec="seconds"
+        )
+        return v16.id_tag_info(decision, expiry.replace("+00:00", "Z"))
+
+    async def _boot(self, conn: ChargerConnection, info: object) -> dict[str, object]:
+        assert isinstance(info, BootInfo)
+        accepted = await self._core.boot(info)
+        conn.booted = accepted
+        if accepted and self._on_boot is not None:
+            self._on_boot(conn)
+        return v16.boot_conf("Accepted" if accepted else "Pending", self._interval, _now_iso())
+
+    async def _heartbeat(self, conn: ChargerConnection, _: object) -> dict[str, object]:
+        return v16.heartbeat_conf(_now_iso())
+
+    async def _status(self, conn: ChargerConnection, report: object) -> dict[str, object]:
+        assert isinstance(report, StatusReport)
+        await self._core.status_notification(report)
+        return v16.empty_conf()
+
+    async def _authorize(self, conn: ChargerConnection, id_tag: object) -> dict[str, object]:
+        assert isinstance(id_tag, str)
+        decision = await self._core.authorize(conn.charge_point_id, id_tag)
+        return {"idTagInfo": self._id_tag_info(decision)}
+
+    async def _start(self, conn: ChargerConnection, start: object) -> dict[str, object]:
+        assert isinstance(start, TransactionStart)
+        tx_id, decision = await self._core.start_transaction(start)
+        return v16.start_conf(tx_id, self._id_tag_info(decision))
+
+    async def _stop(self, conn: ChargerConnection, stop: object) -> dict[str, object]:
+        assert isinstance(stop, TransactionStop)
+        decision = await self._core.stop_transaction(stop)
+        return v16.stop_conf(self._id_tag_info(decision) if decision else None)
+
+    async def _meter(self, conn: ChargerConnection, report: object) -> dict[str, object]:
+        assert isinstance(report, MeterReport)
+        await self._core.meter_values(report)
+        return v16.empty_conf()
+
+    async def _data_transfer(self, conn: ChargerConnection, parsed: object) -> dict[str, object]:
+        assert isinstance(parsed, tuple)
+        log.info("ocpp.data_transfer", charge_point_id=conn.charge_point_id, vendor_id=parsed[0])
+        return v16.data_transfer_conf("UnknownVendorId")
+
+    async def _ack(self, conn: ChargerConnection, status: object) -> dict[str, object]:
+        log.info("ocpp.status_report", charge_point_id=conn.charge_point_id, status=status)
+        return v16.empty_conf()

@@ -1,0 +1,208 @@
+"""The OCPP websocket server: identity and auth before the upgrade, a registry of chargers,
+and typed commands (the core's ChargerControl)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http
+import ssl
+from collections.abc import Sequence
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.core import Core
+from cpo_gateway.csms.connection import ChargerConnection
+from cpo_gateway.csms.handlers import Handlers
+from cpo_gateway.csms.passwords import parse_basic, verify_password
+from cpo_gateway.csms.registry import ChargerRegistry
+from cpo_gateway.tasks import TaskSet
+
+log = logs.get(__name__)
+SUBPROTOCOLS = ("ocpp1.6",)  # our order of preference; ocpp2.0.1 joins here
+
+
+class CsmsServer:
+    def __init__(
+        self,
+        core: Core,
+        registry: ChargerRegistry,
+        tasks: TaskSet,
+        *,
+        host: str,
+        port: int,
+        path: str,
+        heartbeat_interval_s: int,
+        id_tag_expiry_s: int,
+        allow_unknown: bool,
+        ping_interval_s: float,
+        ping_timeout_s: float,
+        max_frame_bytes: int,
+        compression: bool,
+        call_timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._core = core
+        self.registry = registry
+        self.connections = registry.connections
+        self._tasks = tasks
+        self._host, self._port, self._path = host, port, path.rstrip("/")
+        self._allow_unknown = allow_unknown
+        self._ping = (ping_interval_s, ping_timeout_s)
+        self._max_frame = max_frame_bytes
+        self._compression = compression
+        self._call_timeout_s = call_timeout_s
+        self._ssl = ssl_context
+        self.handlers = Handlers(
+            core,
+            heartbeat_interval_s=heartbeat_interval_s,
+            id_tag_expiry_s=id_tag_expiry_s,
+            on_boot=self._after_boot,
+        )
+        self._server: Server | None = None
+        self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
+        self.auth_failures = 0
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self._host,
+            self._port,
+            process_request=self._process_request,
+            subprotocols=[Subprotocol(p) for p in SUBPROTOCOLS],
+            select_subprotocol=self._select_subprotocol,
+            ping_interval=self._ping[0],
+            ping_timeout=self._ping[1],
+            max_size=self._max_frame,
+            max_queue=16,
+            compression="deflate" if self._compression else None,
+            ssl=self._ssl,
+        )
+
+    async def close(self, code: int = 1012) -> None:
+        """Stop accepting, close every charger with `code` (1012: service restart), wait."""
+        if self._server is None:
+            return
+        self._server.close(close_connections=False)
+        await asyncio.gather(
+            *(c.close(code, "gateway restarting") for c in list(self.connections.values())),
+            return_exceptions=True,
+        )
+        await self._server.wait_closed()
+
+    # --- handshake -----------------------------------------------------------------------------
+    def _charge_point_id(self, path: str) -> str | None:
+        prefix = self._path + "/"
+        if not path.startswith(prefix):
+            return None
+        cp_id = path[len(prefix) :].split("?", 1)[0]
+        return cp_id if cp_id and "/" not in cp_id and len(cp_id) <= 48 else None
+
+    def _select_subprotocol(
+        self, conn: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        for ours in SUBPROTOCOLS:
+            if ours in offered:
+                return Subprotocol(ours)
+        return None
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        cp_id = self._charge_point_id(request.path)
+        if cp_id is None:
+            return conn.respond(
+                http.HTTPStatus.NOT_FOUND, f"connect to {self._path}/<charge point id>\n"
+            )
+        offered = [
+            p.strip()
+            for h in request.headers.get_all("Sec-WebSocket-Protocol")
+            for p in h.split(",")
+        ]
+        if not any(p in SUBPROTOCOLS for p in offered):
+            return conn.respond(
+                http.HTTPStatus.BAD_REQUEST,
+                f"no supported OCPP subprotocol offered; supported: {', '.join(SUBPROTOCOLS)}\n",
+            )
+        known = self._core.is_known_charger(cp_id)
+        if not known and not self._allow_unknown:
+            log.warning("charger.refused_unknown", charge_point_id=cp_id)
+            return conn.respond(http.HTTPStatus.NOT_FOUND, "unknown charge point\n")
+        profile = self._core.security_profile(cp_id)
+        if profile >= 2 and conn.transport.get_extra_info("ssl_object") is None:
+            log.warning("security.tls_required", charge_point_id=cp_id)
+            return conn.respond(http.HTTPStatus.FORBIDDEN, "this charge point must use TLS\n")
+        stored = await self._core.password_hash(cp_id)
+        if profile >= 1 or stored:
+            problem = await self._check_password(
+                cp_id, request.headers.get("Authorization"), stored
+            )
+            if problem:
+                self.auth_failures += 1
+                log.warning("security.auth_failed", charge_point_id=cp_id, reason=problem)
+                response = conn.respond(http.HTTPStatus.UNAUTHORIZED, "authentication failed\n")
+                response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
+                return response
+        return None
+
+    async def _check_password(
+        self, cp_id: str, header: str | None, stored: str | None
+    ) -> str | None:
+        creds = parse_basic(header)
+        if creds is None:
+            return "no basic auth header"
+        user, password = creds
+        if user != cp_id:
+            return "username is not the charge point id"
+        if not stored:
+            return "no password set for this charge point"
+        key = (cp_id, hashlib.sha256(password.encode()).hexdigest())
+        if self._verified.get(key) == stored:
+            return None
+        # scrypt is deliberately slow: keep it off the event loop.
+        ok = await asyncio.to_thread(verify_password, password, stored)
+        if not ok:
+            return "wrong password"
+        self._verified[key] = stored
+        return None
+
+    # --- connections ---------------------------------------------------------------------------
+    async def _handle(self, ws: ServerConnection) -> None:
+        cp_id = self._charge_point_id(ws.request.path if ws.request else "")
+        if cp_id is None:
+            return
+        conn = ChargerConnection(
+            cp_id, ws, self.handlers.dispatch, call_timeout_s=self._call_timeout_s
+        )
+        old = self.connections.get(cp_id)
+        self.connections[cp_id] = conn
+        if old is not None:
+            log.info("charger.replaced", charge_point_id=cp_id)
+            self._tasks.spawn(
+                old.close(1000, "replaced by a new connection"), name=f"close-old-{cp_id}"
+            )
+        self._core.charger_connected(cp_id)
+        log.info("charger.connected", charge_point_id=cp_id, subprotocol=ws.subprotocol)
+        self._tasks.spawn(self._after_connect(cp_id), name=f"after-connect-{cp_id}")
+        try:
+            await conn.run()
+        finally:
+            # A newer connection may have replaced this one: never touch it.
+            if self.connections.get(cp_id) is conn:
+                del self.connections[cp_id]
+                self._core.charger_disconnected(cp_id)
+                log.info("charger.disconnected", charge_point_id=cp_id, code=ws.close_code)
+
+    def _after_boot(self, conn: ChargerConnection) -> None:
+        self._tasks.spawn(self._core.local_list.push(conn.charge_point_id), name="locallist-push")
+
+    async def _after_connect(self, cp_id: str) -> None:
+        """Resync statuses and the local list: chargers do not always boot after a reconnect."""
+        await self.registry.trigger_status(cp_id)
+        await self._core.local_list.push(cp_id)

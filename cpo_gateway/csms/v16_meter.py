@@ -1,0 +1,103 @@
+"""Energy readings out of OCPP 1.6 MeterValue lists (MeterValues, StopTransaction)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import NoReturn
+
+from cpo_gateway.bridge.model import EnergySample
+from cpo_gateway.csms import fields as f
+from cpo_gateway.csms.frames import ErrorCode
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+_UNIT_FACTOR = {"wh": 1.0, "kwh": 1000.0}  # compared case-insensitively: "kwh" is seen
+
+
+def energy_samples(
+    meter_value: object, path: str = "MeterValues.meterValue"
+) -> tuple[EnergySample, ...]:
+    """Readings of the whole-charger active import register, in Wh.
+
+    Takes the sampled values whose measurand is Energy.Active.Import.Register (the default),
+    without a phase (per-phase registers would count the energy again), in Raw format (the
+    default; SignedData is skipped), with unit Wh (the default) or kWh. Sampled values of
+    other measurands are not checked beyond being objects: they are not used.
+    """
+    if not isinstance(meter_value, list):
+        f.wrong_type(path, "", "array", meter_value)
+    samples: list[EnergySample] = []
+    for i, mv in enumerate(meter_value):
+        if not isinstance(mv, dict):
+            f.wrong_type(f"{path}[{i}]", "", "object", mv)
+        timestamp: str | None = None  # read only when the MeterValue holds a register value
+        sampled = mv.get("sampledValue")
+        if not isinstance(sampled, list):
+            if "sampledValue" not in mv:
+                f.missing(f"{path}[{i}]", "sampledValue")
+            f.wrong_type(f"{path}[{i}]", "sampledValue", "array", sampled)
+        for j, sv in enumerate(sampled):
+            if not isinstance(sv, dict):
+                f.wrong_type(f"{path}[{i}].sampledValue[{j}]", "", "object", sv)
+            measurand = sv.get("measurand")
+            if (
+                (measurand is not None and measurand != ENERGY_REGISTER)
+                or sv.get("phase") is not None
+                or sv.get("format") == "SignedData"
+            ):
+                continue
+            if timestamp is None:
+                timestamp = _timestamp(mv, path, i)
+            samples.append(EnergySample(timestamp, _wh(sv, path, i, j)))
+    return tuple(samples)
+
+
+def _timestamp(mv: dict[str, object], path: str, i: int) -> str:
+    value = mv.get("timestamp")
+    if type(value) is str and f.is_iso_datetime(value):
+        return value
+    return f.req_timestamp(mv, f"{path}[{i}]")  # raises, naming the full path
+
+
+def _wh(sv: dict[str, object], path: str, i: int, j: int) -> float:
+    """The sampled value in Wh. This runs per sample, so paths are built only on errors."""
+    unit = sv.get("unit")
+    factor = 1.0 if unit is None else _UNIT_FACTOR.get(unit.lower()) if type(unit) is str else None
+    value = sv.get("value")
+    if factor is not None:
+        if type(value) is str:
+            with contextlib.suppress(ValueError):
+                wh = float(value) * factor
+                if math.isfinite(wh):
+                    return wh
+        elif type(value) is int or type(value) is float:
+            with contextlib.suppress(OverflowError):  # ints beyond a double, given a dict
+                wh = float(value) * factor
+                if math.isfinite(wh):
+                    return wh
+    _bad_sample(sv, f"{path}[{i}].sampledValue[{j}]")
+
+
+def _bad_sample(sv: dict[str, object], path: str) -> NoReturn:
+    """Raise the error that describes why _wh could not read this sampled value."""
+    unit = sv.get("unit")
+    if unit is not None and not isinstance(unit, str):
+        f.wrong_type(path, "unit", "string", unit)
+    if unit is not None and unit.lower() not in _UNIT_FACTOR:
+        f.fail(
+            ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+            path,
+            "unit",
+            f"expected Wh or kWh for {ENERGY_REGISTER}, got {f.show(unit)}",
+        )
+    if "value" not in sv:
+        f.missing(path, "value")
+    value = sv["value"]
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        f.wrong_type(path, "value", "decimal string", value)
+    f.fail(
+        ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+        path,
+        "value",
+        f"expected a decimal number of {unit or 'Wh'}, got {f.show(value)}",
+    )

@@ -1,0 +1,110 @@
+"""The EMP client: one aiohttp ClientSession per EMP (keep-alive, timeouts, the key header).
+
+Implements the core's EmpLink: typed results only, no raw dicts past this module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.cdr import cdr_from_dict
+from cpo_gateway.bridge.model import (
+    Delivery,
+    DeliveryStatus,
+    EvseStatus,
+    StatusUpdate,
+    VerifyOutcome,
+)
+from cpo_gateway.bridge.stations import station_from_dict
+from cpo_gateway.oioi.render import (
+    render_cdr,
+    render_rfid_verify,
+    render_station_post,
+    render_status,
+)
+from cpo_gateway.oioi.replies import read_delivery, read_verify
+
+log = logs.get(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str
+    url: str
+    api_key: str
+
+
+def render(kind: str, payload: Mapping[str, Any]) -> dict[str, object]:
+    """The OIOI body for an outbox row."""
+    if kind == "session-post":
+        return render_cdr(cdr_from_dict(dict(payload)))
+    if kind == "connector-post-status":
+        update = StatusUpdate(
+            payload["evse_id"], EvseStatus(payload["status"]), payload["partner_identifier"]
+        )
+        return render_status(update)
+    if kind == "station-post":
+        station = station_from_dict(payload["station"])
+        return render_station_post(station, payload["partner_identifier"], bool(payload["deleted"]))
+    raise ValueError(f"unknown outbox kind {kind!r}")
+
+
+class EmpClients:
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        *,
+        connect_timeout_s: float = 5.0,
+        total_timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._endpoints = {e.name: e for e in endpoints}
+        self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, connect=connect_timeout_s)
+        self._clock = clock
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    async def start(self) -> None:
+        for e in self._endpoints.values():
+            self._sessions[e.name] = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers={"Authorization": f"key={e.api_key}", "Content-Type": "application/json"},
+                connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    async def _post(self, emp: str, body: dict[str, object]) -> tuple[int, bytes, str | None]:
+        endpoint = self._endpoints[emp]
+        session = self._sessions[emp]
+        async with session.post(endpoint.url, data=orjson.dumps(body)) as resp:
+            data = await resp.content.read(1024 * 1024)  # answers are small: do not buffer more
+            return resp.status, data, resp.headers.get("Retry-After")
+
+    async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
+        try:
+            body = render(kind, payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            return Delivery(DeliveryStatus.REJECTED, f"cannot render {kind}: {exc}")
+        try:
+            status, data, retry_after = await self._post(emp, body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return Delivery(DeliveryStatus.RETRY, f"{type(exc).__name__}: {exc}"[:200])
+        return read_delivery(status, data, retry_after, self._clock())
+
+    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+        try:
+            status, data, _ = await self._post(emp, render_rfid_verify(uid))
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return VerifyOutcome.UNREACHABLE
+        return read_verify(status, data)

@@ -1,0 +1,168 @@
+"""The OIOI endpoint (aiohttp): one POST route, dispatch on the body's single top-level key,
+plus /healthz and /metrics for operations."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.core import Core
+from cpo_gateway.oioi import messages as m
+
+log = logs.get(__name__)
+Health = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
+Metrics = Callable[[], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundPartner:
+    name: str
+    inbound_key: str
+    partner_identifier: str
+
+
+def _json(status: int, body: dict[str, object]) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+class OioiServer:
+    def __init__(
+        self,
+        core: Core,
+        partners: Sequence[InboundPartner],
+        *,
+        host: str,
+        port: int,
+        path: str,
+        max_body_bytes: int,
+        health: Health,
+        metrics: Metrics,
+    ) -> None:
+        self._core = core
+        self._partners = tuple(partners)
+        self._host, self._port, self._path = host, port, path
+        self._max_body = max_body_bytes
+        self._health = health
+        self._metrics = metrics
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self.requests: dict[tuple[str, int], int] = {}  # (call, code) -> count
+        self.accepting = True
+        self._calls = {
+            "session-start": self._session_start,
+            "session-stop": self._session_stop,
+            "rfid-post": self._rfid_post,
+        }
+
+    @property
+    def port(self) -> int:
+        assert self._runner is not None
+        addrs = self._runner.addresses
+        return int(addrs[0][1])
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self._max_body)
+        app.router.add_post(self._path, self._handle)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics_view)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await self._site.start()
+
+    async def stop_accepting(self) -> None:
+        """New requests get 503 from here on; in-flight ones finish."""
+        self.accepting = False
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()  # waits for in-flight handlers (shutdown_timeout)
+            self._runner = None
+
+    def _partner(self, header: str | None) -> InboundPartner:
+        if not header or not header.startswith("key="):
+            raise m.OioiError.unauthorized("Missing 'Authorization: key=<api key>' header.")
+        given = header[4:].strip().encode()
+        found = None
+        for p in self._partners:  # check every partner: timing must not tell which one
+            if hmac.compare_digest(given, p.inbound_key.encode()):
+                found = p
+        if found is None:
+            raise m.OioiError.unauthorized("Invalid API key.")
+        return found
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        call = "?"
+        try:
+            if not self.accepting:
+                raise m.OioiError.unavailable()
+            partner = self._partner(request.headers.get("Authorization"))
+            if request.content_length is not None and request.content_length > self._max_body:
+                raise m.OioiError(413, 230, f"body is larger than {self._max_body} bytes")
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise m.OioiError(413, 230, f"body is larger than {self._max_body} bytes") from None
+            call, obj = m.parse_envelope(body)
+            log.info("oioi.request", call=call, partner=partner.name)
+            status, reply = await self._calls[call](partner, obj)
+        except m.OioiError as exc:
+            status, reply = exc.http_status, exc.body()
+            if exc.http_status >= 500:
+                log.warning("oioi.unavailable", call=call)
+            else:
+                log.info("oioi.refused", call=call, status=status, message=exc.message)
+        except Exception:
+            log.exception("oioi.internal_error", call=call)
+            err = m.OioiError.internal()
+            status, reply = err.http_status, err.body()
+        result = reply.get("result")
+        code = int(result.get("code", 0)) if isinstance(result, dict) else 0
+        self.requests[(call, code)] = self.requests.get((call, code), 0) + 1
+        response = _json(status, reply)
+        if status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+
+    async def _session_start(
+        self, p: InboundPartner, obj: dict[str, object]
+    ) -> tuple[int, dict[str, object]]:
+        req = m.parse_session_start(obj)
+        result = await self._core.session_start(p.name, req.user, req.evse_id)
+        extra = {"session-start": {"session-id": result.session_id, "is-stoppable": True}}
+        if result.detail:
+            log.info("oioi.session_start", outcome=result.outcome.value, detail=result.detail)
+        return m.outcome_response(result.outcome, extra)
+
+    async def _session_stop(
+        self, p: InboundPartner, obj: dict[str, object]
+    ) -> tuple[int, dict[str, object]]:
+        req = m.parse_session_stop(obj)
+        result = await self._core.session_stop(p.name, req.evse_id, req.session_id)
+        if result.detail:
+            log.info("oioi.session_stop", outcome=result.outcome.value, detail=result.detail)
+        return m.outcome_response(result.outcome)
+
+    async def _rfid_post(
+        self, p: InboundPartner, obj: dict[str, object]
+    ) -> tuple[int, dict[str, object]]:
+        req = m.parse_rfid_post(obj)
+        if not hmac.compare_digest(req.partner_identifier.encode(), p.partner_identifier.encode()):
+            raise m.OioiError.forbidden(
+                "rfid-post.partner-identifier: not a partner identifier of this API key"
+            )
+        new, _total = await self._core.rfid_post(p.name, req.uids)
+        return 200, m.success_body({"rfid": {"processed": new}})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        ok, detail = await self._health()
+        return _json(200 if ok else 503, {"status": "ok" if ok else "unhealthy", **detail})
+
+    async def _metrics_view(self, request: web.Request) -> web.Response:
+        text = await self._metrics()
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")

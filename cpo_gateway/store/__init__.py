@@ -1,0 +1,18 @@
+"""SQLite storage: the one package that holds SQL. The rest sees repository methods."""
+
+from __future__ import annotations
+
+from cpo_gateway.store.charging import ChargingRepo
+from cpo_gateway.store.db import Database, SchemaTooNew
+from cpo_gateway.store.outbox import OutboxRepo
+from cpo_gateway.store.registry import RegistryRepo
+
+
+class Store(ChargingRepo, OutboxRepo, RegistryRepo):
+    """Every repository over one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+
+__all__ = ["Database", "SchemaTooNew", "Store"]

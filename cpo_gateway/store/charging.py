@@ -1,0 +1,330 @@
+"""Transactions (OCPP) and sessions (OIOI), kept together so one commit covers both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import aiosqlite
+
+from cpo_gateway.bridge.model import EnergySample, TransactionStart, TransactionStop
+from cpo_gateway.bridge.ports import SessionRecord, TxRecord
+from cpo_gateway.bridge.store import OutboxBuilder
+from cpo_gateway.store.db import Database
+from cpo_gateway.store.outbox import insert_outbox
+
+
+def start_key(start: TransactionStart) -> str:
+    """What makes two StartTransactions the same one, whatever their message ids."""
+    return (
+        f"{start.charge_point_id}|{start.connector_id}|{start.id_tag}|"
+        f"{start.timestamp}|{start.meter_start_wh}"
+    )
+
+
+def stop_key(stop: TransactionStop) -> str:
+    return f"{stop.charge_point_id}|{stop.transaction_id}|{stop.timestamp}|{stop.meter_stop_wh}"
+
+
+def _tx(row: aiosqlite.Row) -> TxRecord:
+    return TxRecord(
+        id=row["id"],
+        session_id=row["session_id"],
+        charge_point=row["charge_point"],
+        connector=row["connector"],
+        id_tag=row["id_tag"],
+        started_at=row["started_at"],
+        meter_start_wh=row["meter_start_wh"],
+        stopped_at=row["stopped_at"],
+        meter_stop_wh=row["meter_stop_wh"],
+        first_wh=row["first_wh"],
+        first_wh_at=row["first_wh_at"],
+        last_wh=row["last_wh"],
+        last_wh_at=row["last_wh_at"],
+        charge_start_at=row["charge_start_at"],
+        charge_stop_at=row["charge_stop_at"],
+    )
+
+
+def _session(row: aiosqlite.Row) -> SessionRecord:
+    return SessionRecord(
+        id=row["id"],
+        evse_id=row["evse_id"],
+        charge_point=row["charge_point"],
+        connector=row["connector"],
+        emp=row["emp"],
+        origin=row["origin"],
+        user_kind=row["user_kind"],
+        user_id=row["user_id"],
+        id_tag=row["id_tag"],
+        auth_status=row["auth_status"],
+        auth_path=row["auth_path"],
+        state=row["state"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        transaction_id=row["transaction_id"],
+    )
+
+
+async def _one(
+    conn: aiosqlite.Connection, sql: str, params: Sequence[object]
+) -> aiosqlite.Row | None:
+    async with conn.execute(sql, params) as cur:
+        return await cur.fetchone()
+
+
+def _merge_samples(
+    tx: aiosqlite.Row | dict[str, object], samples: Sequence[EnergySample]
+) -> dict[str, object]:
+    """Fold energy readings into what a CDR needs: first/last register reading and the
+    first/last moments the register increased. Samples may arrive out of order."""
+    first_wh, first_at = tx["first_wh"], tx["first_wh_at"]
+    last_wh, last_at = tx["last_wh"], tx["last_wh_at"]
+    c_start, c_stop = tx["charge_start_at"], tx["charge_stop_at"]
+    for s in samples:
+        if first_at is None or s.timestamp < str(first_at):
+            first_wh, first_at = s.wh, s.timestamp
+        if last_at is None or s.timestamp >= str(last_at):
+            if last_wh is not None and s.wh > float(last_wh):  # type: ignore[arg-type]
+                c_start = c_start or last_at
+                c_stop = s.timestamp
+            last_wh, last_at = s.wh, s.timestamp
+    return {
+        "first_wh": first_wh,
+        "first_wh_at": first_at,
+        "last_wh": last_wh,
+        "last_wh_at": last_at,
+        "charge_start_at": c_start,
+        "charge_stop_at": c_stop,
+    }
+
+
+class ChargingRepo:
+    db: Database
+
+    # --- reads -------------------------------------------------------------------------------
+    async def find_start(self, start: TransactionStart) -> TxRecord | None:
+        row = await self.db.one(
+            "SELECT * FROM transactions WHERE start_key = ?", (start_key(start),)
+        )
+        return None if row is None else _tx(row)
+
+    async def transaction(self, tx_id: int) -> TxRecord | None:
+        row = await self.db.one("SELECT * FROM transactions WHERE id = ?", (tx_id,))
+        return None if row is None else _tx(row)
+
+    async def session(self, session_id: str) -> SessionRecord | None:
+        row = await self.db.one("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        return None if row is None else _session(row)
+
+    async def open_session_on(self, charge_point: str, connector: int) -> SessionRecord | None:
+        """The pending or active session on an OCPP connector, newest first."""
+        row = await self.db.one(
+            "SELECT * FROM sessions WHERE charge_point = ? AND connector = ? "
+            "AND state IN ('pending', 'active') ORDER BY created_at DESC LIMIT 1",
+            (charge_point, connector),
+        )
+        return None if row is None else _session(row)
+
+    async def pending_sessions(self) -> list[SessionRecord]:
+        rows = await self.db.all("SELECT * FROM sessions WHERE state = 'pending'")
+        return [_session(r) for r in rows]
+
+    async def list_sessions(self, limit: int = 50, state: str | None = None) -> list[SessionRecord]:
+        if state:
+            rows = await self.db.all(
+                "SELECT * FROM sessions WHERE state = ? ORDER BY created_at DESC LIMIT ?",
+                (state, limit),
+            )
+        else:
+            rows = await self.db.all(
+                "SELECT * FROM sessions ORDER BY created_at DESC LIMIT ?", (limit,)
+            )
+        return [_session(r) for r in rows]
+
+    async def id_tag_for(self, evco_id: str, make: Callable[[str, int], str]) -> str:
+        """A stable idTag per EVCO ID; `make(evco, attempt)` proposes one (collisions retried)."""
+        row = await self.db.one("SELECT id_tag FROM id_tags WHERE evco_id = ?", (evco_id,))
+        if row is not None:
+            return str(row["id_tag"])
+        async with self.db.transaction() as conn:
+            for attempt in range(16):
+                tag = make(evco_id, attempt)
+                cur = await conn.execute(
+                    "INSERT OR IGNORE INTO id_tags (evco_id, id_tag) VALUES (?, ?)", (evco_id, tag)
+                )
+                if cur.rowcount:
+                    return tag
+                existing = await _one(
+                    conn, "SELECT id_tag FROM id_tags WHERE evco_id = ?", (evco_id,)
+                )
+                if existing is not None:
+                    return str(existing["id_tag"])
+        raise RuntimeError("no free idTag for EVCO ID after 16 attempts")
+
+    # --- sessions ------------------------------------------------------------------------------
+    async def create_session(self, s: SessionRecord) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
+                "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.origin, s.user_kind,
+                    s.user_id, s.id_tag, s.auth_status, s.auth_path, s.state, s.created_at,
+                    s.expires_at,
+                ),
+            )  # fmt: skip
+
+    async def set_session_state(
+        self, session_id: str, state: str, detail: str = "", *, only_from: str | None = None
+    ) -> bool:
+        async with self.db.transaction() as conn:
+            if only_from:
+                cur = await conn.execute(
+                    "UPDATE sessions SET state = ?, detail = ? WHERE id = ? AND state = ?",
+                    (state, detail, session_id, only_from),
+                )
+            else:
+                cur = await conn.execute(
+                    "UPDATE sessions SET state = ?, detail = ? WHERE id = ?",
+                    (state, detail, session_id),
+                )
+            return cur.rowcount > 0
+
+    # --- transactions --------------------------------------------------------------------------
+    async def record_start(
+        self,
+        start: TransactionStart,
+        *,
+        bind_session: str | None,
+        new_session: SessionRecord | None,
+        outbox: OutboxBuilder,
+        now: float,
+    ) -> tuple[TxRecord, SessionRecord, bool]:
+        """Store a StartTransaction; returns (transaction, session, duplicate)."""
+        key = start_key(start)
+        async with self.db.transaction() as conn:
+            row = await _one(conn, "SELECT * FROM transactions WHERE start_key = ?", (key,))
+            if row is not None:
+                srow = await _one(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
+                assert srow is not None
+                return _tx(row), _session(srow), True
+            if new_session is not None:
+                s = new_session
+                await conn.execute(
+                    "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
+                    "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+                    (
+                        s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.origin,
+                        s.user_kind, s.user_id, s.id_tag, s.auth_status, s.auth_path, s.created_at,
+                    ),
+                )  # fmt: skip
+                session_id = s.id
+            else:
+                assert bind_session is not None
+                session_id = bind_session
+            cur = await conn.execute(
+                "INSERT INTO transactions (charge_point, connector, id_tag, start_key, started_at, "
+                "meter_start_wh, first_wh, first_wh_at, last_wh, last_wh_at, session_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    start.charge_point_id, start.connector_id, start.id_tag, key, start.timestamp,
+                    start.meter_start_wh, start.meter_start_wh, start.timestamp,
+                    start.meter_start_wh, start.timestamp, session_id,
+                ),
+            )  # fmt: skip
+            tx_id = cur.lastrowid
+            await conn.execute(
+                "UPDATE sessions SET transaction_id = ?, state = 'active' WHERE id = ?",
+                (tx_id, session_id),
+            )
+            trow = await _one(conn, "SELECT * FROM transactions WHERE id = ?", (tx_id,))
+            srow = await _one(conn, "SELECT * FROM sessions WHERE id = ?", (session_id,))
+            assert trow is not None and srow is not None
+            tx, session = _tx(trow), _session(srow)
+            await insert_outbox(conn, outbox(tx, session), now)
+            return tx, session, False
+
+    async def record_meter(self, transaction_id: int, samples: Sequence[EnergySample]) -> bool:
+        """Fold readings into an open or closed transaction; False when it is unknown."""
+        if not samples:
+            return True
+        async with self.db.transaction() as conn:
+            row = await _one(conn, "SELECT * FROM transactions WHERE id = ?", (transaction_id,))
+            if row is None:
+                return False
+            merged = _merge_samples(row, samples)
+            await conn.execute(
+                "UPDATE transactions SET first_wh = ?, first_wh_at = ?, last_wh = ?, "
+                "last_wh_at = ?, charge_start_at = ?, charge_stop_at = ? WHERE id = ?",
+                (*merged.values(), transaction_id),
+            )
+            return True
+
+    async def record_stop(
+        self,
+        stop: TransactionStop,
+        *,
+        orphan_session: Callable[[], SessionRecord],
+        outbox: OutboxBuilder,
+        now: float,
+    ) -> tuple[TxRecord, SessionRecord, bool]:
+        """Store a StopTransaction; returns (transaction, session, duplicate).
+
+        A stop for a transaction we never saw (unknown, -1, 0) becomes an orphan transaction
+        with its own session, so it still reaches a CDR. A stop of an already stopped
+        transaction changes nothing.
+        """
+        key = stop_key(stop)
+        async with self.db.transaction() as conn:
+            row = await _one(
+                conn,
+                "SELECT * FROM transactions WHERE stop_key = ? OR (id = ? AND charge_point = ?) "
+                "ORDER BY stop_key IS NULL LIMIT 1",
+                (key, stop.transaction_id, stop.charge_point_id),
+            )
+            if row is not None and row["stopped_at"] is not None:
+                srow = await _one(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
+                assert srow is not None
+                return _tx(row), _session(srow), True
+            if row is None:
+                s = orphan_session()
+                await conn.execute(
+                    "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
+                    "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, 'orphan', ?, ?, ?, ?, ?, 'active', ?)",
+                    (
+                        s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.user_kind,
+                        s.user_id, s.id_tag, s.auth_status, s.auth_path, s.created_at,
+                    ),
+                )  # fmt: skip
+                cur = await conn.execute(
+                    "INSERT INTO transactions (charge_point, connector, id_tag, reported_id, "
+                    "session_id) VALUES (?, ?, ?, ?, ?)",
+                    (stop.charge_point_id, s.connector, stop.id_tag, stop.transaction_id, s.id),
+                )
+                await conn.execute(
+                    "UPDATE sessions SET transaction_id = ? WHERE id = ?", (cur.lastrowid, s.id)
+                )
+                row = await _one(conn, "SELECT * FROM transactions WHERE id = ?", (cur.lastrowid,))
+                assert row is not None
+            merged = _merge_samples(
+                dict(row),
+                [*stop.samples, EnergySample(stop.timestamp, float(stop.meter_stop_wh))],
+            )
+            await conn.execute(
+                "UPDATE transactions SET stop_key = ?, stopped_at = ?, meter_stop_wh = ?, "
+                "stop_reason = ?, first_wh = ?, first_wh_at = ?, last_wh = ?, last_wh_at = ?, "
+                "charge_start_at = ?, charge_stop_at = ? WHERE id = ?",
+                (key, stop.timestamp, stop.meter_stop_wh, stop.reason, *merged.values(), row["id"]),
+            )
+            await conn.execute(
+                "UPDATE sessions SET state = 'finished' WHERE id = ?", (row["session_id"],)
+            )
+            trow = await _one(conn, "SELECT * FROM transactions WHERE id = ?", (row["id"],))
+            srow = await _one(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
+            assert trow is not None and srow is not None
+            tx, session = _tx(trow), _session(srow)
+            await insert_outbox(conn, outbox(tx, session), now)
+            return tx, session, False

@@ -1,0 +1,124 @@
+"""The one SQLite database: WAL, foreign keys, busy timeout, numbered migrations.
+
+Writers go through `transaction()`, which serialises them (SQLite has one writer anyway) and
+commits before returning: a caller that replies after it has durable data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from cpo_gateway import logs
+from cpo_gateway.store.migrations import MIGRATIONS
+
+log = logs.get(__name__)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer gateway."""
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    async def open(self) -> int:
+        """Open, configure and migrate; returns the schema version."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._conn.row_factory = aiosqlite.Row
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",  # durable across process crashes in WAL mode
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+        ):
+            await self._conn.execute(pragma)
+        return await self.migrate()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    async def schema_version(self) -> int:
+        await self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        row = await self.one("SELECT MAX(version) AS v FROM schema_version")
+        return int(row["v"]) if row and row["v"] is not None else 0
+
+    async def migrate(self) -> int:
+        current = await self.schema_version()
+        latest = len(MIGRATIONS)
+        if current > latest:
+            raise SchemaTooNew(
+                f"{self.path}: database schema version {current} is newer than this gateway "
+                f"knows ({latest}); run the newer gateway or restore a backup"
+            )
+        for version in range(current + 1, latest + 1):
+            started = time.monotonic()
+            async with self.transaction() as conn:
+                for statement in _statements(MIGRATIONS[version - 1]):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+            log.info(
+                "db.migrated", version=version, ms=round((time.monotonic() - started) * 1000, 1)
+            )
+        return latest
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        async with self._write_lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = await self.one(sql, params)
+        return None if row is None else row[0]
+
+
+def _statements(script: str) -> Iterable[str]:
+    """Split a migration into statements (ours hold no ';' inside literals)."""
+    for part in script.split(";"):
+        if part.strip():
+            yield part.strip()

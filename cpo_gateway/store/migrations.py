@@ -1,0 +1,123 @@
+"""Numbered schema migrations, applied in order at start, each in its own transaction."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+    CREATE TABLE chargers (
+        id TEXT PRIMARY KEY,
+        password_hash TEXT,
+        vendor TEXT, model TEXT, serial TEXT, firmware TEXT,
+        boot_status TEXT, booted_at TEXT, last_seen REAL,
+        local_list_version INTEGER NOT NULL DEFAULT 0,
+        local_list_supported INTEGER NOT NULL DEFAULT 1
+    );
+
+    CREATE TABLE whitelist (
+        partner TEXT NOT NULL,
+        uid TEXT NOT NULL,
+        PRIMARY KEY (partner, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX whitelist_uid ON whitelist (uid);
+
+    CREATE TABLE whitelist_meta (
+        partner TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE transactions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        charge_point TEXT NOT NULL,
+        connector INTEGER NOT NULL,
+        id_tag TEXT,
+        start_key TEXT UNIQUE,
+        stop_key TEXT UNIQUE,
+        reported_id INTEGER,
+        started_at TEXT,
+        meter_start_wh REAL,
+        stopped_at TEXT,
+        meter_stop_wh REAL,
+        stop_reason TEXT,
+        first_wh REAL, first_wh_at TEXT,
+        last_wh REAL, last_wh_at TEXT,
+        charge_start_at TEXT, charge_stop_at TEXT,
+        session_id TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX transactions_open ON transactions (charge_point, connector)
+        WHERE stopped_at IS NULL;
+
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        evse_id TEXT,
+        charge_point TEXT NOT NULL,
+        connector INTEGER NOT NULL,
+        emp TEXT,
+        origin TEXT NOT NULL,
+        user_kind TEXT,
+        user_id TEXT,
+        id_tag TEXT,
+        auth_status TEXT,
+        auth_path TEXT,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at REAL,
+        transaction_id INTEGER UNIQUE REFERENCES transactions (id),
+        detail TEXT
+    );
+    CREATE INDEX sessions_pending ON sessions (charge_point, connector) WHERE state = 'pending';
+    CREATE INDEX sessions_evse ON sessions (evse_id, state);
+
+    CREATE TABLE id_tags (
+        evco_id TEXT PRIMARY KEY,
+        id_tag TEXT NOT NULL UNIQUE
+    );
+
+    CREATE TABLE connector_status (
+        charge_point TEXT NOT NULL,
+        connector INTEGER NOT NULL,
+        state TEXT,
+        error_code TEXT,
+        reported_at TEXT,
+        PRIMARY KEY (charge_point, connector)
+    );
+
+    CREATE TABLE evse_status (
+        evse_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        changed_at REAL NOT NULL
+    );
+
+    CREATE TABLE stations_posted (
+        emp TEXT NOT NULL,
+        station_id TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        queued_at REAL NOT NULL,
+        posted_at REAL,
+        PRIMARY KEY (emp, station_id)
+    );
+
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        emp TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_at REAL NOT NULL,
+        last_error TEXT,
+        done_at REAL
+    );
+    CREATE UNIQUE INDEX outbox_coalesce ON outbox (emp, kind, key)
+        WHERE state = 'pending' AND kind = 'connector-post-status';
+    CREATE INDEX outbox_due ON outbox (state, next_at);
+    CREATE INDEX outbox_key ON outbox (emp, kind, key);
+    """,
+)

@@ -1,0 +1,164 @@
+"""Outbox rows: everything owed to an EMP, written with the change that causes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from cpo_gateway.bridge.ports import NewOutbox, OutboxItem
+from cpo_gateway.store.db import Database
+
+STATUS_KIND = "connector-post-status"
+
+
+async def insert_outbox(conn: aiosqlite.Connection, rows: Iterable[NewOutbox], now: float) -> None:
+    """Insert rows inside the caller's transaction; statuses coalesce per EMP and EVSE."""
+    for row in rows:
+        payload = orjson.dumps(row.payload).decode()
+        if row.kind == STATUS_KIND:
+            await conn.execute(
+                "INSERT INTO outbox (emp, kind, key, payload, created_at, next_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (emp, kind, key) WHERE state = 'pending' "
+                "AND kind = 'connector-post-status' "
+                "DO UPDATE SET payload = excluded.payload, created_at = excluded.created_at",
+                (row.emp, row.kind, row.key, payload, now, now),
+            )
+        else:
+            await conn.execute(
+                "INSERT INTO outbox (emp, kind, key, payload, created_at, next_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (row.emp, row.kind, row.key, payload, now, now),
+            )
+
+
+def _item(row: aiosqlite.Row) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"],
+        emp=row["emp"],
+        kind=row["kind"],
+        key=row["key"],
+        payload=orjson.loads(row["payload"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        next_at=row["next_at"],
+        state=row["state"],
+        last_error=row["last_error"],
+    )
+
+
+class OutboxRepo:
+    db: Database
+
+    async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None:
+        async with self.db.transaction() as conn:
+            await insert_outbox(conn, rows, now)
+
+    async def due(self, emp: str, now: float, limit: int) -> list[OutboxItem]:
+        """Due pending rows, oldest first; session-posts of one session stay in order."""
+        rows = await self.db.all(
+            "SELECT * FROM outbox AS o WHERE state = 'pending' AND emp = ? AND next_at <= ? "
+            "AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.state = 'pending' "
+            "AND e.emp = o.emp AND e.kind = o.kind AND e.key = o.key AND e.id < o.id) "
+            "ORDER BY id LIMIT ?",
+            (emp, now, limit),
+        )
+        return [_item(r) for r in rows]
+
+    async def next_due_at(self, emp: str) -> float | None:
+        value = await self.db.scalar(
+            "SELECT MIN(next_at) FROM outbox WHERE state = 'pending' AND emp = ?", (emp,)
+        )
+        return None if value is None else float(value)
+
+    async def mark_delivered(self, ids: Sequence[int], now: float) -> None:
+        async with self.db.transaction() as conn:
+            await conn.executemany(
+                "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                [(now, i) for i in ids],
+            )
+
+    async def mark_retry(self, item_id: int, next_at: float, error: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? "
+                "WHERE id = ?",
+                (next_at, error, item_id),
+            )
+
+    async def postpone(self, item_id: int, next_at: float, reason: str) -> None:
+        """Hold a row back without counting an attempt (e.g. its station is not posted)."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET next_at = ?, last_error = ? WHERE id = ?",
+                (next_at, reason, item_id),
+            )
+
+    async def mark_dead(self, item_id: int, error: str, now: float) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
+                "done_at = ? WHERE id = ?",
+                (error, now, item_id),
+            )
+
+    async def list_outbox(self, state: str | None = None, limit: int = 100) -> list[OutboxItem]:
+        if state is None:
+            rows = await self.db.all(
+                "SELECT * FROM outbox WHERE state != 'delivered' ORDER BY id LIMIT ?", (limit,)
+            )
+        else:
+            rows = await self.db.all(
+                "SELECT * FROM outbox WHERE state = ? ORDER BY id LIMIT ?", (state, limit)
+            )
+        return [_item(r) for r in rows]
+
+    async def requeue(self, ids: Sequence[int] | None, now: float) -> int:
+        """Put dead (or given) rows back to pending, due now; None means every dead row."""
+        async with self.db.transaction() as conn:
+            if ids is None:
+                cur = await conn.execute(
+                    "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0, "
+                    "done_at = NULL WHERE state = 'dead'",
+                    (now,),
+                )
+            else:
+                cur = await conn.executemany(
+                    "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0, "
+                    "done_at = NULL WHERE id = ? AND state != 'delivered'",
+                    [(now, i) for i in ids],
+                )
+            return cur.rowcount
+
+    async def purge(self, item_id: int) -> bool:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+            return cur.rowcount > 0
+
+    async def prune_delivered(self, before: float) -> int:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?", (before,)
+            )
+            return cur.rowcount
+
+    async def outbox_stats(self, now: float) -> list[dict[str, Any]]:
+        """Depth and oldest age (s) per EMP, kind and state, for /metrics and /healthz."""
+        rows = await self.db.all(
+            "SELECT emp, kind, state, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox "
+            "WHERE state != 'delivered' GROUP BY emp, kind, state"
+        )
+        return [
+            {
+                "emp": r["emp"],
+                "kind": r["kind"],
+                "state": r["state"],
+                "depth": r["n"],
+                "oldest_age_s": max(0.0, now - r["oldest"]),
+            }
+            for r in rows
+        ]

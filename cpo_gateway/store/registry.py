@@ -1,0 +1,206 @@
+"""Chargers, the RFID whitelist, connector and EVSE status, posted stations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from cpo_gateway.bridge.model import BootInfo
+from cpo_gateway.bridge.ports import NewOutbox, PostedStation
+from cpo_gateway.store.db import Database
+from cpo_gateway.store.outbox import insert_outbox
+
+
+class RegistryRepo:
+    db: Database
+
+    # --- chargers ------------------------------------------------------------------------------
+    async def password_hash(self, charge_point_id: str) -> str | None:
+        value = await self.db.scalar(
+            "SELECT password_hash FROM chargers WHERE id = ?", (charge_point_id,)
+        )
+        return None if value is None else str(value)
+
+    async def set_password_hash(self, charge_point_id: str, password_hash: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO chargers (id, password_hash) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash",
+                (charge_point_id, password_hash),
+            )
+
+    async def record_boot(self, info: BootInfo, status: str, at: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO chargers (id, vendor, model, serial, firmware, boot_status, booted_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "vendor = excluded.vendor, model = excluded.model, serial = excluded.serial, "
+                "firmware = excluded.firmware, boot_status = excluded.boot_status, "
+                "booted_at = excluded.booted_at",
+                (
+                    info.charge_point_id,
+                    info.vendor,
+                    info.model,
+                    info.serial,
+                    info.firmware,
+                    status,
+                    at,
+                ),
+            )
+
+    async def local_list_state(self, charge_point_id: str) -> tuple[int, bool]:
+        row = await self.db.one(
+            "SELECT local_list_version, local_list_supported FROM chargers WHERE id = ?",
+            (charge_point_id,),
+        )
+        return (0, True) if row is None else (int(row[0]), bool(row[1]))
+
+    async def set_local_list_state(
+        self, charge_point_id: str, version: int, supported: bool
+    ) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO chargers (id, local_list_version, local_list_supported) "
+                "VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "local_list_version = excluded.local_list_version, "
+                "local_list_supported = excluded.local_list_supported",
+                (charge_point_id, version, int(supported)),
+            )
+
+    # --- whitelist -----------------------------------------------------------------------------
+    async def replace_whitelist(self, emp: str, uids: Sequence[str], at: str) -> tuple[int, int]:
+        """Make `uids` the complete list of `emp`, atomically; returns (new, total)."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS incoming (uid TEXT PRIMARY KEY) WITHOUT ROWID"
+            )
+            await conn.execute("DELETE FROM incoming")
+            await conn.executemany(
+                "INSERT OR IGNORE INTO incoming (uid) VALUES (?)", ((u,) for u in uids)
+            )
+            async with conn.execute(
+                "SELECT COUNT(*) FROM incoming WHERE uid NOT IN "
+                "(SELECT uid FROM whitelist WHERE partner = ?)",
+                (emp,),
+            ) as cur:
+                row = await cur.fetchone()
+            new = int(row[0]) if row else 0
+            await conn.execute(
+                "DELETE FROM whitelist WHERE partner = ? AND uid NOT IN (SELECT uid FROM incoming)",
+                (emp,),
+            )
+            await conn.execute(
+                "INSERT OR IGNORE INTO whitelist (partner, uid) SELECT ?, uid FROM incoming", (emp,)
+            )
+            async with conn.execute("SELECT COUNT(*) FROM incoming") as cur:
+                row = await cur.fetchone()
+            total = int(row[0]) if row else 0
+            await conn.execute("DELETE FROM incoming")
+            await conn.execute(
+                "INSERT INTO whitelist_meta (partner, count, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (partner) DO UPDATE SET count = excluded.count, "
+                "updated_at = excluded.updated_at",
+                (emp, total, at),
+            )
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('whitelist_version', '1') "
+                "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
+            return new, total
+
+    async def whitelist_partners(self, uid: str) -> list[str]:
+        rows = await self.db.all("SELECT partner FROM whitelist WHERE uid = ?", (uid,))
+        return [str(r[0]) for r in rows]
+
+    async def whitelist_counts(self) -> dict[str, int]:
+        rows = await self.db.all("SELECT partner, count FROM whitelist_meta")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def whitelist_union(self) -> list[str]:
+        rows = await self.db.all("SELECT DISTINCT uid FROM whitelist ORDER BY uid")
+        return [str(r[0]) for r in rows]
+
+    async def whitelist_page(
+        self, emp: str | None, limit: int, offset: int = 0
+    ) -> list[tuple[str, str]]:
+        if emp:
+            rows = await self.db.all(
+                "SELECT partner, uid FROM whitelist WHERE partner = ? ORDER BY uid LIMIT ? OFFSET ?",
+                (emp, limit, offset),
+            )
+        else:
+            rows = await self.db.all(
+                "SELECT partner, uid FROM whitelist ORDER BY partner, uid LIMIT ? OFFSET ?",
+                (limit, offset),
+            )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def whitelist_version(self) -> int:
+        value = await self.db.scalar("SELECT value FROM meta WHERE key = 'whitelist_version'")
+        return int(value) if value is not None else 0
+
+    # --- status --------------------------------------------------------------------------------
+    async def record_connector_state(
+        self, charge_point: str, connector: int, state: str | None, error_code: str, at: str | None
+    ) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO connector_status (charge_point, connector, state, error_code, reported_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (charge_point, connector) DO UPDATE SET "
+                "state = excluded.state, error_code = excluded.error_code, "
+                "reported_at = excluded.reported_at",
+                (charge_point, connector, state, error_code, at),
+            )
+
+    async def connector_states(self) -> dict[tuple[str, int], str | None]:
+        rows = await self.db.all("SELECT charge_point, connector, state FROM connector_status")
+        return {(str(r[0]), int(r[1])): r[2] for r in rows}
+
+    async def evse_statuses(self) -> dict[str, str]:
+        rows = await self.db.all("SELECT evse_id, status FROM evse_status")
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def set_evse_status(
+        self, evse_id: str, status: str, outbox: Sequence[NewOutbox], now: float
+    ) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO evse_status (evse_id, status, changed_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (evse_id) DO UPDATE SET status = excluded.status, "
+                "changed_at = excluded.changed_at",
+                (evse_id, status, now),
+            )
+            await insert_outbox(conn, outbox, now)
+
+    # --- stations ------------------------------------------------------------------------------
+    async def posted_stations(self, emp: str) -> dict[str, PostedStation]:
+        rows = await self.db.all(
+            "SELECT station_id, hash, payload, deleted, posted_at FROM stations_posted "
+            "WHERE emp = ?",
+            (emp,),
+        )
+        return {
+            str(r[0]): PostedStation(str(r[1]), orjson.loads(r[2]), bool(r[3]), r[4] is not None)
+            for r in rows
+        }
+
+    async def queue_station(
+        self, emp: str, station_id: str, digest: str, deleted: bool, outbox: NewOutbox, now: float
+    ) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO stations_posted (emp, station_id, hash, payload, deleted, queued_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (emp, station_id) DO UPDATE SET "
+                "hash = excluded.hash, payload = excluded.payload, deleted = excluded.deleted, "
+                "queued_at = excluded.queued_at, posted_at = NULL",
+                (emp, station_id, digest, orjson.dumps(outbox.payload).decode(), int(deleted), now),
+            )
+            await insert_outbox(conn, [outbox], now)
+
+    async def mark_station_posted(self, emp: str, station_id: str, now: float) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE stations_posted SET posted_at = ? WHERE emp = ? AND station_id = ?",
+                (now, emp, station_id),
+            )

@@ -1,0 +1,157 @@
+"""Shared fixtures: config files on disk, a running gateway on loopback port 0."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from cpo_gateway.app import Gateway
+from cpo_gateway.config import load_config
+from cpo_gateway.sim.charger import SimCharger
+from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from cpo_gateway.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_STATIONS = ROOT / "config" / "stations.example.toml"
+INBOUND_KEY = "test-inbound-key-0001"
+OUTBOUND_KEY = "test-outbound-key-0001"
+PARTNER = "test-partner-identifier-0001"
+
+
+def write_config(
+    directory: Path,
+    *,
+    emp_url: str = "http://127.0.0.1:9/api/v4/request",
+    extra: str = "",
+    emps: str | None = None,
+    stations: Path | None = None,
+    gateway: str = "",
+    ocpp: str = "",
+    sessions: str = "",
+    outbox: str = "",
+) -> Path:
+    """A complete config on loopback port 0 with the example stations and one EMP."""
+    stations_file = directory / "stations.toml"
+    shutil.copy(stations or EXAMPLE_STATIONS, stations_file)
+    emp_block = emps if emps is not None else f"""
+        [[emp]]
+        name = "sandbox"
+        url = "{emp_url}"
+        api_key = "{OUTBOUND_KEY}"
+        inbound_api_key = "{INBOUND_KEY}"
+        partner_identifier = "{PARTNER}"
+        online_authorization = true
+        offline_policy = "reject"
+        verify_timeout_s = 1.0
+    """
+    text = f"""
+        [gateway]
+        state_dir = "{directory / 'state'}"
+        stations_file = "stations.toml"
+        shutdown_grace_s = 5.0
+        {gateway}
+
+        [ocpp]
+        host = "127.0.0.1"
+        port = 0
+        heartbeat_interval_s = 60
+        offline_grace_s = 1.0
+        call_timeout_s = 3.0
+        {ocpp}
+
+        [oioi]
+        host = "127.0.0.1"
+        port = 0
+        request_deadline_s = 4.0
+
+        [sessions]
+        status_debounce_s = 0.1
+        {sessions}
+
+        [outbox]
+        tick_s = 0.1
+        base_backoff_s = 0.05
+        {outbox}
+
+        [logging]
+        level = "info"
+        format = "json"
+        {emp_block}
+        {extra}
+    """
+    path = directory / "gateway.toml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+ConfigFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> ConfigFactory:
+    def make(**kwargs: object) -> Path:
+        return write_config(tmp_path, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+class Harness:
+    """A gateway running in this event loop, with the sandbox EMP it posts to."""
+
+    def __init__(self, gateway: Gateway, emp: SandboxEmp) -> None:
+        self.gateway = gateway
+        self.emp = emp
+
+    @property
+    def ocpp_url(self) -> str:
+        assert self.gateway.csms is not None
+        return f"ws://127.0.0.1:{self.gateway.csms.port}{self.gateway.config.ocpp.path}"
+
+    @property
+    def oioi_url(self) -> str:
+        assert self.gateway.oioi is not None
+        return f"http://127.0.0.1:{self.gateway.oioi.port}{self.gateway.config.oioi.path}"
+
+    @property
+    def base_url(self) -> str:
+        assert self.gateway.oioi is not None
+        return f"http://127.0.0.1:{self.gateway.oioi.port}"
+
+    @property
+    def store(self) -> Store:
+        return self.gateway.store
+
+    def client(self) -> EmpClient:
+        return EmpClient(self.oioi_url, INBOUND_KEY)
+
+    def charger(self, cp_id: str, **kwargs: object) -> SimCharger:
+        return SimCharger(cp_id, self.ocpp_url, call_timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def emp() -> AsyncIterator[SandboxEmp]:
+    sandbox = SandboxEmp(api_key=OUTBOUND_KEY, verify_codes={})
+    await sandbox.start()
+    yield sandbox
+    await sandbox.stop()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[Harness]:
+    cfg = load_config(write_config(tmp_path, emp_url=emp.url), {})
+    gateway = Gateway(cfg)
+    await gateway.start()
+    try:
+        yield Harness(gateway, emp)
+    finally:
+        await gateway.stop()
+    assert gateway.tasks.failures == 0, "a background task failed: see the log"
