@@ -112,7 +112,8 @@ class Gateway:
         chargers = ChargerRegistry()
         self.core = Core(
             self.store, cfg.catalogue, partners, chargers, self.emp_clients, settings,
-            connected=chargers.connected_ids, clock=self.clock,
+            connected=chargers.connected_ids,
+            spawn=lambda coro, name: self.tasks.spawn(coro, name=name), clock=self.clock,
         )  # fmt: skip
         self.csms = CsmsServer(
             self.core,

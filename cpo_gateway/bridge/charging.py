@@ -121,8 +121,21 @@ class Charging:
         return tx.id, decision
 
     async def stop(self, stop: TransactionStop) -> AuthDecision | None:
-        decision = await self._auth.authorize(stop.id_tag) if stop.id_tag else None
-        known = stop.transaction_id > 0 and await self._store.transaction(stop.transaction_id)
+        known = (
+            await self._store.transaction(stop.transaction_id) if stop.transaction_id > 0 else None
+        )
+        if known is not None and known.charge_point != stop.charge_point_id:
+            known = None
+        decision: AuthDecision | None = None
+        if known is not None:
+            # The idTag was decided at the start; a stop never re-judges it.
+            decision = (
+                _stored_decision(await self._store.session(known.session_id))
+                if stop.id_tag
+                else None
+            )
+        elif stop.id_tag:
+            decision = await self._auth.authorize(stop.id_tag)
 
         def orphan() -> SessionRecord:
             uid = decision.uid if decision else None
@@ -158,7 +171,7 @@ class Charging:
             "tx.stopped" if not dup else "tx.stop_duplicate",
             transaction_id=tx.id,
             session_id=session.id,
-            known=bool(known),
+            known=known is not None,
         )
         return decision
 

@@ -5,8 +5,9 @@ It speaks of chargers, sessions, authorizations and statuses; adapters translate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.auth import Authorizer, EmpPolicy
@@ -74,6 +75,7 @@ class Core:
         settings: CoreSettings,
         *,
         connected: Callable[[], Sequence[str]],
+        spawn: Callable[[Coroutine[Any, Any, Any], str], object],
         clock: Callable[[], float],
     ) -> None:
         self.store = store
@@ -82,6 +84,7 @@ class Core:
         self.partners = {p.name: p for p in partners}
         self._partner_ids = {p.name: p.partner_identifier for p in partners}
         self._clock = clock
+        self._spawn = spawn
         self.authorizer = Authorizer(
             [
                 EmpPolicy(
@@ -202,4 +205,5 @@ class Core:
         new, total = await self.store.replace_whitelist(emp, uids, rfc3339(self._clock()))
         self.authorizer.clear_cache()
         log.info("whitelist.replaced", emp=emp, new=new, total=total)
+        self._spawn(self.local_list.push_all(), "locallist-push-all")
         return new, total

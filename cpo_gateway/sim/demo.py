@@ -1,0 +1,234 @@
+"""`cpo-gateway demo`: the whole story on loopback, no configuration needed.
+
+A gateway on free loopback ports with its database in a temporary directory, the sandbox
+EMP, and simulated chargers for the demo stations. It plays: stations pushed, statuses, a
+remote start with meter values and a remote stop ending in a CDR, a whitelisted card
+charging while its charger is cut off, an unknown card refused by rfid-verify, and a charger
+that loses its connection and comes back. Then it keeps running with copy-paste curl
+commands until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+from cpo_gateway import logs
+from cpo_gateway.app import Gateway
+from cpo_gateway.config import load_config
+from cpo_gateway.sim.charger import SimCharger
+from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from cpo_gateway.sim.timeline import Timeline
+
+INBOUND_KEY = "demo-inbound-key-0001"
+OUTBOUND_KEY = "demo-outbound-key-0001"
+PARTNER = "demo-partner-identifier-01"
+EVCO = "DE-8PS-C12345-6"
+CARD = "04523022AA4881"  # on the EMP's whitelist
+UNKNOWN_CARD = "DEADBEEF"  # unknown to the EMP: rfid-verify answers 191
+CONFIG = """
+[gateway]
+state_dir = "{state}"
+stations_file = "stations.toml"
+shutdown_grace_s = 5.0
+
+[ocpp]
+host = "127.0.0.1"
+port = 0
+heartbeat_interval_s = 60
+offline_grace_s = 2.0
+call_timeout_s = 5.0
+
+[oioi]
+host = "127.0.0.1"
+port = 0
+
+[[emp]]
+name = "sandbox"
+url = "{emp_url}"
+api_key = "{outbound}"
+inbound_api_key = "{inbound}"
+partner_identifier = "{partner}"
+online_authorization = true
+offline_policy = "reject"
+
+[sessions]
+status_debounce_s = 0.3
+
+[outbox]
+tick_s = 0.2
+
+[logging]
+level = "warning"
+format = "console"
+"""
+
+
+def _write_config(directory: Path, emp_url: str) -> Path:
+    stations = resources.files("cpo_gateway.sim").joinpath("demo_stations.toml").read_text("utf-8")
+    (directory / "stations.toml").write_text(stations, encoding="utf-8")
+    path = directory / "gateway.toml"
+    path.write_text(
+        CONFIG.format(
+            state=directory / "state", emp_url=emp_url, outbound=OUTBOUND_KEY,
+            inbound=INBOUND_KEY, partner=PARTNER,
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    return path
+
+
+async def _settle(tl: Timeline, seconds: float = 0.6) -> None:
+    await asyncio.sleep(seconds)
+    tl.poll()
+
+
+async def play(
+    out: TextIO, *, keep_running: bool, stop: asyncio.Event | None = None
+) -> dict[str, int]:
+    """Run the story; returns counters the tests check. Blocks until `stop` if keep_running."""
+    stop = stop or asyncio.Event()
+    logs.configure("warning", "console", sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="cpo-gateway-demo-") as tmp:
+        async with SandboxEmp(
+            api_key=OUTBOUND_KEY, verify_codes={UNKNOWN_CARD.rjust(8, "0"): 191}
+        ) as emp:
+            cfg = load_config(_write_config(Path(tmp), emp.url), {})
+            gateway = Gateway(cfg)
+            await gateway.start()
+            assert gateway.csms is not None and gateway.oioi is not None
+            ocpp_url = f"ws://127.0.0.1:{gateway.csms.port}{cfg.ocpp.path}"
+            oioi_url = f"http://127.0.0.1:{gateway.oioi.port}{cfg.oioi.path}"
+            ber = SimCharger("CP-BER-001", ocpp_url, call_timeout=5, meter_interval_s=0)
+            muc = SimCharger("CP-MUC-DC1", ocpp_url, call_timeout=5)
+            hh = SimCharger("CP-HH-001", ocpp_url, call_timeout=5)
+            chargers = [ber, muc, hh]
+            tl = Timeline(out, emp, chargers)
+            tl.header()
+            follower = asyncio.create_task(tl.follow(), name="demo-timeline")
+            try:
+                async with EmpClient(oioi_url, INBOUND_KEY) as client:
+                    await _story(tl, emp, client, ber, muc, hh)
+                    out.write(_curl_help(client, oioi_url, ocpp_url, cfg.gateway.database))
+                    out.flush()
+                    if keep_running:
+                        await stop.wait()
+            finally:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+                for cp in chargers:
+                    await cp.close()
+                await gateway.stop()
+            return {
+                "stations": len(emp.stations),
+                "cdrs": len(emp.cdrs),
+                "statuses": len(emp.calls("connector-post-status")),
+                "verify": len(emp.calls("rfid-verify")),
+            }
+
+
+async def _story(
+    tl: Timeline,
+    emp: SandboxEmp,
+    client: EmpClient,
+    ber: SimCharger,
+    muc: SimCharger,
+    hh: SimCharger,
+) -> None:
+    tl.chapter("1. The gateway starts and pushes the station catalogue (station-post)")
+    await emp.wait_for(lambda: len(emp.stations) == 3, timeout=10)
+    await _settle(tl, 0.2)
+
+    tl.chapter(
+        "2. Chargers connect and report their connectors (StatusNotification -> connector-post-status)"
+    )
+    for cp in (ber, muc, hh):
+        await cp.connect()
+        for connector in (1, 2):
+            await cp.status(connector, "Available")
+    await _settle(tl, 1.0)
+
+    tl.chapter(
+        "3. The EMP posts its RFID whitelist; the gateway pushes it to the chargers (SendLocalList)"
+    )
+    status, body = await client.rfid_post(PARTNER, [CARD, "12345678"])
+    tl.emp_call("rfid-post", {"rfids": 2}, status, body)
+    await _settle(tl, 1.0)
+
+    tl.chapter("4. Remote start from the EMP, charging with meter values, remote stop, CDR")
+    status, body = await client.session_start("DE*CPO*E1001*1", EVCO)
+    tl.emp_call("session-start", {"connector-id": "DE*CPO*E1001*1", "evco-id": EVCO}, status, body)
+    session_id = body.get("session-start", {}).get("session-id")
+    await emp.wait_for(lambda: bool(ber.transactions), timeout=10)
+    (tx_id,) = list(ber.transactions)
+    for wh in (2500, 5200, 7800):
+        await ber.meter_values(1, tx_id, wh)
+    await _settle(tl, 0.3)
+    status, body = await client.session_stop("DE*CPO*E1001*1", EVCO, session_id)
+    tl.emp_call("session-stop", {"session-id": str(session_id)[:8]}, status, body)
+    await emp.wait_for(lambda: session_id in emp.cdrs, timeout=10)
+    await _settle(tl, 0.8)
+
+    tl.chapter("5. A whitelisted card charges while its charger is cut off from the gateway")
+    await hh.disconnect()
+    tl.note("CP-HH-001 lost its connection")
+    local_ok = hh.authorize_locally(CARD)
+    tl.note(
+        f"CP-HH-001 checks {CARD} against its local list: {'accepted' if local_ok else 'unknown'}"
+    )
+    started = datetime.now(UTC) - timedelta(minutes=40)
+    placeholder = await hh.start_transaction(1, CARD, meter_start=1000, timestamp=started)
+    await hh.stop_transaction(placeholder, 9200, timestamp=started + timedelta(minutes=35))
+    tl.note(f"CP-HH-001 queued Start and Stop ({hh.pending} messages) with their original times")
+    await hh.connect(boot=False)
+    tl.note("CP-HH-001 is back and replays its queue")
+    await emp.wait_for(lambda: len(emp.cdrs) >= 2, timeout=10)
+    await _settle(tl, 0.5)
+
+    tl.chapter("6. An unknown card is refused: the gateway asks the EMP (rfid-verify)")
+    answer = await muc.authorize(UNKNOWN_CARD)
+    tl.note(f"CP-MUC-DC1 was told: {answer}")
+    await _settle(tl, 0.3)
+
+    tl.chapter("7. A charger loses its connection and comes back")
+    await ber.disconnect()
+    tl.note("CP-BER-001 disconnected; after the grace period its EVSEs go Offline")
+    await emp.wait_for(lambda: emp.statuses.get("DE*CPO*E1001*1") == "Offline", timeout=10)
+    await _settle(tl, 0.2)
+    await ber.connect(boot=False)
+    tl.note("CP-BER-001 reconnected; the gateway asks it for its statuses (TriggerMessage)")
+    await emp.wait_for(lambda: emp.statuses.get("DE*CPO*E1001*1") == "Available", timeout=10)
+    await _settle(tl, 0.3)
+
+
+def _curl_help(client: EmpClient, oioi_url: str, ocpp_url: str, database: Path) -> str:
+    return (
+        "\n== Your turn. The gateway keeps running (Ctrl-C stops everything).\n"
+        f"OIOI endpoint: {oioi_url}   OCPP endpoint: {ocpp_url}/<charge point id>\n\n"
+        "Start a session on DE*CPO*E1001*1:\n"
+        f"  {client.curl_session_start('DE*CPO*E1001*1', EVCO)}\n\n"
+        "Stop it (put the session-id from the answer in place of SESSION_ID):\n"
+        f"  {client.curl_session_stop('DE*CPO*E1001*1', EVCO, 'SESSION_ID')}\n\n"
+        f"Health and metrics: {oioi_url.rsplit('/api', 1)[0]}/healthz  .../metrics\n"
+        f"Database: {database}\n"
+    )
+
+
+def run_demo(*, keep_running: bool = True) -> int:
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await play(sys.stdout, keep_running=keep_running, stop=stop)
+        return 0
+
+    return asyncio.run(main())
