@@ -37,7 +37,10 @@ def write_config(
     """A complete config on loopback port 0 with the example stations and one EMP."""
     stations_file = directory / "stations.toml"
     shutil.copy(stations or EXAMPLE_STATIONS, stations_file)
-    emp_block = emps if emps is not None else f"""
+    emp_block = (
+        emps
+        if emps is not None
+        else f"""
         [[emp]]
         name = "sandbox"
         url = "{emp_url}"
@@ -48,9 +51,10 @@ def write_config(
         offline_policy = "reject"
         verify_timeout_s = 1.0
     """
+    )
     text = f"""
         [gateway]
-        state_dir = "{directory / 'state'}"
+        state_dir = "{directory / "state"}"
         stations_file = "stations.toml"
         shutdown_grace_s = 5.0
         {gateway}

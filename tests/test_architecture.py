@@ -49,7 +49,11 @@ def test_adapters_do_not_import_each_other() -> None:
         for path in _files(adapter):
             for name in _imports(path):
                 parts = name.split(".")
-                if parts[0] == "cpo_gateway" and len(parts) > 1 and parts[1] in ADAPTERS - {adapter}:
+                if (
+                    parts[0] == "cpo_gateway"
+                    and len(parts) > 1
+                    and parts[1] in ADAPTERS - {adapter}
+                ):
                     offenders.append(f"{path.relative_to(PKG)}: {name}")
                 if parts[0] == "cpo_gateway" and len(parts) > 1 and parts[1] in {"app", "cli"}:
                     offenders.append(f"{path.relative_to(PKG)}: {name}")

@@ -33,7 +33,9 @@ def test_state_dir_defaults_to_systemd_state_directory(tmp_path: Path) -> None:
     path = write_config(tmp_path, gateway="")
     text = path.read_text().replace(f'state_dir = "{tmp_path / "state"}"', "")
     path.write_text(text)
-    assert load_config(path, {"STATE_DIRECTORY": "/var/lib/x"}).gateway.state_dir == Path("/var/lib/x")
+    assert load_config(path, {"STATE_DIRECTORY": "/var/lib/x"}).gateway.state_dir == Path(
+        "/var/lib/x"
+    )
     assert load_config(path, {}).gateway.state_dir == Path("./var")
 
 
@@ -45,7 +47,9 @@ def test_unknown_key_is_named_with_known_keys(tmp_path: Path) -> None:
 
 def test_wrong_type_names_expected_and_found(tmp_path: Path) -> None:
     path = write_config(tmp_path)
-    path.write_text(path.read_text().replace('heartbeat_interval_s = 60', 'heartbeat_interval_s = "60"'))
+    path.write_text(
+        path.read_text().replace("heartbeat_interval_s = 60", 'heartbeat_interval_s = "60"')
+    )
     (problem,) = _problems(path)
     assert "ocpp.heartbeat_interval_s: expected an integer between 10 and 86400" in problem
     assert "found string '60'" in problem
@@ -54,8 +58,14 @@ def test_wrong_type_names_expected_and_found(tmp_path: Path) -> None:
 def test_out_of_range_and_bad_choice(tmp_path: Path) -> None:
     path = write_config(tmp_path, sessions='id_tag_strategy = "md5"', outbox="batch_size = 0")
     problems = _problems(path)
-    assert any("sessions.id_tag_strategy: expected one of 'evco', 'hash', found string 'md5'" in p for p in problems)
-    assert any("outbox.batch_size: expected an integer between 1 and 10000, found integer 0" in p for p in problems)
+    assert any(
+        "sessions.id_tag_strategy: expected one of 'evco', 'hash', found string 'md5'" in p
+        for p in problems
+    )
+    assert any(
+        "outbox.batch_size: expected an integer between 1 and 10000, found integer 0" in p
+        for p in problems
+    )
 
 
 def test_missing_key_names_all_three_ways(tmp_path: Path) -> None:
@@ -75,7 +85,7 @@ def test_key_from_environment_and_file(tmp_path: Path) -> None:
     key_file = tmp_path / "creds" / "inbound"
     key_file.parent.mkdir()
     key_file.write_text("from-file-key\n")
-    emps = f"""
+    emps = """
         [[emp]]
         name = "e1"
         url = "http://127.0.0.1:1/x"
@@ -99,7 +109,10 @@ def test_unreadable_key_file(tmp_path: Path) -> None:
         partner_identifier = "partner-identifier-01"
     """
     (problem,) = _problems(write_config(tmp_path, emps=emps))
-    assert "emp[0].inbound_api_key_file: expected a readable file" in problem and "/nonexistent/key" in problem
+    assert (
+        "emp[0].inbound_api_key_file: expected a readable file" in problem
+        and "/nonexistent/key" in problem
+    )
 
 
 def test_duplicate_inbound_keys_refused(tmp_path: Path) -> None:
@@ -151,7 +164,11 @@ connector = 1
     ("field", "value", "expected"),
     [
         ("evse", "NOT-AN-EVSE", "connector[0].evse_id: expected an EVSE ID"),
-        ("evse", "FR*ABC*E1", "connector[0].evse_id: expected an EVSE ID of the station's operator DE*CPO"),
+        (
+            "evse",
+            "FR*ABC*E1",
+            "connector[0].evse_id: expected an EVSE ID of the station's operator DE*CPO",
+        ),
         ("type", "Type9", "connector[0].type: expected one of 'Type2'"),
         ("country", "XX", "address.country: expected an ISO 3166-1 alpha-2 code"),
         ("lat", "91.0", "station[0].latitude: expected a number between -90.0 and 90.0"),
@@ -171,7 +188,9 @@ def test_duplicate_ocpp_mapping_refused(tmp_path: Path) -> None:
     stations = tmp_path / "st.toml"
     stations.write_text(one + two)
     problems = _problems(write_config(tmp_path, stations=stations))
-    assert any("expected one EVSE per OCPP connector" in p and "'CP1' connector 1" in p for p in problems)
+    assert any(
+        "expected one EVSE per OCPP connector" in p and "'CP1' connector 1" in p for p in problems
+    )
 
 
 def test_check_config_cli_ok_and_broken(tmp_path: Path) -> None:

@@ -64,7 +64,11 @@ def test_ready_then_sigterm_exits_zero_within_grace(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     assert took < 5.0 + 5  # shutdown_grace_s in the test config, plus interpreter exit
     names = [e["event"] for e in _events(out)]
-    assert names.index("gateway.ready") < names.index("gateway.stopping") < names.index("gateway.stopped")
+    assert (
+        names.index("gateway.ready")
+        < names.index("gateway.stopping")
+        < names.index("gateway.stopped")
+    )
 
 
 def test_port_in_use_exits_71_with_one_clear_line(tmp_path: Path) -> None:
@@ -84,7 +88,9 @@ def test_port_in_use_exits_71_with_one_clear_line(tmp_path: Path) -> None:
     assert len(failed) == 1 and "cannot listen" in str(failed[0]["error"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; uses a file as state dir instead")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root can write anywhere; uses a file as state dir instead"
+)
 def test_unwritable_state_dir_exits_73(tmp_path: Path) -> None:  # pragma: no cover - non-root
     state = tmp_path / "ro"
     state.mkdir(mode=0o500)

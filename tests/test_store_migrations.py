@@ -18,7 +18,14 @@ async def test_fresh_database_is_migrated_and_configured(tmp_path: Path) -> None
         assert await db.scalar("PRAGMA journal_mode") == "wal"
         assert await db.scalar("PRAGMA foreign_keys") == 1
         tables = {r[0] for r in await db.all("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"whitelist", "sessions", "transactions", "outbox", "connector_status", "stations_posted"} <= tables
+        assert {
+            "whitelist",
+            "sessions",
+            "transactions",
+            "outbox",
+            "connector_status",
+            "stations_posted",
+        } <= tables
     finally:
         await db.close()
 

@@ -44,32 +44,48 @@ class Deliverer:
         self._window = retry_window_s
         self._batch = batch_size
         self._limits = {emp: asyncio.Semaphore(n) for emp, n in concurrency.items()}
+        # One pass per EMP at a time: a scheduled pass and the shutdown flush never send the
+        # same rows twice, and a slow EMP holds up only its own queue.
+        self._passes = {emp: asyncio.Lock() for emp in concurrency}
         self._clock = clock
         self._rand = rand
         self.delivered = 0
         self.dead = 0
 
+    @property
+    def emps(self) -> tuple[str, ...]:
+        return tuple(self._limits)
+
     async def tick(self) -> int:
         """One pass over every EMP's due rows; returns how many were delivered."""
-        results = await asyncio.gather(*(self._emp_tick(emp) for emp in self._limits))
+        results = await asyncio.gather(*(self.tick_emp(emp) for emp in self._limits))
         return sum(results)
 
-    async def _emp_tick(self, emp: str) -> int:
-        items = await self._store.due(emp, self._clock(), self._batch)
-        if not items:
-            return 0
-        posted = await self._store.posted_stations(emp)
-        outcomes = await asyncio.gather(*(self._one(emp, item, posted) for item in items))
-        return sum(outcomes)
+    async def tick_emp(self, emp: str) -> int:
+        """One pass over at most batch_size due rows of one EMP, sent at most `concurrency`
+        at a time; returns how many were delivered."""
+        async with self._passes[emp]:
+            items = await self._store.due(emp, self._clock(), self._batch)
+            if not items:
+                return 0
+            posted = await self._store.posted_stations(emp)
+            outcomes = await asyncio.gather(*(self._one(emp, item, posted) for item in items))
+            return sum(outcomes)
 
     async def _one(self, emp: str, item: OutboxItem, posted: Mapping[str, PostedStation]) -> int:
         now = self._clock()
         if item.kind == STATUS_KIND:
             station = self._station_of(item.key)
-            entry = posted.get(station or "")
-            if station is None or entry is None or not entry.delivered:
+            if station is None:
+                await self._dead(emp, item, "the EVSE is in no station of the catalogue", now)
+                return 0
+            entry = posted.get(station)
+            if entry is None or not entry.delivered:
                 # The EMP only takes statuses of stations it has received.
-                await self._store.postpone(item.id, now + 5.0, "waiting for station-post")
+                if now - item.created_at >= self._window:
+                    await self._dead(emp, item, f"station {station} was never posted", now)
+                else:
+                    await self._store.postpone(item.id, now + 5.0, "waiting for station-post")
                 return 0
         async with self._limits[emp]:
             result = await self._link.deliver(emp, item.kind, item.payload)
@@ -95,7 +111,13 @@ class Deliverer:
                 detail=result.detail,
             )
             return 0
-        await self._store.mark_dead(item.id, result.detail or "retry window exceeded", now)
-        self.dead += 1
-        log.warning("outbox.dead_letter", id=item.id, emp=emp, kind=item.kind, detail=result.detail)
+        if result.status is DeliveryStatus.RETRY:
+            await self._dead(emp, item, f"retry window exceeded; last: {result.detail}", now)
+        else:
+            await self._dead(emp, item, result.detail or "rejected", now)
         return 0
+
+    async def _dead(self, emp: str, item: OutboxItem, error: str, now: float) -> None:
+        await self._store.mark_dead(item.id, error, now)
+        self.dead += 1
+        log.warning("outbox.dead_letter", id=item.id, emp=emp, kind=item.kind, detail=error)

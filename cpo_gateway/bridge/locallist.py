@@ -3,6 +3,7 @@ even while cut off from the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 
 from cpo_gateway import logs
@@ -20,20 +21,29 @@ class LocalListPusher:
         self._store = store
         self._chargers = chargers
         self._connected = connected
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def push(self, charge_point: str) -> CommandStatus | None:
         """Bring one charger's list up to date; None when nothing was needed."""
+        # One push at a time per charger: chunks of two versions must never interleave.
+        lock = self._locks.setdefault(charge_point, asyncio.Lock())
+        async with lock:
+            return await self._push(charge_point)
+
+    async def _push(self, charge_point: str) -> CommandStatus | None:
         version = await self._store.whitelist_version()
-        have, supported = await self._store.local_list_state(charge_point)
+        have, ocpp_version, supported = await self._store.local_list_state(charge_point)
         if not supported or version == 0 or have >= version:
             return None
         uids = await self._store.whitelist_union()
         entries = [(uid, AuthStatus.ACCEPTED) for uid in uids]
-        result = await self._chargers.send_local_list(charge_point, version, entries)
+        result = await self._chargers.send_local_list(charge_point, ocpp_version + 1, entries)
         if result.status is CommandStatus.ACCEPTED:
-            await self._store.set_local_list_state(charge_point, version, True)
+            last = result.data.get("list_version")
+            held = last if isinstance(last, int) else ocpp_version + 1
+            await self._store.set_local_list_state(charge_point, version, held, True)
         elif result.status is CommandStatus.NOT_SUPPORTED:
-            await self._store.set_local_list_state(charge_point, have, False)
+            await self._store.set_local_list_state(charge_point, have, ocpp_version, False)
         log.info(
             "locallist.pushed",
             charge_point_id=charge_point,

@@ -84,6 +84,8 @@ class ChargerConnection:
                     fut.set_exception(ConnectionError("the charger disconnected"))
 
     async def _receive(self, message: str | bytes) -> None:
+        # Any frame proves the charger alive (the silence check reads this), answers included.
+        self.last_seen = time.monotonic()
         try:
             frame = parse_frame(message)
         except FrameError as exc:

@@ -6,7 +6,6 @@ is returned only when persisting really failed, so the charger retries.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +26,7 @@ from cpo_gateway.csms.frames import Call, ErrorCode
 log = logs.get(__name__)
 Handle = Callable[[ChargerConnection, object], Awaitable[dict[str, object]]]
 _TRANSACTIONAL = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
+_OTHER = "(unhandled)"
 
 
 def _now_iso() -> str:
@@ -61,14 +61,15 @@ class Handlers:
         }
 
     async def dispatch(self, conn: ChargerConnection, call: Call) -> dict[str, object]:
-        self.counts[call.action] = self.counts.get(call.action, 0) + 1
         parser = v16.INBOUND.get(call.action)
         handle = self._table.get(call.action)
         if parser is None or handle is None:
+            # One counter for every unknown name: a charger must not grow the metrics table.
+            self.counts[_OTHER] = self.counts.get(_OTHER, 0) + 1
             code = v16.unhandled_action_error(call.action)
-            raise HandlerError(code, f"{call.action} is not handled by this central system")
+            raise HandlerError(code, f"{call.action[:64]} is not handled by this central system")
+        self.counts[call.action] = self.counts.get(call.action, 0) + 1
         parsed = parser(conn.charge_point_id, call.payload)  # raises PayloadError
-        conn.last_seen = time.monotonic()
         if call.action not in _TRANSACTIONAL:
             return await handle(conn, parsed)
         try:

@@ -1,4 +1,10 @@
-"""Connected chargers and the typed commands sent to them (the core's ChargerControl)."""
+"""Connected chargers and the typed commands sent to them (the core's ChargerControl).
+
+Every command returns a CommandResult whose status says what happened: accepted, rejected,
+not_supported, failed (a CallError), timeout or offline. A charger has at most one of our
+Calls in flight (ChargerConnection.call queues the rest), so the commands can be called from
+anywhere at any time.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from cpo_gateway.csms import v16_commands as cmd
 from cpo_gateway.csms.connection import ChargerConnection
 
 log = logs.get(__name__)
+DEFAULT_LIST_CHUNK = 100  # when the charger does not tell its SendLocalListMaxLength
+_LIST_KEY = "SendLocalListMaxLength"
 
 
 class ChargerRegistry:
@@ -23,16 +31,22 @@ class ChargerRegistry:
     def connected_ids(self) -> list[str]:
         return list(self.connections)
 
-    async def command(self, cp_id: str, action: str, payload: dict[str, object]) -> CommandResult:
+    async def command(
+        self,
+        cp_id: str,
+        action: str,
+        payload: dict[str, object],
+        timeout_s: float | None = None,
+    ) -> CommandResult:
         conn = self.connections.get(cp_id)
         if conn is None:
             return CommandResult(CommandStatus.OFFLINE, "the charger is not connected")
-        result = await conn.call(action, payload)
+        result = await conn.call(action, payload, timeout_s)
         log.info("ocpp.command", charge_point_id=cp_id, action=action, result=result.status.value)
         return result
 
     async def remote_start(
-        self, charge_point_id: str, connector_id: int, id_tag: str
+        self, charge_point_id: str, connector_id: int | None, id_tag: str
     ) -> CommandResult:
         return await self.command(
             charge_point_id, "RemoteStartTransaction", cmd.remote_start_req(connector_id, id_tag)
@@ -43,41 +57,99 @@ class ChargerRegistry:
             charge_point_id, "RemoteStopTransaction", cmd.remote_stop_req(transaction_id)
         )
 
-    async def trigger_status(
-        self, charge_point_id: str, connector_id: int | None = None
+    async def trigger_message(
+        self, charge_point_id: str, requested_message: str, connector_id: int | None = None
     ) -> CommandResult:
         return await self.command(
             charge_point_id,
             "TriggerMessage",
-            cmd.trigger_message_req("StatusNotification", connector_id),
+            cmd.trigger_message_req(requested_message, connector_id),
+        )
+
+    async def trigger_status(
+        self, charge_point_id: str, connector_id: int | None = None
+    ) -> CommandResult:
+        return await self.trigger_message(charge_point_id, "StatusNotification", connector_id)
+
+    async def change_availability(
+        self, charge_point_id: str, connector_id: int, type_: str
+    ) -> CommandResult:
+        """type_ is "Operative" or "Inoperative"; connector 0 means the whole charger."""
+        return await self.command(
+            charge_point_id, "ChangeAvailability", cmd.change_availability_req(connector_id, type_)
+        )
+
+    async def reset(self, charge_point_id: str, type_: str = "Soft") -> CommandResult:
+        return await self.command(charge_point_id, "Reset", cmd.reset_req(type_))
+
+    async def unlock_connector(self, charge_point_id: str, connector_id: int) -> CommandResult:
+        return await self.command(
+            charge_point_id, "UnlockConnector", cmd.unlock_connector_req(connector_id)
+        )
+
+    async def get_configuration(
+        self, charge_point_id: str, keys: Sequence[str] | None = None
+    ) -> CommandResult:
+        """data holds configurationKey and unknownKey as the charger sent them."""
+        return await self.command(
+            charge_point_id, "GetConfiguration", cmd.get_configuration_req(keys)
+        )
+
+    async def change_configuration(
+        self, charge_point_id: str, key: str, value: str
+    ) -> CommandResult:
+        result = await self.command(
+            charge_point_id, "ChangeConfiguration", cmd.change_configuration_req(key, value)
+        )
+        conn = self.connections.get(charge_point_id)
+        if conn is not None:
+            conn.config_cache.pop(key, None)  # read it again next time
+        return result
+
+    async def get_local_list_version(self, charge_point_id: str) -> CommandResult:
+        """data["listVersion"]: -1 when the charger has no local list, 0 when it is empty."""
+        return await self.command(
+            charge_point_id, "GetLocalListVersion", cmd.get_local_list_version_req()
         )
 
     async def send_local_list(
         self, charge_point_id: str, version: int, entries: Sequence[tuple[str, AuthStatus]]
     ) -> CommandResult:
-        """Full update, split into chunks of the charger's SendLocalListMaxLength: the first
-        chunk replaces the list, the rest add to it under the same version."""
+        """A full update, split into chunks of the charger's SendLocalListMaxLength.
+
+        The first chunk is a Full update carrying `version`; each further chunk is a
+        Differential update, and OCPP 1.6 wants a differential update to move the list
+        version forward, so chunk i carries version + i. data["listVersion"] is the version
+        the charger holds afterwards.
+        """
         size = await self._max_list_length(charge_point_id)
         chunks = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
         result = CommandResult(CommandStatus.ACCEPTED)
         for i, chunk in enumerate(chunks):
             kind = "Full" if i == 0 else "Differential"
             result = await self.command(
-                charge_point_id, "SendLocalList", cmd.send_local_list_req(version, chunk, kind)
+                charge_point_id,
+                "SendLocalList",
+                cmd.send_local_list_req(version + i, chunk, kind),
             )
             if not result.accepted:
-                return result
-        return result
+                detail = f"chunk {i + 1} of {len(chunks)}: {result.detail or result.status.value}"
+                return CommandResult(result.status, detail, result.data)
+        return CommandResult(
+            result.status, result.detail, {**result.data, "listVersion": version + len(chunks) - 1}
+        )
 
     async def _max_list_length(self, cp_id: str) -> int:
         conn = self.connections.get(cp_id)
-        if conn is not None and "SendLocalListMaxLength" not in conn.config_cache:
-            result = await self.command(
-                cp_id, "GetConfiguration", cmd.get_configuration_req(["SendLocalListMaxLength"])
-            )
+        if conn is None:
+            return DEFAULT_LIST_CHUNK
+        if _LIST_KEY not in conn.config_cache:
+            result = await self.get_configuration(cp_id, [_LIST_KEY])
             keys = result.data.get("configurationKey")
             for item in keys if isinstance(keys, list) else []:
-                if isinstance(item, dict) and item.get("key") == "SendLocalListMaxLength":
-                    conn.config_cache["SendLocalListMaxLength"] = str(item.get("value", ""))
-        raw = conn.config_cache.get("SendLocalListMaxLength", "") if conn else ""
-        return int(raw) if raw.isdigit() and int(raw) > 0 else 100
+                if isinstance(item, dict) and item.get("key") == _LIST_KEY:
+                    conn.config_cache[_LIST_KEY] = str(item.get("value", ""))
+            if result.accepted:
+                conn.config_cache.setdefault(_LIST_KEY, "")  # unknown key: do not ask again
+        raw = conn.config_cache.get(_LIST_KEY, "")
+        return int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else DEFAULT_LIST_CHUNK

@@ -1,5 +1,10 @@
 """The OCPP websocket server: identity and auth before the upgrade, a registry of chargers,
-and typed commands (the core's ChargerControl)."""
+typed commands (the core's ChargerControl), presence, and the local admin channel.
+
+Presence: a charger whose socket closes is handed to the core at once (the core posts
+Offline only after its grace period). A charger that sends nothing for more than three
+heartbeat intervals is closed with 1001, which comes to the same.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,18 @@ import asyncio
 import hashlib
 import http
 import ssl
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
+from cpo_gateway.csms.admin import AdminServer
 from cpo_gateway.csms.connection import ChargerConnection
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.passwords import parse_basic, verify_password
@@ -23,6 +32,8 @@ from cpo_gateway.tasks import TaskSet
 
 log = logs.get(__name__)
 SUBPROTOCOLS = ("ocpp1.6",)  # our order of preference; ocpp2.0.1 joins here
+SILENT_HEARTBEATS = 3  # heartbeat intervals without a frame before a charger counts as gone
+CLOSE_SILENT = 1001
 
 
 class CsmsServer:
@@ -44,6 +55,7 @@ class CsmsServer:
         compression: bool,
         call_timeout_s: float,
         ssl_context: ssl.SSLContext | None = None,
+        admin_socket: Path | None = None,
     ) -> None:
         self._core = core
         self.registry = registry
@@ -55,7 +67,13 @@ class CsmsServer:
         self._max_frame = max_frame_bytes
         self._compression = compression
         self._call_timeout_s = call_timeout_s
+        if ssl_context is not None and ssl_context.minimum_version < ssl.TLSVersion.TLSv1_2:
+            ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
         self._ssl = ssl_context
+        self._silence_s = float(SILENT_HEARTBEATS * heartbeat_interval_s)
+        self._admin_path = admin_socket
+        self.admin: AdminServer | None = None
+        self._watch: asyncio.Task[None] | None = None
         self.handlers = Handlers(
             core,
             heartbeat_interval_s=heartbeat_interval_s,
@@ -86,9 +104,25 @@ class CsmsServer:
             compression="deflate" if self._compression else None,
             ssl=self._ssl,
         )
+        self._watch = self._tasks.spawn(self._watch_silence(), name="csms-silence-check")
+        if self._admin_path is not None:
+            await self.open_admin(self._admin_path)
+
+    async def open_admin(self, path: Path) -> None:
+        """Listen for operator commands on a unix socket (see admin.py); closed by close()."""
+        admin = AdminServer(self.registry, path)
+        await admin.start()
+        self.admin = admin
 
     async def close(self, code: int = 1012) -> None:
         """Stop accepting, close every charger with `code` (1012: service restart), wait."""
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+        if self.admin is not None:
+            await self.admin.close()
+            self.admin = None
         if self._server is None:
             return
         self._server.close(close_connections=False)
@@ -198,6 +232,23 @@ class CsmsServer:
                 del self.connections[cp_id]
                 self._core.charger_disconnected(cp_id)
                 log.info("charger.disconnected", charge_point_id=cp_id, code=ws.close_code)
+
+    async def _watch_silence(self) -> None:
+        period = min(max(self._silence_s / 4, 0.05), 60.0)
+        while True:
+            await asyncio.sleep(period)
+            cutoff = time.monotonic() - self._silence_s
+            for cp_id, conn in list(self.connections.items()):
+                if conn.last_seen < cutoff and conn.ws.state is State.OPEN:
+                    log.warning(
+                        "charger.silent",
+                        charge_point_id=cp_id,
+                        silent_s=round(time.monotonic() - conn.last_seen, 1),
+                    )
+                    self._tasks.spawn(
+                        conn.close(CLOSE_SILENT, "silent for too long"),
+                        name=f"close-silent-{cp_id}",
+                    )
 
     def _after_boot(self, conn: ChargerConnection) -> None:
         self._tasks.spawn(self._core.local_list.push(conn.charge_point_id), name="locallist-push")

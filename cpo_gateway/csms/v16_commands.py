@@ -68,9 +68,26 @@ def get_local_list_version_req() -> dict[str, object]:
     return {}
 
 
+TRIGGERABLE = frozenset(
+    {
+        "BootNotification",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StatusNotification",
+    }
+)
+
+
 def trigger_message_req(
     requested_message: str, connector_id: int | None = None
 ) -> dict[str, object]:
+    if requested_message not in TRIGGERABLE:
+        raise ValueError(
+            f"requestedMessage must be one of {', '.join(sorted(TRIGGERABLE))}, "
+            f"got {requested_message!r}"
+        )
     req: dict[str, object] = {"requestedMessage": requested_message}
     if connector_id is not None:
         req["connectorId"] = connector_id

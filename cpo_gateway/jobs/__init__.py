@@ -3,6 +3,8 @@ expiry of pending remote starts, local-list retries, housekeeping."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,22 +33,42 @@ class Jobs:
         self.scheduler = AsyncIOScheduler()
         self.runs: dict[str, int] = {}
         self.failures: dict[str, int] = {}
-        every = self._every
-        every("outbox", outbox_tick_s, core.delivery.tick)
+        self._running: set[asyncio.Task[Any]] = set()
+        every = self.every
+        # One delivery job per EMP: a slow or unreachable EMP delays only its own queue.
+        for emp in core.delivery.emps:
+            every(f"outbox:{emp}", outbox_tick_s, functools.partial(core.delivery.tick_emp, emp))
         every("status-flush", 0.5, core.status.flush)
         every("expire-starts", 5.0, core.remote.expire_pending)
         every("local-list", 60.0, core.local_list.push_all)
         every("status-resync", status_resync_h * 3600.0, self._resync)
         every("housekeeping", 3600.0, self._housekeeping)
 
-    def _every(self, name: str, seconds: float, fn: Callable[[], Awaitable[Any]]) -> None:
+    @property
+    def running(self) -> int:
+        """Job runs in progress."""
+        return len(self._running)
+
+    def every(self, name: str, seconds: float, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Run `fn` every `seconds`; a run still going when the next is due makes it skip."""
+
         async def run() -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)
             try:
                 await fn()
                 self.runs[name] = self.runs.get(name, 0) + 1
             except Exception:
                 self.failures[name] = self.failures.get(name, 0) + 1
                 log.exception("job.failed", job=name)
+            except asyncio.CancelledError:
+                # Only stop()/shutdown() cancel runs: end quietly, the scheduler would log it
+                # as a crash otherwise.
+                log.info("job.cancelled", job=name)
+            finally:
+                if task is not None:
+                    self._running.discard(task)
 
         # max_instances=1 and coalesce: a job never overlaps itself, missed runs merge into one.
         self.scheduler.add_job(
@@ -66,8 +88,28 @@ class Jobs:
         self.scheduler.start()
 
     def pause(self) -> None:
-        self.scheduler.pause()
+        if self.scheduler.running:  # idempotent: stopping twice must not raise
+            self.scheduler.pause()
+
+    async def stop(self, grace_s: float) -> int:
+        """Start no new runs, let running ones finish within `grace_s`, cancel the rest and
+        wait for them; returns how many were cancelled."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=grace_s)
+        left = list(self._running)
+        for task in left:
+            task.cancel(msg="gateway stopping")
+        if left:
+            log.warning("jobs.cancelled", count=len(left))
+            await asyncio.gather(*left, return_exceptions=True)
+        self.shutdown()
+        return len(left)
 
     def shutdown(self) -> None:
+        """Stop the scheduler; runs still going are cancelled (they must not outlive the DB)."""
+        for task in list(self._running):
+            task.cancel(msg="gateway stopping")
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)

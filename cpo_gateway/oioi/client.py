@@ -5,6 +5,7 @@ Implements the core's EmpLink: typed results only, no raw dicts past this module
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from cpo_gateway.oioi.render import (
 from cpo_gateway.oioi.replies import read_delivery, read_verify
 
 log = logs.get(__name__)
+# Answers are small; anything longer is cut here so a broken peer cannot fill memory.
+MAX_REPLY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ class Endpoint:
     name: str
     url: str
     api_key: str
+    # rfid-verify is asked while a driver waits at the charger: a hard deadline per EMP.
+    verify_timeout_s: float = 3.0
 
 
 def render(kind: str, payload: Mapping[str, Any]) -> dict[str, object]:
@@ -88,8 +93,15 @@ class EmpClients:
         endpoint = self._endpoints[emp]
         session = self._sessions[emp]
         async with session.post(endpoint.url, data=orjson.dumps(body)) as resp:
-            data = await resp.content.read(1024 * 1024)  # answers are small: do not buffer more
-            return resp.status, data, resp.headers.get("Retry-After")
+            # read(n) may return a first fragment only: read to the end, up to the cap.
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_any():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_REPLY_BYTES:
+                    break
+            return resp.status, b"".join(chunks)[:MAX_REPLY_BYTES], resp.headers.get("Retry-After")
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
         try:
@@ -103,8 +115,11 @@ class EmpClients:
         return read_delivery(status, data, retry_after, self._clock())
 
     async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+        """The EMP's verdict, or UNREACHABLE when it has none within the EMP's deadline."""
         try:
-            status, data, _ = await self._post(emp, render_rfid_verify(uid))
-        except (aiohttp.ClientError, TimeoutError, OSError):
+            async with asyncio.timeout(self._endpoints[emp].verify_timeout_s):
+                status, data, _ = await self._post(emp, render_rfid_verify(uid))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("emp.verify_unreachable", emp=emp, error=type(exc).__name__)
             return VerifyOutcome.UNREACHABLE
         return read_verify(status, data)

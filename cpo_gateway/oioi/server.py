@@ -3,6 +3,7 @@ plus /healthz and /metrics for operations."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ class InboundPartner:
     name: str
     inbound_key: str
     partner_identifier: str
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "replace")).digest()
 
 
 def _json(status: int, body: dict[str, object]) -> web.Response:
@@ -70,7 +75,9 @@ class OioiServer:
         app.router.add_post(self._path, self._handle)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_view)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # lingering_time=0: a body left unread (refused as too large, or before the key was
+        # checked) closes the connection instead of being read and thrown away for seconds.
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=0)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
         await self._site.start()
@@ -87,10 +94,12 @@ class OioiServer:
     def _partner(self, header: str | None) -> InboundPartner:
         if not header or not header.startswith("key="):
             raise m.OioiError.unauthorized("Missing 'Authorization: key=<api key>' header.")
-        given = header[4:].strip().encode()
+        # Digests have one length: the comparison time tells neither the key nor its length,
+        # and every partner is checked so it does not tell which one matched either.
+        given = _digest(header[4:].strip())
         found = None
-        for p in self._partners:  # check every partner: timing must not tell which one
-            if hmac.compare_digest(given, p.inbound_key.encode()):
+        for p in self._partners:
+            if hmac.compare_digest(given, _digest(p.inbound_key)):
                 found = p
         if found is None:
             raise m.OioiError.unauthorized("Invalid API key.")
@@ -102,13 +111,7 @@ class OioiServer:
             if not self.accepting:
                 raise m.OioiError.unavailable()
             partner = self._partner(request.headers.get("Authorization"))
-            if request.content_length is not None and request.content_length > self._max_body:
-                raise m.OioiError(413, 230, f"body is larger than {self._max_body} bytes")
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise m.OioiError(413, 230, f"body is larger than {self._max_body} bytes") from None
-            call, obj = m.parse_envelope(body)
+            call, obj = m.parse_envelope(await self._body(request))
             log.info("oioi.request", call=call, partner=partner.name)
             status, reply = await self._calls[call](partner, obj)
         except m.OioiError as exc:
@@ -128,6 +131,23 @@ class OioiServer:
         if status == 503:
             response.headers["Retry-After"] = "5"
         return response
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The raw body, refused before reading when it cannot be UTF-8 JSON or is too large.
+
+        A declared length over the limit is refused unread; a chunked body is read only up to
+        the limit (aiohttp counts while reading) and then refused.
+        """
+        charset = request.charset
+        if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+            raise m.OioiError.bad_request(f"body: expected UTF-8 JSON, got charset {charset!r}")
+        too_large = m.OioiError(413, 230, f"body is larger than {self._max_body} bytes")
+        if request.content_length is not None and request.content_length > self._max_body:
+            raise too_large
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large from None
 
     async def _session_start(
         self, p: InboundPartner, obj: dict[str, object]

@@ -24,7 +24,8 @@ from cpo_gateway.sim.charger_wire import ChargerOffline, ChargerWire, SimCharger
 
 __all__ = ["ChargerOffline", "SimCharger", "SimChargerError"]
 
-RemoteStartMode = Literal["accept", "reject", "ignore"]
+# "no-plug": the charger accepts a remote start but no car is plugged in, so it never starts.
+RemoteStartMode = Literal["accept", "reject", "ignore", "no-plug"]
 _MAX_FLUSH = 10_000
 
 
@@ -49,8 +50,10 @@ class SimCharger(ChargerWire):
         call_timeout: float = 30,
         ocpp_log_level: int | None = logging.WARNING,
     ) -> None:
-        if remote_start not in ("accept", "reject", "ignore"):
-            raise ValueError(f"remote_start must be accept, reject or ignore, not {remote_start!r}")
+        if remote_start not in ("accept", "reject", "ignore", "no-plug"):
+            raise ValueError(
+                f"remote_start must be accept, reject, ignore or no-plug, not {remote_start!r}"
+            )
         super().__init__(
             charge_point_id,
             url,

@@ -47,6 +47,8 @@ class ChargerCommands:
 
     def remote_start(self, id_tag: str, connector_id: int | None) -> Reply:
         connector = 1 if connector_id is None else connector_id
+        if self._charger.remote_start == "no-plug":
+            return "Accepted", None
         if (
             self._charger.remote_start != "accept"
             or not 1 <= connector <= self._state.connectors

@@ -44,7 +44,8 @@ class Transaction:
 class ChargerState:
     connectors: int
     local_list_supported: bool = True
-    local_list_max_length: int = 50
+    local_list_max_length: int = 50  # entries per SendLocalList message
+    local_list_capacity: int = 100_000  # entries the charger can hold in all
     heartbeat_interval: int = 300
     meter_interval_s: float = 0
     local_list: dict[str, str] = field(default_factory=dict)
@@ -61,7 +62,7 @@ class ChargerState:
             "MeterValueSampleInterval": str(int(self.meter_interval_s)),
             "NumberOfConnectors": str(self.connectors),
             "LocalAuthListEnabled": "true" if self.local_list_supported else "false",
-            "LocalAuthListMaxLength": str(self.local_list_max_length),
+            "LocalAuthListMaxLength": str(self.local_list_capacity),
             "SendLocalListMaxLength": str(self.local_list_max_length),
             "LocalAuthorizeOffline": "true",
             "LocalPreAuthorize": "false",
@@ -139,7 +140,7 @@ class ChargerState:
                     merged.pop(tag, None)
                 else:
                     merged[tag] = str(info["status"])
-            if len(merged) > self.local_list_max_length:
+            if len(merged) > self.local_list_capacity:
                 return "Failed"
             self.local_list = merged
         self.local_list_version = list_version

@@ -13,6 +13,7 @@ MIGRATIONS: tuple[str, ...] = (
         vendor TEXT, model TEXT, serial TEXT, firmware TEXT,
         boot_status TEXT, booted_at TEXT, last_seen REAL,
         local_list_version INTEGER NOT NULL DEFAULT 0,
+        ocpp_list_version INTEGER NOT NULL DEFAULT 0,
         local_list_supported INTEGER NOT NULL DEFAULT 1
     );
 

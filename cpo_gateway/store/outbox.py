@@ -51,7 +51,20 @@ def _item(row: aiosqlite.Row) -> OutboxItem:
 
 
 class OutboxRepo:
+    """Outbox rows of one database.
+
+    A pending connector-post-status row is rewritten in place when a newer status arrives,
+    possibly while the older one is on its way to the EMP. The payload each status row had
+    when ``due`` handed it out is kept, and a row whose payload changed since then stays
+    pending (due at once) instead of being marked delivered: the newest status still goes out.
+    """
+
     db: Database
+
+    @property
+    def _handed_out(self) -> dict[int, str]:
+        handed: dict[int, str] = self.__dict__.setdefault("_outbox_handed_out", {})
+        return handed
 
     async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None:
         async with self.db.transaction() as conn:
@@ -66,7 +79,15 @@ class OutboxRepo:
             "ORDER BY id LIMIT ?",
             (emp, now, limit),
         )
+        handed = self._handed_out
+        for r in rows:
+            if r["kind"] == STATUS_KIND:
+                handed[r["id"]] = r["payload"]
         return [_item(r) for r in rows]
+
+    def _sent_payloads(self, ids: Sequence[int]) -> list[tuple[int, str | None]]:
+        handed = self._handed_out
+        return [(i, handed.pop(i, None)) for i in ids]
 
     async def next_due_at(self, emp: str) -> float | None:
         value = await self.db.scalar(
@@ -75,14 +96,22 @@ class OutboxRepo:
         return None if value is None else float(value)
 
     async def mark_delivered(self, ids: Sequence[int], now: float) -> None:
+        sent = self._sent_payloads(ids)
         async with self.db.transaction() as conn:
+            # A status rewritten while in flight is due again, with its new payload.
+            await conn.executemany(
+                "UPDATE outbox SET next_at = ?, attempts = 0 "
+                "WHERE id = ? AND kind = ? AND payload != ?",
+                [(now, i, STATUS_KIND, p) for i, p in sent if p is not None],
+            )
             await conn.executemany(
                 "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 "
-                "WHERE id = ?",
-                [(now, i) for i in ids],
+                "WHERE id = ? AND (? IS NULL OR payload = ?)",
+                [(now, i, p, p) for i, p in sent],
             )
 
     async def mark_retry(self, item_id: int, next_at: float, error: str) -> None:
+        self._handed_out.pop(item_id, None)
         async with self.db.transaction() as conn:
             await conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? "
@@ -92,6 +121,7 @@ class OutboxRepo:
 
     async def postpone(self, item_id: int, next_at: float, reason: str) -> None:
         """Hold a row back without counting an attempt (e.g. its station is not posted)."""
+        self._handed_out.pop(item_id, None)
         async with self.db.transaction() as conn:
             await conn.execute(
                 "UPDATE outbox SET next_at = ?, last_error = ? WHERE id = ?",
@@ -99,11 +129,19 @@ class OutboxRepo:
             )
 
     async def mark_dead(self, item_id: int, error: str, now: float) -> None:
+        ((_, sent),) = self._sent_payloads([item_id])
         async with self.db.transaction() as conn:
+            # The failure was the old payload's: a status rewritten meanwhile gets its own try.
+            if sent is not None:
+                await conn.execute(
+                    "UPDATE outbox SET next_at = ?, attempts = 0, last_error = ? "
+                    "WHERE id = ? AND payload != ?",
+                    (now, error, item_id, sent),
+                )
             await conn.execute(
                 "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
-                "done_at = ? WHERE id = ?",
-                (error, now, item_id),
+                "done_at = ? WHERE id = ? AND (? IS NULL OR payload = ?)",
+                (error, now, item_id, sent, sent),
             )
 
     async def list_outbox(self, state: str | None = None, limit: int = 100) -> list[OutboxItem]:

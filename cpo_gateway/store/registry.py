@@ -49,23 +49,26 @@ class RegistryRepo:
                 ),
             )
 
-    async def local_list_state(self, charge_point_id: str) -> tuple[int, bool]:
+    async def local_list_state(self, charge_point_id: str) -> tuple[int, int, bool]:
+        """(whitelist version pushed, OCPP listVersion the charger holds, supported)."""
         row = await self.db.one(
-            "SELECT local_list_version, local_list_supported FROM chargers WHERE id = ?",
+            "SELECT local_list_version, ocpp_list_version, local_list_supported FROM chargers "
+            "WHERE id = ?",
             (charge_point_id,),
         )
-        return (0, True) if row is None else (int(row[0]), bool(row[1]))
+        return (0, 0, True) if row is None else (int(row[0]), int(row[1]), bool(row[2]))
 
     async def set_local_list_state(
-        self, charge_point_id: str, version: int, supported: bool
+        self, charge_point_id: str, version: int, ocpp_version: int, supported: bool
     ) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
-                "INSERT INTO chargers (id, local_list_version, local_list_supported) "
-                "VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "INSERT INTO chargers (id, local_list_version, ocpp_list_version, "
+                "local_list_supported) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                 "local_list_version = excluded.local_list_version, "
+                "ocpp_list_version = excluded.ocpp_list_version, "
                 "local_list_supported = excluded.local_list_supported",
-                (charge_point_id, version, int(supported)),
+                (charge_point_id, version, ocpp_version, int(supported)),
             )
 
     # --- whitelist -----------------------------------------------------------------------------

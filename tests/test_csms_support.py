@@ -1,0 +1,154 @@
+"""Helpers shared by the tests/test_csms_*.py files (this module holds no tests).
+
+A gateway started in this event loop with a tailored config, and a raw OCPP-J charger that
+sends exactly the frames a test writes and answers the central system's Calls from a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from cpo_gateway.app import Gateway
+from cpo_gateway.config import Config, load_config
+from cpo_gateway.sim.emp import SandboxEmp
+from tests.conftest import EXAMPLE_STATIONS, Harness, write_config
+
+OCPP16 = Subprotocol("ocpp1.6")
+TS = "2024-05-01T10:15:00Z"
+CP = "CP-BER-001"
+Responder = Callable[[str, dict[str, Any]], dict[str, Any] | None]
+
+
+def stations_with(tmp_path: Path, extra: str) -> Path:
+    """The example stations file with `extra` TOML ([[charger]] tables) appended."""
+    path = tmp_path / "stations-src.toml"
+    path.write_text(EXAMPLE_STATIONS.read_text(encoding="utf-8") + "\n" + extra, encoding="utf-8")
+    return path
+
+
+def config(
+    tmp_path: Path,
+    emp: SandboxEmp | None = None,
+    *,
+    change: Callable[[Config], Config] | None = None,
+    **kwargs: Any,
+) -> Config:
+    url = emp.url if emp is not None else "http://127.0.0.1:9/api/v4/request"
+    cfg = load_config(write_config(tmp_path, emp_url=url, **kwargs), {})
+    return change(cfg) if change is not None else cfg
+
+
+def with_ocpp(**fields: Any) -> Callable[[Config], Config]:
+    """A config change for values the TOML checks refuse (a heartbeat of 1 s)."""
+
+    def change(cfg: Config) -> Config:
+        return dataclasses.replace(cfg, ocpp=dataclasses.replace(cfg.ocpp, **fields))
+
+    return change
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: Config, emp: SandboxEmp) -> AsyncIterator[Harness]:
+    gateway = Gateway(cfg)
+    await gateway.start()
+    try:
+        yield Harness(gateway, emp)
+    finally:
+        await gateway.stop()
+    assert gateway.tasks.failures == 0, "a background task failed: see the log"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def accept_all(action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Answers a charger that accepts everything would give."""
+    if action == "GetConfiguration":
+        return {"configurationKey": [], "unknownKey": payload.get("key", [])}
+    if action == "GetLocalListVersion":
+        return {"listVersion": 0}
+    if action == "UnlockConnector":
+        return {"status": "Unlocked"}
+    return {"status": "Accepted"}
+
+
+class RawCharger:
+    """A websocket peer speaking raw OCPP-J frames.
+
+    Calls from the central system are recorded in `calls` and answered by `responder`
+    (None: no answer at all). Replies to our own frames are kept by unique id.
+    """
+
+    def __init__(self, ws: ClientConnection, responder: Responder | None = accept_all) -> None:
+        self.ws = ws
+        self.responder = responder
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._replies: dict[str, list[Any]] = {}
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, url: str, cp_id: str = CP, responder: Responder | None = accept_all, **kw: Any
+    ) -> AsyncIterator[RawCharger]:
+        async with connect(f"{url}/{cp_id}", subprotocols=[OCPP16], **kw) as ws:
+            raw = cls(ws, responder)
+            try:
+                yield raw
+            finally:
+                raw._reader.cancel()
+                await asyncio.gather(raw._reader, return_exceptions=True)
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            frame = orjson.loads(message)
+            if frame[0] == 2:
+                self.calls.append((frame[2], frame[3]))
+                answer = self.responder(frame[2], frame[3]) if self.responder else None
+                if answer is not None:
+                    await self.ws.send(orjson.dumps([3, frame[1], answer]).decode())
+            else:
+                self._replies[frame[1]] = frame
+            self._arrived.set()
+
+    async def send(self, text: str | bytes) -> None:
+        await self.ws.send(text)
+
+    async def reply(self, unique_id: str, timeout: float = 5) -> list[Any]:
+        """The CallResult or CallError frame answering `unique_id`."""
+        async with asyncio.timeout(timeout):
+            while unique_id not in self._replies:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self._replies.pop(unique_id)
+
+    async def call(self, action: str, payload: dict[str, Any]) -> list[Any]:
+        unique_id = str(uuid.uuid4())
+        await self.send(orjson.dumps([2, unique_id, action, payload]).decode())
+        return await self.reply(unique_id)
+
+    async def wait_calls(self, action: str, n: int = 1, timeout: float = 5) -> None:
+        async with asyncio.timeout(timeout):
+            while sum(a == action for a, _ in self.calls) < n:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+async def eventually(check: Callable[[], object], timeout: float = 10, step: float = 0.02) -> None:
+    """Wait until check() is truthy (bounded)."""
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(step)
