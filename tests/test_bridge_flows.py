@@ -4,6 +4,7 @@ whitelist reaching chargers, two EMPs that only see their own sessions and CDRs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ async def _world(
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async for w in _world(tmp_path):
+    async with _world(tmp_path) as w:
         yield w
 
 
@@ -261,7 +262,7 @@ async def test_unreachable_emp_reject_policy(world: World) -> None:
 
 
 async def test_unreachable_emp_accept_policy(tmp_path: Path) -> None:
-    async for world in _world(tmp_path, a_policy="accept"):
+    async with _world(tmp_path, a_policy="accept") as world:
         await world.a.emp.refuse()
         async with world.charger("CP-BER-001") as cp:
             await _available(cp)
