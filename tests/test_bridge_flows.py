@@ -72,6 +72,7 @@ def _emp_table(name: str, url: str, inbound: str, partner: str, online: bool, po
     """
 
 
+@contextlib.asynccontextmanager
 async def _world(
     tmp_path: Path, *, a_policy: str = "reject", b_online: bool = False
 ) -> AsyncIterator[World]:
