@@ -192,7 +192,7 @@ async def test_stop_by_other_partner_is_refused_and_finished_stop_is_success(wor
         await _available(cp)
         _, body = await alpha.session_start(EVSE, EVCO_A)
         session_id = body["session-start"]["session-id"]
-        await world.a.emp.wait_for(lambda: bool(cp.transactions))
+        await world.a.emp.wait_for(lambda: cp.transaction_id(1) is not None)
         status, body = await beta.session_stop(EVSE, EVCO_B, session_id)
         assert (status, body["result"]["code"]) == (403, 220)
         status, body = await beta.session_stop(EVSE, EVCO_B)  # by EVSE: still not theirs

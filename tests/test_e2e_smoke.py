@@ -20,8 +20,9 @@ async def test_remote_start_to_cdr(harness: Harness) -> None:
             status, body = await client.session_start(EVSE, EVCO)
             assert status == 200 and body["result"]["code"] == 0, body
             session_id = body["session-start"]["session-id"]
-            await emp.wait_for(lambda: bool(cp.transactions), timeout=10)
-            (tx_id,) = cp.transactions
+            await emp.wait_for(lambda: cp.transaction_id(1) is not None, timeout=10)
+            tx_id = cp.transaction_id(1)
+            assert tx_id is not None
             await cp.meter_values(1, tx_id, 5000)
             status, body = await client.session_stop(EVSE, EVCO, session_id)
             assert status == 200 and body["result"]["code"] == 0, body

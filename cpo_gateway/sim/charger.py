@@ -105,7 +105,13 @@ class SimCharger(ChargerWire):
 
     @property
     def transactions(self) -> dict[int, Transaction]:
+        """Running transactions by connector id."""
         return self.state.transactions
+
+    def transaction_id(self, connector_id: int) -> int | None:
+        """The central system's id of the transaction running on a connector, once known."""
+        running = self.state.transactions.get(connector_id)
+        return running.transaction_id if running and running.transaction_id > 0 else None
 
     async def connect(self, boot: bool = True) -> None:
         """Open the websocket, optionally boot, then deliver what was queued while offline.

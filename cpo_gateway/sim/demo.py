@@ -167,8 +167,8 @@ async def _story(
     status, body = await client.session_start("DE*CPO*E1001*1", EVCO)
     tl.emp_call("session-start", {"connector-id": "DE*CPO*E1001*1", "evco-id": EVCO}, status, body)
     session_id = body.get("session-start", {}).get("session-id")
-    await emp.wait_for(lambda: bool(ber.transactions), timeout=10)
-    (tx_id,) = list(ber.transactions)
+    await emp.wait_for(lambda: ber.transaction_id(1) is not None, timeout=10)
+    tx_id = ber.transaction_id(1) or 0
     for wh in (2500, 5200, 7800):
         await ber.meter_values(1, tx_id, wh)
     await _settle(tl, 0.3)
