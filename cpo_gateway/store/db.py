@@ -1,7 +1,9 @@
 """The one SQLite database: WAL, foreign keys, busy timeout, numbered migrations.
 
 Writers go through `transaction()`, which serialises them (SQLite has one writer anyway) and
-commits before returning: a caller that replies after it has durable data.
+commits before returning: a caller that replies after it has durable data. Reads outside a
+transaction (`one`, `all`, `scalar`) use a second, read-only connection: in WAL mode it sees
+the last committed state, never a write half done (a large whitelist replace, say).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
 
     @property
@@ -54,9 +57,18 @@ class Database:
             "PRAGMA busy_timeout=5000",
         ):
             await self._conn.execute(pragma)
-        return await self.migrate()
+        version = await self.migrate()
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        self._reader.row_factory = aiosqlite.Row
+        await self._reader.execute("PRAGMA busy_timeout=5000")
+        await self._reader.execute("PRAGMA foreign_keys=ON")
+        await self._reader.execute("PRAGMA query_only=ON")
+        return version
 
     async def close(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await reader.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
@@ -104,12 +116,17 @@ class Database:
                 raise
             await conn.execute("COMMIT")
 
+    @property
+    def _read_conn(self) -> aiosqlite.Connection:
+        # Before the reader exists (migrations) reads go to the writer.
+        return self._reader if self._reader is not None else self.conn
+
     async def one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cur:
+        async with self._read_conn.execute(sql, params) as cur:
             return await cur.fetchone()
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cur:
+        async with self._read_conn.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
