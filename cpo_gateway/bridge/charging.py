@@ -178,12 +178,7 @@ class Charging:
     async def meter(self, report: MeterReport) -> None:
         if report.transaction_id is None or not report.samples:
             return
-        if not await self._store.record_meter(report.transaction_id, report.samples):
-            log.warning(
-                "tx.meter_unknown_transaction",
-                charge_point_id=report.charge_point_id,
-                transaction_id=report.transaction_id,
-            )
+        await self._store.record_meter(report.transaction_id, report.samples)
 
 
 def _stored_decision(session: SessionRecord | None) -> AuthDecision:

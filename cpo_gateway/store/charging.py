@@ -98,6 +98,20 @@ def _merge_samples(
     }
 
 
+_METER_SQL = """
+UPDATE transactions SET
+    first_wh = CASE WHEN (first_wh_at IS NULL OR :ts < first_wh_at) THEN :wh ELSE first_wh END,
+    first_wh_at = CASE WHEN (first_wh_at IS NULL OR :ts < first_wh_at) THEN :ts ELSE first_wh_at END,
+    charge_start_at = CASE WHEN ((last_wh_at IS NULL OR :ts >= last_wh_at) AND last_wh IS NOT NULL AND :wh > last_wh)
+        THEN COALESCE(charge_start_at, last_wh_at) ELSE charge_start_at END,
+    charge_stop_at = CASE WHEN ((last_wh_at IS NULL OR :ts >= last_wh_at) AND last_wh IS NOT NULL AND :wh > last_wh)
+        THEN :ts ELSE charge_stop_at END,
+    last_wh = CASE WHEN (last_wh_at IS NULL OR :ts >= last_wh_at) THEN :wh ELSE last_wh END,
+    last_wh_at = CASE WHEN (last_wh_at IS NULL OR :ts >= last_wh_at) THEN :ts ELSE last_wh_at END
+WHERE id = :tx
+"""
+
+
 class ChargingRepo:
     db: Database
 
@@ -246,21 +260,15 @@ class ChargingRepo:
             await insert_outbox(conn, outbox(tx, session), now)
             return tx, session, False
 
-    async def record_meter(self, transaction_id: int, samples: Sequence[EnergySample]) -> bool:
-        """Fold readings into an open or closed transaction; False when it is unknown."""
-        if not samples:
-            return True
-        async with self.db.transaction() as conn:
-            row = await _one(conn, "SELECT * FROM transactions WHERE id = ?", (transaction_id,))
-            if row is None:
-                return False
-            merged = _merge_samples(row, samples)
-            await conn.execute(
-                "UPDATE transactions SET first_wh = ?, first_wh_at = ?, last_wh = ?, "
-                "last_wh_at = ?, charge_start_at = ?, charge_stop_at = ? WHERE id = ?",
-                (*merged.values(), transaction_id),
-            )
-            return True
+    async def record_meter(self, transaction_id: int, samples: Sequence[EnergySample]) -> None:
+        """Fold readings into a transaction (open or closed; unknown ids change nothing).
+
+        One statement per sample, in time order, so it can share a group commit: SQLite
+        evaluates every SET expression against the row as it was, which is what
+        _merge_samples does in Python for the stop.
+        """
+        for s in sorted(samples, key=lambda x: x.timestamp):
+            await self.db.write(_METER_SQL, {"tx": transaction_id, "ts": s.timestamp, "wh": s.wh})
 
     async def record_stop(
         self,

@@ -147,14 +147,13 @@ class RegistryRepo:
     async def record_connector_state(
         self, charge_point: str, connector: int, state: str | None, error_code: str, at: str | None
     ) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO connector_status (charge_point, connector, state, error_code, reported_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (charge_point, connector) DO UPDATE SET "
-                "state = excluded.state, error_code = excluded.error_code, "
-                "reported_at = excluded.reported_at",
-                (charge_point, connector, state, error_code, at),
-            )
+        await self.db.write(
+            "INSERT INTO connector_status (charge_point, connector, state, error_code, reported_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (charge_point, connector) DO UPDATE SET "
+            "state = excluded.state, error_code = excluded.error_code, "
+            "reported_at = excluded.reported_at",
+            (charge_point, connector, state, error_code, at),
+        )
 
     async def connector_states(self) -> dict[tuple[str, int], str | None]:
         rows = await self.db.all("SELECT charge_point, connector, state FROM connector_status")
