@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cpo_gateway import __version__, logs
 from cpo_gateway.config import Config, ConfigError, load_config
+from cpo_gateway.store import Store
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -113,9 +114,11 @@ def _install_signals(shutdown: asyncio.Event) -> None:
         loop.add_signal_handler(sig, on_signal, sig.name)
 
 
-def _with_store(args: argparse.Namespace, fn: Callable[..., Awaitable[int]]) -> int:
+def _with_store(
+    args: argparse.Namespace, fn: Callable[[Store, Config, argparse.Namespace], Awaitable[int]]
+) -> int:
     cfg = _load(args.config)
-    from cpo_gateway.store import Database, Store
+    from cpo_gateway.store import Database
 
     async def main() -> int:
         db = Database(cfg.gateway.database)
@@ -135,7 +138,7 @@ def cmd_charger(args: argparse.Namespace) -> int:
         print(hash_password(_read_password(args)))
         return EXIT_OK
 
-    async def set_pw(store, cfg, args):  # type: ignore[no-untyped-def]
+    async def set_pw(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         if args.id not in cfg.catalogue.charge_point_ids():
             print(f"warning: {args.id} is not in {cfg.gateway.stations_file}", file=sys.stderr)
         await store.set_password_hash(args.id, hash_password(_read_password(args)))
@@ -158,7 +161,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_whitelist(args: argparse.Namespace) -> int:
-    async def run(store, cfg, args):  # type: ignore[no-untyped-def]
+    async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         from cpo_gateway.bridge.ids import try_normalise_uid
 
         if args.wl_cmd == "count":
@@ -167,8 +170,8 @@ def cmd_whitelist(args: argparse.Namespace) -> int:
                 print(f"{emp.name}\t{counts.get(emp.name, 0)}")
             return EXIT_OK
         if args.wl_cmd == "show":
-            for emp, uid in await store.whitelist_page(args.emp, args.limit):
-                print(f"{emp}\t{uid}")
+            for partner, listed in await store.whitelist_page(args.emp, args.limit):
+                print(f"{partner}\t{listed}")
             return EXIT_OK
         uid = try_normalise_uid(args.uid)
         if uid is None:
@@ -184,7 +187,7 @@ def cmd_whitelist(args: argparse.Namespace) -> int:
 def cmd_outbox(args: argparse.Namespace) -> int:
     import time
 
-    async def run(store, cfg, args):  # type: ignore[no-untyped-def]
+    async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         if args.ob_cmd == "list":
             items = await store.list_outbox("dead" if args.dead else None, args.limit)
             for i in items:
@@ -208,7 +211,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    async def run(store, cfg, args):  # type: ignore[no-untyped-def]
+    async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         for s in await store.list_sessions(args.limit, args.state):
             print(
                 f"{s.id}\t{s.state}\t{s.origin}\t{s.evse_id or '-'}\t{s.emp or '(local)'}\t"

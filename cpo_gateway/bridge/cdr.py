@@ -47,6 +47,7 @@ def cdr_from_dict(data: dict[str, object]) -> Cdr:
     user = data["user"]
     si = data["session_interval"]
     ci = data.get("charging_interval")
+    energy = data.get("energy_kwh")
     assert isinstance(user, dict) and isinstance(si, dict)
     return Cdr(
         session_id=str(data["session_id"]),
@@ -55,5 +56,5 @@ def cdr_from_dict(data: dict[str, object]) -> Cdr:
         session_interval=Interval(si["start"], si.get("stop")),
         partner_identifier=str(data["partner_identifier"]),
         charging_interval=Interval(ci["start"], ci.get("stop")) if isinstance(ci, dict) else None,
-        energy_kwh=data.get("energy_kwh"),  # type: ignore[arg-type]
+        energy_kwh=float(energy) if isinstance(energy, int | float) else None,
     )

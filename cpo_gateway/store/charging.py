@@ -84,7 +84,7 @@ def _merge_samples(
         if first_at is None or s.timestamp < str(first_at):
             first_wh, first_at = s.wh, s.timestamp
         if last_at is None or s.timestamp >= str(last_at):
-            if last_wh is not None and s.wh > float(last_wh):  # type: ignore[arg-type]
+            if isinstance(last_wh, int | float) and s.wh > last_wh:
                 c_start = c_start or last_at
                 c_stop = s.timestamp
             last_wh, last_at = s.wh, s.timestamp
