@@ -65,7 +65,8 @@ class Gateway:
         self.db = Database(config.gateway.database)
         self.store = Store(self.db)
         self.emp_clients = EmpClients(
-            [Endpoint(e.name, e.url, e.api_key) for e in config.emps], clock=clock
+            [Endpoint(e.name, e.url, e.api_key, e.verify_timeout_s) for e in config.emps],
+            clock=clock,
         )
         self.csms: CsmsServer | None = None
         self.oioi: OioiServer | None = None
@@ -182,7 +183,8 @@ class Gateway:
         if self.oioi is not None:
             await self.oioi.stop_accepting()
         if self.jobs is not None:
-            self.jobs.pause()
+            # Jobs still running get a quarter of the grace; the flush below delivers once more.
+            await self.jobs.stop(grace / 4)
         if self.csms is not None:
             await self.csms.close(1012)
         await self.tasks.drain(grace / 2)
@@ -193,8 +195,6 @@ class Gateway:
                     await self.core.delivery.tick()
             except TimeoutError:
                 log.warning("gateway.flush_timeout")
-        if self.jobs is not None:
-            self.jobs.shutdown()
         if self.oioi is not None:
             await self.oioi.close()
         await self.emp_clients.close()

@@ -228,7 +228,7 @@ async def test_declared_length_over_the_limit_is_refused_unread(pair: Harness) -
 async def test_chunked_body_over_the_limit_is_refused(pair: Harness) -> None:
     assert pair.gateway.oioi is not None
     port, path = pair.gateway.oioi.port, pair.gateway.config.oioi.path
-    rfids = ",".join('"%08X"' % i for i in range(SMALL_LIMIT // 4))
+    rfids = ",".join(f'"{i:08X}"' for i in range(SMALL_LIMIT // 4))
     payload = f'{{"rfid-post": {{"partner-identifier": "{PARTNER}", "rfids": [{rfids}]}}}}'
     chunks = b"".join(
         b"%x\r\n%s\r\n" % (len(part), part)

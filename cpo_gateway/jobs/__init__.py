@@ -72,7 +72,7 @@ class Jobs:
 
         # max_instances=1 and coalesce: a job never overlaps itself, missed runs merge into one.
         self.scheduler.add_job(
-            run, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True,
+            run, "interval", seconds=seconds, id=name, name=name, max_instances=1, coalesce=True,
             misfire_grace_time=None,
         )  # fmt: skip
 
@@ -105,6 +105,7 @@ class Jobs:
             log.warning("jobs.cancelled", count=len(left))
             await asyncio.gather(*left, return_exceptions=True)
         self.shutdown()
+        await asyncio.sleep(0)  # AsyncIOScheduler.shutdown runs on the loop's next turn
         return len(left)
 
     def shutdown(self) -> None:

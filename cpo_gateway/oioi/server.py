@@ -3,6 +3,7 @@ plus /healthz and /metrics for operations."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,6 +19,10 @@ from cpo_gateway.oioi import messages as m
 log = logs.get(__name__)
 Health = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
 Metrics = Callable[[], Awaitable[str]]
+# Larger bodies and whitelists are parsed in a worker thread: a million UIDs take seconds of
+# CPU that must not stall chargers and other requests on the event loop.
+_INLINE_PARSE_BYTES = 256 * 1024
+_INLINE_PARSE_UIDS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,11 @@ class OioiServer:
             if not self.accepting:
                 raise m.OioiError.unavailable()
             partner = self._partner(request.headers.get("Authorization"))
-            call, obj = m.parse_envelope(await self._body(request))
+            body = await self._body(request)
+            if len(body) > _INLINE_PARSE_BYTES:
+                call, obj = await asyncio.to_thread(m.parse_envelope, body)
+            else:
+                call, obj = m.parse_envelope(body)
             log.info("oioi.request", call=call, partner=partner.name)
             status, reply = await self._calls[call](partner, obj)
         except m.OioiError as exc:
@@ -171,7 +180,11 @@ class OioiServer:
     async def _rfid_post(
         self, p: InboundPartner, obj: dict[str, object]
     ) -> tuple[int, dict[str, object]]:
-        req = m.parse_rfid_post(obj)
+        rfids = obj.get("rfids")
+        if isinstance(rfids, list) and len(rfids) > _INLINE_PARSE_UIDS:
+            req = await asyncio.to_thread(m.parse_rfid_post, obj)
+        else:
+            req = m.parse_rfid_post(obj)
         if not hmac.compare_digest(req.partner_identifier.encode(), p.partner_identifier.encode()):
             raise m.OioiError.forbidden(
                 "rfid-post.partner-identifier: not a partner identifier of this API key"

@@ -80,24 +80,19 @@ class RegistryRepo:
             )
             await conn.execute("DELETE FROM incoming")
             await conn.executemany(
-                "INSERT OR IGNORE INTO incoming (uid) VALUES (?)", ((u,) for u in uids)
+                "INSERT OR IGNORE INTO incoming (uid) VALUES (?)", ((u,) for u in sorted(uids))
             )
-            async with conn.execute(
-                "SELECT COUNT(*) FROM incoming WHERE uid NOT IN "
-                "(SELECT uid FROM whitelist WHERE partner = ?)",
-                (emp,),
-            ) as cur:
-                row = await cur.fetchone()
-            new = int(row[0]) if row else 0
-            await conn.execute(
+            removed = await conn.execute(
                 "DELETE FROM whitelist WHERE partner = ? AND uid NOT IN (SELECT uid FROM incoming)",
                 (emp,),
             )
-            await conn.execute(
+            # Only UIDs new to this partner are inserted: the row count is `processed`.
+            cur = await conn.execute(
                 "INSERT OR IGNORE INTO whitelist (partner, uid) SELECT ?, uid FROM incoming", (emp,)
             )
-            async with conn.execute("SELECT COUNT(*) FROM incoming") as cur:
-                row = await cur.fetchone()
+            new = cur.rowcount
+            async with conn.execute("SELECT COUNT(*) FROM incoming") as counted:
+                row = await counted.fetchone()
             total = int(row[0]) if row else 0
             await conn.execute("DELETE FROM incoming")
             await conn.execute(
@@ -106,10 +101,11 @@ class RegistryRepo:
                 "updated_at = excluded.updated_at",
                 (emp, total, at),
             )
-            await conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('whitelist_version', '1') "
-                "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-            )
+            if new or removed.rowcount:  # an unchanged list is not pushed to chargers again
+                await conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('whitelist_version', '1') "
+                    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
             return new, total
 
     async def whitelist_partners(self, uid: str) -> list[str]:
@@ -202,7 +198,10 @@ class RegistryRepo:
 
     async def mark_station_posted(self, emp: str, station_id: str, now: float) -> None:
         async with self.db.transaction() as conn:
+            # A newer version still queued means the EMP does not have the current one yet.
             await conn.execute(
-                "UPDATE stations_posted SET posted_at = ? WHERE emp = ? AND station_id = ?",
-                (now, emp, station_id),
+                "UPDATE stations_posted SET posted_at = ? WHERE emp = ? AND station_id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM outbox WHERE emp = ? AND kind = 'station-post' "
+                "AND key = ? AND state = 'pending')",
+                (now, emp, station_id, emp, station_id),
             )
