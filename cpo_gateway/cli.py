@@ -241,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sp
 
+    def leaf(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str = ""
+    ) -> argparse.ArgumentParser:
+        """A second-level command that also takes -c after its own name."""
+        sp = parent.add_parser(name, help=help or None)
+        sp.add_argument("-c", "--config", default=argparse.SUPPRESS, help="config file")
+        return sp
+
     with_config(sub.add_parser("run", help="run the gateway")).set_defaults(fn=cmd_run)
     with_config(
         sub.add_parser("check-config", help="validate the config and stations files")
@@ -253,38 +261,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     ch = with_config(sub.add_parser("charger", help="charger credentials"))
     chs = ch.add_subparsers(dest="charger_cmd", required=True)
-    sp = chs.add_parser("set-password", help="store a salted hash of a charger's password")
+    sp = leaf(chs, "set-password", help="store a salted hash of a charger's password")
     sp.add_argument("id")
     sp.add_argument("--password-stdin", action="store_true")
-    hp = chs.add_parser("hash-password", help="print a hash for the stations file")
+    hp = leaf(chs, "hash-password", help="print a hash for the stations file")
     hp.add_argument("--password-stdin", action="store_true")
     ch.set_defaults(fn=cmd_charger)
 
     wl = with_config(sub.add_parser("whitelist", help="inspect the RFID whitelist"))
     wls = wl.add_subparsers(dest="wl_cmd", required=True)
-    wls.add_parser("count")
-    show = wls.add_parser("show")
+    leaf(wls, "count")
+    show = leaf(wls, "show")
     show.add_argument("--emp")
     show.add_argument("--limit", type=int, default=100)
-    check = wls.add_parser("check")
+    check = leaf(wls, "check")
     check.add_argument("uid")
     wl.set_defaults(fn=cmd_whitelist)
 
     ob = with_config(sub.add_parser("outbox", help="inspect and re-queue messages owed to EMPs"))
     obs = ob.add_subparsers(dest="ob_cmd", required=True)
-    ls = obs.add_parser("list")
+    ls = leaf(obs, "list")
     ls.add_argument("--dead", action="store_true")
     ls.add_argument("--limit", type=int, default=100)
-    rt = obs.add_parser("retry")
+    rt = leaf(obs, "retry")
     rt.add_argument("ids", nargs="*", type=int)
     rt.add_argument("--all-dead", action="store_true")
-    pg = obs.add_parser("purge")
+    pg = leaf(obs, "purge")
     pg.add_argument("id", type=int)
     ob.set_defaults(fn=cmd_outbox)
 
     ss = with_config(sub.add_parser("sessions", help="list sessions"))
     sss = ss.add_subparsers(dest="ss_cmd", required=True)
-    sl = sss.add_parser("list")
+    sl = leaf(sss, "list")
     sl.add_argument("--limit", type=int, default=50)
     sl.add_argument("--state", choices=("pending", "active", "finished", "failed"))
     ss.set_defaults(fn=cmd_sessions)
