@@ -132,6 +132,7 @@ class Gateway:
             compression=cfg.ocpp.compression,
             call_timeout_s=cfg.ocpp.call_timeout_s,
             ssl_context=_tls_context(cfg),
+            admin_socket=cfg.gateway.state_dir / "admin.sock",
         )
         await self.core.start()
         self.oioi = OioiServer(

@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--password-stdin", action="store_true")
     hp = leaf(chs, "hash-password", help="print a hash for the stations file")
     hp.add_argument("--password-stdin", action="store_true")
+    from cpo_gateway import admin_cli
+
+    admin_cli.add_parser(chs)
     ch.set_defaults(fn=cmd_charger)
 
     wl = with_config(sub.add_parser("whitelist", help="inspect the RFID whitelist"))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from cpo_gateway import cli
 from cpo_gateway.csms.passwords import hash_password
@@ -28,7 +29,6 @@ from tests.test_csms_support import (
     config,
     running,
     stations_with,
-    with_ocpp,
 )
 
 PASSWORD = "correct-horse-battery-staple"
@@ -54,9 +54,12 @@ def password_stations(tmp_path: Path, profile: int, password_hash: str | None) -
 
 # --- subprotocol and identity ----------------------------------------------------------------
 async def test_subprotocol_is_chosen_in_our_order(tmp_path: Path, emp: SandboxEmp) -> None:
-    async with running(config(tmp_path, emp), emp) as h:
-        async with connect(f"{h.ocpp_url}/{CP}", subprotocols=["ocpp2.0.1", OCPP16]) as ws:  # type: ignore[list-item]
-            assert ws.subprotocol == "ocpp1.6"
+    offered = [Subprotocol("ocpp2.0.1"), OCPP16]
+    async with (
+        running(config(tmp_path, emp), emp) as h,
+        connect(f"{h.ocpp_url}/{CP}", subprotocols=offered) as ws,
+    ):
+        assert ws.subprotocol == "ocpp1.6"
 
 
 @pytest.mark.parametrize("offered", [None, ["ocpp2.0.1"], ["mqtt"]])
@@ -157,12 +160,11 @@ async def test_profile_2_without_tls_gets_403(tmp_path: Path, emp: SandboxEmp) -
 
 
 def self_signed(directory: Path) -> tuple[Path, Path] | None:
-    """A certificate for 127.0.0.1 made with the openssl tool (the cryptography package is
-    not a dependency); None when neither is available."""
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        pass  # the openssl tool below does the same job
+    """A certificate for 127.0.0.1 made with the openssl tool; None when it is missing.
+
+    The cryptography package could do the same but is not installed here (not a dependency),
+    so the tool is used whether or not it is.
+    """
     if shutil.which("openssl") is None:
         return None
     cert, key = directory / "cert.pem", directory / "key.pem"

@@ -27,7 +27,8 @@ from tests.conftest import EXAMPLE_STATIONS, Harness, write_config
 OCPP16 = Subprotocol("ocpp1.6")
 TS = "2024-05-01T10:15:00Z"
 CP = "CP-BER-001"
-Responder = Callable[[str, dict[str, Any]], dict[str, Any] | None]
+# An answer payload, a list [errorCode, description] for a CallError, or None: no answer.
+Responder = Callable[[str, dict[str, Any]], dict[str, Any] | list[str] | None]
 
 
 def stations_with(tmp_path: Path, extra: str) -> Path:
@@ -95,6 +96,7 @@ class RawCharger:
         self.ws = ws
         self.responder = responder
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.call_ids: list[str] = []
         self._replies: dict[str, list[Any]] = {}
         self._arrived = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
@@ -117,12 +119,18 @@ class RawCharger:
             frame = orjson.loads(message)
             if frame[0] == 2:
                 self.calls.append((frame[2], frame[3]))
+                self.call_ids.append(frame[1])
                 answer = self.responder(frame[2], frame[3]) if self.responder else None
-                if answer is not None:
-                    await self.ws.send(orjson.dumps([3, frame[1], answer]).decode())
+                if isinstance(answer, list):
+                    await self.ws.send(orjson.dumps([4, frame[1], *answer, {}]).decode())
+                elif answer is not None:
+                    await self.answer(frame[1], answer)
             else:
                 self._replies[frame[1]] = frame
             self._arrived.set()
+
+    async def answer(self, unique_id: str, payload: dict[str, Any]) -> None:
+        await self.ws.send(orjson.dumps([3, unique_id, payload]).decode())
 
     async def send(self, text: str | bytes) -> None:
         await self.ws.send(text)

@@ -39,7 +39,7 @@ def test_sql_fold_matches_python_fold(
     # Two MeterValues messages: each is sorted by time before it is applied, as record_meter does.
     for batch in (first, second):
         for s in sorted(batch, key=lambda x: x.timestamp):
-            db.execute(_METER_SQL, {"tx": 1, "ts": s.timestamp, "wh": s.wh})
+            db.execute(_METER_SQL, {"tx": 1, "cp": "c", "ts": s.timestamp, "wh": s.wh})
             python = _merge_samples(python, [s])
     row = db.execute(f"SELECT {', '.join(COLUMNS)} FROM transactions WHERE id = 1").fetchone()  # noqa: S608
     assert dict(zip(COLUMNS, row, strict=True)) == python

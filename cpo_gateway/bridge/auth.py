@@ -59,13 +59,14 @@ class Authorizer:
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    async def authorize(self, id_tag: str) -> AuthDecision:
-        decision = await self._decide(id_tag)
+    async def authorize(self, id_tag: str, *, online: bool = True) -> AuthDecision:
+        """The chain for one idTag; online=False stops before asking an EMP."""
+        decision = await self._decide(id_tag, online)
         key = f"{decision.path.value}:{decision.status.value}"
         self.decisions[key] = self.decisions.get(key, 0) + 1
         return decision
 
-    async def _decide(self, id_tag: str) -> AuthDecision:
+    async def _decide(self, id_tag: str, online: bool) -> AuthDecision:
         uid = try_normalise_uid(id_tag)
         if uid is not None:
             partners = await self._lookup(uid)
@@ -80,6 +81,8 @@ class Authorizer:
         if cached is not None and cached[0] > self._clock():
             d = cached[1]
             return AuthDecision(d.status, AuthPath.CACHE, d.partner, uid)
+        if not online:
+            return AuthDecision(AuthStatus.INVALID, AuthPath.NONE, None, uid)
         return await self._online(uid)
 
     async def _online(self, uid: str) -> AuthDecision:

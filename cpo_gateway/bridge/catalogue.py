@@ -89,6 +89,9 @@ class Catalogue:
     _by_evse: dict[str, tuple[Connector, ...]] = field(init=False, repr=False, compare=False)
     _by_ocpp: dict[tuple[str, int], Connector] = field(init=False, repr=False, compare=False)
     _station_of: dict[str, Station] = field(init=False, repr=False, compare=False)
+    _cp_ids: frozenset[str] = field(init=False, repr=False, compare=False)
+    _auth: dict[str, ChargerAuth] = field(init=False, repr=False, compare=False)
+    _by_cp: dict[str, tuple[Connector, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_evse: dict[str, list[Connector]] = {}
@@ -102,6 +105,16 @@ class Catalogue:
         object.__setattr__(self, "_by_evse", {k: tuple(v) for k, v in by_evse.items()})
         object.__setattr__(self, "_by_ocpp", by_ocpp)
         object.__setattr__(self, "_station_of", station_of)
+        # Looked up on every charger handshake and Boot: built once.
+        cp_ids = {c.charge_point for c in by_ocpp.values()} | {
+            a.charge_point_id for a in self.chargers
+        }
+        object.__setattr__(self, "_cp_ids", frozenset(cp_ids))
+        object.__setattr__(self, "_auth", {a.charge_point_id: a for a in self.chargers})
+        by_cp: dict[str, list[Connector]] = {}
+        for conn in self.connectors():
+            by_cp.setdefault(conn.charge_point, []).append(conn)
+        object.__setattr__(self, "_by_cp", {k: tuple(v) for k, v in by_cp.items()})
 
     def connectors(self) -> Iterator[Connector]:
         for station in self.stations:
@@ -121,15 +134,10 @@ class Catalogue:
         return self._station_of.get(evse_id)
 
     def charge_point_ids(self) -> frozenset[str]:
-        ids = {c.charge_point for c in self.connectors()}
-        ids.update(a.charge_point_id for a in self.chargers)
-        return frozenset(ids)
+        return self._cp_ids
 
     def connectors_of(self, charge_point_id: str) -> tuple[Connector, ...]:
-        return tuple(c for c in self.connectors() if c.charge_point == charge_point_id)
+        return self._by_cp.get(charge_point_id, ())
 
     def charger_auth(self, charge_point_id: str) -> ChargerAuth | None:
-        for auth in self.chargers:
-            if auth.charge_point_id == charge_point_id:
-                return auth
-        return None
+        return self._auth.get(charge_point_id)

@@ -135,7 +135,8 @@ class Charging:
                 else None
             )
         elif stop.id_tag:
-            decision = await self._auth.authorize(stop.id_tag)
+            # Never ask an EMP online inside a StopTransaction: the charger would wait.
+            decision = await self._auth.authorize(stop.id_tag, online=False)
 
         def orphan() -> SessionRecord:
             uid = decision.uid if decision else None
@@ -178,7 +179,9 @@ class Charging:
     async def meter(self, report: MeterReport) -> None:
         if report.transaction_id is None or not report.samples:
             return
-        await self._store.record_meter(report.transaction_id, report.samples)
+        await self._store.record_meter(
+            report.charge_point_id, report.transaction_id, report.samples
+        )
 
 
 def _stored_decision(session: SessionRecord | None) -> AuthDecision:

@@ -70,7 +70,9 @@ class StorePort(Protocol):
         self, charge_point: str, connector: int, state: str | None, error_code: str, at: str | None
     ) -> None: ...
 
-    async def record_meter(self, transaction_id: int, samples: Sequence[EnergySample]) -> None: ...
+    async def record_meter(
+        self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]
+    ) -> None: ...
 
     async def record_start(
         self,

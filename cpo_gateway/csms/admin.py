@@ -39,6 +39,10 @@ class AdminError(Exception):
     """A request that cannot be carried out; the message goes back as `detail`."""
 
 
+class SocketPathTooLong(OSError):
+    """The socket path does not fit a sockaddr_un (108 bytes)."""
+
+
 class Args:
     """The `args` object of a request, read field by field; unknown fields are an error."""
 
@@ -206,7 +210,7 @@ class AdminServer:
 
     async def start(self) -> None:
         if len(os.fsencode(self.path)) > _SUN_PATH_MAX:
-            raise OSError(f"admin socket path is too long for a unix socket: {self.path}")
+            raise SocketPathTooLong(f"admin socket path is too long for a unix socket: {self.path}")
         _remove_stale(self.path)
         server = await asyncio.start_unix_server(
             self._client, path=str(self.path), limit=MAX_LINE, start_serving=False

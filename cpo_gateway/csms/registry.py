@@ -107,10 +107,14 @@ class ChargerRegistry:
         return result
 
     async def get_local_list_version(self, charge_point_id: str) -> CommandResult:
-        """data["listVersion"]: -1 when the charger has no local list, 0 when it is empty."""
-        return await self.command(
+        """data["listVersion"]: 0 when the list is empty; a charger answering -1 has no local
+        list, which reads as not_supported."""
+        result = await self.command(
             charge_point_id, "GetLocalListVersion", cmd.get_local_list_version_req()
         )
+        if result.accepted and result.data.get("listVersion") == -1:
+            return CommandResult(CommandStatus.NOT_SUPPORTED, "no local list", result.data)
+        return result
 
     async def send_local_list(
         self, charge_point_id: str, version: int, entries: Sequence[tuple[str, AuthStatus]]

@@ -23,7 +23,7 @@ from websockets.typing import Subprotocol
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
-from cpo_gateway.csms.admin import AdminServer
+from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
 from cpo_gateway.csms.connection import ChargerConnection
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.passwords import parse_basic, verify_password
@@ -106,7 +106,11 @@ class CsmsServer:
         )
         self._watch = self._tasks.spawn(self._watch_silence(), name="csms-silence-check")
         if self._admin_path is not None:
-            await self.open_admin(self._admin_path)
+            try:
+                await self.open_admin(self._admin_path)
+            except SocketPathTooLong as exc:
+                # Chargers matter more than the operator's shortcut: run on without it.
+                log.error("admin.unavailable", error=str(exc))
 
     async def open_admin(self, path: Path) -> None:
         """Listen for operator commands on a unix socket (see admin.py); closed by close()."""

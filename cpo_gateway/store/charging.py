@@ -108,7 +108,7 @@ UPDATE transactions SET
         THEN :ts ELSE charge_stop_at END,
     last_wh = CASE WHEN (last_wh_at IS NULL OR :ts >= last_wh_at) THEN :wh ELSE last_wh END,
     last_wh_at = CASE WHEN (last_wh_at IS NULL OR :ts >= last_wh_at) THEN :ts ELSE last_wh_at END
-WHERE id = :tx
+WHERE id = :tx AND charge_point = :cp
 """
 
 
@@ -260,7 +260,9 @@ class ChargingRepo:
             await insert_outbox(conn, outbox(tx, session), now)
             return tx, session, False
 
-    async def record_meter(self, transaction_id: int, samples: Sequence[EnergySample]) -> None:
+    async def record_meter(
+        self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]
+    ) -> None:
         """Fold readings into a transaction (open or closed; unknown ids change nothing).
 
         One statement per sample, in time order, so it can share a group commit: SQLite
@@ -268,7 +270,10 @@ class ChargingRepo:
         _merge_samples does in Python for the stop.
         """
         for s in sorted(samples, key=lambda x: x.timestamp):
-            await self.db.write(_METER_SQL, {"tx": transaction_id, "ts": s.timestamp, "wh": s.wh})
+            await self.db.write(
+                _METER_SQL,
+                {"tx": transaction_id, "cp": charge_point, "ts": s.timestamp, "wh": s.wh},
+            )
 
     async def record_stop(
         self,
