@@ -27,6 +27,7 @@ from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
 from cpo_gateway.csms.connection import ChargerConnection
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.passwords import parse_basic, verify_password
+from cpo_gateway.csms.ratelimit import FailureLimiter
 from cpo_gateway.csms.registry import ChargerRegistry
 from cpo_gateway.tasks import TaskSet
 
@@ -83,6 +84,7 @@ class CsmsServer:
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
         self.auth_failures = 0
+        self.limiter = FailureLimiter()
 
     @property
     def port(self) -> int:
@@ -178,12 +180,25 @@ class CsmsServer:
             return conn.respond(http.HTTPStatus.FORBIDDEN, "this charge point must use TLS\n")
         stored = await self._core.password_hash(cp_id)
         if profile >= 1 or stored:
+            source = _source(conn)
+            keys = (f"ip:{source}", f"cp:{cp_id}")
+            if self.limiter.blocked(*keys):
+                self.auth_failures += 1
+                log.warning("security.auth_rate_limited", charge_point_id=cp_id, source=source)
+                response = conn.respond(
+                    http.HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins\n"
+                )
+                response.headers["Retry-After"] = "60"
+                return response
             problem = await self._check_password(
                 cp_id, request.headers.get("Authorization"), stored
             )
             if problem:
                 self.auth_failures += 1
-                log.warning("security.auth_failed", charge_point_id=cp_id, reason=problem)
+                self.limiter.failed(*keys)
+                log.warning(
+                    "security.auth_failed", charge_point_id=cp_id, source=source, reason=problem
+                )
                 response = conn.respond(http.HTTPStatus.UNAUTHORIZED, "authentication failed\n")
                 response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
                 return response
@@ -261,3 +276,8 @@ class CsmsServer:
         """Resync statuses and the local list: chargers do not always boot after a reconnect."""
         await self.registry.trigger_status(cp_id)
         await self._core.local_list.push(cp_id)
+
+
+def _source(conn: ServerConnection) -> str:
+    peer = conn.remote_address
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"

@@ -1,0 +1,53 @@
+"""Failed charger logins are limited per source and per identity, and logged."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from cpo_gateway.csms.passwords import hash_password
+from cpo_gateway.csms.ratelimit import FailureLimiter
+from tests.conftest import Harness
+
+GOOD = "correct-horse-battery-01"
+
+
+def test_limiter_window_and_keys() -> None:
+    now = [0.0]
+    limiter = FailureLimiter(max_failures=3, window_s=10.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert not limiter.blocked("ip:a", "cp:x")
+        limiter.failed("ip:a", "cp:x")
+    assert limiter.blocked("ip:a") and limiter.blocked("cp:x") and not limiter.blocked("ip:b")
+    now[0] = 10.5  # the window slid past every failure
+    assert not limiter.blocked("ip:a", "cp:x")
+
+
+async def _status(url: str, user: str, password: str) -> int:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    try:
+        async with websockets.connect(
+            url,
+            subprotocols=["ocpp1.6"],
+            additional_headers={"Authorization": f"Basic {token}"},  # type: ignore[list-item]
+        ):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+async def test_failed_logins_are_rate_limited(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await harness.store.set_password_hash("CP-BER-001", hash_password(GOOD))
+    url = harness.ocpp_url + "/CP-BER-001"
+    assert await _status(url, "CP-BER-001", GOOD) == 101
+    statuses = [await _status(url, "CP-BER-001", f"wrong-password-{i:04d}") for i in range(10)]
+    assert statuses == [401] * 10
+    # Now even the right password waits: the limit is checked before any password.
+    assert await _status(url, "CP-BER-001", GOOD) == 429
+    assert harness.gateway.csms is not None
+    assert harness.gateway.csms.auth_failures == 11
