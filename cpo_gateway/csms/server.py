@@ -27,8 +27,8 @@ from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
 from cpo_gateway.csms.connection import ChargerConnection
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.passwords import parse_basic, verify_password
-from cpo_gateway.csms.ratelimit import FailureLimiter
 from cpo_gateway.csms.registry import ChargerRegistry
+from cpo_gateway.ratelimit import FailureLimiter
 from cpo_gateway.tasks import TaskSet
 
 log = logs.get(__name__)

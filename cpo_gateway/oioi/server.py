@@ -15,6 +15,7 @@ from aiohttp import web
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.oioi import messages as m
+from cpo_gateway.ratelimit import FailureLimiter
 
 log = logs.get(__name__)
 Health = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
@@ -63,6 +64,7 @@ class OioiServer:
         self._site: web.TCPSite | None = None
         self.requests: dict[tuple[str, int], int] = {}  # (call, code) -> count
         self.accepting = True
+        self.limiter = FailureLimiter(max_failures=20)
         self._calls = {
             "session-start": self._session_start,
             "session-stop": self._session_stop,
@@ -115,7 +117,16 @@ class OioiServer:
         try:
             if not self.accepting:
                 raise m.OioiError.unavailable()
-            partner = self._partner(request.headers.get("Authorization"))
+            source = request.remote or "?"
+            if self.limiter.blocked(f"ip:{source}"):
+                log.warning("security.oioi_rate_limited", source=source)
+                raise m.OioiError(429, 210, "Too many failed requests; retry later.")
+            try:
+                partner = self._partner(request.headers.get("Authorization"))
+            except m.OioiError:
+                self.limiter.failed(f"ip:{source}")
+                log.warning("security.oioi_auth_failed", source=source)
+                raise
             body = await self._body(request)
             if len(body) > _INLINE_PARSE_BYTES:
                 call, obj = await asyncio.to_thread(m.parse_envelope, body)
@@ -139,6 +150,8 @@ class OioiServer:
         response = _json(status, reply)
         if status == 503:
             response.headers["Retry-After"] = "5"
+        elif status == 429:
+            response.headers["Retry-After"] = "60"
         return response
 
     async def _body(self, request: web.Request) -> bytes:

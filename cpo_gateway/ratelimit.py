@@ -1,7 +1,7 @@
-"""Failed logins limited per source address and per charge point id (sliding window).
+"""Failed logins limited per source address and per identity (sliding window).
 
-A charger or an attacker that keeps failing is answered 429 before any password check, so
-guessing is slow and scrypt never becomes a way to burn the gateway's CPU.
+A peer that keeps failing (a charger's password, an EMP's API key) is answered 429 before any
+credential check, so guessing is slow and scrypt never becomes a way to burn the CPU.
 """
 
 from __future__ import annotations

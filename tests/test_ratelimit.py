@@ -1,4 +1,4 @@
-"""Failed charger logins are limited per source and per identity, and logged."""
+"""Failed logins (charger passwords, EMP API keys) are limited per source and identity."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from cpo_gateway.csms.passwords import hash_password
-from cpo_gateway.csms.ratelimit import FailureLimiter
+from cpo_gateway.ratelimit import FailureLimiter
 from tests.conftest import Harness
 
 GOOD = "correct-horse-battery-01"
@@ -51,3 +51,16 @@ async def test_failed_logins_are_rate_limited(
     assert await _status(url, "CP-BER-001", GOOD) == 429
     assert harness.gateway.csms is not None
     assert harness.gateway.csms.auth_failures == 11
+
+
+async def test_wrong_oioi_keys_are_rate_limited(harness: Harness) -> None:
+    from cpo_gateway.sim.emp import EmpClient
+
+    async with EmpClient(harness.oioi_url, "not-the-key") as bad, harness.client() as good:
+        codes = [
+            (await bad.session_stop("DE*CPO*E1001*1", "DE-8PS-C12345-6"))[0] for _ in range(20)
+        ]
+        assert codes == [401] * 20
+        status, body = await good.session_stop("DE*CPO*E1001*1", "DE-8PS-C12345-6")
+    # The limit is per source: the right key from the same address waits too.
+    assert (status, body["result"]["code"]) == (429, 210)
