@@ -101,8 +101,15 @@ class Authorizer:
                 return AuthDecision(AuthStatus.ACCEPTED, AuthPath.POLICY, emp.name, uid)
         if all(o is VerifyOutcome.UNREACHABLE for o in results):
             return AuthDecision(AuthStatus.INVALID, AuthPath.POLICY, None, uid)
-        worst = next(o for o in results if o is not VerifyOutcome.UNREACHABLE)
-        return self._remember(AuthDecision(_VERIFY_STATUS[worst], AuthPath.ONLINE, None, uid))
+        emp, outcome = next(
+            (e, o)
+            for e, o in zip(online, results, strict=True)
+            if o is not VerifyOutcome.UNREACHABLE
+        )
+        # An EMP that knows the card (blocked, no payment) owns the session and its CDR;
+        # one that does not know it (unknown) owns nothing.
+        owner = None if outcome is VerifyOutcome.UNKNOWN else emp.name
+        return self._remember(AuthDecision(_VERIFY_STATUS[outcome], AuthPath.ONLINE, owner, uid))
 
     async def _verify(self, emp: EmpPolicy, uid: str) -> VerifyOutcome:
         try:

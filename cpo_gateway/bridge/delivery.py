@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import DeliveryStatus
-from cpo_gateway.bridge.ports import EmpLink, OutboxItem, PostedStation
+from cpo_gateway.bridge.ports import EmpLink, OutboxItem
 from cpo_gateway.bridge.store import StorePort
 
 log = logs.get(__name__)
@@ -68,19 +68,21 @@ class Deliverer:
             items = await self._store.due(emp, self._clock(), self._batch)
             if not items:
                 return 0
-            posted = await self._store.posted_stations(emp)
+            # Statuses wait for their station: load that set only when a status is due.
+            posted: set[str] = set()
+            if any(item.kind == STATUS_KIND for item in items):
+                posted = await self._store.delivered_stations(emp)
             outcomes = await asyncio.gather(*(self._one(emp, item, posted) for item in items))
             return sum(outcomes)
 
-    async def _one(self, emp: str, item: OutboxItem, posted: Mapping[str, PostedStation]) -> int:
+    async def _one(self, emp: str, item: OutboxItem, posted: set[str]) -> int:
         now = self._clock()
         if item.kind == STATUS_KIND:
             station = self._station_of(item.key)
             if station is None:
                 await self._dead(emp, item, "the EVSE is in no station of the catalogue", now)
                 return 0
-            entry = posted.get(station)
-            if entry is None or not entry.delivered:
+            if station not in posted:
                 # The EMP only takes statuses of stations it has received.
                 if now - item.created_at >= self._window:
                     await self._dead(emp, item, f"station {station} was never posted", now)

@@ -183,6 +183,15 @@ class RegistryRepo:
             for r in rows
         }
 
+    async def delivered_stations(self, emp: str) -> set[str]:
+        """Ids of stations whose current version the EMP has received (no payload parsed)."""
+        rows = await self.db.all(
+            "SELECT station_id FROM stations_posted WHERE emp = ? AND posted_at IS NOT NULL "
+            "AND deleted = 0",
+            (emp,),
+        )
+        return {str(r[0]) for r in rows}
+
     async def queue_station(
         self, emp: str, station_id: str, digest: str, deleted: bool, outbox: NewOutbox, now: float
     ) -> None:

@@ -1,0 +1,108 @@
+"""Duplicates: every StartTransaction, StopTransaction and MeterValues replayed three times,
+with the same and with new message ids, makes one session and one CDR with the energy counted
+once. Stops for transactions the gateway never saw (unknown, -1, 0) are acknowledged and
+become a CDR."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import PARTNER, Harness
+
+CARD = "0A0B0C0D"
+EVSE = "DE*CPO*E1001*1"
+
+
+async def _whitelist(h: Harness) -> None:
+    async with h.client() as client:
+        status, _ = await client.rfid_post(PARTNER, [CARD])
+    assert status == 200
+
+
+async def _sessions(h: Harness) -> list[dict[str, Any]]:
+    rows = await h.store.db.all("SELECT * FROM sessions ORDER BY created_at")
+    return [dict(r) for r in rows]
+
+
+async def test_each_transaction_message_three_times_gives_one_session_and_cdr(
+    harness: Harness,
+) -> None:
+    h, emp = harness, harness.emp
+    await _whitelist(h)
+    async with h.charger("CP-BER-001") as cp:
+        await cp.connect()
+        tx = await cp.start_transaction(1, CARD, meter_start=10_000)
+        starts = await cp.replay_last(1, same_id=True) + await cp.replay_last(1, same_id=False)
+        starts += await cp.replay_last(1, same_id=True)
+        assert {s["transactionId"] for s in starts} == {tx}
+        await cp.meter_values(1, tx, 12_000)
+        for same in (True, False, True):
+            assert await cp.replay_last(1, same_id=same) == [{}]
+        await cp.stop_transaction(tx, 15_000)
+        for same in (True, False, True):
+            (stop,) = await cp.replay_last(1, same_id=same)
+            assert stop.get("idTagInfo", {"status": "Accepted"})["status"] == "Accepted"
+        # The whole transaction again, as a charger replaying its queue after a reconnect.
+        for same in (True, False, True):
+            await cp.replay_last(3, same_id=same)
+        await emp.wait_for(lambda: len(emp.cdrs) == 1)
+        assert not cp.call_errors
+    sessions = await _sessions(h)
+    assert len(sessions) == 1 and sessions[0]["transaction_id"] == tx
+    (cdr,) = emp.cdrs.values()
+    assert cdr["energy-consumed"] == 5.0, "energy counted once: 15 kWh - 10 kWh"
+    assert cdr["connector-id"] == EVSE
+    # At most the one CDR was posted: replays create no new outbox rows.
+    rows = await h.store.db.all("SELECT id FROM outbox WHERE kind = 'session-post'")
+    assert len(rows) == 1
+
+
+@pytest.mark.parametrize("transaction_id", [987654, -1, 0])
+async def test_stop_for_an_unseen_transaction_is_acknowledged_and_a_cdr(
+    harness: Harness, transaction_id: int
+) -> None:
+    h, emp = harness, harness.emp
+    await _whitelist(h)
+    async with h.charger("CP-BER-001") as cp:
+        await cp.connect()
+        conf = await cp.stop_transaction(transaction_id, 7000, id_tag=CARD)
+        assert conf is not None and conf["idTagInfo"]["status"] == "Accepted"
+        await emp.wait_for(lambda: len(emp.cdrs) == 1)
+        assert not cp.call_errors
+    (cdr,) = emp.cdrs.values()
+    assert cdr["user"] == {"identifier-type": "rfid", "identifier": CARD}
+    assert cdr["session-interval"]["stop"]
+    (session,) = await _sessions(h)
+    assert session["origin"] == "orphan" and session["emp"] == "sandbox"
+
+
+@pytest.mark.parametrize("transaction_id", [987654, -1, 0])
+async def test_an_unseen_stop_replayed_three_times_is_one_cdr(
+    harness: Harness, transaction_id: int
+) -> None:
+    h, emp = harness, harness.emp
+    await _whitelist(h)
+    async with h.charger("CP-BER-001") as cp:
+        await cp.connect()
+        await cp.stop_transaction(transaction_id, 7000, id_tag=CARD)
+        for same in (True, False, True):
+            await cp.replay_last(1, same_id=same)
+        await emp.wait_for(lambda: len(emp.cdrs) >= 1)
+        assert not cp.call_errors
+    assert len(await _sessions(h)) == 1
+    assert len(emp.cdrs) == 1
+
+
+async def test_a_stop_without_id_tag_for_an_unseen_transaction_is_kept_locally(
+    harness: Harness,
+) -> None:
+    async with harness.charger("CP-BER-001") as cp:
+        await cp.connect()
+        conf = await cp.stop_transaction(-1, 7000)
+        assert conf is not None and not cp.call_errors
+    # No idTag: no EMP to bill, so the CDR stays with the CPO (`cpo-gateway sessions list`).
+    (session,) = await _sessions(harness)
+    assert session["origin"] == "orphan" and session["emp"] is None
+    assert session["state"] != "active"
