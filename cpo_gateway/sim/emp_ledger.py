@@ -31,6 +31,9 @@ class EmpLedger:
     statuses: dict[str, str] = field(default_factory=dict)
     cdrs: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0
+    _station_posts: int = field(default=0, repr=False)
+    _evse_index: set[str] = field(default_factory=set, repr=False)
+    _evse_index_key: tuple[int, int, int] | None = field(default=None, repr=False)
 
     def answer(self, call: str, body: dict[str, Any]) -> Answer:
         """The business answer to a well-formed envelope; WireError (400 / 230) for bad fields."""
@@ -47,6 +50,13 @@ class EmpLedger:
                     ids.add(connector["id"])
         return ids
 
+    def _knows_evse(self, evse_id: str) -> bool:
+        # Stations only change on station-post: rebuild the index then, not per status.
+        key = id(self.stations), len(self.stations), self._station_posts
+        if self._evse_index_key != key:
+            self._evse_index, self._evse_index_key = self.known_evse_ids(), key
+        return evse_id in self._evse_index
+
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Answer]]:
         return {
             "station-post": self._station_post,
@@ -59,6 +69,7 @@ class EmpLedger:
         station = require_obj(body, "station", "station-post")
         station_id = require_str(station, "id", "station-post.station")
         require_str(body, "partner-identifier", "station-post")
+        self._station_posts += 1
         connectors = station.get("connectors", [])
         if not isinstance(connectors, list):
             raise bad_request("station-post.station.connectors: expected an array")
@@ -83,7 +94,7 @@ class EmpLedger:
             allowed = ", ".join(sorted(STATUSES))
             raise bad_request(f"{path}.status: expected one of {allowed}, got {status!r}")
         # A real EMP only accepts statuses of EVSEs from stations the same partner posted.
-        if self.require_station and evse_id not in self.known_evse_ids():
+        if self.require_station and not self._knows_evse(evse_id):
             return Answer(EVSE_NOT_FOUND, "EVSE not found.")
         self.statuses[evse_id] = status
         return Answer(SUCCESS)
