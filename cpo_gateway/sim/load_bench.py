@@ -1,0 +1,126 @@
+"""`scripts/bench`: the gateway against the baseline central system, on this machine.
+
+Every scenario starts its own server processes (gateway, baseline) and load processes, so one
+scenario's leftovers never weigh on the next. Prints one table per scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from cpo_gateway import logs
+from cpo_gateway.sim import load_oioi, load_scenarios
+from cpo_gateway.sim.load_report import Table
+from cpo_gateway.sim.load_scenarios import Context
+
+SCENARIOS = ("mixed", "idle10k", "burst", "storm", "authorize", "rfid", "session-start", "outbox")
+# Sockets per process at the issue's sizes: 10,000 chargers, plus files and listeners.
+NEEDED_FDS = 10_500
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one; children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return int(soft)
+
+
+def scaled(n: int, fds: int) -> int:
+    """The charger count the open-files limit allows (each charger is one socket)."""
+    return max(10, min(n, fds - 500))
+
+
+def plan(
+    args: argparse.Namespace, fds: int
+) -> list[tuple[str, Callable[[Context], Awaitable[Table]]]]:
+    quick = args.quick
+    s = args.seconds
+    n = args.chargers
+    idle_n = scaled(n or (50 if quick else 10_000), fds)
+    crowd_n = scaled(n or (50 if quick else 5_000), fds)
+    steps: dict[str, Callable[[Context], Awaitable[Table]]] = {
+        "mixed": lambda c: load_scenarios.mixed(c, n or (5 if quick else 100), s or (2 if quick else 20)),
+        "idle10k": lambda c: load_scenarios.idle(c, idle_n, s or (3 if quick else 30), 1 if quick else 10),
+        "burst": lambda c: load_scenarios.burst(c, crowd_n),
+        "storm": lambda c: load_scenarios.storm(c, crowd_n, 1 if quick else 10),
+        "authorize": lambda c: load_scenarios.authorize(
+            c, n or (5 if quick else 50), 50 if quick else 1000, s or (2 if quick else 10)
+        ),
+        "rfid": lambda c: load_oioi.rfid(c, (1_000, 10_000) if quick else (100_000, 1_000_000)),
+        "session-start": lambda c: load_oioi.session_start(c, 10 if quick else 200),
+        "outbox": lambda c: load_oioi.outbox(c, 200 if quick else 5_000),
+    }  # fmt: skip
+    chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    return [(name, steps[name]) for name in chosen]
+
+
+def machine() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        commit = "?"
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}  {platform.node()}  {os.cpu_count()} CPUs  "
+        f"Python {platform.python_version()}  {platform.system()} {platform.release()}  "
+        f"commit {commit or '?'}"
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    fds = raise_fd_limit()
+    logs.configure("warning", "json")  # the store's own start-up events would clutter the tables
+    print(f"# cpo-gateway benchmark  {machine()}", flush=True)
+    if fds < NEEDED_FDS:
+        print(f"# open-files limit {fds} < {NEEDED_FDS}: charger counts scaled down to fit")
+    with tempfile.TemporaryDirectory(prefix="cpo-bench-") as tmp:
+        ctx = Context(Path(args.workdir or tmp), workers=args.workers)
+        failures = 0
+        for name, step in plan(args, fds):
+            started = time.monotonic()
+            try:
+                table = await step(ctx)
+            except Exception as exc:  # one broken scenario must not hide the others' figures
+                failures += 1
+                print(f"== {name}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            table.notes.append(f"scenario time {time.monotonic() - started:.0f} s")
+            print(table.render(), flush=True)
+            print(flush=True)
+    return 1 if failures else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
+    p.add_argument("--chargers", type=int, default=0, help="override the scenario's size")
+    p.add_argument("--seconds", type=float, default=0.0, help="override the measured window")
+    p.add_argument("--quick", action="store_true", help="small sizes, a few seconds each")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                   help="load generator processes (default: one per core)")  # fmt: skip
+    p.add_argument("--workdir", help="keep configs, databases and server logs here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

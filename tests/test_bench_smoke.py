@@ -1,0 +1,75 @@
+"""The benchmark keeps working: a few seconds of mixed load against the gateway and the
+baseline, both in their own processes. Figures are printed, never asserted."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cpo_gateway.sim.load_bench import SCENARIOS, parser
+from cpo_gateway.sim.load_scenarios import Context, mixed
+from cpo_gateway.sim.load_wire import OP_PING, OP_TEXT, RawWebsocket
+
+COLUMNS = ("system", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "server CPU s",
+           "peak RSS MB", "loadgen CPU s", "errors")  # fmt: skip
+
+
+async def test_mixed_smoke_against_both_systems(tmp_path: Path) -> None:
+    table = await mixed(Context(tmp_path, workers=1), n=5, seconds=2.0)
+    print(table.render())
+    assert table.columns == COLUMNS
+    rows = {row[0]: dict(zip(table.columns, row, strict=True)) for row in table.rows}
+    assert set(rows) == {"gateway", "baseline", "gateway/baseline"}
+    for system in ("gateway", "baseline"):
+        assert int(rows[system]["calls"]) > 0, table.render()
+        assert rows[system]["errors"] == "0", table.render()
+    assert rows["gateway/baseline"]["calls/s"].endswith("x")
+
+
+def test_cli_knows_every_scenario() -> None:
+    args = parser().parse_args(["--scenario", "mixed", "--quick", "--chargers", "5"])
+    assert args.scenario == "mixed" and args.quick and args.chargers == 5
+    assert set(SCENARIOS) >= {"mixed", "idle10k", "burst", "storm", "authorize", "rfid",
+                              "session-start", "outbox"}  # fmt: skip
+
+
+def _server_frame(opcode: int, payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes([0x80 | opcode, n]) + payload
+    if n < 1 << 16:
+        return bytes([0x80 | opcode, 126]) + n.to_bytes(2, "big") + payload
+    return bytes([0x80 | opcode, 127]) + n.to_bytes(8, "big") + payload
+
+
+def _feed(chunks: list[bytes]) -> list[bytes]:
+    """Bytes from a server, in arbitrary pieces, after a 101: the messages they carry."""
+
+    async def run() -> list[bytes]:
+        got: list[bytes] = []
+        ws = RawWebsocket(got.append)
+        ws.data_received(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        await asyncio.sleep(0)
+        for chunk in chunks:
+            ws.data_received(chunk)
+        return got
+
+    return asyncio.run(run())
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 7))
+def test_frames_in_any_pieces_come_out_whole(messages: list[bytes], cut: int) -> None:
+    wire = b"".join(_server_frame(OP_TEXT, m) for m in messages)
+    chunks = [wire[i : i + cut] for i in range(0, len(wire), cut)]
+    assert _feed(chunks) == messages
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_server_bytes_never_raise(data: bytes) -> None:
+    got = _feed([data, _server_frame(OP_PING, b"x")])
+    assert all(isinstance(m, bytes) for m in got)
