@@ -88,8 +88,8 @@ class OutboxConfig:
     max_backoff_s: float = 3600.0
     base_backoff_s: float = 2.0
     retry_window_s: float = 48 * 3600.0
-    tick_s: float = 1.0
-    batch_size: int = 200
+    tick_s: float = 0.25
+    batch_size: int = 500
     prune_after_days: int = 7
     status_resync_h: float = 24.0
 

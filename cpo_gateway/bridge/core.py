@@ -60,7 +60,7 @@ class CoreSettings:
     base_backoff_s: float = 2.0
     max_backoff_s: float = 3600.0
     retry_window_s: float = 48 * 3600.0
-    batch_size: int = 200
+    batch_size: int = 500
     allow_unknown_chargers: bool = False
 
 

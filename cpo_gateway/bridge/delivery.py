@@ -72,32 +72,39 @@ class Deliverer:
             posted: set[str] = set()
             if any(item.kind == STATUS_KIND for item in items):
                 posted = await self._store.delivered_stations(emp)
-            outcomes = await asyncio.gather(*(self._one(emp, item, posted) for item in items))
-            return sum(outcomes)
+            delivered: list[OutboxItem] = []
+            await asyncio.gather(*(self._one(emp, item, posted, delivered) for item in items))
+            if delivered:
+                # One commit for the whole pass: a crash before it re-sends (at least once).
+                await self._store.mark_delivered([i.id for i in delivered], self._clock())
+                for item in delivered:
+                    if item.kind == STATION_KIND:
+                        await self._store.mark_station_posted(emp, item.key, self._clock())
+            self.delivered += len(delivered)
+            return len(delivered)
 
-    async def _one(self, emp: str, item: OutboxItem, posted: set[str]) -> int:
+    async def _one(
+        self, emp: str, item: OutboxItem, posted: set[str], delivered: list[OutboxItem]
+    ) -> None:
         now = self._clock()
         if item.kind == STATUS_KIND:
             station = self._station_of(item.key)
             if station is None:
                 await self._dead(emp, item, "the EVSE is in no station of the catalogue", now)
-                return 0
+                return
             if station not in posted:
                 # The EMP only takes statuses of stations it has received.
                 if now - item.created_at >= self._window:
                     await self._dead(emp, item, f"station {station} was never posted", now)
                 else:
                     await self._store.postpone(item.id, now + 5.0, "waiting for station-post")
-                return 0
+                return
         async with self._limits[emp]:
             result = await self._link.deliver(emp, item.kind, item.payload)
         now = self._clock()
         if result.status is DeliveryStatus.DELIVERED:
-            await self._store.mark_delivered([item.id], now)
-            if item.kind == STATION_KIND:
-                await self._store.mark_station_posted(emp, item.key, now)
-            self.delivered += 1
-            return 1
+            delivered.append(item)
+            return
         if result.status is DeliveryStatus.RETRY and now - item.created_at < self._window:
             delay = max(
                 backoff_s(item.attempts, self._base, self._cap, self._rand),
@@ -112,12 +119,11 @@ class Deliverer:
                 in_s=round(delay, 2),
                 detail=result.detail,
             )
-            return 0
+            return
         if result.status is DeliveryStatus.RETRY:
             await self._dead(emp, item, f"retry window exceeded; last: {result.detail}", now)
         else:
             await self._dead(emp, item, result.detail or "rejected", now)
-        return 0
 
     async def _dead(self, emp: str, item: OutboxItem, error: str, now: float) -> None:
         await self._store.mark_dead(item.id, error, now)
