@@ -22,24 +22,33 @@ class LocalListPusher:
         self._chargers = chargers
         self._connected = connected
         self._locks: dict[str, asyncio.Lock] = {}
+        # Pushes at once across chargers: a reconnect storm must not starve Boot answers.
+        self._slots = asyncio.Semaphore(8)
+        self._entries: tuple[int, list[tuple[str, AuthStatus]]] = (-1, [])
 
     async def push(self, charge_point: str) -> CommandStatus | None:
         """Bring one charger's list up to date; None when nothing was needed."""
         # One push at a time per charger: chunks of two versions must never interleave.
         lock = self._locks.setdefault(charge_point, asyncio.Lock())
-        async with lock:
+        async with lock, self._slots:
             return await self._push(charge_point)
+
+    async def _union(self, version: int) -> list[tuple[str, AuthStatus]]:
+        """The entries of one whitelist version, read and built once for every charger."""
+        if self._entries[0] != version:
+            uids = await self._store.whitelist_union()
+            self._entries = (version, [(uid, AuthStatus.ACCEPTED) for uid in uids])
+        return self._entries[1]
 
     async def _push(self, charge_point: str) -> CommandStatus | None:
         version = await self._store.whitelist_version()
         have, ocpp_version, supported = await self._store.local_list_state(charge_point)
         if not supported or version == 0 or have >= version:
             return None
-        uids = await self._store.whitelist_union()
-        entries = [(uid, AuthStatus.ACCEPTED) for uid in uids]
+        entries = await self._union(version)
         result = await self._chargers.send_local_list(charge_point, ocpp_version + 1, entries)
         if result.status is CommandStatus.ACCEPTED:
-            last = result.data.get("list_version")
+            last = result.data.get("listVersion")
             held = last if isinstance(last, int) else ocpp_version + 1
             await self._store.set_local_list_state(charge_point, version, held, True)
         elif result.status is CommandStatus.NOT_SUPPORTED:

@@ -23,6 +23,9 @@ _LIST_KEY = "SendLocalListMaxLength"
 class ChargerRegistry:
     def __init__(self) -> None:
         self.connections: dict[str, ChargerConnection] = {}
+        self._chunk_cache: (
+            tuple[Sequence[tuple[str, AuthStatus]], int, list[list[dict[str, object]]]] | None
+        ) = None
 
     # --- ChargerControl ------------------------------------------------------------------------
     def is_connected(self, charge_point_id: str) -> bool:
@@ -127,21 +130,35 @@ class ChargerRegistry:
         the charger holds afterwards.
         """
         size = await self._max_list_length(charge_point_id)
-        chunks = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
+        chunks = self._chunks(entries, size)
         result = CommandResult(CommandStatus.ACCEPTED)
         for i, chunk in enumerate(chunks):
-            kind = "Full" if i == 0 else "Differential"
-            result = await self.command(
-                charge_point_id,
-                "SendLocalList",
-                cmd.send_local_list_req(version + i, chunk, kind),
-            )
+            payload: dict[str, object] = {
+                "listVersion": version + i,
+                "updateType": "Full" if i == 0 else "Differential",
+                "localAuthorizationList": chunk,
+            }
+            result = await self.command(charge_point_id, "SendLocalList", payload)
             if not result.accepted:
                 detail = f"chunk {i + 1} of {len(chunks)}: {result.detail or result.status.value}"
                 return CommandResult(result.status, detail, result.data)
         return CommandResult(
             result.status, result.detail, {**result.data, "listVersion": version + len(chunks) - 1}
         )
+
+    def _chunks(
+        self, entries: Sequence[tuple[str, AuthStatus]], size: int
+    ) -> list[list[dict[str, object]]]:
+        """The list's chunks, built once for the same entries and size: after a whitelist
+        change every connected charger gets the same list."""
+        cached = self._chunk_cache
+        if cached is not None and cached[0] is entries and cached[1] == size:
+            return cached[2]
+        items = cmd.send_local_list_req(0, entries)["localAuthorizationList"]
+        assert isinstance(items, list)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+        self._chunk_cache = (entries, size, chunks)
+        return chunks
 
     async def _max_list_length(self, cp_id: str) -> int:
         conn = self.connections.get(cp_id)
