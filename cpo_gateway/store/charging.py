@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 
 import aiosqlite
@@ -10,7 +11,7 @@ from cpo_gateway.bridge.model import EnergySample, TransactionStart, Transaction
 from cpo_gateway.bridge.ports import SessionRecord, TxRecord
 from cpo_gateway.bridge.store import OutboxBuilder
 from cpo_gateway.store.db import Database
-from cpo_gateway.store.outbox import insert_outbox
+from cpo_gateway.store.outbox import insert_outbox_sync
 
 
 def start_key(start: TransactionStart) -> str:
@@ -70,6 +71,11 @@ async def _one(
 ) -> aiosqlite.Row | None:
     async with conn.execute(sql, params) as cur:
         return await cur.fetchone()
+
+
+def _one_sync(conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+    return row
 
 
 def _merge_samples(
@@ -217,15 +223,16 @@ class ChargingRepo:
     ) -> tuple[TxRecord, SessionRecord, bool]:
         """Store a StartTransaction; returns (transaction, session, duplicate)."""
         key = start_key(start)
-        async with self.db.transaction() as conn:
-            row = await _one(conn, "SELECT * FROM transactions WHERE start_key = ?", (key,))
+
+        def work(conn: sqlite3.Connection) -> tuple[TxRecord, SessionRecord, bool]:
+            row = _one_sync(conn, "SELECT * FROM transactions WHERE start_key = ?", (key,))
             if row is not None:
-                srow = await _one(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
+                srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
                 assert srow is not None
                 return _tx(row), _session(srow), True
             if new_session is not None:
                 s = new_session
-                await conn.execute(
+                conn.execute(
                     "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
                     "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
@@ -238,7 +245,7 @@ class ChargingRepo:
             else:
                 assert bind_session is not None
                 session_id = bind_session
-            cur = await conn.execute(
+            cur = conn.execute(
                 "INSERT INTO transactions (charge_point, connector, id_tag, start_key, started_at, "
                 "meter_start_wh, first_wh, first_wh_at, last_wh, last_wh_at, session_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -249,16 +256,19 @@ class ChargingRepo:
                 ),
             )  # fmt: skip
             tx_id = cur.lastrowid
-            await conn.execute(
+            conn.execute(
                 "UPDATE sessions SET transaction_id = ?, state = 'active' WHERE id = ?",
                 (tx_id, session_id),
             )
-            trow = await _one(conn, "SELECT * FROM transactions WHERE id = ?", (tx_id,))
-            srow = await _one(conn, "SELECT * FROM sessions WHERE id = ?", (session_id,))
+            trow = _one_sync(conn, "SELECT * FROM transactions WHERE id = ?", (tx_id,))
+            srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (session_id,))
             assert trow is not None and srow is not None
             tx, session = _tx(trow), _session(srow)
-            await insert_outbox(conn, outbox(tx, session), now)
+            insert_outbox_sync(conn, outbox(tx, session), now)
             return tx, session, False
+
+        # One hop to the database thread for the whole transaction.
+        return await self.db.run_write(work)
 
     async def record_meter(
         self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]
@@ -290,20 +300,21 @@ class ChargingRepo:
         transaction changes nothing.
         """
         key = stop_key(stop)
-        async with self.db.transaction() as conn:
-            row = await _one(
+
+        def work(conn: sqlite3.Connection) -> tuple[TxRecord, SessionRecord, bool]:
+            row = _one_sync(
                 conn,
                 "SELECT * FROM transactions WHERE stop_key = ? OR (id = ? AND charge_point = ?) "
                 "ORDER BY stop_key IS NULL LIMIT 1",
                 (key, stop.transaction_id, stop.charge_point_id),
             )
             if row is not None and row["stopped_at"] is not None:
-                srow = await _one(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
+                srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
                 assert srow is not None
                 return _tx(row), _session(srow), True
             if row is None:
                 s = orphan_session()
-                await conn.execute(
+                conn.execute(
                     "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
                     "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at) "
                     "VALUES (?, ?, ?, ?, ?, 'orphan', ?, ?, ?, ?, ?, 'active', ?)",
@@ -312,32 +323,34 @@ class ChargingRepo:
                         s.user_id, s.id_tag, s.auth_status, s.auth_path, s.created_at,
                     ),
                 )  # fmt: skip
-                cur = await conn.execute(
+                cur = conn.execute(
                     "INSERT INTO transactions (charge_point, connector, id_tag, reported_id, "
                     "session_id) VALUES (?, ?, ?, ?, ?)",
                     (stop.charge_point_id, s.connector, stop.id_tag, stop.transaction_id, s.id),
                 )
-                await conn.execute(
+                conn.execute(
                     "UPDATE sessions SET transaction_id = ? WHERE id = ?", (cur.lastrowid, s.id)
                 )
-                row = await _one(conn, "SELECT * FROM transactions WHERE id = ?", (cur.lastrowid,))
+                row = _one_sync(conn, "SELECT * FROM transactions WHERE id = ?", (cur.lastrowid,))
                 assert row is not None
             merged = _merge_samples(
                 dict(row),
                 [*stop.samples, EnergySample(stop.timestamp, float(stop.meter_stop_wh))],
             )
-            await conn.execute(
+            conn.execute(
                 "UPDATE transactions SET stop_key = ?, stopped_at = ?, meter_stop_wh = ?, "
                 "stop_reason = ?, first_wh = ?, first_wh_at = ?, last_wh = ?, last_wh_at = ?, "
                 "charge_start_at = ?, charge_stop_at = ? WHERE id = ?",
                 (key, stop.timestamp, stop.meter_stop_wh, stop.reason, *merged.values(), row["id"]),
             )
-            await conn.execute(
+            conn.execute(
                 "UPDATE sessions SET state = 'finished' WHERE id = ?", (row["session_id"],)
             )
-            trow = await _one(conn, "SELECT * FROM transactions WHERE id = ?", (row["id"],))
-            srow = await _one(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
+            trow = _one_sync(conn, "SELECT * FROM transactions WHERE id = ?", (row["id"],))
+            srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
             assert trow is not None and srow is not None
             tx, session = _tx(trow), _session(srow)
-            await insert_outbox(conn, outbox(tx, session), now)
+            insert_outbox_sync(conn, outbox(tx, session), now)
             return tx, session, False
+
+        return await self.db.run_write(work)

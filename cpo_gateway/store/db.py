@@ -9,11 +9,12 @@ the last committed state, never a write half done (a large whitelist replace, sa
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -21,6 +22,7 @@ from cpo_gateway import logs
 from cpo_gateway.store.migrations import MIGRATIONS
 
 log = logs.get(__name__)
+T = TypeVar("T")
 _Pending = tuple[str, Sequence[Any] | Mapping[str, Any], asyncio.Future[None]]
 
 
@@ -33,6 +35,7 @@ class Database:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._sync: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._batch: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -61,6 +64,16 @@ class Database:
         ):
             await self._conn.execute(pragma)
         version = await self.migrate()
+        # For run_write: whole transactions as one call on a worker thread, never two at once
+        # (the write lock), so no thread ever shares it with another.
+        self._sync = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._sync.row_factory = sqlite3.Row
+        for pragma in (
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+        ):
+            self._sync.execute(pragma)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         self._reader.row_factory = aiosqlite.Row
         await self._reader.execute("PRAGMA busy_timeout=5000")
@@ -71,6 +84,9 @@ class Database:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._sync is not None:
+            sync, self._sync = self._sync, None
+            sync.close()
         if self._reader is not None:
             reader, self._reader = self._reader, None
             await reader.close()
@@ -120,6 +136,26 @@ class Database:
                 await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
+
+    async def run_write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` as one transaction (BEGIN IMMEDIATE ... COMMIT) in a single trip to a
+        worker thread: a transaction of many statements costs one hop, not one per statement.
+        Committed when this returns; rolled back if `work` raises."""
+        async with self._write_lock:
+            return await asyncio.to_thread(self._run_sync, work)
+
+    def _run_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._sync
+        if conn is None:
+            raise RuntimeError("database is not open")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
 
     async def write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
         """One statement, committed before this returns, sharing its commit with whatever

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -12,6 +13,16 @@ from cpo_gateway.bridge.ports import NewOutbox, OutboxItem
 from cpo_gateway.store.db import Database
 
 STATUS_KIND = "connector-post-status"
+
+
+_INSERT = (
+    "INSERT INTO outbox (emp, kind, key, payload, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_COALESCE = (
+    _INSERT + " ON CONFLICT (emp, kind, key) WHERE state = 'pending' "
+    "AND kind = 'connector-post-status' "
+    "DO UPDATE SET payload = excluded.payload, created_at = excluded.created_at"
+)
 
 
 async def insert_outbox(conn: aiosqlite.Connection, rows: Iterable[NewOutbox], now: float) -> None:
@@ -33,6 +44,14 @@ async def insert_outbox(conn: aiosqlite.Connection, rows: Iterable[NewOutbox], n
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (row.emp, row.kind, row.key, payload, now, now),
             )
+
+
+def insert_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox], now: float) -> None:
+    """insert_outbox for a transaction run on the database thread (Database.run_write)."""
+    for row in rows:
+        payload = orjson.dumps(row.payload).decode()
+        sql = _COALESCE if row.kind == STATUS_KIND else _INSERT
+        conn.execute(sql, (row.emp, row.kind, row.key, payload, now, now))
 
 
 def _item(row: aiosqlite.Row) -> OutboxItem:
@@ -97,18 +116,21 @@ class OutboxRepo:
 
     async def mark_delivered(self, ids: Sequence[int], now: float) -> None:
         sent = self._sent_payloads(ids)
-        async with self.db.transaction() as conn:
+
+        def work(conn: sqlite3.Connection) -> None:
             # A status rewritten while in flight is due again, with its new payload.
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE outbox SET next_at = ?, attempts = 0 "
                 "WHERE id = ? AND kind = ? AND payload != ?",
                 [(now, i, STATUS_KIND, p) for i, p in sent if p is not None],
             )
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 "
                 "WHERE id = ? AND (? IS NULL OR payload = ?)",
                 [(now, i, p, p) for i, p in sent],
             )
+
+        await self.db.run_write(work)
 
     async def mark_retry(self, item_id: int, next_at: float, error: str) -> None:
         self._handed_out.pop(item_id, None)

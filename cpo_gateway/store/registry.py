@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 import orjson
@@ -9,7 +10,7 @@ import orjson
 from cpo_gateway.bridge.model import BootInfo
 from cpo_gateway.bridge.ports import NewOutbox, PostedStation
 from cpo_gateway.store.db import Database
-from cpo_gateway.store.outbox import insert_outbox
+from cpo_gateway.store.outbox import insert_outbox, insert_outbox_sync
 
 
 class RegistryRepo:
@@ -31,23 +32,23 @@ class RegistryRepo:
             )
 
     async def record_boot(self, info: BootInfo, status: str, at: str) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO chargers (id, vendor, model, serial, firmware, boot_status, booted_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "vendor = excluded.vendor, model = excluded.model, serial = excluded.serial, "
-                "firmware = excluded.firmware, boot_status = excluded.boot_status, "
-                "booted_at = excluded.booted_at",
-                (
-                    info.charge_point_id,
-                    info.vendor,
-                    info.model,
-                    info.serial,
-                    info.firmware,
-                    status,
-                    at,
-                ),
-            )
+        # One statement: it shares a group commit with other writes.
+        await self.db.write(
+            "INSERT INTO chargers (id, vendor, model, serial, firmware, boot_status, booted_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "vendor = excluded.vendor, model = excluded.model, serial = excluded.serial, "
+            "firmware = excluded.firmware, boot_status = excluded.boot_status, "
+            "booted_at = excluded.booted_at",
+            (
+                info.charge_point_id,
+                info.vendor,
+                info.model,
+                info.serial,
+                info.firmware,
+                status,
+                at,
+            ),
+        )
 
     async def local_list_state(self, charge_point_id: str) -> tuple[int, int, bool]:
         """(whitelist version pushed, OCPP listVersion the charger holds, supported)."""
@@ -162,14 +163,16 @@ class RegistryRepo:
     async def set_evse_status(
         self, evse_id: str, status: str, outbox: Sequence[NewOutbox], now: float
     ) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO evse_status (evse_id, status, changed_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (evse_id) DO UPDATE SET status = excluded.status, "
                 "changed_at = excluded.changed_at",
                 (evse_id, status, now),
             )
-            await insert_outbox(conn, outbox, now)
+            insert_outbox_sync(conn, outbox, now)
+
+        await self.db.run_write(work)
 
     # --- stations ------------------------------------------------------------------------------
     async def posted_stations(self, emp: str) -> dict[str, PostedStation]:
