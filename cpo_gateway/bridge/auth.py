@@ -50,6 +50,10 @@ class Authorizer:
         self._ttl = cache_ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[float, AuthDecision]] = {}
+        # Whitelist answers by UID, dropped whenever a whitelist changes (clear_cache): a
+        # card seen before is answered without a trip to the database.
+        self._listed: dict[str, list[str]] = {}
+        self._generation = 0
         self.remote_tags: dict[str, str] = {}  # idTag of a pending remote start -> EMP name
         self.decisions: dict[str, int] = {}  # "path:status" -> count, for /metrics
 
@@ -58,6 +62,8 @@ class Authorizer:
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._listed.clear()
+        self._generation += 1
 
     async def authorize(self, id_tag: str, *, online: bool = True) -> AuthDecision:
         """The chain for one idTag; online=False stops before asking an EMP."""
@@ -69,7 +75,15 @@ class Authorizer:
     async def _decide(self, id_tag: str, online: bool) -> AuthDecision:
         uid = try_normalise_uid(id_tag)
         if uid is not None:
-            partners = await self._lookup(uid)
+            partners = self._listed.get(uid)
+            if partners is None:
+                generation = self._generation
+                partners = await self._lookup(uid)
+                if generation == self._generation:  # no whitelist change while we looked
+                    if len(self._listed) >= 100_000:  # bounded: forget the oldest tenth
+                        for key in list(self._listed)[:10_000]:
+                            del self._listed[key]
+                    self._listed[uid] = partners
             if partners:
                 return AuthDecision(AuthStatus.ACCEPTED, AuthPath.WHITELIST, partners[0], uid)
         remote_emp = self.remote_tags.get(id_tag)
