@@ -183,33 +183,35 @@ class ChargingRepo:
 
     # --- sessions ------------------------------------------------------------------------------
     async def create_session(self, s: SessionRecord) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
-                "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.origin, s.user_kind,
-                    s.user_id, s.id_tag, s.auth_status, s.auth_path, s.state, s.created_at,
-                    s.expires_at,
-                ),
-            )  # fmt: skip
+        # One statement: it shares a group commit with other writes.
+        await self.db.write(
+            "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
+            "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.origin, s.user_kind,
+                s.user_id, s.id_tag, s.auth_status, s.auth_path, s.state, s.created_at,
+                s.expires_at,
+            ),
+        )  # fmt: skip
 
     async def set_session_state(
         self, session_id: str, state: str, detail: str = "", *, only_from: str | None = None
     ) -> bool:
-        async with self.db.transaction() as conn:
+        def work(conn: sqlite3.Connection) -> bool:
             if only_from:
-                cur = await conn.execute(
+                cur = conn.execute(
                     "UPDATE sessions SET state = ?, detail = ? WHERE id = ? AND state = ?",
                     (state, detail, session_id, only_from),
                 )
             else:
-                cur = await conn.execute(
+                cur = conn.execute(
                     "UPDATE sessions SET state = ?, detail = ? WHERE id = ?",
                     (state, detail, session_id),
                 )
             return cur.rowcount > 0
+
+        return await self.db.run_write(work)
 
     # --- transactions --------------------------------------------------------------------------
     async def record_start(

@@ -173,23 +173,29 @@ class Database:
     async def _flush_batches(self) -> None:
         while self._batch:
             batch, self._batch = self._batch, []
+
+            def work(conn: sqlite3.Connection, batch: list[_Pending] = batch) -> None:
+                start = 0
+                while start < len(batch):  # consecutive runs of one statement: executemany
+                    end = start
+                    while end < len(batch) and batch[end][0] == batch[start][0]:
+                        end += 1
+                    conn.executemany(batch[start][0], [p for _, p, _ in batch[start:end]])
+                    start = end
+
             try:
-                async with self.transaction() as conn:
-                    start = 0
-                    while start < len(batch):  # consecutive runs of one statement: executemany
-                        end = start
-                        while end < len(batch) and batch[end][0] == batch[start][0]:
-                            end += 1
-                        await conn.executemany(batch[start][0], [p for _, p, _ in batch[start:end]])
-                        start = end
+                await self.run_write(work)
             except Exception:
                 if len(batch) == 1:
                     _settle(batch, error=True)
                     continue
                 for item in batch:  # isolate the statement that failed
+
+                    def one(conn: sqlite3.Connection, item: _Pending = item) -> None:
+                        conn.execute(item[0], item[1])
+
                     try:
-                        async with self.transaction() as conn:
-                            await conn.execute(item[0], item[1])
+                        await self.run_write(one)
                     except Exception as exc:
                         if not item[2].done():
                             item[2].set_exception(exc)
