@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.stations import load_stations
-from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table
+from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table, read_toml
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     """Read and check the gateway config and the stations file it names."""
     env = os.environ if env is None else env
     path = Path(path)
-    data = _read_toml(path)
+    data = read_toml(path)
     errors: list[str] = []
     root = Table(path, data, "", errors)
     base = path.parent
@@ -157,18 +156,6 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     if errors:
         raise ConfigError(errors)
     return Config(path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue)
-
-
-def _read_toml(path: Path) -> dict[str, object]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
 
 
 def _empty(path: Path, name: str, errors: list[str]) -> Table:

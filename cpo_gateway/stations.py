@@ -6,7 +6,6 @@ an EVSE ID (the OIOI connector-id) to an OCPP charge point id and connector id.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from cpo_gateway.bridge.catalogue import (
@@ -21,7 +20,7 @@ from cpo_gateway.bridge.catalogue import (
     Station,
 )
 from cpo_gateway.bridge.ids import CPO_ID_RE, EVSE_ID_RE
-from cpo_gateway.tomlcheck import ConfigError, Table, describe
+from cpo_gateway.tomlcheck import ConfigError, Table, describe, read_toml
 
 # ISO 3166-1 alpha-2, officially assigned codes.
 COUNTRIES = frozenset(
@@ -281,15 +280,7 @@ _TIME_OK = frozenset(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)) |
 
 
 def load_stations(path: Path) -> Catalogue:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: stations file not found (gateway.stations_file)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    data = read_toml(path, "stations file not found (gateway.stations_file)")
     errors: list[str] = []
     root = Table(path, data, "", errors)
     stations = [_station(t) for t in root.tables("station")]
