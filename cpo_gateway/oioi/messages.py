@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from cpo_gateway.bridge.ids import InvalidUid, normalise_uid
+from cpo_gateway.bridge.ids import UID_LENGTHS, InvalidUid, normalise_uid
 from cpo_gateway.bridge.model import Outcome, User, UserKind
 from cpo_gateway.oioi import codes
 from cpo_gateway.oioi.render import (
@@ -290,6 +290,10 @@ def parse_rfid_post(obj: Mapping[str, object]) -> RfidPostRequest:
     return RfidPostRequest(partner_identifier=partner, uids=uids, submitted=len(rfids))
 
 
+_UID_LENGTHS = frozenset(UID_LENGTHS)
+_UPPER_HEX = frozenset("0123456789ABCDEF")
+
+
 def _normalise_all(rfids: list[object]) -> tuple[list[str], list[int]]:
     """Normalised UIDs in first-seen order without duplicates, and the indexes of bad entries.
 
@@ -300,8 +304,15 @@ def _normalise_all(rfids: list[object]) -> tuple[list[str], list[int]]:
     bad: list[int] = []
     normalise = normalise_uid
     add_bad = bad.append
+    lengths = _UID_LENGTHS
+    upper_hex = _UPPER_HEX
     for index, raw in enumerate(rfids):
         if type(raw) is str:
+            if len(raw) in lengths and upper_hex.issuperset(raw):
+                # Already normalised (as the spec asks senders to): keep the parsed string
+                # itself, so a million-UID list is not held twice.
+                seen[raw] = None
+                continue
             try:
                 seen[normalise(raw)] = None
                 continue
