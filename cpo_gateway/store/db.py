@@ -9,6 +9,7 @@ the last committed state, never a write half done (a large whitelist replace, sa
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from cpo_gateway.store.migrations import MIGRATIONS
 
 log = logs.get(__name__)
 T = TypeVar("T")
-_Pending = tuple[str, Sequence[Any] | Mapping[str, Any], asyncio.Future[None]]
+_Pending = tuple[str | Callable[[sqlite3.Connection], Any], Any, asyncio.Future[Any]]
 
 
 class SchemaTooNew(RuntimeError):
@@ -138,71 +139,75 @@ class Database:
             await conn.execute("COMMIT")
 
     async def run_write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` as one transaction (BEGIN IMMEDIATE ... COMMIT) in a single trip to a
-        worker thread: a transaction of many statements costs one hop, not one per statement.
-        Committed when this returns; rolled back if `work` raises."""
-        async with self._write_lock:
-            return await asyncio.to_thread(self._run_sync, work)
-
-    def _run_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._sync
-        if conn is None:
-            raise RuntimeError("database is not open")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        """Run `work` (plain sqlite3 code) as its own savepoint inside the next group commit,
+        on the database thread: a transaction of many statements costs one hop, and writers
+        waiting together share one COMMIT. Committed when this returns; if `work` raises,
+        only its own changes are rolled back and the error is raised here."""
+        result: T = await self._submit(work, None)
         return result
 
     async def write(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> None:
         """One statement, committed before this returns, sharing its commit with whatever
-        else is waiting (group commit): under load many small writes cost one transaction.
-
-        Statements run in the order they were submitted; one that fails is retried alone, so
-        it fails only its own caller.
+        else is waiting (group commit). Runs of the same statement go through executemany;
+        if one fails, its run is retried statement by statement, so it fails only its caller.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._batch.append((sql, params, future))
+        await self._submit(sql, params)
+
+    async def _submit(self, op: str | Callable[[sqlite3.Connection], Any], params: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batch.append((op, params, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_batches(), name="db-group-commit")
-        await future
+        return await future
 
     async def _flush_batches(self) -> None:
         while self._batch:
             batch, self._batch = self._batch, []
-
-            def work(conn: sqlite3.Connection, batch: list[_Pending] = batch) -> None:
-                start = 0
-                while start < len(batch):  # consecutive runs of one statement: executemany
-                    end = start
-                    while end < len(batch) and batch[end][0] == batch[start][0]:
-                        end += 1
-                    conn.executemany(batch[start][0], [p for _, p, _ in batch[start:end]])
-                    start = end
-
-            try:
-                await self.run_write(work)
-            except Exception:
-                if len(batch) == 1:
-                    _settle(batch, error=True)
+            async with self._write_lock:  # transaction() users write on the other connection
+                try:
+                    results = await asyncio.to_thread(self._apply, batch)
+                except Exception as exc:  # nothing was committed: every caller learns it
+                    results = [(False, exc)] * len(batch)
+            for (_, _, future), (ok, value) in zip(batch, results, strict=True):
+                if future.done():
                     continue
-                for item in batch:  # isolate the statement that failed
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
 
-                    def one(conn: sqlite3.Connection, item: _Pending = item) -> None:
-                        conn.execute(item[0], item[1])
-
-                    try:
-                        await self.run_write(one)
-                    except Exception as exc:
-                        if not item[2].done():
-                            item[2].set_exception(exc)
-                    else:
-                        _settle([item])
-            else:
-                _settle(batch)
+    def _apply(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        """The whole batch in one transaction, each unit in a savepoint (database thread)."""
+        conn = self._sync
+        if conn is None:
+            raise RuntimeError("database is not open")
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            i = 0
+            while i < len(batch):
+                op = batch[i][0]
+                if not isinstance(op, str):
+                    results.append(_in_savepoint(conn, functools.partial(op, conn)))
+                    i += 1
+                    continue
+                j = i
+                while j < len(batch) and batch[j][0] == op:
+                    j += 1
+                run = [p for _, p, _ in batch[i:j]]
+                if _in_savepoint(conn, functools.partial(conn.executemany, op, run))[0]:
+                    results.extend([(True, None)] * (j - i))
+                else:
+                    for params in run:
+                        ok, value = _in_savepoint(conn, functools.partial(conn.execute, op, params))
+                        results.append((ok, None if ok else value))
+                i = j
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
 
     @property
     def _read_conn(self) -> aiosqlite.Connection:
@@ -222,14 +227,17 @@ class Database:
         return None if row is None else row[0]
 
 
-def _settle(batch: list[_Pending], *, error: bool = False) -> None:
-    for _, _, future in batch:
-        if future.done():
-            continue
-        if error:
-            future.set_exception(RuntimeError("the write could not be committed"))
-        else:
-            future.set_result(None)
+def _in_savepoint(conn: sqlite3.Connection, unit: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run one unit of a group commit; on error undo just that unit."""
+    conn.execute("SAVEPOINT unit")
+    try:
+        value = unit()
+    except Exception as exc:
+        conn.execute("ROLLBACK TO unit")
+        conn.execute("RELEASE unit")
+        return False, exc
+    conn.execute("RELEASE unit")
+    return True, value
 
 
 def _statements(script: str) -> Iterable[str]:

@@ -1,0 +1,62 @@
+"""Group commit: writers waiting together share one transaction, and one that fails fails
+only its own caller, with only its own changes undone."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cpo_gateway.store import Database
+
+
+async def test_a_failing_unit_fails_alone(tmp_path: Path) -> None:
+    db = Database(tmp_path / "g.db")
+    await db.open()
+    try:
+        insert = "INSERT INTO meta (key, value) VALUES (?, ?)"
+
+        def two_rows_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute(insert, ("u1", "x"))
+            conn.execute(insert, ("u2", "x"))
+            raise ValueError("boom")
+
+        def unit_ok(conn: sqlite3.Connection) -> int:
+            conn.execute(insert, ("u3", "x"))
+            return 42
+
+        results = await asyncio.gather(
+            db.write(insert, ("a", "1")),
+            db.write(insert, ("b", "2")),
+            db.write(insert, ("a", "dup")),  # primary key clash: fails alone
+            db.run_write(two_rows_then_fail),
+            db.run_write(unit_ok),
+            db.write(insert, ("c", "3")),
+            return_exceptions=True,
+        )
+        assert results[0] is None and results[1] is None and results[5] is None
+        assert isinstance(results[2], sqlite3.IntegrityError)
+        assert isinstance(results[3], ValueError)
+        assert results[4] == 42
+        keys = {r[0] for r in await db.all("SELECT key FROM meta WHERE key != 'whitelist_version'")}
+        assert keys == {"a", "b", "c", "u3"}  # u1 and u2 were undone with their unit
+        assert await db.scalar("SELECT value FROM meta WHERE key = 'a'") == "1"
+    finally:
+        await db.close()
+
+
+async def test_writes_are_committed_when_they_return(tmp_path: Path) -> None:
+    db = Database(tmp_path / "g.db")
+    await db.open()
+    await db.write("INSERT INTO meta (key, value) VALUES ('k', 'v')", ())
+    # Another connection (another process, say) sees it at once.
+    other = sqlite3.connect(tmp_path / "g.db")
+    try:
+        assert other.execute("SELECT value FROM meta WHERE key = 'k'").fetchone() == ("v",)
+    finally:
+        other.close()
+        await db.close()
+    with pytest.raises(RuntimeError):
+        db.conn  # noqa: B018 - closed: the property refuses
