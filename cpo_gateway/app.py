@@ -44,8 +44,7 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     tls = config.ocpp.tls
     if tls is None:
         return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # the OCPP server raises it to TLS >= 1.2
     ctx.load_cert_chain(tls.cert_file, tls.key_file)
     return ctx
 
@@ -108,7 +107,6 @@ class Gateway:
             max_backoff_s=cfg.outbox.max_backoff_s,
             retry_window_s=cfg.outbox.retry_window_s,
             batch_size=cfg.outbox.batch_size,
-            allow_unknown_chargers=cfg.ocpp.allow_unknown_chargers,
         )
         chargers = ChargerRegistry()
         self.core = Core(

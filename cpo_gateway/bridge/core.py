@@ -61,7 +61,6 @@ class CoreSettings:
     max_backoff_s: float = 3600.0
     retry_window_s: float = 48 * 3600.0
     batch_size: int = 500
-    allow_unknown_chargers: bool = False
 
 
 class Core:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -25,29 +26,9 @@ _COALESCE = (
 )
 
 
-async def insert_outbox(conn: aiosqlite.Connection, rows: Iterable[NewOutbox], now: float) -> None:
-    """Insert rows inside the caller's transaction; statuses coalesce per EMP and EVSE."""
-    for row in rows:
-        payload = orjson.dumps(row.payload).decode()
-        if row.kind == STATUS_KIND:
-            await conn.execute(
-                "INSERT INTO outbox (emp, kind, key, payload, created_at, next_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (emp, kind, key) WHERE state = 'pending' "
-                "AND kind = 'connector-post-status' "
-                "DO UPDATE SET payload = excluded.payload, created_at = excluded.created_at",
-                (row.emp, row.kind, row.key, payload, now, now),
-            )
-        else:
-            await conn.execute(
-                "INSERT INTO outbox (emp, kind, key, payload, created_at, next_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (row.emp, row.kind, row.key, payload, now, now),
-            )
-
-
 def insert_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox], now: float) -> None:
-    """insert_outbox for a transaction run on the database thread (Database.run_write)."""
+    """Insert rows inside the caller's transaction (Database.run_write); statuses coalesce
+    per EMP and EVSE."""
     for row in rows:
         payload = orjson.dumps(row.payload).decode()
         sql = _COALESCE if row.kind == STATUS_KIND else _INSERT
@@ -86,8 +67,7 @@ class OutboxRepo:
         return handed
 
     async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None:
-        async with self.db.transaction() as conn:
-            await insert_outbox(conn, rows, now)
+        await self.db.run_write(functools.partial(insert_outbox_sync, rows=rows, now=now))
 
     async def due(self, emp: str, now: float, limit: int) -> list[OutboxItem]:
         """Due pending rows, oldest first; session-posts of one session stay in order."""

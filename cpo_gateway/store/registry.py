@@ -10,7 +10,7 @@ import orjson
 from cpo_gateway.bridge.model import BootInfo
 from cpo_gateway.bridge.ports import NewOutbox, PostedStation
 from cpo_gateway.store.db import Database
-from cpo_gateway.store.outbox import insert_outbox, insert_outbox_sync
+from cpo_gateway.store.outbox import insert_outbox_sync
 
 
 class RegistryRepo:
@@ -204,15 +204,17 @@ class RegistryRepo:
     async def queue_station(
         self, emp: str, station_id: str, digest: str, deleted: bool, outbox: NewOutbox, now: float
     ) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO stations_posted (emp, station_id, hash, payload, deleted, queued_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (emp, station_id) DO UPDATE SET "
                 "hash = excluded.hash, payload = excluded.payload, deleted = excluded.deleted, "
                 "queued_at = excluded.queued_at, posted_at = NULL",
                 (emp, station_id, digest, orjson.dumps(outbox.payload).decode(), int(deleted), now),
             )
-            await insert_outbox(conn, [outbox], now)
+            insert_outbox_sync(conn, [outbox], now)
+
+        await self.db.run_write(work)
 
     async def mark_station_posted(self, emp: str, station_id: str, now: float) -> None:
         async with self.db.transaction() as conn:
