@@ -5,11 +5,16 @@ become a CDR."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import PARTNER, Harness
+from cpo_gateway.app import Gateway
+from cpo_gateway.config import load_config
+from cpo_gateway.sim.emp import SandboxEmp
+from tests.conftest import PARTNER, Harness, write_config
 
 CARD = "0A0B0C0D"
 EVSE = "DE*CPO*E1001*1"
@@ -106,3 +111,40 @@ async def test_a_stop_without_id_tag_for_an_unseen_transaction_is_kept_locally(
     (session,) = await _sessions(harness)
     assert session["origin"] == "orphan" and session["emp"] is None
     assert session["state"] != "active"
+
+
+@pytest.fixture(params=[300.0, 0.0], ids=["answer-cached", "no-cache"])
+async def online_harness(
+    request: pytest.FixtureRequest, tmp_path: Path, emp: SandboxEmp
+) -> AsyncIterator[Harness]:
+    ttl = request.param
+    cfg = load_config(
+        write_config(tmp_path, emp_url=emp.url, sessions=f"auth_cache_ttl_s = {ttl}"), {}
+    )
+    gateway = Gateway(cfg)
+    await gateway.start()
+    try:
+        yield Harness(gateway, emp)
+    finally:
+        await gateway.stop()
+
+
+async def test_a_replayed_start_of_an_online_card_asks_the_emp_once(
+    online_harness: Harness,
+) -> None:
+    """Not on the whitelist: the first StartTransaction asks the EMP (rfid-verify); its
+    replays are answered from the stored transaction, whether or not the answer is cached."""
+    h, emp = online_harness, online_harness.emp
+    emp.verify_codes = {CARD: 0}
+    async with h.charger("CP-BER-001") as cp:
+        await cp.connect()
+        tx = await cp.start_transaction(1, CARD, meter_start=0)
+        replies = []
+        for same in (True, False, True):
+            replies += await cp.replay_last(1, same_id=same)
+        assert not cp.call_errors
+    assert [r["transactionId"] for r in replies] == [tx] * 3
+    assert {r["idTagInfo"]["status"] for r in replies} == {"Accepted"}
+    assert len(emp.calls("rfid-verify")) == 1
+    (session,) = await _sessions(h)
+    assert (session["auth_path"], session["emp"]) == ("online", "sandbox")

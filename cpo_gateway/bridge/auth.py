@@ -67,7 +67,25 @@ class Authorizer:
 
     async def authorize(self, id_tag: str, *, online: bool = True) -> AuthDecision:
         """The chain for one idTag; online=False stops before asking an EMP."""
-        decision = await self._decide(id_tag, online)
+        return self._count(await self._decide(id_tag, online))
+
+    def decide_cached(self, id_tag: str) -> AuthDecision | None:
+        """The chain's answer when it needs no I/O: a card looked up since the last whitelist
+        change, a pending remote idTag, a cached online answer. None when the chain would
+        have to look in the database or ask an EMP."""
+        uid = try_normalise_uid(id_tag)
+        if uid is not None:
+            partners = self._listed.get(uid)
+            if partners is None:
+                return None
+            if partners:
+                return self._count(
+                    AuthDecision(AuthStatus.ACCEPTED, AuthPath.WHITELIST, partners[0], uid)
+                )
+        decision = self._after_whitelist(id_tag, uid)
+        return None if decision is None else self._count(decision)
+
+    def _count(self, decision: AuthDecision) -> AuthDecision:
         key = f"{decision.path.value}:{decision.status.value}"
         self.decisions[key] = self.decisions.get(key, 0) + 1
         return decision
@@ -86,6 +104,15 @@ class Authorizer:
                     self._listed[uid] = partners
             if partners:
                 return AuthDecision(AuthStatus.ACCEPTED, AuthPath.WHITELIST, partners[0], uid)
+        decision = self._after_whitelist(id_tag, uid)
+        if decision is not None:
+            return decision
+        if not online or uid is None:
+            return AuthDecision(AuthStatus.INVALID, AuthPath.NONE, None, uid)
+        return await self._online(uid)
+
+    def _after_whitelist(self, id_tag: str, uid: str | None) -> AuthDecision | None:
+        """Pending remote idTags and cached online answers; None: ask an EMP."""
         remote_emp = self.remote_tags.get(id_tag)
         if remote_emp is not None:
             return AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, remote_emp, uid)
@@ -95,9 +122,7 @@ class Authorizer:
         if cached is not None and cached[0] > self._clock():
             d = cached[1]
             return AuthDecision(d.status, AuthPath.CACHE, d.partner, uid)
-        if not online:
-            return AuthDecision(AuthStatus.INVALID, AuthPath.NONE, None, uid)
-        return await self._online(uid)
+        return None
 
     async def _online(self, uid: str) -> AuthDecision:
         online = [e for e in self._emps if e.online]

@@ -69,46 +69,57 @@ class Charging:
         return (NewOutbox(session.emp, CDR_KIND, session.id, cdr_to_dict(cdr)),)
 
     async def start(self, start: TransactionStart) -> tuple[int, AuthDecision]:
-        existing = await self._store.find_start(start)
-        if existing is not None:
-            session = await self._store.session(existing.session_id)
-            log.info("tx.start_duplicate", transaction_id=existing.id)
-            return existing.id, _stored_decision(session)
-        pending = await self._store.open_session_on(start.charge_point_id, start.connector_id)
-        bind: str | None = None
-        new: SessionRecord | None = None
-        if pending is not None and pending.state == "pending" and pending.id_tag == start.id_tag:
-            bind = pending.id
-            decision = AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, pending.emp, None)
-        else:
+        remote_emp = self._auth.remote_tags.get(start.id_tag)
+        decision = (
+            AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, remote_emp, None)
+            if remote_emp is not None  # a remote start's own idTag: bound below if pending
+            else self._auth.decide_cached(start.id_tag)
+        )
+        if decision is None:
+            # The chain would look further (database, EMP): not for a replayed start.
+            existing = await self._store.find_start(start)
+            if existing is not None:
+                session = await self._store.session(existing.session_id)
+                log.info("tx.start_duplicate", transaction_id=existing.id)
+                return existing.id, _stored_decision(session)
             decision = await self._auth.authorize(start.id_tag)
-            uid = decision.uid or try_normalise_uid(start.id_tag)
-            new = SessionRecord(
-                id=self._new_id(),
-                evse_id=self.evse_of(start.charge_point_id, start.connector_id),
-                charge_point=start.charge_point_id,
-                connector=start.connector_id,
-                emp=decision.partner,
-                origin="card",
-                user_kind=UserKind.RFID.value,
-                user_id=uid or start.id_tag,
-                id_tag=start.id_tag,
-                auth_status=decision.status.value,
-                auth_path=decision.path.value,
-                state="active",
-                created_at=rfc3339(self._clock()),
-                expires_at=None,
-                transaction_id=None,
-            )
+        uid = decision.uid or try_normalise_uid(start.id_tag)
+        new = SessionRecord(
+            id=self._new_id(),
+            evse_id=self.evse_of(start.charge_point_id, start.connector_id),
+            charge_point=start.charge_point_id,
+            connector=start.connector_id,
+            emp=decision.partner,
+            origin="card",
+            user_kind=UserKind.RFID.value,
+            user_id=uid or start.id_tag,
+            id_tag=start.id_tag,
+            auth_status=decision.status.value,
+            auth_path=decision.path.value,
+            state="active",
+            created_at=rfc3339(self._clock()),
+            expires_at=None,
+            transaction_id=None,
+        )
 
         def rows(tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
             return self._cdr_rows(tx, session) if self._cdr_on_start else ()
 
-        tx, session, _dup = await self._store.record_start(
-            start, bind_session=bind, new_session=new, outbox=rows, now=self._clock()
+        # One trip to the database: the replay check, binding a pending remote start (its
+        # idTag is known in memory) and the insert happen in one transaction.
+        tx, session, dup = await self._store.record_start(
+            start,
+            bind_pending=remote_emp is not None,
+            new_session=new,
+            outbox=rows,
+            now=self._clock(),
         )
-        if bind is not None:
+        if dup:
+            log.info("tx.start_duplicate", transaction_id=tx.id)
+            return tx.id, _stored_decision(session)
+        if session.id != new.id:  # a pending remote start was bound
             self._auth.remote_tags.pop(start.id_tag, None)
+            decision = AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, session.emp, None)
         log.info(
             "tx.started",
             transaction_id=tx.id,
@@ -121,60 +132,64 @@ class Charging:
         return tx.id, decision
 
     async def stop(self, stop: TransactionStop) -> AuthDecision | None:
-        known = (
-            await self._store.transaction(stop.transaction_id) if stop.transaction_id > 0 else None
-        )
-        if known is not None and known.charge_point != stop.charge_point_id:
-            known = None
-        decision: AuthDecision | None = None
-        if known is not None:
-            # The idTag was decided at the start; a stop never re-judges it.
-            decision = (
-                _stored_decision(await self._store.session(known.session_id))
-                if stop.id_tag
-                else None
-            )
-        elif stop.id_tag:
-            # Never ask an EMP online inside a StopTransaction: the charger would wait.
-            decision = await self._auth.authorize(stop.id_tag, online=False)
+        # One trip to the database, except for a stop of a transaction never seen that
+        # carries an idTag: that idTag is judged (whitelist and cache only) between two.
+        orphan_decision: AuthDecision | None = None
 
-        def orphan() -> SessionRecord:
-            uid = decision.uid if decision else None
-            log.warning(
-                "tx.orphan_stop",
-                charge_point_id=stop.charge_point_id,
-                transaction_id=stop.transaction_id,
-            )
-            return SessionRecord(
-                id=self._new_id(),
-                evse_id=self.evse_of(stop.charge_point_id, 0),
-                charge_point=stop.charge_point_id,
-                connector=0,
-                emp=decision.partner
-                if decision and decision.status is AuthStatus.ACCEPTED
-                else None,
-                origin="orphan",
-                user_kind=UserKind.RFID.value,
-                user_id=uid or stop.id_tag,
-                id_tag=stop.id_tag,
-                auth_status=decision.status.value if decision else None,
-                auth_path=decision.path.value if decision else AuthPath.NONE.value,
-                state="active",
-                created_at=rfc3339(self._clock()),
-                expires_at=None,
-                transaction_id=None,
-            )
+        def orphan() -> SessionRecord | None:
+            if stop.id_tag and orphan_decision is None:
+                return None
+            return self._orphan_session(stop, orphan_decision)
 
-        tx, session, dup = await self._store.record_stop(
+        recorded = await self._store.record_stop(
             stop, orphan_session=orphan, outbox=self._cdr_rows, now=self._clock()
         )
+        if recorded is None:
+            # Never ask an EMP online inside a StopTransaction: the charger would wait.
+            assert stop.id_tag, "only an orphan with an idTag waits for a decision"
+            orphan_decision = await self._auth.authorize(stop.id_tag, online=False)
+            recorded = await self._store.record_stop(
+                stop, orphan_session=orphan, outbox=self._cdr_rows, now=self._clock()
+            )
+            assert recorded is not None, "an orphan session is always made with a decision"
+        tx, session, dup = recorded
+        made_orphan = not dup and session.origin == "orphan"
         log.info(
             "tx.stopped" if not dup else "tx.stop_duplicate",
             transaction_id=tx.id,
             session_id=session.id,
-            known=known is not None,
+            known=not made_orphan,
         )
-        return decision
+        if made_orphan:
+            return orphan_decision
+        # The idTag was decided at the start; a stop never re-judges it.
+        return _stored_decision(session) if stop.id_tag else None
+
+    def _orphan_session(
+        self, stop: TransactionStop, decision: AuthDecision | None
+    ) -> SessionRecord:
+        log.warning(
+            "tx.orphan_stop",
+            charge_point_id=stop.charge_point_id,
+            transaction_id=stop.transaction_id,
+        )
+        return SessionRecord(
+            id=self._new_id(),
+            evse_id=self.evse_of(stop.charge_point_id, 0),
+            charge_point=stop.charge_point_id,
+            connector=0,
+            emp=decision.partner if decision and decision.status is AuthStatus.ACCEPTED else None,
+            origin="orphan",
+            user_kind=UserKind.RFID.value,
+            user_id=(decision.uid if decision else None) or stop.id_tag,
+            id_tag=stop.id_tag,
+            auth_status=decision.status.value if decision else None,
+            auth_path=decision.path.value if decision else AuthPath.NONE.value,
+            state="active",
+            created_at=rfc3339(self._clock()),
+            expires_at=None,
+            transaction_id=None,
+        )
 
     async def meter(self, report: MeterReport) -> None:
         if report.transaction_id is None or not report.samples:

@@ -80,8 +80,8 @@ class StorePort(Protocol):
         self,
         start: TransactionStart,
         *,
-        bind_session: str | None,
-        new_session: SessionRecord | None,
+        bind_pending: bool,
+        new_session: SessionRecord,
         outbox: OutboxBuilder,
         now: float,
     ) -> tuple[TxRecord, SessionRecord, bool]: ...
@@ -90,10 +90,10 @@ class StorePort(Protocol):
         self,
         stop: TransactionStop,
         *,
-        orphan_session: Callable[[], SessionRecord],
+        orphan_session: Callable[[], SessionRecord | None],
         outbox: OutboxBuilder,
         now: float,
-    ) -> tuple[TxRecord, SessionRecord, bool]: ...
+    ) -> tuple[TxRecord, SessionRecord, bool] | None: ...
 
     async def replace_whitelist(
         self, emp: str, uids: Sequence[str], at: str

@@ -218,12 +218,16 @@ class ChargingRepo:
         self,
         start: TransactionStart,
         *,
-        bind_session: str | None,
-        new_session: SessionRecord | None,
+        bind_pending: bool,
+        new_session: SessionRecord,
         outbox: OutboxBuilder,
         now: float,
     ) -> tuple[TxRecord, SessionRecord, bool]:
-        """Store a StartTransaction; returns (transaction, session, duplicate)."""
+        """Store a StartTransaction; returns (transaction, session, duplicate).
+
+        With bind_pending, a pending remote start on the connector with the same idTag
+        becomes the transaction's session; otherwise `new_session` is stored.
+        """
         key = start_key(start)
 
         def work(conn: sqlite3.Connection) -> tuple[TxRecord, SessionRecord, bool]:
@@ -232,7 +236,23 @@ class ChargingRepo:
                 srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
                 assert srow is not None
                 return _tx(row), _session(srow), True
-            if new_session is not None:
+            pending = (
+                _one_sync(
+                    conn,
+                    "SELECT id, state, id_tag FROM sessions WHERE charge_point = ? "
+                    "AND connector = ? AND state IN ('pending', 'active') "
+                    "ORDER BY created_at DESC LIMIT 1",
+                    (start.charge_point_id, start.connector_id),
+                )
+                if bind_pending
+                else None
+            )
+            if pending is not None and (pending["state"], pending["id_tag"]) == (
+                "pending",
+                start.id_tag,
+            ):
+                session_id = pending["id"]
+            else:
                 s = new_session
                 conn.execute(
                     "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
@@ -244,9 +264,6 @@ class ChargingRepo:
                     ),
                 )  # fmt: skip
                 session_id = s.id
-            else:
-                assert bind_session is not None
-                session_id = bind_session
             cur = conn.execute(
                 "INSERT INTO transactions (charge_point, connector, id_tag, start_key, started_at, "
                 "meter_start_wh, first_wh, first_wh_at, last_wh, last_wh_at, session_id) "
@@ -291,19 +308,20 @@ class ChargingRepo:
         self,
         stop: TransactionStop,
         *,
-        orphan_session: Callable[[], SessionRecord],
+        orphan_session: Callable[[], SessionRecord | None],
         outbox: OutboxBuilder,
         now: float,
-    ) -> tuple[TxRecord, SessionRecord, bool]:
+    ) -> tuple[TxRecord, SessionRecord, bool] | None:
         """Store a StopTransaction; returns (transaction, session, duplicate).
 
         A stop for a transaction we never saw (unknown, -1, 0) becomes an orphan transaction
-        with its own session, so it still reaches a CDR. A stop of an already stopped
-        transaction changes nothing.
+        with its own session, so it still reaches a CDR; if `orphan_session` gives none
+        (it needs a decision made outside), nothing is stored and None is returned. A stop of
+        an already stopped transaction changes nothing.
         """
         key = stop_key(stop)
 
-        def work(conn: sqlite3.Connection) -> tuple[TxRecord, SessionRecord, bool]:
+        def work(conn: sqlite3.Connection) -> tuple[TxRecord, SessionRecord, bool] | None:
             row = _one_sync(
                 conn,
                 "SELECT * FROM transactions WHERE stop_key = ? OR (id = ? AND charge_point = ?) "
@@ -316,6 +334,8 @@ class ChargingRepo:
                 return _tx(row), _session(srow), True
             if row is None:
                 s = orphan_session()
+                if s is None:
+                    return None
                 conn.execute(
                     "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
                     "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at) "
