@@ -21,6 +21,7 @@ from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Exposition
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
+from cpo_gateway.runtime import Collector
 from cpo_gateway.store import Database, Store
 from cpo_gateway.systemd import Notifier
 from cpo_gateway.tasks import TaskSet
@@ -56,8 +57,13 @@ class Gateway:
         *,
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
+        collector: Collector | None = None,
     ) -> None:
+        """`collector`: pace full garbage collections (a process-wide setting: the gateway's
+        own process installs one; tests that run several gateways in one process do not)."""
         self.config = config
+        self.collector = collector
+        self._endless: list[asyncio.Task[None]] = []  # loops cancelled at stop, not awaited
         self.clock = clock
         self.notifier = notifier or Notifier()
         self.tasks = TaskSet("gateway")
@@ -157,7 +163,12 @@ class Gateway:
         )
         self.jobs.start()
         if self.notifier.watchdog_interval_s:
-            self.tasks.spawn(self._watchdog(self.notifier.watchdog_interval_s), name="watchdog")
+            self._endless.append(
+                self.tasks.spawn(self._watchdog(self.notifier.watchdog_interval_s), name="watchdog")
+            )
+        if self.collector is not None:
+            self.collector.install()  # after startup: what it built is frozen
+            self._endless.append(self.tasks.spawn(self.collector.run(), name="gc-pacing"))
         self.started_at = self.clock()
         self.notifier.ready(f"ocpp :{self.csms.port}, oioi :{self.oioi.port}")
         log.info(
@@ -186,7 +197,11 @@ class Gateway:
             await self.jobs.stop(grace / 4)
         if self.csms is not None:
             await self.csms.close(1012)
+        for task in self._endless:
+            task.cancel()  # loops with nothing in flight: the grace is for the others
         await self.tasks.drain(grace / 2)
+        if self.collector is not None:
+            self.collector.uninstall()
         if self.core is not None and self.db.is_open:
             try:
                 async with asyncio.timeout(grace / 4):
@@ -245,4 +260,10 @@ class Gateway:
         decisions = core.authorizer.decisions.items() if core else []
         out.metric("cpo_gateway_authorizations_total", "counter", "Authorization decisions by path and status",
                    [({"path": k.split(":")[0], "status": k.split(":")[1]}, n) for k, n in decisions])  # fmt: skip
+        pacing = self.collector.stats if self.collector is not None else None
+        if pacing is not None:
+            out.metric("cpo_gateway_gc_full_collections_total", "counter", "Full garbage collections run by the gateway",
+                       [({}, pacing.full_collections)])  # fmt: skip
+            out.metric("cpo_gateway_gc_pause_seconds", "gauge", "Event-loop pause of full collections",
+                       [({"which": "last"}, pacing.last_pause_ms / 1000), ({"which": "longest"}, pacing.longest_pause_ms / 1000)])  # fmt: skip
         return out.text()

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from cpo_gateway import __version__, logs
+from cpo_gateway import __version__, logs, runtime
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.store import Store
 
@@ -89,13 +89,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         shutdown = asyncio.Event()
         _install_signals(shutdown)
         try:
-            await Gateway(cfg).run(shutdown)
+            await Gateway(cfg, collector=runtime.Collector()).run(shutdown)
         except StartupError as exc:
             log.error("gateway.start_failed", error=str(exc), exit_code=exc.exit_code)
             return exc.exit_code
         return EXIT_OK
 
-    return asyncio.run(main())
+    return runtime.run(main())
 
 
 def _install_signals(shutdown: asyncio.Event) -> None:

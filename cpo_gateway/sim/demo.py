@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
-from cpo_gateway import logs
+from cpo_gateway import logs, runtime
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.charger import SimCharger
@@ -231,4 +231,4 @@ def run_demo(*, keep_running: bool = True) -> int:
         await play(sys.stdout, keep_running=keep_running, stop=stop)
         return 0
 
-    return asyncio.run(main())
+    return runtime.run(main())

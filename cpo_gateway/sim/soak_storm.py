@@ -20,6 +20,7 @@ from websockets.protocol import State
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
+from cpo_gateway.runtime import Collector
 from cpo_gateway.sim.emp import SandboxEmp
 from cpo_gateway.sim.soak_gateway import OUTBOUND_KEY, write_config
 
@@ -117,7 +118,8 @@ async def run_storm(
     started = time.monotonic()
     async with SandboxEmp(api_key=OUTBOUND_KEY) as emp:
         config = write_config(workdir, emp_url=emp.url, chargers=chargers, log_level="warning")
-        gateway = Gateway(load_config(config, {}))
+        # Paced collection as in `cpo-gateway run` (scripts/soak also runs its event loop).
+        gateway = Gateway(load_config(config, {}), collector=Collector())
         monitor = LagMonitor()
         with structlog.testing.capture_logs() as events:
             await gateway.start()

@@ -1,0 +1,164 @@
+"""The gateway process's runtime: paced garbage collection and the capped selector."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import selectors
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cpo_gateway import runtime
+from cpo_gateway.app import Gateway
+from cpo_gateway.config import load_config
+from cpo_gateway.runtime import Collector
+from cpo_gateway.sim.emp import SandboxEmp
+from tests.conftest import write_config
+
+
+class Clocks:
+    """Wall and CPU clocks the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.wall = 1000.0
+        self.cpu = 10.0
+
+    def advance(self, wall_s: float, cpu_share: float) -> None:
+        self.wall += wall_s
+        self.cpu += wall_s * cpu_share
+
+
+@pytest.fixture
+def clocks() -> Clocks:
+    return Clocks()
+
+
+@pytest.fixture
+def collector(clocks: Clocks) -> Iterator[Collector]:
+    c = Collector(
+        check_s=5.0, min_growth=1_000, max_interval_s=600.0,
+        clock=lambda: clocks.wall, cpu_clock=lambda: clocks.cpu,
+    )  # fmt: skip
+    c.install()
+    try:
+        yield c
+    finally:
+        c.uninstall()
+
+
+def _cycles(n: int) -> None:
+    """n pairs of objects that only refer to each other, old by the time they become garbage
+    (like a closed connection): only a full pass frees them."""
+    holder = []
+    for _ in range(n):
+        a: dict[str, object] = {}
+        b: dict[str, object] = {"a": a}
+        a["b"] = b
+        holder.append(a)
+    gc.collect(1)  # survivors of the young generations move to the oldest
+    holder.clear()
+
+
+def test_install_freezes_startup_and_turns_off_automatic_full_collections() -> None:
+    saved = gc.get_threshold()
+    c = Collector()
+    c.install()
+    try:
+        assert gc.get_freeze_count() > 0
+        young0, young1, old = gc.get_threshold()
+        assert (young0, young1) == saved[:2] and old > 1_000_000
+    finally:
+        c.uninstall()
+    assert gc.get_threshold() == saved and gc.get_freeze_count() == 0
+
+
+def test_a_full_collection_waits_for_growth(collector: Collector, clocks: Clocks) -> None:
+    clocks.advance(5.0, cpu_share=0.0)
+    assert not collector.due(clocks.wall, 0.0, collector._after_last + 10)
+    assert collector.due(clocks.wall, 0.0, collector._after_last + 5_000)
+
+
+def test_a_busy_process_is_collected_only_after_the_longest_interval(
+    collector: Collector, clocks: Clocks
+) -> None:
+    grown = collector._after_last + 5_000
+    clocks.advance(60.0, cpu_share=0.9)
+    assert not collector.due(clocks.wall, 0.9, grown), "busy and collected a minute ago"
+    clocks.advance(600.0, cpu_share=0.9)
+    assert collector.due(clocks.wall, 0.9, grown), "busy, but ten minutes since the last pass"
+
+
+def test_a_quiet_check_collects_cycles_left_behind(collector: Collector, clocks: Clocks) -> None:
+    _cycles(20_000)
+    clocks.advance(5.0, cpu_share=0.01)
+    assert collector.check() is True
+    s = collector.stats
+    assert s.full_collections == 1 and s.last_collected >= 40_000
+    assert s.longest_pause_ms >= s.last_pause_ms >= 0.0
+    # Nothing new since: the next quiet check has nothing worth a pass.
+    clocks.advance(5.0, cpu_share=0.01)
+    assert collector.check() is False and s.full_collections == 1
+
+
+def test_a_busy_check_leaves_the_cycles_for_later(collector: Collector, clocks: Clocks) -> None:
+    _cycles(20_000)
+    clocks.advance(5.0, cpu_share=0.95)
+    assert collector.check() is False and collector.stats.full_collections == 0
+
+
+@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="epoll is Linux only")
+def test_the_selector_reports_a_bounded_batch_and_the_rest_on_the_next_poll() -> None:
+    loop = runtime.new_event_loop()
+    pairs = [socket.socketpair() for _ in range(100)]
+    try:
+        selector = loop._selector  # type: ignore[attr-defined]
+        for r, w in pairs:
+            selector.register(r, selectors.EVENT_READ)
+            w.send(b"x")
+        seen: set[int] = set()
+        for _ in range(10):
+            batch = selector.select(0)
+            assert 0 < len(batch) <= runtime._MAX_EVENTS
+            for key, _ in batch:
+                key.fileobj.recv(1)  # type: ignore[union-attr]
+                selector.unregister(key.fileobj)
+                seen.add(key.fd)
+            if len(seen) == len(pairs):
+                break
+        assert len(seen) == len(pairs), "every ready socket is reported in the end"
+    finally:
+        for r, w in pairs:
+            r.close()
+            w.close()
+        loop.close()
+
+
+def test_run_uses_the_gateway_event_loop() -> None:
+    async def selector_name() -> str:
+        loop = asyncio.get_running_loop()
+        return type(getattr(loop, "_selector", loop)).__name__
+
+    name = runtime.run(selector_name())
+    expected = "_CappedEpollSelector" if hasattr(selectors, "EpollSelector") else name
+    assert name == expected
+
+
+async def test_a_gateway_with_paced_collection_reports_it(tmp_path: Path, emp: SandboxEmp) -> None:
+    saved = gc.get_threshold()
+    gateway = Gateway(
+        load_config(write_config(tmp_path, emp_url=emp.url), {}), collector=Collector()
+    )
+    await gateway.start()
+    try:
+        assert gc.get_threshold()[2] > 1_000_000
+        assert gateway.collector is not None
+        gateway.collector.collect()
+        text = await gateway.metrics()
+    finally:
+        await gateway.stop()
+    assert "cpo_gateway_gc_full_collections_total 1.0" in text
+    assert 'cpo_gateway_gc_pause_seconds{which="longest"}' in text
+    assert gc.get_threshold() == saved, "stopping gives the process its own collector back"
