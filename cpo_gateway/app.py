@@ -260,8 +260,8 @@ class Gateway:
         decisions = core.authorizer.decisions.items() if core else []
         out.metric("cpo_gateway_authorizations_total", "counter", "Authorization decisions by path and status",
                    [({"path": k.split(":")[0], "status": k.split(":")[1]}, n) for k, n in decisions])  # fmt: skip
-        pacing = self.collector.stats if self.collector is not None else None
-        if pacing is not None:
+        if self.collector is not None:
+            pacing = self.collector.stats
             out.metric("cpo_gateway_gc_full_collections_total", "counter", "Full garbage collections run by the gateway",
                        [({}, pacing.full_collections)])  # fmt: skip
             out.metric("cpo_gateway_gc_pause_seconds", "gauge", "Event-loop pause of full collections",

@@ -81,7 +81,6 @@ class CollectorStats:
     last_pause_ms: float = 0.0
     longest_pause_ms: float = 0.0
     last_collected: int = 0
-    heap_blocks: int = 0  # allocated memory blocks (objects and buffers) at the last check
 
 
 class Collector:
@@ -110,10 +109,6 @@ class Collector:
         self._last_at = 0.0
         self._mark = (0.0, 0.0)  # (wall, cpu) at the last check
 
-    @property
-    def installed(self) -> bool:
-        return self._saved is not None
-
     def install(self) -> None:
         """Collect and freeze what exists now (startup: modules, config, catalogue), then
         turn off CPython's own full collections."""
@@ -124,9 +119,7 @@ class Collector:
         self._saved = gc.get_threshold()
         young0, young1, _ = self._saved
         gc.set_threshold(young0, young1, _NEVER)
-        self._after_last = sys.getallocatedblocks()
-        self._last_at = self._clock()
-        self._mark = (self._clock(), self._cpu_clock())
+        self._passed()
         log.info("gc.paced", frozen=gc.get_freeze_count(), check_s=self.check_s)
 
     def uninstall(self) -> None:
@@ -151,8 +144,7 @@ class Collector:
         wall0, cpu0 = self._mark
         self._mark = (now, cpu)
         share = (cpu - cpu0) / (now - wall0) if now > wall0 else 1.0
-        self.stats.heap_blocks = sys.getallocatedblocks()
-        if not self.due(now, share, self.stats.heap_blocks):
+        if not self.due(now, share, sys.getallocatedblocks()):
             return False
         self.collect()
         return True
@@ -161,14 +153,19 @@ class Collector:
         started = time.perf_counter()
         collected = gc.collect()
         pause_ms = round((time.perf_counter() - started) * 1000, 1)
-        self._after_last = sys.getallocatedblocks()
-        self._last_at = self._clock()
-        self._mark = (self._clock(), self._cpu_clock())  # the pass itself is not load
+        self._passed()
         s = self.stats
         s.full_collections += 1
         s.last_pause_ms, s.last_collected = pause_ms, collected
         s.longest_pause_ms = max(s.longest_pause_ms, pause_ms)
         log.info("gc.full_collection", ms=pause_ms, collected=collected, kept=self._after_last)
+
+    def _passed(self) -> None:
+        """A full pass just ran: growth and the busy share count from now (the pass itself
+        is not load)."""
+        self._after_last = sys.getallocatedblocks()
+        self._last_at = self._clock()
+        self._mark = (self._last_at, self._cpu_clock())
 
     async def run(self) -> None:
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -149,13 +150,19 @@ async def emp() -> AsyncIterator[SandboxEmp]:
     await sandbox.stop()
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[Harness]:
-    cfg = load_config(write_config(tmp_path, emp_url=emp.url), {})
-    gateway = Gateway(cfg)
+@contextlib.asynccontextmanager
+async def running_gateway(gateway: Gateway, emp: SandboxEmp) -> AsyncIterator[Harness]:
+    """Start `gateway`, yield it with its EMP, stop it; no background task may have failed."""
     await gateway.start()
     try:
         yield Harness(gateway, emp)
     finally:
         await gateway.stop()
     assert gateway.tasks.failures == 0, "a background task failed: see the log"
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[Harness]:
+    cfg = load_config(write_config(tmp_path, emp_url=emp.url), {})
+    async with running_gateway(Gateway(cfg), emp) as h:
+        yield h

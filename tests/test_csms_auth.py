@@ -9,7 +9,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from tests.test_csms_support import (
     config,
     running,
     stations_with,
+    tls11_client,
 )
 
 PASSWORD = "correct-horse-battery-staple"
@@ -196,16 +196,9 @@ async def test_profile_2_over_tls(tmp_path: Path, emp: SandboxEmp) -> None:
         error = await refused(f"{url}/{CP}", subprotocols=[OCPP16], ssl=client)
         assert error.response.status_code == 401
         # A client that cannot speak TLS 1.2 or newer is refused in the TLS handshake.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.1 is, on purpose
-            old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            old.load_verify_locations(cafile=str(cert))
-            old.set_ciphers("DEFAULT:@SECLEVEL=0")
-            old.minimum_version = ssl.TLSVersion.TLSv1
-            old.maximum_version = ssl.TLSVersion.TLSv1_1
-            with pytest.raises((ssl.SSLError, ConnectionError)) as info:
-                async with connect(f"{url}/{CP}", subprotocols=[OCPP16], ssl=old, open_timeout=5):
-                    pass
+        with tls11_client(cert) as old, pytest.raises((ssl.SSLError, ConnectionError)) as info:
+            async with connect(f"{url}/{CP}", subprotocols=[OCPP16], ssl=old, open_timeout=5):
+                pass
         print("TLS 1.1 client refused:", repr(info.value))
         # ... while the same client limited to TLS 1.2 gets through to the HTTP layer.
         tls12 = ssl.create_default_context(cafile=str(cert))

@@ -10,8 +10,10 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from websockets.typing import Subprotocol
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import Config, load_config
 from cpo_gateway.sim.emp import SandboxEmp
-from tests.conftest import EXAMPLE_STATIONS, Harness, write_config
+from tests.conftest import EXAMPLE_STATIONS, Harness, running_gateway, write_config
 
 OCPP16 = Subprotocol("ocpp1.6")
 TS = "2024-05-01T10:15:00Z"
@@ -59,15 +61,22 @@ def with_ocpp(**fields: Any) -> Callable[[Config], Config]:
     return change
 
 
-@contextlib.asynccontextmanager
-async def running(cfg: Config, emp: SandboxEmp) -> AsyncIterator[Harness]:
-    gateway = Gateway(cfg)
-    await gateway.start()
-    try:
-        yield Harness(gateway, emp)
-    finally:
-        await gateway.stop()
-    assert gateway.tasks.failures == 0, "a background task failed: see the log"
+def running(cfg: Config, emp: SandboxEmp) -> contextlib.AbstractAsyncContextManager[Harness]:
+    return running_gateway(Gateway(cfg), emp)
+
+
+@contextlib.contextmanager
+def tls11_client(cafile: Path) -> Iterator[ssl.SSLContext]:
+    """A client context limited to TLS 1.0-1.1, which the gateway must refuse; use it inside
+    the block, where those deprecated versions do not warn."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.1 is, on purpose
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.load_verify_locations(cafile=str(cafile))
+        old.set_ciphers("DEFAULT:@SECLEVEL=0")
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+        yield old
 
 
 def basic(user: str, password: str) -> str:

@@ -15,7 +15,14 @@ import pytest
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.emp import EmpClient, SandboxEmp
-from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, Harness, write_config
+from tests.conftest import (
+    INBOUND_KEY,
+    OUTBOUND_KEY,
+    PARTNER,
+    Harness,
+    running_gateway,
+    write_config,
+)
 
 EVSE = "DE*CPO*E1001*1"
 EVCO = "DE-8PS-C12345-6"
@@ -49,13 +56,8 @@ async def pair(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[Harness]:
     path = write_config(tmp_path, emps=two_emps(emp.url))
     text = path.read_text().replace("[oioi]", f"[oioi]\nmax_body_bytes = {SMALL_LIMIT}")
     path.write_text(text)
-    gateway = Gateway(load_config(path, {}))
-    await gateway.start()
-    try:
-        yield Harness(gateway, emp)
-    finally:
-        await gateway.stop()
-    assert gateway.tasks.failures == 0
+    async with running_gateway(Gateway(load_config(path, {})), emp) as h:
+        yield h
 
 
 async def post(

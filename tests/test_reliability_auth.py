@@ -5,7 +5,6 @@ per source and identity."""
 from __future__ import annotations
 
 import ssl
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from cpo_gateway.csms.passwords import hash_password
 from cpo_gateway.sim.emp import EmpClient, SandboxEmp
 from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER
 from tests.test_csms_auth import PASSWORD, password_stations, refused, self_signed
-from tests.test_csms_support import CP, OCPP16, basic, config, running
+from tests.test_csms_support import CP, OCPP16, basic, config, running, tls11_client
 
 OTHER_KEY = "other-inbound-key-0002"
 OTHER_PARTNER = "other-partner-identifier-02"
@@ -118,17 +117,10 @@ async def test_tls_below_1_2_and_a_downgrade_to_profile_1_are_refused(
             async with connect(f"ws://127.0.0.1:{port}/ocpp/{CP}", subprotocols=[OCPP16],
                                additional_headers=auth, open_timeout=5):  # fmt: skip
                 pass
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.1 is, on purpose
-            old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            old.load_verify_locations(cafile=str(cert))
-            old.set_ciphers("DEFAULT:@SECLEVEL=0")
-            old.minimum_version = ssl.TLSVersion.TLSv1
-            old.maximum_version = ssl.TLSVersion.TLSv1_1
-            with pytest.raises((ssl.SSLError, ConnectionError)):
-                async with connect(f"wss://127.0.0.1:{port}/ocpp/{CP}", subprotocols=[OCPP16],
-                                   ssl=old, additional_headers=auth, open_timeout=5):  # fmt: skip
-                    pass
+        with tls11_client(cert) as old, pytest.raises((ssl.SSLError, ConnectionError)):
+            async with connect(f"wss://127.0.0.1:{port}/ocpp/{CP}", subprotocols=[OCPP16],
+                               ssl=old, additional_headers=auth, open_timeout=5):  # fmt: skip
+                pass
         assert not h.gateway.csms.connections  # type: ignore[union-attr]
 
 

@@ -14,7 +14,7 @@ import pytest
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.emp import SandboxEmp
-from tests.conftest import PARTNER, Harness, write_config
+from tests.conftest import PARTNER, Harness, running_gateway, write_config
 
 CARD = "0A0B0C0D"
 EVSE = "DE*CPO*E1001*1"
@@ -121,12 +121,8 @@ async def online_harness(
     cfg = load_config(
         write_config(tmp_path, emp_url=emp.url, sessions=f"auth_cache_ttl_s = {ttl}"), {}
     )
-    gateway = Gateway(cfg)
-    await gateway.start()
-    try:
-        yield Harness(gateway, emp)
-    finally:
-        await gateway.stop()
+    async with running_gateway(Gateway(cfg), emp) as h:
+        yield h
 
 
 async def test_a_replayed_start_of_an_online_card_asks_the_emp_once(

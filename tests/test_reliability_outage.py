@@ -15,7 +15,7 @@ import pytest
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.emp import SandboxEmp
-from tests.conftest import PARTNER, Harness, write_config
+from tests.conftest import PARTNER, Harness, running_gateway, write_config
 from tests.test_oioi_whitelist import cli
 
 CARD = "0A0B0C0D"
@@ -39,12 +39,8 @@ class Clock:
 async def gateway_with_clock(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[Harness]:
     clock = Clock(time.time())
     gateway = Gateway(load_config(write_config(tmp_path, emp_url=emp.url), {}), clock=clock)
-    await gateway.start()
-    try:
-        yield Harness(gateway, emp)
-    finally:
-        await gateway.stop()
-    assert gateway.tasks.failures == 0
+    async with running_gateway(gateway, emp) as h:
+        yield h
 
 
 async def _sessions(h: Harness, n: int) -> None:

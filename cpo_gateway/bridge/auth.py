@@ -74,15 +74,10 @@ class Authorizer:
         change, a pending remote idTag, a cached online answer. None when the chain would
         have to look in the database or ask an EMP."""
         uid = try_normalise_uid(id_tag)
-        if uid is not None:
-            partners = self._listed.get(uid)
-            if partners is None:
-                return None
-            if partners:
-                return self._count(
-                    AuthDecision(AuthStatus.ACCEPTED, AuthPath.WHITELIST, partners[0], uid)
-                )
-        decision = self._after_whitelist(id_tag, uid)
+        partners = self._listed.get(uid) if uid is not None else []
+        if partners is None:
+            return None
+        decision = self._from_memory(id_tag, uid, partners)
         return None if decision is None else self._count(decision)
 
     def _count(self, decision: AuthDecision) -> AuthDecision:
@@ -92,27 +87,34 @@ class Authorizer:
 
     async def _decide(self, id_tag: str, online: bool) -> AuthDecision:
         uid = try_normalise_uid(id_tag)
+        partners: list[str] = []
         if uid is not None:
-            partners = self._listed.get(uid)
-            if partners is None:
-                generation = self._generation
-                partners = await self._lookup(uid)
-                if generation == self._generation:  # no whitelist change while we looked
-                    if len(self._listed) >= 100_000:  # bounded: forget the oldest tenth
-                        for key in list(self._listed)[:10_000]:
-                            del self._listed[key]
-                    self._listed[uid] = partners
-            if partners:
-                return AuthDecision(AuthStatus.ACCEPTED, AuthPath.WHITELIST, partners[0], uid)
-        decision = self._after_whitelist(id_tag, uid)
+            listed = self._listed.get(uid)
+            partners = listed if listed is not None else await self._look_up(uid)
+        decision = self._from_memory(id_tag, uid, partners)
         if decision is not None:
             return decision
         if not online or uid is None:
             return AuthDecision(AuthStatus.INVALID, AuthPath.NONE, None, uid)
         return await self._online(uid)
 
-    def _after_whitelist(self, id_tag: str, uid: str | None) -> AuthDecision | None:
-        """Pending remote idTags and cached online answers; None: ask an EMP."""
+    async def _look_up(self, uid: str) -> list[str]:
+        """The whitelists holding `uid`, remembered until the next whitelist change."""
+        generation = self._generation
+        partners = await self._lookup(uid)
+        if generation == self._generation:  # no whitelist change while we looked
+            if len(self._listed) >= 100_000:  # bounded: forget the oldest tenth
+                for key in list(self._listed)[:10_000]:
+                    del self._listed[key]
+            self._listed[uid] = partners
+        return partners
+
+    def _from_memory(
+        self, id_tag: str, uid: str | None, partners: list[str]
+    ) -> AuthDecision | None:
+        """Whitelist, pending remote idTags, cached online answers; None: ask an EMP."""
+        if partners:
+            return AuthDecision(AuthStatus.ACCEPTED, AuthPath.WHITELIST, partners[0], uid)
         remote_emp = self.remote_tags.get(id_tag)
         if remote_emp is not None:
             return AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, remote_emp, uid)
