@@ -264,6 +264,8 @@ class Gateway:
             pacing = self.collector.stats
             out.metric("cpo_gateway_gc_full_collections_total", "counter", "Full garbage collections run by the gateway",
                        [({}, pacing.full_collections)])  # fmt: skip
+            out.metric("cpo_gateway_gc_young_collections_total", "counter", "Young-generation collections run by the gateway",
+                       [({}, pacing.young_collections)])  # fmt: skip
             out.metric("cpo_gateway_gc_pause_seconds", "gauge", "Event-loop pause of full collections",
                        [({"which": "last"}, pacing.last_pause_ms / 1000), ({"which": "longest"}, pacing.longest_pause_ms / 1000)])  # fmt: skip
         return out.text()

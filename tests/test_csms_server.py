@@ -7,11 +7,15 @@ import asyncio
 import base64
 import contextlib
 import os
+import select
+import socket
+import time
 from pathlib import Path
 
 import orjson
 from websockets.asyncio.client import connect
 
+from cpo_gateway.csms import server as csms_server
 from cpo_gateway.csms.registry import ChargerRegistry
 from cpo_gateway.sim.emp import SandboxEmp
 from tests.conftest import Harness
@@ -111,6 +115,44 @@ async def test_reconnect_replaces_the_old_connection(tmp_path: Path, emp: Sandbo
         assert online(h, CP)
         result = await registry(h).trigger_status(CP, 1)
         assert result.accepted
+
+
+def _connect_all(port: int, n: int, wait_s: float) -> int:
+    """Open n TCP connections without yielding to the event loop (so the gateway accepts
+    none of them) and count those the kernel completed within wait_s."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+        poller = select.poll()
+        for s in socks:
+            poller.register(s, select.POLLOUT)
+        done: set[int] = set()
+        deadline = time.monotonic() + wait_s
+        while len(done) < n and (left := deadline - time.monotonic()) > 0:
+            for fd, _ in poller.poll(left * 1000):
+                poller.unregister(fd)
+                done.add(fd)
+        return sum(
+            1
+            for s in socks
+            if s.fileno() in done and not s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        )
+    finally:
+        for s in socks:
+            s.close()
+
+
+async def test_a_connect_storm_waits_in_the_listen_queue(harness: Harness) -> None:
+    """The gateway accepts a few connections per loop iteration; the rest must wait in the
+    kernel's queue, not be dropped (a dropped SYN costs the charger a second or more)."""
+    assert harness.gateway.csms is not None
+    n = csms_server.ACCEPT_BATCH * 20 + 100
+    assert _connect_all(harness.gateway.csms.port, n, wait_s=3.0) == n
+    async with harness.charger(CP) as charger:
+        await charger.connect()
+        await charger.heartbeat()
 
 
 # --- malformed frames ----------------------------------------------------------------------

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import selectors
 import socket
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +111,78 @@ def test_a_busy_check_leaves_the_cycles_for_later(collector: Collector, clocks: 
     assert collector.check() is False and collector.stats.full_collections == 0
 
 
+class _Node:
+    """An object that can be in a cycle and be watched through a weak reference."""
+
+    other: object = None
+
+
+def _young_cycle() -> weakref.ref[_Node]:
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+@pytest.fixture
+def no_automatic_young_passes() -> Iterator[None]:
+    gc.disable()  # only the collector's own passes below
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.mark.usefixtures("no_automatic_young_passes")
+def test_young_passes_are_paced(collector: Collector, clocks: Clocks) -> None:
+    generations: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    gc.callbacks.append(watch)
+    try:
+        first = _young_cycle()
+        clocks.advance(2 * collector.young_interval_s, cpu_share=1.0)
+        collector.young_pass()
+        assert first() is None, "young cyclic garbage is collected"
+        second = _young_cycle()
+        collector.young_pass()  # too soon after the last one
+        assert second() is not None and collector.stats.young_collections == 1
+        for _ in range(runtime._MIDDLE_EVERY - 1):
+            clocks.advance(2 * collector.young_interval_s, cpu_share=1.0)
+            collector.young_pass()
+        assert second() is None
+    finally:
+        gc.callbacks.remove(watch)
+    assert collector.stats.young_collections == runtime._MIDDLE_EVERY
+    assert generations == [0] * (runtime._MIDDLE_EVERY - 1) + [1], "the middle one in turn"
+
+
+def test_the_event_loop_runs_young_passes_only_while_a_collector_is_installed() -> None:
+    collector = Collector(young_interval_s=0.0)
+
+    async def spin() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    loop = runtime.new_event_loop()
+    try:
+        loop.run_until_complete(spin())
+        assert collector.stats.young_collections == 0
+        collector.install()
+        try:
+            loop.run_until_complete(spin())
+        finally:
+            collector.uninstall()
+        passes = collector.stats.young_collections
+        assert passes >= 20, "one before each poll"
+        loop.run_until_complete(spin())
+        assert collector.stats.young_collections == passes
+    finally:
+        loop.close()
+
+
 @pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="epoll is Linux only")
 def test_the_selector_reports_a_bounded_batch_and_the_rest_on_the_next_poll() -> None:
     loop = runtime.new_event_loop()
@@ -155,9 +229,12 @@ async def test_a_gateway_with_paced_collection_reports_it(tmp_path: Path, emp: S
         assert gc.get_threshold()[2] > 1_000_000
         assert gateway.collector is not None
         gateway.collector.collect()
+        gateway.collector.young_pass()
         text = await gateway.metrics()
     finally:
         await gateway.stop()
     assert "cpo_gateway_gc_full_collections_total 1.0" in text
+    young = re.search(r"^cpo_gateway_gc_young_collections_total (\S+)$", text, re.M)
+    assert young is not None and float(young.group(1)) >= 1
     assert 'cpo_gateway_gc_pause_seconds{which="longest"}' in text
     assert gc.get_threshold() == saved, "stopping gives the process its own collector back"

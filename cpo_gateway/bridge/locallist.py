@@ -29,9 +29,20 @@ class LocalListPusher:
     async def push(self, charge_point: str) -> CommandStatus | None:
         """Bring one charger's list up to date; None when nothing was needed."""
         # One push at a time per charger: chunks of two versions must never interleave.
-        lock = self._locks.setdefault(charge_point, asyncio.Lock())
-        async with lock, self._slots:
-            return await self._push(charge_point)
+        lock = self._locks.get(charge_point)
+        if lock is None:
+            lock = self._locks[charge_point] = asyncio.Lock()
+        async with lock:
+            # Most chargers hold the current list: they never queue for a slot.
+            if not await self._behind(charge_point):
+                return None
+            async with self._slots:
+                return await self._push(charge_point)
+
+    async def _behind(self, charge_point: str) -> bool:
+        version = await self._store.whitelist_version()
+        have, _, supported = await self._store.local_list_state(charge_point)
+        return supported and version != 0 and have < version
 
     async def _union(self, version: int) -> list[tuple[str, AuthStatus]]:
         """The entries of one whitelist version, read and built once for every charger."""
@@ -41,7 +52,7 @@ class LocalListPusher:
         return self._entries[1]
 
     async def _push(self, charge_point: str) -> CommandStatus | None:
-        version = await self._store.whitelist_version()
+        version = await self._store.whitelist_version()  # again: it may have moved on
         have, ocpp_version, supported = await self._store.local_list_state(charge_point)
         if not supported or version == 0 or have >= version:
             return None

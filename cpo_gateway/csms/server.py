@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -35,6 +36,11 @@ log = logs.get(__name__)
 SUBPROTOCOLS = ("ocpp1.6",)  # our order of preference; ocpp2.0.1 joins here
 SILENT_HEARTBEATS = 3  # heartbeat intervals without a frame before a charger counts as gone
 CLOSE_SILENT = 1001
+# asyncio accepts up to `backlog` connections each time the listening socket is ready and
+# starts them all in the next loop iteration: 100 handshakes at once stall every other
+# charger during a reconnect storm. Accept a few at a time; the kernel holds the rest.
+ACCEPT_BATCH = 8
+LISTEN_QUEUE = 4096  # the kernel caps it at net.core.somaxconn
 
 
 class CsmsServer:
@@ -105,7 +111,10 @@ class CsmsServer:
             max_queue=16,
             compression="deflate" if self._compression else None,
             ssl=self._ssl,
+            backlog=ACCEPT_BATCH,
         )
+        for listening in self._server.sockets:
+            _deepen_queue(listening)
         self._watch = self._tasks.spawn(self._watch_silence(), name="csms-silence-check")
         if self._admin_path is not None:
             try:
@@ -281,3 +290,11 @@ class CsmsServer:
 def _source(conn: ServerConnection) -> str:
     peer = conn.remote_address
     return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+
+
+def _deepen_queue(listening: socket.socket) -> None:
+    """Listen again with a deep queue: asyncio's accept batch stays small, and a storm of
+    connects waits in the kernel instead of being dropped (a dropped SYN costs the charger
+    a second or more)."""
+    with socket.fromfd(listening.fileno(), listening.family, listening.type) as dup:
+        dup.listen(LISTEN_QUEUE)

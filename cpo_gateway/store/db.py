@@ -4,6 +4,7 @@ Writers go through `transaction()`, which serialises them (SQLite has one writer
 commits before returning: a caller that replies after it has durable data. Reads outside a
 transaction (`one`, `all`, `scalar`) use a second, read-only connection: in WAL mode it sees
 the last committed state, never a write half done (a large whitelist replace, say).
+`lookup` reads one row by key on the event loop's own thread (see there).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Database:
         self._conn: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._sync: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._batch: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -80,14 +82,19 @@ class Database:
         await self._reader.execute("PRAGMA busy_timeout=5000")
         await self._reader.execute("PRAGMA foreign_keys=ON")
         await self._reader.execute("PRAGMA query_only=ON")
+        self._inline = sqlite3.connect(self.path, isolation_level=None)
+        self._inline.row_factory = sqlite3.Row
+        for pragma in ("PRAGMA busy_timeout=250", "PRAGMA query_only=ON"):
+            self._inline.execute(pragma)
         return version
 
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self._sync is not None:
-            sync, self._sync = self._sync, None
-            sync.close()
+        for attr in ("_sync", "_inline"):
+            if (sync := getattr(self, attr)) is not None:
+                setattr(self, attr, None)
+                sync.close()
         if self._reader is not None:
             reader, self._reader = self._reader, None
             await reader.close()
@@ -225,6 +232,19 @@ class Database:
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = await self.one(sql, params)
         return None if row is None else row[0]
+
+    def lookup(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        """One row by primary key, read on the calling thread (the event loop's).
+
+        For the small, hot reads on a charger's path (its password at every handshake, its
+        local-list state): the read takes microseconds, the hop to the reader thread much
+        longer, and during a reconnect storm thousands of hops come back together and resume
+        as one long loop iteration. Only for indexed point reads: a WAL reader never waits
+        for the writer, and the page is almost always cached."""
+        if self._inline is None:
+            raise RuntimeError("database is not open")
+        row: sqlite3.Row | None = self._inline.execute(sql, params).fetchone()
+        return row
 
 
 def _in_savepoint(conn: sqlite3.Connection, unit: Callable[[], Any]) -> tuple[bool, Any]:

@@ -18,10 +18,8 @@ class RegistryRepo:
 
     # --- chargers ------------------------------------------------------------------------------
     async def password_hash(self, charge_point_id: str) -> str | None:
-        value = await self.db.scalar(
-            "SELECT password_hash FROM chargers WHERE id = ?", (charge_point_id,)
-        )
-        return None if value is None else str(value)
+        row = self.db.lookup("SELECT password_hash FROM chargers WHERE id = ?", (charge_point_id,))
+        return None if row is None or row[0] is None else str(row[0])
 
     async def set_password_hash(self, charge_point_id: str, password_hash: str) -> None:
         async with self.db.transaction() as conn:
@@ -52,7 +50,7 @@ class RegistryRepo:
 
     async def local_list_state(self, charge_point_id: str) -> tuple[int, int, bool]:
         """(whitelist version pushed, OCPP listVersion the charger holds, supported)."""
-        row = await self.db.one(
+        row = self.db.lookup(
             "SELECT local_list_version, ocpp_list_version, local_list_supported FROM chargers "
             "WHERE id = ?",
             (charge_point_id,),
@@ -143,8 +141,8 @@ class RegistryRepo:
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def whitelist_version(self) -> int:
-        value = await self.db.scalar("SELECT value FROM meta WHERE key = 'whitelist_version'")
-        return int(value) if value is not None else 0
+        row = self.db.lookup("SELECT value FROM meta WHERE key = 'whitelist_version'")
+        return int(row[0]) if row is not None and row[0] is not None else 0
 
     # --- status --------------------------------------------------------------------------------
     async def record_connector_state(
