@@ -34,15 +34,18 @@ class LocalListPusher:
             lock = self._locks[charge_point] = asyncio.Lock()
         async with lock:
             # Most chargers hold the current list: they never queue for a slot.
-            if not await self._behind(charge_point):
+            if await self._behind(charge_point) is None:
                 return None
             async with self._slots:
                 return await self._push(charge_point)
 
-    async def _behind(self, charge_point: str) -> bool:
+    async def _behind(self, charge_point: str) -> tuple[int, int, int] | None:
+        """(whitelist version, version pushed, OCPP listVersion held) if a push is due."""
         version = await self._store.whitelist_version()
-        have, _, supported = await self._store.local_list_state(charge_point)
-        return supported and version != 0 and have < version
+        have, ocpp_version, supported = await self._store.local_list_state(charge_point)
+        if not supported or version == 0 or have >= version:
+            return None
+        return version, have, ocpp_version
 
     async def _union(self, version: int) -> list[tuple[str, AuthStatus]]:
         """The entries of one whitelist version, read and built once for every charger."""
@@ -52,10 +55,10 @@ class LocalListPusher:
         return self._entries[1]
 
     async def _push(self, charge_point: str) -> CommandStatus | None:
-        version = await self._store.whitelist_version()  # again: it may have moved on
-        have, ocpp_version, supported = await self._store.local_list_state(charge_point)
-        if not supported or version == 0 or have >= version:
+        behind = await self._behind(charge_point)  # again: it may have moved on meanwhile
+        if behind is None:
             return None
+        version, have, ocpp_version = behind
         entries = await self._union(version)
         result = await self._chargers.send_local_list(charge_point, ocpp_version + 1, entries)
         if result.status is CommandStatus.ACCEPTED:

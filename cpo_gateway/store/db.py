@@ -91,10 +91,10 @@ class Database:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        for attr in ("_sync", "_inline"):
-            if (sync := getattr(self, attr)) is not None:
-                setattr(self, attr, None)
+        for sync in (self._sync, self._inline):
+            if sync is not None:
                 sync.close()
+        self._sync = self._inline = None
         if self._reader is not None:
             reader, self._reader = self._reader, None
             await reader.close()
