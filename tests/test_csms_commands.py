@@ -117,14 +117,45 @@ async def test_every_command_refused(tmp_path: Path, emp: SandboxEmp) -> None:
     }
 
 
+async def line_free(h: Harness, raw: RawCharger) -> None:
+    """Connected, and the gateway's own TriggerMessage after the connect has run its course
+    (the charger does not answer it)."""
+    await eventually(lambda: registry(h).is_connected(CP) and len(raw.calls) == 1)
+    await eventually(lambda: not registry(h).connections[CP].busy)
+
+
 async def test_every_command_times_out(tmp_path: Path, emp: SandboxEmp) -> None:
     cfg = config(tmp_path, emp, change=with_ocpp(call_timeout_s=0.2))
-    async with running(cfg, emp) as h, RawCharger.open(h.ocpp_url, responder=None):
-        await eventually(lambda: registry(h).is_connected(CP))
+    async with running(cfg, emp) as h, RawCharger.open(h.ocpp_url, responder=None) as raw:
+        await line_free(h, raw)
         for action, send, _ in COMMANDS:
             result = await send(registry(h))
             assert result.status is CommandStatus.TIMEOUT, (action, result)
             assert "no answer" in result.detail
+
+
+async def test_a_command_waits_for_the_one_before_it_only_so_long(
+    tmp_path: Path, emp: SandboxEmp
+) -> None:
+    cfg = config(tmp_path, emp, change=with_ocpp(call_timeout_s=0.2))
+    async with running(cfg, emp) as h, RawCharger.open(h.ocpp_url, responder=None) as raw:
+        await line_free(h, raw)
+        first = asyncio.create_task(registry(h).command(CP, "Reset", {"type": "Soft"}, 5.0))
+        await eventually(lambda: len(raw.calls) == 2)
+        second = await registry(h).command(CP, "UnlockConnector", {"connectorId": 1}, 0.2)
+        assert second.status is CommandStatus.TIMEOUT
+        assert second.detail == (
+            "UnlockConnector waited 0.2 s behind an earlier command to this charger"
+        )
+        assert not first.done() and [a for a, _ in raw.calls] == ["TriggerMessage", "Reset"]
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        # The line is free again: the next command reaches the charger.
+        third = asyncio.create_task(registry(h).trigger_status(CP))
+        await eventually(lambda: len(raw.calls) == 3)
+        assert raw.calls[2][0] == "TriggerMessage"
+        third.cancel()
+        await asyncio.gather(third, return_exceptions=True)
 
 
 async def test_every_command_to_an_absent_charger_is_offline(
@@ -140,19 +171,21 @@ async def test_a_command_pending_when_the_charger_leaves_is_offline(
     tmp_path: Path, emp: SandboxEmp
 ) -> None:
     async with running(config(tmp_path, emp), emp) as h:
-        async with RawCharger.open(h.ocpp_url, responder=None) as raw:
-            await eventually(lambda: registry(h).is_connected(CP))
+        async with RawCharger.open(h.ocpp_url, responder=answer_triggers_only) as raw:
+            await raw.wait_calls("TriggerMessage")  # the status resync after connecting
+            await eventually(lambda: not registry(h).connections[CP].busy)
             pending = asyncio.create_task(registry(h).reset(CP))
             await raw.wait_calls("Reset")
         assert (await pending).status is CommandStatus.OFFLINE
 
 
-async def test_one_call_in_flight_per_charger(tmp_path: Path, emp: SandboxEmp) -> None:
-    def only_triggers(action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        return accept_all(action, payload) if action == "TriggerMessage" else None
+def answer_triggers_only(action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    return accept_all(action, payload) if action == "TriggerMessage" else None
 
+
+async def test_one_call_in_flight_per_charger(tmp_path: Path, emp: SandboxEmp) -> None:
     async with running(config(tmp_path, emp), emp) as h:
-        async with RawCharger.open(h.ocpp_url, responder=only_triggers) as raw:
+        async with RawCharger.open(h.ocpp_url, responder=answer_triggers_only) as raw:
             await raw.wait_calls("TriggerMessage")  # the status resync after connecting
             tasks = [asyncio.create_task(registry(h).unlock_connector(CP, n)) for n in (1, 2, 3)]
             for n in (1, 2, 3):
@@ -218,17 +251,21 @@ async def test_local_list_longer_than_the_charger_holds(tmp_path: Path, emp: San
     entries = [(f"0000000{i}", AuthStatus.ACCEPTED) for i in range(1, 8)]
     async with (
         running(config(tmp_path, emp), emp) as h,
-        h.charger(CP, local_list_max_length=3) as cp,
+        h.charger(CP, local_list_max_length=3, local_list_capacity=5) as cp,
     ):
-        cp.state.local_list_capacity = 5  # LocalAuthListMaxLength below the list's length
         await cp.connect()
-        result = await registry(h).send_local_list(CP, 1, entries)
-        sent = [p for a, p in cp.received if a == "SendLocalList"]
-        assert all(len(p["localAuthorizationList"]) <= 3 for p in sent)
+        assert (await registry(h).send_local_list(CP, 1, entries[:4])).accepted
+        held = sorted(cp.local_list)
+        result = await registry(h).send_local_list(CP, 2, entries)
         assert result.status is CommandStatus.REJECTED
-        assert result.detail.startswith("chunk 2 of 3")
+        assert result.detail == (
+            "the list has 7 entries; the charger holds at most 5 (LocalAuthListMaxLength)"
+        )
+        # Nothing of the list that cannot fit was sent: the charger keeps the one it holds.
+        sent = [p for a, p in cp.received if a == "SendLocalList"]
+        assert [p["listVersion"] for p in sent] == [1, 2]
+        assert sorted(cp.local_list) == held and cp.local_list_version == 2
         # The charger's answer to GetConfiguration was kept: asked once only.
-        await registry(h).send_local_list(CP, 2, entries[:2])
         assert sum(a == "GetConfiguration" for a, _ in cp.received) == 1
 
 

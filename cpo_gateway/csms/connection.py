@@ -144,12 +144,28 @@ class ChargerConnection:
         except ConnectionClosed:
             log.info("ocpp.reply_lost", charge_point_id=self.charge_point_id)
 
+    @property
+    def busy(self) -> bool:
+        """Whether a Call of ours is out (or being sent) on this connection."""
+        return self._call_lock.locked()
+
     async def call(
         self, action: str, payload: dict[str, object], timeout_s: float | None = None
     ) -> CommandResult:
-        """Send a Call to the charger and read its answer as a CommandResult."""
+        """Send a Call to the charger and read its answer as a CommandResult.
+
+        One Call at a time (OCPP-J): a command waits for the one before it, at most
+        `timeout_s`, and then at most `timeout_s` for its own answer."""
         timeout_s = timeout_s or self._call_timeout_s
-        async with self._call_lock:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._call_lock.acquire()
+        except TimeoutError:
+            return CommandResult(
+                CommandStatus.TIMEOUT,
+                f"{action} waited {timeout_s} s behind an earlier command to this charger",
+            )
+        try:
             unique_id = str(uuid.uuid4())
             fut: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
             self._pending[unique_id] = fut
@@ -165,6 +181,8 @@ class ChargerConnection:
                 return CommandResult(CommandStatus.OFFLINE, "the charger disconnected")
             finally:
                 self._pending.pop(unique_id, None)
+        finally:
+            self._call_lock.release()
         if isinstance(answer, CallError):
             return read_call_error(answer)
         return read_command_status(action, answer.payload)

@@ -17,7 +17,9 @@ from cpo_gateway.csms.connection import ChargerConnection
 
 log = logs.get(__name__)
 DEFAULT_LIST_CHUNK = 100  # when the charger does not tell its SendLocalListMaxLength
-_LIST_KEY = "SendLocalListMaxLength"
+_CHUNK_KEY = "SendLocalListMaxLength"  # entries per SendLocalList
+_CAPACITY_KEY = "LocalAuthListMaxLength"  # entries the charger's list holds in all
+_LIST_KEYS = (_CHUNK_KEY, _CAPACITY_KEY)
 
 
 class ChargerRegistry:
@@ -129,7 +131,15 @@ class ChargerRegistry:
         version forward, so chunk i carries version + i. data["listVersion"] is the version
         the charger holds afterwards.
         """
-        size = await self._max_list_length(charge_point_id)
+        size, capacity = await self._list_limits(charge_point_id)
+        if capacity is not None and len(entries) > capacity:
+            # A Full first chunk would replace the charger's list with a fragment before a
+            # later chunk is refused: send nothing, the charger keeps the list it holds.
+            detail = (
+                f"the list has {len(entries)} entries; the charger holds at most {capacity} "
+                f"({_CAPACITY_KEY})"
+            )
+            return CommandResult(CommandStatus.REJECTED, detail)
         chunks = self._chunks(entries, size)
         result = CommandResult(CommandStatus.ACCEPTED)
         for i, chunk in enumerate(chunks):
@@ -160,17 +170,26 @@ class ChargerRegistry:
         self._chunk_cache = (entries, size, chunks)
         return chunks
 
-    async def _max_list_length(self, cp_id: str) -> int:
+    async def _list_limits(self, cp_id: str) -> tuple[int, int | None]:
+        """(entries per SendLocalList, entries the list holds or None if not told), asked
+        once per connection."""
         conn = self.connections.get(cp_id)
         if conn is None:
-            return DEFAULT_LIST_CHUNK
-        if _LIST_KEY not in conn.config_cache:
-            result = await self.get_configuration(cp_id, [_LIST_KEY])
+            return DEFAULT_LIST_CHUNK, None
+        cache = conn.config_cache
+        if any(key not in cache for key in _LIST_KEYS):
+            result = await self.get_configuration(cp_id, list(_LIST_KEYS))
             keys = result.data.get("configurationKey")
             for item in keys if isinstance(keys, list) else []:
-                if isinstance(item, dict) and item.get("key") == _LIST_KEY:
-                    conn.config_cache[_LIST_KEY] = str(item.get("value", ""))
+                if isinstance(item, dict) and item.get("key") in _LIST_KEYS:
+                    cache[str(item["key"])] = str(item.get("value", ""))
             if result.accepted:
-                conn.config_cache.setdefault(_LIST_KEY, "")  # unknown key: do not ask again
-        raw = conn.config_cache.get(_LIST_KEY, "")
-        return int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else DEFAULT_LIST_CHUNK
+                for key in _LIST_KEYS:
+                    cache.setdefault(key, "")  # unknown key: do not ask again
+        size = _count(cache.get(_CHUNK_KEY, ""), most=100_000) or DEFAULT_LIST_CHUNK
+        return size, _count(cache.get(_CAPACITY_KEY, ""), most=10_000_000)
+
+
+def _count(raw: str, most: int) -> int | None:
+    """A configuration value that is a sensible list length, else None."""
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= most else None

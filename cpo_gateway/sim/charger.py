@@ -46,6 +46,7 @@ class SimCharger(ChargerWire):
         remote_start: RemoteStartMode = "accept",
         local_list_supported: bool = True,
         local_list_max_length: int = 50,
+        local_list_capacity: int = 100_000,
         clock: Callable[[], datetime] | None = None,
         call_timeout: float = 30,
         ocpp_log_level: int | None = logging.WARNING,
@@ -69,6 +70,7 @@ class SimCharger(ChargerWire):
             connectors=connectors,
             local_list_supported=local_list_supported,
             local_list_max_length=local_list_max_length,
+            local_list_capacity=local_list_capacity,
             meter_interval_s=meter_interval_s,
         )
         self.boot_status: str | None = None
