@@ -149,7 +149,8 @@ class Collector:
         global _before_poll
         if self._saved is None:
             return
-        _before_poll = _no_young_pass
+        if _before_poll == self.young_pass:
+            _before_poll = _no_young_pass
         gc.set_threshold(*self._saved)
         self._saved = None
         gc.unfreeze()

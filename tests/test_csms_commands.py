@@ -269,6 +269,32 @@ async def test_local_list_longer_than_the_charger_holds(tmp_path: Path, emp: San
         assert sum(a == "GetConfiguration" for a, _ in cp.received) == 1
 
 
+async def test_list_limits_are_read_whatever_the_case_of_the_keys(
+    tmp_path: Path, emp: SandboxEmp
+) -> None:
+    def lowercase_keys(action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if action != "GetConfiguration":
+            return accept_all(action, payload)
+        return {
+            "configurationKey": [
+                {"key": "sendlocallistmaxlength", "readonly": True, "value": " 2 "},
+                {"key": "LOCALAUTHLISTMAXLENGTH", "readonly": True, "value": "3"},
+            ]
+        }
+
+    entries = [(f"0000000{i}", AuthStatus.ACCEPTED) for i in range(1, 5)]
+    async with (
+        running(config(tmp_path, emp), emp) as h,
+        RawCharger.open(h.ocpp_url, responder=lowercase_keys) as raw,
+    ):
+        await raw.wait_calls("TriggerMessage")
+        refused = await registry(h).send_local_list(CP, 1, entries)
+        assert refused.status is CommandStatus.REJECTED and "at most 3" in refused.detail
+        assert (await registry(h).send_local_list(CP, 2, entries[:3])).accepted
+        sent = [p for a, p in raw.calls if a == "SendLocalList"]
+        assert [len(p["localAuthorizationList"]) for p in sent] == [2, 1]
+
+
 # --- the admin channel and its CLI -----------------------------------------------------------
 def cli_json(out: str) -> dict[str, Any]:
     """The last JSON object the CLI printed (the gateway's own logs share stdout here)."""

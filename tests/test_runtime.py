@@ -159,6 +159,7 @@ def test_young_passes_are_paced(collector: Collector, clocks: Clocks) -> None:
     assert generations == [0] * (runtime._MIDDLE_EVERY - 1) + [1], "the middle one in turn"
 
 
+@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="epoll is Linux only")
 def test_the_event_loop_runs_young_passes_only_while_a_collector_is_installed() -> None:
     collector = Collector(young_interval_s=0.0)
 

@@ -67,12 +67,15 @@ class LocalListPusher:
             await self._store.set_local_list_state(charge_point, version, held, True)
         elif result.status is CommandStatus.NOT_SUPPORTED:
             await self._store.set_local_list_state(charge_point, have, ocpp_version, False)
-        log.info(
+        # Anything but accepted leaves the charger on an older list (tried again every minute).
+        report = log.info if result.status is CommandStatus.ACCEPTED else log.warning
+        report(
             "locallist.pushed",
             charge_point_id=charge_point,
             version=version,
             entries=len(entries),
             result=result.status.value,
+            detail=result.detail,
         )
         return result.status
 

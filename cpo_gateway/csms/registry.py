@@ -180,9 +180,13 @@ class ChargerRegistry:
         if any(key not in cache for key in _LIST_KEYS):
             result = await self.get_configuration(cp_id, list(_LIST_KEYS))
             keys = result.data.get("configurationKey")
+            wanted = {key.lower(): key for key in _LIST_KEYS}  # keys are case-insensitive
             for item in keys if isinstance(keys, list) else []:
-                if isinstance(item, dict) and item.get("key") in _LIST_KEYS:
-                    cache[str(item["key"])] = str(item.get("value", ""))
+                key = (
+                    wanted.get(str(item.get("key", "")).lower()) if isinstance(item, dict) else None
+                )
+                if key is not None:
+                    cache[key] = str(item.get("value", ""))
             if result.accepted:
                 for key in _LIST_KEYS:
                     cache.setdefault(key, "")  # unknown key: do not ask again
@@ -192,4 +196,5 @@ class ChargerRegistry:
 
 def _count(raw: str, most: int) -> int | None:
     """A configuration value that is a sensible list length, else None."""
-    return int(raw) if raw.isdigit() and 0 < int(raw) <= most else None
+    raw = raw.strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= most else None

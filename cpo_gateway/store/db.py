@@ -91,16 +91,18 @@ class Database:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        for sync in (self._sync, self._inline):
-            if sync is not None:
-                sync.close()
-        self._sync = self._inline = None
+        if self._sync is not None:
+            sync, self._sync = self._sync, None
+            sync.close()
         if self._reader is not None:
             reader, self._reader = self._reader, None
             await reader.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
+        if self._inline is not None:  # last: lookups work as long as anything does
+            inline, self._inline = self._inline, None
+            inline.close()
 
     async def schema_version(self) -> int:
         await self.conn.execute(
@@ -240,7 +242,8 @@ class Database:
         local-list state): the read takes microseconds, the hop to the reader thread much
         longer, and during a reconnect storm thousands of hops come back together and resume
         as one long loop iteration. Only for indexed point reads: a WAL reader never waits
-        for the writer, and the page is almost always cached."""
+        for the writer, and the page is almost always cached. In the rare case SQLite is busy
+        (recovery after a crash) it waits 250 ms at most, then raises OperationalError."""
         if self._inline is None:
             raise RuntimeError("database is not open")
         row: sqlite3.Row | None = self._inline.execute(sql, params).fetchone()
