@@ -269,6 +269,20 @@ async def test_a_status_rewritten_while_in_flight_is_sent_again(rig: Rig) -> Non
     assert rig.emp.statuses[EVSE] == "Available"
 
 
+async def test_a_station_is_posted_in_the_commit_that_marks_its_post_delivered(
+    rig: Rig,
+) -> None:
+    await post_station(rig)
+    (first,) = await rig.store.due("sandbox", rig.clock(), 10)
+    # A newer version queued while the first is on its way: the EMP lacks the current one.
+    await post_station(rig)
+    await rig.store.mark_delivered([first.id], rig.clock())
+    assert STATION.id not in await rig.store.delivered_stations("sandbox")
+    newer = [i for i in await rig.store.due("sandbox", rig.clock(), 10) if i.id != first.id]
+    await rig.store.mark_delivered([i.id for i in newer], rig.clock())
+    assert await rig.store.delivered_stations("sandbox") == {STATION.id}
+
+
 async def test_statuses_wait_for_the_station_post(rig: Rig) -> None:
     await post_station(rig)
     await rig.store.enqueue([status_row("Available")], rig.clock())

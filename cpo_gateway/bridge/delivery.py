@@ -12,7 +12,6 @@ from cpo_gateway.bridge.ports import EmpLink, OutboxItem
 from cpo_gateway.bridge.store import StorePort
 
 log = logs.get(__name__)
-STATION_KIND = "station-post"
 STATUS_KIND = "connector-post-status"
 
 
@@ -75,11 +74,9 @@ class Deliverer:
             delivered: list[OutboxItem] = []
             await asyncio.gather(*(self._one(emp, item, posted, delivered) for item in items))
             if delivered:
-                # One commit for the whole pass: a crash before it re-sends (at least once).
+                # One commit for the whole pass (station-posts marked posted in it too): a
+                # crash before it re-sends (at least once).
                 await self._store.mark_delivered([i.id for i in delivered], self._clock())
-                for item in delivered:
-                    if item.kind == STATION_KIND:
-                        await self._store.mark_station_posted(emp, item.key, self._clock())
             self.delivered += len(delivered)
             return len(delivered)
 

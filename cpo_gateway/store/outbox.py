@@ -109,6 +109,17 @@ class OutboxRepo:
                 "WHERE id = ? AND (? IS NULL OR payload = ?)",
                 [(now, i, p, p) for i, p in sent],
             )
+            # A station-post delivered lets that station's statuses go, in the same commit:
+            # a crash in between would hold them back until they died. A newer version still
+            # queued means the EMP does not have the current one yet.
+            conn.executemany(
+                "UPDATE stations_posted SET posted_at = ? WHERE (emp, station_id) IN "
+                "(SELECT emp, key FROM outbox WHERE id = ? AND kind = 'station-post' "
+                "AND state = 'delivered') AND NOT EXISTS (SELECT 1 FROM outbox o "
+                "WHERE o.emp = stations_posted.emp AND o.kind = 'station-post' "
+                "AND o.key = stations_posted.station_id AND o.state = 'pending')",
+                [(now, i) for i, _ in sent],
+            )
 
         await self.db.run_write(work)
 

@@ -213,13 +213,3 @@ class RegistryRepo:
             insert_outbox_sync(conn, [outbox], now)
 
         await self.db.run_write(work)
-
-    async def mark_station_posted(self, emp: str, station_id: str, now: float) -> None:
-        async with self.db.transaction() as conn:
-            # A newer version still queued means the EMP does not have the current one yet.
-            await conn.execute(
-                "UPDATE stations_posted SET posted_at = ? WHERE emp = ? AND station_id = ? "
-                "AND NOT EXISTS (SELECT 1 FROM outbox WHERE emp = ? AND kind = 'station-post' "
-                "AND key = ? AND state = 'pending')",
-                (now, emp, station_id, emp, station_id),
-            )
