@@ -70,7 +70,10 @@ class Gateway:
         self.db = Database(config.gateway.database)
         self.store = Store(self.db)
         self.emp_clients = EmpClients(
-            [Endpoint(e.name, e.url, e.api_key, e.verify_timeout_s) for e in config.emps],
+            [
+                Endpoint(e.name, e.url, e.api_key, e.verify_timeout_s, e.request_timeout_s)
+                for e in config.emps
+            ],
             clock=clock,
         )
         self.csms: CsmsServer | None = None

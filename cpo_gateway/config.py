@@ -69,6 +69,7 @@ class EmpConfig:
     online_authorization: bool = False
     offline_policy: str = "reject"  # reject | accept
     verify_timeout_s: float = 3.0
+    request_timeout_s: float = 30.0
     concurrency: int = 4
 
 
@@ -292,6 +293,7 @@ def _emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
         online_authorization=t.boolean("online_authorization", d.online_authorization),
         offline_policy=t.string("offline_policy", d.offline_policy, choices=("reject", "accept")),
         verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),
+        request_timeout_s=t.number("request_timeout_s", d.request_timeout_s, lo=0.5, hi=300.0),
         concurrency=t.integer("concurrency", d.concurrency, lo=1, hi=64),
     )
     t.finish()

@@ -29,6 +29,18 @@ def test_example_config_loads() -> None:
     assert cfg.gateway.database.name == "gateway.db"
 
 
+def test_emp_request_timeout_is_read_and_bounded(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    assert load_config(path, {}).emps[0].request_timeout_s == 30.0
+    text = path.read_text().replace("verify_timeout_s = 1.0", "verify_timeout_s = 1.0\n"
+                                    "request_timeout_s = 7.5")  # fmt: skip
+    path.write_text(text)
+    assert load_config(path, {}).emps[0].request_timeout_s == 7.5
+    path.write_text(text.replace("request_timeout_s = 7.5", "request_timeout_s = 0"))
+    (problem,) = _problems(path)
+    assert "emp[0].request_timeout_s: expected a number between 0.5 and 300" in problem
+
+
 def test_state_dir_defaults_to_systemd_state_directory(tmp_path: Path) -> None:
     path = write_config(tmp_path, gateway="")
     text = path.read_text().replace(f'state_dir = "{tmp_path / "state"}"', "")

@@ -37,8 +37,7 @@ def status_post(status: str = "Available") -> dict[str, Any]:
 @pytest.fixture
 async def clients(emp: SandboxEmp) -> AsyncIterator[EmpClients]:
     c = EmpClients(
-        [Endpoint("sandbox", emp.url, OUTBOUND_KEY, verify_timeout_s=0.3)],
-        total_timeout_s=1.0,
+        [Endpoint("sandbox", emp.url, OUTBOUND_KEY, verify_timeout_s=0.3, request_timeout_s=1.0)],
         clock=lambda: NOW,
     )
     await c.start()
@@ -99,7 +98,8 @@ async def test_every_answer_shape_is_read(
     [
         (502, b"<html>Bad gateway</html>", DeliveryStatus.RETRY),
         (400, b"", DeliveryStatus.REJECTED),
-        (200, b"", DeliveryStatus.DELIVERED),
+        (200, b"", DeliveryStatus.RETRY),
+        (200, b"<!doctype html><title>Sign in to the network</title>", DeliveryStatus.RETRY),
         (404, b'{"error": {"code": 181, "message": "no such EVSE"}}', DeliveryStatus.REJECTED),
         (200, b'{"result": {"code": "192", "message": "locked"}}', DeliveryStatus.REJECTED),
     ],
@@ -195,5 +195,24 @@ async def test_the_verify_deadline_is_shorter_than_the_delivery_timeout(emp: San
         # The delivery, with its own longer timeout, waits for the slow answer.
         result = await c.deliver("sandbox", "station-post", station_post())
         assert result.status is DeliveryStatus.DELIVERED
+    finally:
+        await c.close()
+
+
+async def test_each_emp_has_its_own_delivery_timeout(emp: SandboxEmp) -> None:
+    """`request_timeout_s` is per EMP: a slow answer is a timeout for one and not the other."""
+    c = EmpClients(
+        [
+            Endpoint("impatient", emp.url, OUTBOUND_KEY, request_timeout_s=0.5),
+            Endpoint("patient", emp.url, OUTBOUND_KEY, request_timeout_s=5.0),
+        ]
+    )
+    await c.start()
+    try:
+        emp.set_delay(1.0)
+        impatient = await c.deliver("impatient", "station-post", station_post())
+        assert impatient.status is DeliveryStatus.RETRY and "Timeout" in impatient.detail
+        patient = await c.deliver("patient", "station-post", station_post())
+        assert patient.status is DeliveryStatus.DELIVERED
     finally:
         await c.close()

@@ -231,10 +231,11 @@ def result(code: object, message: str = "m") -> bytes:
         (200, result(0, "Success."), DeliveryStatus.DELIVERED, 0),
         (200, result(11), DeliveryStatus.DELIVERED, 11),
         (200, result("000"), DeliveryStatus.DELIVERED, 0),
-        (200, b"", DeliveryStatus.DELIVERED, None),
-        (204, b"", DeliveryStatus.DELIVERED, None),
-        (200, b"<html>OK</html>", DeliveryStatus.DELIVERED, None),
-        (200, b'{"rfid": {"processed": 2}}', DeliveryStatus.DELIVERED, None),
+        # A 2xx without a readable result is a proxy or a broken peer, not a delivery.
+        (200, b"", DeliveryStatus.RETRY, None),
+        (204, b"", DeliveryStatus.RETRY, None),
+        (200, b"<html>OK</html>", DeliveryStatus.RETRY, None),
+        (200, b'{"rfid": {"processed": 2}}', DeliveryStatus.RETRY, None),
         (200, result(181), DeliveryStatus.REJECTED, 181),
         (200, result(211), DeliveryStatus.REJECTED, 211),
         (200, result(189.0), DeliveryStatus.REJECTED, 189),
@@ -264,6 +265,14 @@ def test_read_delivery_shapes(
     assert delivery.retry_after_s is None
 
 
+def test_a_2xx_that_is_not_a_result_says_what_came_instead() -> None:
+    html = read_delivery(200, b"  <html><body>Welcome to the hotel Wi-Fi</body></html>", None, NOW)
+    assert html.status is DeliveryStatus.RETRY
+    assert html.detail.startswith("HTTP 200: no OIOI result in the body (HTML or XML: <html>")
+    empty = read_delivery(200, b"", None, NOW)
+    assert empty.detail == "HTTP 200: no OIOI result in the body (empty)"
+
+
 def test_read_delivery_detail_names_status_code_and_message() -> None:
     delivery = read_delivery(200, result(181, "No such\nEVSE " + "x" * 300), None, NOW)
     assert delivery.detail.startswith("HTTP 200, code 181 (EVSE not found): No such EVSE xxx")
@@ -287,7 +296,7 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert read_delivery(503, b"", "-5", NOW).retry_after_s is None
     assert read_delivery(503, b"", "9" * 5000, NOW).retry_after_s == MAX_RETRY_AFTER_S
     # Only a retry waits: a delivered message has nothing to wait for.
-    assert read_delivery(200, b"", "120", NOW).retry_after_s is None
+    assert read_delivery(200, result(0), "120", NOW).retry_after_s is None
 
 
 def test_retry_after_dates_without_zone_are_utc() -> None:

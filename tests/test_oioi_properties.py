@@ -24,7 +24,7 @@ from cpo_gateway.oioi.messages import (
     read_delivery,
     read_verify,
 )
-from cpo_gateway.oioi.replies import MAX_RETRY_AFTER_S, parse_retry_after
+from cpo_gateway.oioi.replies import MAX_RETRY_AFTER_S, parse_retry_after, read_result
 
 # orjson refuses lone surrogates and integers beyond 64 bits, so generated JSON avoids them.
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
@@ -170,6 +170,18 @@ def test_read_delivery_never_raises(
     if delivery.retry_after_s is not None:
         assert delivery.status is DeliveryStatus.RETRY
         assert 0.0 <= delivery.retry_after_s <= MAX_RETRY_AFTER_S
+
+
+@given(
+    st.integers(min_value=-1000, max_value=1000),
+    st.binary(max_size=100) | json_values.map(orjson.dumps),
+)
+def test_only_a_readable_success_code_is_a_delivery(http_status: int, body: bytes) -> None:
+    delivery = read_delivery(http_status, body, None, 0.0)
+    if delivery.status is DeliveryStatus.DELIVERED:
+        assert 200 <= http_status <= 299
+        assert delivery.code is not None and codes.is_success(delivery.code)
+        assert read_result(body)[0] == delivery.code
 
 
 @given(

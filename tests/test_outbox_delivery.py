@@ -94,7 +94,7 @@ async def rig(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[Rig]:
     await db.open()
     clock = FakeClock()
     clients = EmpClients(
-        [Endpoint("sandbox", emp.url, OUTBOUND_KEY)], total_timeout_s=5.0, clock=clock
+        [Endpoint("sandbox", emp.url, OUTBOUND_KEY, request_timeout_s=5.0)], clock=clock
     )
     await clients.start()
     try:

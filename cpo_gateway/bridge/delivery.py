@@ -71,37 +71,34 @@ class Deliverer:
             posted: set[str] = set()
             if any(item.kind == STATUS_KIND for item in items):
                 posted = await self._store.delivered_stations(emp)
-            delivered: list[OutboxItem] = []
-            await asyncio.gather(*(self._one(emp, item, posted, delivered) for item in items))
-            if delivered:
-                # One commit for the whole pass (station-posts marked posted in it too): a
-                # crash before it re-sends (at least once).
-                await self._store.mark_delivered([i.id for i in delivered], self._clock())
-            self.delivered += len(delivered)
-            return len(delivered)
+            outcomes = await asyncio.gather(*(self._one(emp, item, posted) for item in items))
+            delivered = sum(outcomes)
+            self.delivered += delivered
+            return delivered
 
-    async def _one(
-        self, emp: str, item: OutboxItem, posted: set[str], delivered: list[OutboxItem]
-    ) -> None:
+    async def _one(self, emp: str, item: OutboxItem, posted: set[str]) -> bool:
+        """Send one row and record how it fared; True when it was delivered."""
         now = self._clock()
         if item.kind == STATUS_KIND:
             station = self._station_of(item.key)
             if station is None:
                 await self._dead(emp, item, "the EVSE is in no station of the catalogue", now)
-                return
+                return False
             if station not in posted:
                 # The EMP only takes statuses of stations it has received.
                 if now - item.created_at >= self._window:
                     await self._dead(emp, item, f"station {station} was never posted", now)
                 else:
                     await self._store.postpone(item.id, now + 5.0, "waiting for station-post")
-                return
+                return False
         async with self._limits[emp]:
             result = await self._link.deliver(emp, item.kind, item.payload)
         now = self._clock()
         if result.status is DeliveryStatus.DELIVERED:
-            delivered.append(item)
-            return
+            # Marked as soon as the answer is in: the marks of answers arriving together share
+            # one group commit, and a crash re-sends only what was in flight, not the pass.
+            await self._store.mark_delivered([item.id], now)
+            return True
         if result.status is DeliveryStatus.RETRY and now - item.created_at < self._window:
             delay = max(
                 backoff_s(item.attempts, self._base, self._cap, self._rand),
@@ -116,11 +113,12 @@ class Deliverer:
                 in_s=round(delay, 2),
                 detail=result.detail,
             )
-            return
+            return False
         if result.status is DeliveryStatus.RETRY:
             await self._dead(emp, item, f"retry window exceeded; last: {result.detail}", now)
         else:
             await self._dead(emp, item, result.detail or "rejected", now)
+        return False
 
     async def _dead(self, emp: str, item: OutboxItem, error: str, now: float) -> None:
         await self._store.mark_dead(item.id, error, now)

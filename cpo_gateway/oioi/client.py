@@ -44,6 +44,8 @@ class Endpoint:
     api_key: str
     # rfid-verify is asked while a driver waits at the charger: a hard deadline per EMP.
     verify_timeout_s: float = 3.0
+    # Everything else (station-post, statuses, CDRs): a delivery that takes longer is retried.
+    request_timeout_s: float = 30.0
 
 
 def render(kind: str, payload: Mapping[str, Any]) -> dict[str, object]:
@@ -67,18 +69,20 @@ class EmpClients:
         endpoints: Sequence[Endpoint],
         *,
         connect_timeout_s: float = 5.0,
-        total_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._endpoints = {e.name: e for e in endpoints}
-        self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, connect=connect_timeout_s)
+        self._connect_timeout_s = connect_timeout_s
         self._clock = clock
         self._sessions: dict[str, aiohttp.ClientSession] = {}
 
     async def start(self) -> None:
         for e in self._endpoints.values():
+            timeout = aiohttp.ClientTimeout(
+                total=e.request_timeout_s, connect=min(self._connect_timeout_s, e.request_timeout_s)
+            )
             self._sessions[e.name] = aiohttp.ClientSession(
-                timeout=self._timeout,
+                timeout=timeout,
                 headers={"Authorization": f"key={e.api_key}", "Content-Type": "application/json"},
                 connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
                 json_serialize=lambda o: orjson.dumps(o).decode(),

@@ -2,7 +2,8 @@
 
 Peers answer in several shapes: HTTP 200 with ``result.code``, 4xx/5xx with a JSON body (a
 ``result`` object, or an ``error`` property), or with no body or a non-JSON one. The code
-decides when there is one, the HTTP status otherwise.
+decides when there is one, the HTTP status otherwise; a 2xx without a readable code is not a
+delivery (a proxy or captive portal answers 200 with HTML), so it is retried.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ def read_delivery(http_status: int, body: bytes, retry_after: str | None, now: f
     """
     code, message = read_result(body)
     if 200 <= http_status <= 299:
-        if code is None or codes.is_success(code):
+        if code is None:
+            # A 200 without a result is not the EMP's word: a proxy, a captive portal or a
+            # broken peer. Only a parseable result with a success code is a delivery.
+            status = DeliveryStatus.RETRY
+            message = message or f"no OIOI result in the body ({_sniff(body)})"
+        elif codes.is_success(code):
             status = DeliveryStatus.DELIVERED
         elif codes.is_transient(code):
             status = DeliveryStatus.RETRY
@@ -133,6 +139,16 @@ def _as_code(value: object) -> int | None:
         if text.isascii() and text.isdigit() and len(text) <= _CODE_DIGITS:
             return int(text)
     return None
+
+
+def _sniff(body: bytes) -> str:
+    """A few words on what a body that is not a result looks like, for the outbox's error."""
+    text = body.lstrip()[:64].decode("utf-8", "replace")
+    if not text:
+        return "empty"
+    if text[:1] == "<":
+        return "HTML or XML: " + " ".join(text.split())
+    return " ".join(text.split())
 
 
 def _detail(http_status: int, code: int | None, message: str | None) -> str:
