@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from cpo_gateway import __version__, logs, runtime
 from cpo_gateway.config import Config, ConfigError, load_config
@@ -41,6 +42,13 @@ def _load(path: str) -> Config:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
+    # Decide first, print once: an "ok" followed by an error would leave both on screen.
+    problems = asyncio.run(_connector_changes(cfg))
+    if problems:
+        print(f"configuration error ({len(problems)}):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     cat = cfg.catalogue
     connectors = list(cat.connectors())
     print(f"ok: {cfg.path}")
@@ -54,10 +62,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     print(f"  OIOI:       http://{cfg.oioi.host}:{cfg.oioi.port}{cfg.oioi.path}")
     print(f"  state:      {cfg.gateway.database}")
-    problems = asyncio.run(_connector_changes(cfg))
-    for problem in problems:
-        print(f"configuration error: {problem}", file=sys.stderr)
-    return EXIT_CONFIG if problems else EXIT_OK
+    return EXIT_OK
 
 
 async def _connector_changes(cfg: Config) -> list[str]:
@@ -160,6 +165,34 @@ def _read_password(args: argparse.Namespace) -> str:
     return password
 
 
+def cmd_credential(args: argparse.Namespace) -> int:
+    """Write a key file for LoadCredential=: read without echo (or from stdin when piped),
+    refused when empty, written whole with mode 0600 or not at all."""
+    target = Path(args.path)
+    if not target.parent.is_dir():
+        print(f"error: {target.parent} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    if sys.stdin.isatty():
+        key = getpass.getpass(f"key for {target.name}: ")
+    else:
+        key = sys.stdin.readline().rstrip("\r\n")
+    key = key.strip()
+    if not key:
+        print(f"error: empty key: {target} not written", file=sys.stderr)
+        return EXIT_USAGE
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing temporary file keeps its mode otherwise
+        os.write(fd, key.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)  # atomic: the service never reads half a key
+    print(f"wrote {target} ({len(key)} characters, mode 0600)")
+    return EXIT_OK
+
+
 def cmd_whitelist(args: argparse.Namespace) -> int:
     async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         from cpo_gateway.bridge.ids import try_normalise_uid
@@ -228,10 +261,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep_running=not args.once)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, exiting with 64 (EX_USAGE) on a usage error instead of its own 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="cpo-gateway", description="OCPP <-> OIOI gateway for charge point operators"
-    )
+    # Subparsers are made of the same class, so every level exits with 64.
+    p = _Parser(prog="cpo-gateway", description="OCPP <-> OIOI gateway for charge point operators")
     p.add_argument("--version", action="version", version=f"cpo-gateway {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -270,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin_cli.add_parser(chs)
     ch.set_defaults(fn=cmd_charger)
+
+    cr = sub.add_parser("credential", help="key files for the service's credentials")
+    crs = cr.add_subparsers(dest="credential_cmd", required=True)
+    cw = crs.add_parser("write", help="write a key read from the terminal or stdin (mode 0600)")
+    cw.add_argument("path", help="e.g. /etc/cpo-gateway/credentials/emp-api-key")
+    cr.set_defaults(fn=cmd_credential)
 
     wl = with_config(sub.add_parser("whitelist", help="inspect the RFID whitelist"))
     wls = wl.add_subparsers(dest="wl_cmd", required=True)

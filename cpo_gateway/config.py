@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpo_gateway import tlsfiles
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.stations import load_stations
 from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table, read_toml
@@ -135,7 +136,7 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     base = path.parent
 
     gateway = _gateway(root.table("gateway"), base, env, path, errors)
-    ocpp = _ocpp(root.table("ocpp"), base, path, errors)
+    ocpp = _ocpp(root.table("ocpp"), base, env, path, errors)
     oioi = _oioi(root.table("oioi"), path, errors)
     emps = tuple(_emp(t, base, env) for t in root.tables("emp"))
     sessions = _sessions(root.table("sessions"), path, errors)
@@ -163,9 +164,17 @@ def _empty(path: Path, name: str, errors: list[str]) -> Table:
     return Table(path, {}, name, errors)
 
 
+_SYSTEMD_DIRS = ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "CONFIGURATION_DIRECTORY")
+
+
+def _unset_dirs(value: str, env: Mapping[str, str]) -> list[str]:
+    """The systemd directory variables `value` names that the environment does not set."""
+    return [v for v in _SYSTEMD_DIRS if v not in env and ("$" + v in value or "${" + v in value)]
+
+
 def _resolve(base: Path, value: str, env: Mapping[str, str]) -> Path:
     expanded = value
-    for var in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "CONFIGURATION_DIRECTORY"):
+    for var in _SYSTEMD_DIRS:
         if var in env:
             expanded = expanded.replace("${" + var + "}", env[var]).replace("$" + var, env[var])
     p = Path(expanded).expanduser()
@@ -190,7 +199,9 @@ def _gateway(
     )
 
 
-def _ocpp(t: Table | None, base: Path, path: Path, errors: list[str]) -> OcppConfig:
+def _ocpp(
+    t: Table | None, base: Path, env: Mapping[str, str], path: Path, errors: list[str]
+) -> OcppConfig:
     t = t or _empty(path, "ocpp", errors)
     d = OcppConfig()
     cfg_path = t.string("path", d.path)
@@ -203,7 +214,12 @@ def _ocpp(t: Table | None, base: Path, path: Path, errors: list[str]) -> OcppCon
         key = tls_table.string("key_file")
         tls_table.finish()
         if cert and key:
-            tls = TlsConfig(_resolve(base, cert, {}), _resolve(base, key, {}))
+            tls = TlsConfig(_resolve(base, cert, env), _resolve(base, key, env))
+            # A pair that cannot serve TLS is a configuration error, not a crash at listen.
+            for key_name, expected, found in tlsfiles.check_pair(
+                tls.cert_file, tls.key_file, tlsfiles.utc_now()
+            ):
+                tls_table.error(key_name, expected, found)
     cfg = OcppConfig(
         host=t.string("host", d.host),
         port=t.integer("port", d.port, lo=0, hi=65535),
@@ -250,6 +266,16 @@ def _secret(t: Table, key: str, emp_name: str, base: Path, env: Mapping[str, str
     if inline and from_file:
         t.error(key, f"either {key} or {key}_file", "both")
     if from_file:
+        unset = _unset_dirs(from_file, env)
+        if unset:
+            t.error(
+                f"{key}_file",
+                "a path whose variables are set",
+                f"{from_file!r} with {unset[0]} not set",
+                "systemd sets it for the service (LoadCredential=); to check by hand, set it: "
+                f"{unset[0]}=/etc/cpo-gateway/credentials cpo-gateway check-config -c ...",
+            )
+            return ""
         p = _resolve(base, from_file, env)
         try:
             value = p.read_text(encoding="utf-8").strip()

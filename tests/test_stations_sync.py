@@ -114,3 +114,5 @@ async def test_check_config_refuses_a_connector_change_of_a_posted_station(
     assert code == 78
     assert "DE-HH-HAFEN-01" in err and "connectors changed" in err
     assert "DE*CPO*E3001*2" in err and "DE*CPO*E3001*3" in err
+    # Decided before anything is printed: no "ok:" above the error.
+    assert "ok:" not in out and out == ""
