@@ -8,13 +8,14 @@ drain tasks, flush the outbox once, close the HTTP clients, close the DB last).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 import time
 from collections.abc import Callable
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core, CoreSettings, Partner
-from cpo_gateway.config import Config
+from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.csms.registry import ChargerRegistry
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.jobs import Jobs
@@ -58,10 +59,14 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         notifier: Notifier | None = None,
         collector: Collector | None = None,
+        load: Callable[[], Config] | None = None,
     ) -> None:
         """`collector`: pace full garbage collections (a process-wide setting: the gateway's
-        own process installs one; tests that run several gateways in one process do not)."""
+        own process installs one; tests that run several gateways in one process do not).
+        `load` reads the config again for a reload (default: the same file, this
+        environment)."""
         self.config = config
+        self._load = load or (lambda: load_config(config.path))
         self.collector = collector
         self._endless: list[asyncio.Task[None]] = []  # loops cancelled at stop, not awaited
         self.clock = clock
@@ -182,6 +187,48 @@ class Gateway:
             emps=len(cfg.emps),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
+
+    def request_reload(self) -> None:
+        """SIGHUP: reload in a task of the gateway's own (the signal handler must not wait)."""
+        self.tasks.spawn(self.reload(), name="config-reload")
+
+    async def reload(self) -> bool:
+        """Read the config and stations files again and apply what can change while running:
+        the stations file (new, changed and removed stations and chargers, their passwords
+        and security profiles) and the log level. An invalid file changes nothing; sections
+        that need a restart (listeners, EMPs, ...) are named in the log and kept as running.
+        True when the new files were applied."""
+        core, csms = self.core, self.csms
+        if core is None or csms is None:
+            log.warning("config.reload_ignored", reason="the gateway is not running")
+            return False
+        try:
+            new = self._load()
+        except ConfigError as exc:
+            log.error("config.reload_refused", path=str(self.config.path), problems=exc.problems)
+            return False
+        problems = await core.reload_catalogue(new.catalogue)
+        if problems:
+            log.error("config.reload_refused", path=str(self.config.path), problems=problems)
+            return False
+        fixed = ("gateway", "ocpp", "oioi", "emps", "sessions", "outbox")
+        kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
+        if kept:
+            log.warning("config.reload_needs_restart", sections=kept)
+        # The log format stays as started: it was chosen for where the output goes.
+        logs.configure(new.logging.level, self.config.logging.format)
+        self.config = dataclasses.replace(
+            self.config, logging=dataclasses.replace(self.config.logging, level=new.logging.level)
+        )
+        closed = await csms.close_removed()
+        log.info(
+            "config.reloaded",
+            stations=len(core.catalogue.stations),
+            chargers=len(core.catalogue.charge_point_ids()),
+            chargers_closed=closed,
+            log_level=new.logging.level,
+        )
+        return True
 
     async def _watchdog(self, interval_s: float) -> None:
         while True:

@@ -92,9 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         shutdown = asyncio.Event()
-        _install_signals(shutdown)
+        gateway = Gateway(cfg, collector=runtime.Collector())
+        _install_signals(shutdown, gateway.request_reload)
         try:
-            await Gateway(cfg, collector=runtime.Collector()).run(shutdown)
+            await gateway.run(shutdown)
         except StartupError as exc:
             log.error("gateway.start_failed", error=str(exc), exit_code=exc.exit_code)
             return exc.exit_code
@@ -103,7 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return runtime.run(main())
 
 
-def _install_signals(shutdown: asyncio.Event) -> None:
+def _install_signals(shutdown: asyncio.Event, reload: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT stop the gateway (a second SIGINT forces the exit); SIGHUP reloads
+    the stations file, the log level and charger passwords."""
     loop = asyncio.get_running_loop()
     hits = {"n": 0}
 
@@ -117,6 +120,12 @@ def _install_signals(shutdown: asyncio.Event) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
+
+    def on_hangup() -> None:
+        log.info("gateway.signal", signal="SIGHUP")
+        reload()
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
 
 
 def _with_store(

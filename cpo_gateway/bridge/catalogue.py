@@ -8,7 +8,7 @@ share one status and one session at a time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 CONNECTOR_TYPES = (
     "Type2", "Combo", "Chademo", "Schuko", "Type3", "CeeBlue", "3PinSquare", "Type1", "CeeRed",
@@ -141,3 +141,12 @@ class Catalogue:
 
     def charger_auth(self, charge_point_id: str) -> ChargerAuth | None:
         return self._auth.get(charge_point_id)
+
+    def adopt(self, other: Catalogue) -> None:
+        """Take over another catalogue's contents in place: a reload of the stations file.
+
+        The one change a catalogue allows. Every part holds the same object, so all of them
+        see the new file from their next lookup on; the event loop runs no other code between
+        the assignments, so no lookup ever sees half of each."""
+        for f in fields(self):
+            object.__setattr__(self, f.name, getattr(other, f.name))

@@ -29,7 +29,7 @@ from cpo_gateway.bridge.model import (
 )
 from cpo_gateway.bridge.ports import ChargerControl, EmpLink
 from cpo_gateway.bridge.remote import Remote
-from cpo_gateway.bridge.stations import sync_stations
+from cpo_gateway.bridge.stations import changed_connectors, sync_stations
 from cpo_gateway.bridge.status import StatusTracker
 from cpo_gateway.bridge.store import StorePort
 
@@ -144,6 +144,21 @@ class Core:
         await self.status.load()
         await self.remote.restore()
         await sync_stations(self.store, self.catalogue, self._partner_ids, self._clock)
+
+    async def reload_catalogue(self, catalogue: Catalogue) -> list[str]:
+        """Adopt a new stations file and queue station-posts for what changed (new, changed,
+        removed stations: as at start). Refused, with the problems and nothing changed, when
+        a station an EMP already has changed its connectors (OIOI forbids it)."""
+        problems: list[str] = []
+        for emp in self.partners:
+            for problem in changed_connectors(catalogue, await self.store.posted_stations(emp)):
+                problems.append(f"{problem} (EMP {emp})")
+        if problems:
+            return problems
+        self.catalogue.adopt(catalogue)
+        self.status.catalogue_changed()
+        await sync_stations(self.store, self.catalogue, self._partner_ids, self._clock)
+        return []
 
     # --- the charger side ----------------------------------------------------------------------
     def is_known_charger(self, charge_point_id: str) -> bool:

@@ -81,6 +81,17 @@ class StatusTracker:
         for evse in self._catalogue.evse_ids():
             self._dirty[evse] = now + self._grace_s
 
+    def catalogue_changed(self) -> None:
+        """After a reload: new chargers start their offline grace, new EVSEs get a first
+        status once it has passed (as at start)."""
+        now = self._clock()
+        for cp in self._catalogue.charge_point_ids():
+            if cp not in self._connected and cp not in self._offline_since:
+                self._offline_since[cp] = now
+        for evse in self._catalogue.evse_ids():
+            if evse not in self._posted:
+                self._dirty.setdefault(evse, now + self._grace_s)
+
     def state(self, charge_point: str, connector: int) -> ConnectorState | None:
         return self._states.get((charge_point, connector))
 
@@ -139,6 +150,8 @@ class StatusTracker:
         queued = 0
         for evse in due:
             self._dirty.pop(evse, None)
+            if not self._catalogue.evse(evse):
+                continue  # removed from the stations file by a reload
             status = self.current(evse)
             if not force and self._posted.get(evse) is status:
                 continue

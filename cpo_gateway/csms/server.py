@@ -147,6 +147,20 @@ class CsmsServer:
         )
         await self._server.wait_closed()
 
+    async def close_removed(self) -> int:
+        """Close chargers the catalogue no longer knows (after a reload); returns how many.
+        Unknown chargers that are allowed to connect stay."""
+        if self._allow_unknown:
+            return 0
+        gone = [c for cp, c in self.connections.items() if not self._core.is_known_charger(cp)]
+        for conn in gone:
+            log.info("charger.removed", charge_point_id=conn.charge_point_id)
+        await asyncio.gather(
+            *(c.close(1000, "removed from the configuration") for c in gone),
+            return_exceptions=True,
+        )
+        return len(gone)
+
     # --- handshake -----------------------------------------------------------------------------
     def _charge_point_id(self, path: str) -> str | None:
         prefix = self._path + "/"
