@@ -211,12 +211,14 @@ class Gateway:
         if problems:
             log.error("config.reload_refused", path=str(self.config.path), problems=problems)
             return False
-        fixed = ("gateway", "ocpp", "oioi", "emps", "sessions", "outbox")
+        fixed = ("gateway", "ocpp", "oioi", "sessions", "outbox")
         kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
+        if not await self._reload_keys(new):
+            kept.append("emp")
         if kept:
             log.warning("config.reload_needs_restart", sections=kept)
-        # The log format stays as started: it was chosen for where the output goes.
-        logs.configure(new.logging.level, self.config.logging.format)
+        # Only the level: the format and the stream stay as started (where the output goes).
+        logs.set_level(new.logging.level)
         self.config = dataclasses.replace(
             self.config, logging=dataclasses.replace(self.config.logging, level=new.logging.level)
         )
@@ -228,6 +230,22 @@ class Gateway:
             chargers_closed=closed,
             log_level=new.logging.level,
         )
+        return True
+
+    async def _reload_keys(self, new: Config) -> bool:
+        """Apply changed outbound keys of the same EMPs (a paused EMP resumes at once);
+        False, and nothing applied, when the EMPs differ in anything else (a restart)."""
+        old = {e.name: e for e in self.config.emps}
+        if set(old) != {e.name for e in new.emps} or any(
+            dataclasses.replace(e, api_key=old[e.name].api_key) != old[e.name] for e in new.emps
+        ):
+            return False
+        for emp in new.emps:
+            if emp.api_key != old[emp.name].api_key and self.core is not None:
+                self.emp_clients.set_key(emp.name, emp.api_key)
+                await self.core.delivery.resume(emp.name)
+                log.info("emp.key_changed", emp=emp.name)
+        self.config = dataclasses.replace(self.config, emps=new.emps)
         return True
 
     async def _watchdog(self, interval_s: float) -> None:
@@ -280,7 +298,10 @@ class Gateway:
             stats = await self.store.outbox_stats(self.clock())
             oldest = max((s["oldest_age_s"] for s in stats if s["state"] == "pending"), default=0.0)
         listeners = self.csms is not None and self.oioi is not None and self.oioi.accepting
+        paused = self.core.delivery.paused if self.core is not None else {}
         return db_ok and listeners, {
+            # degraded: the gateway works, an EMP does not take our messages (no restart helps).
+            "degraded": {emp: f"refuses our key: {why}" for emp, why in paused.items()},
             "db": "open" if db_ok else "closed",
             "listeners": "up" if listeners else "down",
             "outbox_oldest_pending_s": round(oldest, 1),

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import json
 import os
 import signal
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from cpo_gateway import __version__, logs, runtime
+from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.ports import OutboxItem
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.store import Store
 
@@ -231,17 +234,29 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         if args.ob_cmd == "list":
-            items = await store.list_outbox("dead" if args.dead else None, args.limit)
+            state = "dead" if args.dead else "delivered" if args.delivered else None
+            items = await store.list_outbox(state, args.limit)
             for i in items:
                 print(
                     f"{i.id}\t{i.state}\t{i.emp}\t{i.kind}\t{i.key}\tattempts={i.attempts}\t{i.last_error or ''}"
                 )
             print(f"{len(items)} row(s)")
             return EXIT_OK
+        if args.ob_cmd == "show":
+            item = await store.outbox_item(args.id)
+            if item is None:
+                print("no such row", file=sys.stderr)
+                return 1
+            print(json.dumps(_outbox_view(item), indent=2, ensure_ascii=False))
+            return EXIT_OK
         if args.ob_cmd == "retry":
-            if not args.all_dead and not args.ids:
-                print("give row ids or --all-dead", file=sys.stderr)
+            if sum((bool(args.ids), args.all_dead, args.all_pending)) != 1:
+                print("give row ids, --all-dead or --all-pending", file=sys.stderr)
                 return EXIT_USAGE
+            if args.all_pending:
+                n = await store.retry_pending_now(time.time())
+                print(f"{n} pending row(s) due now")
+                return EXIT_OK
             n = await store.requeue(None if args.all_dead else args.ids, time.time())
             print(f"{n} row(s) queued again")
             return EXIT_OK
@@ -250,6 +265,25 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return EXIT_OK if ok else 1
 
     return _with_store(args, run)
+
+
+def _outbox_view(item: OutboxItem) -> dict[str, object]:
+    def when(ts: float | None) -> str | None:
+        return None if ts is None else rfc3339(ts)
+
+    return {
+        "id": item.id,
+        "emp": item.emp,
+        "kind": item.kind,
+        "key": item.key,
+        "state": item.state,
+        "attempts": item.attempts,
+        "created_at": when(item.created_at),
+        "next_attempt_at": when(item.next_at) if item.state == "pending" else None,
+        "done_at": when(item.done_at),
+        "last_answer": item.last_error,
+        "payload": item.payload,
+    }
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
@@ -339,11 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     ob = with_config(sub.add_parser("outbox", help="inspect and re-queue messages owed to EMPs"))
     obs = ob.add_subparsers(dest="ob_cmd", required=True)
     ls = leaf(obs, "list")
-    ls.add_argument("--dead", action="store_true")
+    which = ls.add_mutually_exclusive_group()
+    which.add_argument("--dead", action="store_true", help="only dead letters")
+    which.add_argument("--delivered", action="store_true", help="only delivered rows")
     ls.add_argument("--limit", type=int, default=100)
+    sh = leaf(obs, "show", help="one row: payload, times, attempts, last answer")
+    sh.add_argument("id", type=int)
     rt = leaf(obs, "retry")
     rt.add_argument("ids", nargs="*", type=int)
-    rt.add_argument("--all-dead", action="store_true")
+    rt.add_argument("--all-dead", action="store_true", help="queue every dead letter again")
+    rt.add_argument("--all-pending", action="store_true", help="send every pending row now")
     pg = leaf(obs, "purge")
     pg.add_argument("id", type=int)
     ob.set_defaults(fn=cmd_outbox)

@@ -12,6 +12,13 @@ import structlog
 _CHATTY = ("ocpp", "websockets", "aiohttp.access", "apscheduler", "aiosqlite")
 
 
+def set_level(level: str) -> None:
+    """Change the level of what is logged, keeping the format and the stream (a reload)."""
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(numeric))
+    logging.getLogger().setLevel(numeric)
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     numeric = logging.getLevelNamesMapping()[level.upper()]

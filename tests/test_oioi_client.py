@@ -67,7 +67,8 @@ async def test_a_delivered_station_post_reaches_the_emp(
         (500, 100, None, DeliveryStatus.RETRY, None),
         (502, 300, None, DeliveryStatus.RETRY, None),
         (400, 230, None, DeliveryStatus.REJECTED, None),
-        (401, 210, None, DeliveryStatus.REJECTED, None),
+        (401, 210, None, DeliveryStatus.UNAUTHORIZED, None),  # our key: the EMP pauses
+        (200, 210, None, DeliveryStatus.UNAUTHORIZED, None),
         (403, 220, "5", DeliveryStatus.REJECTED, None),
         (404, 180, None, DeliveryStatus.REJECTED, None),
         (200, 181, None, DeliveryStatus.REJECTED, None),

@@ -1,10 +1,16 @@
-"""Delivering the outbox to EMPs: back-off with full jitter, Retry-After, dead letters."""
+"""Delivering the outbox to EMPs: back-off with full jitter, Retry-After, dead letters.
+
+An EMP that refuses our key is paused as a whole (its messages stay pending, none is
+dead-lettered for it): 30 s, doubling to 10 minutes, then one message probes whether the key
+works again; `resume` (a reload with a new key) ends the pause at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import DeliveryStatus
@@ -13,6 +19,20 @@ from cpo_gateway.bridge.store import StorePort
 
 log = logs.get(__name__)
 STATUS_KIND = "connector-post-status"
+PAUSE_BASE_S = 30.0
+PAUSE_MAX_S = 600.0
+PAUSED = "EMP paused:"  # how a held message's last_error starts
+# Answers that got past the EMP's key check (a 503 says nothing about the key).
+_KEY_ACCEPTED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.REJECTED})
+
+
+@dataclass(slots=True)
+class EmpPause:
+    """An EMP whose answers say our key is wrong: nothing is sent to it before `until`."""
+
+    until: float
+    detail: str
+    strikes: int
 
 
 def backoff_s(attempts: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
@@ -48,8 +68,20 @@ class Deliverer:
         self._passes = {emp: asyncio.Lock() for emp in concurrency}
         self._clock = clock
         self._rand = rand
+        self._pauses: dict[str, EmpPause] = {}
         self.delivered = 0
         self.dead = 0
+
+    @property
+    def paused(self) -> dict[str, str]:
+        """EMPs paused because they refuse our key, with what they answered."""
+        return {emp: pause.detail for emp, pause in self._pauses.items()}
+
+    async def resume(self, emp: str) -> None:
+        """End a pause now (our key for that EMP changed): its held messages are due at once."""
+        if self._pauses.pop(emp, None) is not None:
+            log.info("emp.resumed", emp=emp, reason="key changed")
+        await self._store.release_held(emp, PAUSED, self._clock())
 
     @property
     def emps(self) -> tuple[str, ...]:
@@ -64,7 +96,14 @@ class Deliverer:
         """One pass over at most batch_size due rows of one EMP, sent at most `concurrency`
         at a time; returns how many were delivered."""
         async with self._passes[emp]:
-            items = await self._store.due(emp, self._clock(), self._batch)
+            now = self._clock()
+            limit = self._batch
+            pause = self._pauses.get(emp)
+            if pause is not None:
+                if now < pause.until:
+                    return 0
+                limit = 1  # one message finds out whether the key works again
+            items = await self._store.due(emp, now, limit)
             if not items:
                 return 0
             # Statuses wait for their station: load that set only when a status is due.
@@ -91,13 +130,36 @@ class Deliverer:
                 else:
                     await self._store.postpone(item.id, now + 5.0, "waiting for station-post")
                 return False
+        result = None
         async with self._limits[emp]:
-            result = await self._link.deliver(emp, item.kind, item.payload)
+            pause = self._pauses.get(emp)
+            sent_at = self._clock()
+            if pause is None or sent_at >= pause.until:
+                result = await self._link.deliver(emp, item.kind, item.payload)
         now = self._clock()
+        if result is None:  # the EMP refused our key while this one waited its turn
+            assert pause is not None
+            await self._store.postpone(item.id, pause.until, f"{PAUSED} {pause.detail}")
+            return False
+        if result.status is DeliveryStatus.UNAUTHORIZED:
+            until = self._pause(emp, result.detail, now)
+            await self._store.postpone(item.id, until, f"{PAUSED} {result.detail}")
+            return False
+        if result.status in _KEY_ACCEPTED and self._pauses.pop(emp, None) is not None:
+            log.info("emp.resumed", emp=emp, reason="it accepts the key again")
         if result.status is DeliveryStatus.DELIVERED:
             # Marked as soon as the answer is in: the marks of answers arriving together share
             # one group commit, and a crash re-sends only what was in flight, not the pass.
             await self._store.mark_delivered([item.id], now)
+            log.info(
+                "outbox.delivered",
+                id=item.id,
+                emp=emp,
+                kind=item.kind,
+                key=item.key,
+                attempts=item.attempts + 1,
+                ms=round((now - sent_at) * 1000, 1),
+            )
             return True
         if result.status is DeliveryStatus.RETRY and now - item.created_at < self._window:
             delay = max(
@@ -119,6 +181,23 @@ class Deliverer:
         else:
             await self._dead(emp, item, result.detail or "rejected", now)
         return False
+
+    def _pause(self, emp: str, detail: str, now: float) -> float:
+        pause = self._pauses.get(emp)
+        if pause is not None and now < pause.until:
+            return pause.until  # another answer of the same pass
+        strikes = 1 if pause is None else pause.strikes + 1
+        until = now + min(PAUSE_MAX_S, PAUSE_BASE_S * 2 ** min(strikes - 1, 20))
+        self._pauses[emp] = EmpPause(until, detail, strikes)
+        if strikes == 1:
+            log.error(
+                "emp.key_rejected",
+                emp=emp,
+                detail=detail,
+                fix=f"set the right api_key for [[emp]] {emp!r} and reload (SIGHUP); "
+                "its messages are kept and sent once the EMP accepts the key",
+            )
+        return until
 
     async def _dead(self, emp: str, item: OutboxItem, error: str, now: float) -> None:
         await self._store.mark_dead(item.id, error, now)

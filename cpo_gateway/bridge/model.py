@@ -221,6 +221,9 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"  # transient: back off and try again
     REJECTED = "rejected"  # permanent: dead letter
+    # The EMP refuses our credentials: no message can pass until they are fixed, so the
+    # EMP is paused and its messages kept, not dead-lettered one by one.
+    UNAUTHORIZED = "unauthorized"
 
 
 @dataclass(frozen=True, slots=True)

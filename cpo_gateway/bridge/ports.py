@@ -97,6 +97,7 @@ class OutboxItem:
     next_at: float
     state: str
     last_error: str | None
+    done_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

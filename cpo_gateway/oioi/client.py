@@ -6,6 +6,7 @@ Implements the core's EmpLink: typed results only, no raw dicts past this module
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,13 @@ class EmpClients:
                 connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
                 json_serialize=lambda o: orjson.dumps(o).decode(),
             )
+
+    def set_key(self, emp: str, api_key: str) -> None:
+        """Use a new key for an EMP from the next request on (a reload)."""
+        self._endpoints[emp] = dataclasses.replace(self._endpoints[emp], api_key=api_key)
+        session = self._sessions.get(emp)
+        if session is not None:
+            session.headers["Authorization"] = f"key={api_key}"
 
     async def close(self) -> None:
         for session in self._sessions.values():

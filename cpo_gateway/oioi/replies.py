@@ -29,7 +29,10 @@ def read_delivery(http_status: int, body: bytes, retry_after: str | None, now: f
     ``now`` is epoch seconds, used to turn an HTTP-date Retry-After into a delay.
     """
     code, message = read_result(body)
-    if 200 <= http_status <= 299:
+    if http_status == 401 or code == codes.INVALID_API_KEY:
+        # Our key, not the message: every other message would get the same answer.
+        status = DeliveryStatus.UNAUTHORIZED
+    elif 200 <= http_status <= 299:
         if code is None:
             # A 200 without a result is not the EMP's word: a proxy, a captive portal or a
             # broken peer. Only a parseable result with a success code is a delivery.

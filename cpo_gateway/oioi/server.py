@@ -207,7 +207,8 @@ class OioiServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, detail = await self._health()
-        return _json(200 if ok else 503, {"status": "ok" if ok else "unhealthy", **detail})
+        status = ("degraded" if detail.get("degraded") else "ok") if ok else "unhealthy"
+        return _json(200 if ok else 503, {"status": status, **detail})
 
     async def _metrics_view(self, request: web.Request) -> web.Response:
         text = await self._metrics()

@@ -47,6 +47,7 @@ def _item(row: aiosqlite.Row) -> OutboxItem:
         next_at=row["next_at"],
         state=row["state"],
         last_error=row["last_error"],
+        done_at=row["done_at"],
     )
 
 
@@ -141,6 +142,19 @@ class OutboxRepo:
                 (next_at, reason, item_id),
             )
 
+    async def release_held(self, emp: str, reason_prefix: str, now: float) -> int:
+        """Make an EMP's pending rows held back for `reason_prefix` due now; how many."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE outbox SET next_at = ? WHERE emp = ? AND state = 'pending' "
+                "AND next_at > ? AND substr(last_error, 1, ?) = ?",
+                (now, emp, now, len(reason_prefix), reason_prefix),
+            )
+            return cur.rowcount
+
+        return await self.db.run_write(work)
+
     async def mark_dead(self, item_id: int, error: str, now: float) -> None:
         ((_, sent),) = self._sent_payloads([item_id])
         async with self.db.transaction() as conn:
@@ -167,6 +181,23 @@ class OutboxRepo:
                 "SELECT * FROM outbox WHERE state = ? ORDER BY id LIMIT ?", (state, limit)
             )
         return [_item(r) for r in rows]
+
+    async def outbox_item(self, item_id: int) -> OutboxItem | None:
+        """One row, whatever its state (the CLI's `outbox show`)."""
+        row = await self.db.one("SELECT * FROM outbox WHERE id = ?", (item_id,))
+        return None if row is None else _item(row)
+
+    async def retry_pending_now(self, now: float) -> int:
+        """Make every pending row that waits for a later attempt due now; how many."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE outbox SET next_at = ? WHERE state = 'pending' AND next_at > ?",
+                (now, now),
+            )
+            return cur.rowcount
+
+        return await self.db.run_write(work)
 
     async def requeue(self, ids: Sequence[int] | None, now: float) -> int:
         """Put dead (or given) rows back to pending, due now; None means every dead row."""
