@@ -1,0 +1,166 @@
+"""A remote start the EMP was told failed must not end in free energy: when the charger
+starts it anyway (its RemoteStartTransaction answer came after the EMP's deadline, or the EMP
+stopped it before it began), the gateway records the session for the EMP that asked, stops it
+at once with RemoteStopTransaction and keeps its CDR locally."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpo_gateway.app import Gateway
+from cpo_gateway.config import load_config
+from cpo_gateway.sim.charger import SimCharger
+from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from tests.conftest import INBOUND_KEY, write_config
+
+EVSE = "DE*CPO*E1001*1"
+EVCO = "DE-8PS-C12345-6"
+
+
+@dataclass
+class Setup:
+    gateway: Gateway
+    emp: SandboxEmp
+    config: Path
+    offset: list[float]
+
+    @property
+    def ocpp_url(self) -> str:
+        assert self.gateway.csms is not None
+        return f"ws://127.0.0.1:{self.gateway.csms.port}/ocpp"
+
+    def client(self) -> EmpClient:
+        assert self.gateway.oioi is not None
+        return EmpClient(f"http://127.0.0.1:{self.gateway.oioi.port}/api/v4/request", INBOUND_KEY)
+
+
+@contextlib.asynccontextmanager
+async def _setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async with SandboxEmp(api_key="test-outbound-key-0001", verify_codes={}) as emp:
+        path = write_config(tmp_path, emp_url=emp.url, sessions="pending_start_timeout_s = 30.0")
+        # A short EMP deadline: the charger's late answer is what this file is about.
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("request_deadline_s = 4.0", "request_deadline_s = 1.0"))
+        offset = [0.0]
+        gateway = Gateway(load_config(path, {}), clock=lambda: time.time() + offset[0])
+        await gateway.start()
+        try:
+            yield Setup(gateway, emp, path, offset)
+        finally:
+            await gateway.stop()
+        assert gateway.tasks.failures == 0
+
+
+async def _until(check: Callable[[], object], what: str) -> None:
+    for _ in range(200):  # 10 s at most
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _remote_stops(cp: SimCharger) -> list[int]:
+    return [int(p["transactionId"]) for a, p in cp.received if a == "RemoteStopTransaction"]
+
+
+async def _session_of(setup: Setup, tx: int) -> dict[str, object]:
+    row = await setup.gateway.db.one(
+        "SELECT s.* FROM sessions s JOIN transactions t ON t.session_id = s.id WHERE t.id = ?",
+        (tx,),
+    )
+    assert row is not None
+    return dict(row)
+
+
+async def _finished(setup: Setup, tx: int) -> dict[str, object]:
+    for _ in range(200):
+        session = await _session_of(setup, tx)
+        if session["state"] == "finished":
+            return session
+        await asyncio.sleep(0.05)
+    raise AssertionError("the late session never finished")
+
+
+async def test_late_acceptance_after_timeout_is_stopped_and_not_billed(tmp_path: Path) -> None:
+    async with (
+        _setup(tmp_path) as setup,
+        SimCharger("CP-BER-001", setup.ocpp_url, call_timeout=10, remote_start="ignore") as cp,
+        setup.client() as client,
+    ):
+        await cp.connect()
+        await cp.status(1, "Available")
+        _, body = await client.session_start(EVSE, EVCO)
+        assert body["result"]["code"] == 312  # the EMP was told it failed
+        (asked,) = [p for a, p in cp.received if a == "RemoteStartTransaction"]
+        # The charger accepts after all and starts with the remote idTag.
+        cp.remote_start = "accept"
+        tx = await cp.start_transaction(asked.get("connectorId", 1), asked["idTag"], 1000)
+        assert tx > 0
+        await _until(lambda: tx in _remote_stops(cp), "a RemoteStopTransaction")
+        await _until(lambda: 1 not in cp.transactions, "the charger to stop")
+        session = await _finished(setup, tx)
+        assert (session["origin"], session["emp"], session["auth_status"]) == (
+            "late",
+            "sandbox",
+            "Invalid",
+        )
+        assert "told it failed" in str(session["detail"])
+        # The stop's CDR would have been written in the stop's own commit: there is none.
+        posts = await setup.gateway.db.scalar(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'session-post'"
+        )
+        assert posts == 0 and not setup.emp.cdrs
+        assert _remote_stops(cp) == [tx]  # exactly one stop
+    out = subprocess.run(
+        [sys.executable, "-m", "cpo_gateway", "sessions", "-c", str(setup.config), "list"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert any(f"finished\tlate\t{EVSE}" in line for line in out.splitlines()), out
+
+
+async def test_start_after_the_emp_stopped_the_pending_start_is_stopped(tmp_path: Path) -> None:
+    async with (
+        _setup(tmp_path) as setup,
+        SimCharger("CP-BER-001", setup.ocpp_url, call_timeout=10, remote_start="no-plug") as cp,
+        setup.client() as client,
+    ):
+        await cp.connect()
+        await cp.status(1, "Available")
+        _, body = await client.session_start(EVSE, EVCO)
+        assert body["result"]["code"] == 0
+        session_id = body["session-start"]["session-id"]
+        _, body = await client.session_stop(EVSE, EVCO, session_id)
+        assert body["result"]["code"] == 0  # "the session had not begun"
+        (asked,) = [p for a, p in cp.received if a == "RemoteStartTransaction"]
+        tx = await cp.start_transaction(1, asked["idTag"], 0)
+        await _until(lambda: tx in _remote_stops(cp), "a RemoteStopTransaction")
+        session = await _finished(setup, tx)
+        assert session["origin"] == "late" and session["id"] != session_id
+        assert not setup.emp.cdrs
+
+
+async def test_failed_start_tag_is_forgotten_after_its_original_expiry(tmp_path: Path) -> None:
+    async with (
+        _setup(tmp_path) as setup,
+        SimCharger("CP-BER-001", setup.ocpp_url, call_timeout=10, remote_start="ignore") as cp,
+        setup.client() as client,
+    ):
+        await cp.connect()
+        await cp.status(1, "Available")
+        _, body = await client.session_start(EVSE, EVCO)
+        assert body["result"]["code"] == 312
+        (asked,) = [p for a, p in cp.received if a == "RemoteStartTransaction"]
+        setup.offset[0] += 31.0  # past the pending start's expiry (30 s)
+        tx = await cp.start_transaction(1, asked["idTag"], 0)
+        session = await _session_of(setup, tx)
+        # Now an ordinary idTag nobody authorized: a card session, kept locally, not stopped.
+        assert (session["origin"], session["emp"]) == ("card", None)
+        await cp.stop_transaction(tx, 100)
+        assert _remote_stops(cp) == []
