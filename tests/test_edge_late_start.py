@@ -14,6 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+import websockets
+
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.charger import SimCharger
@@ -42,12 +45,14 @@ class Setup:
 
 
 @contextlib.asynccontextmanager
-async def _setup(tmp_path: Path) -> AsyncIterator[Setup]:
+async def _setup(tmp_path: Path, deadline_s: float = 1.0) -> AsyncIterator[Setup]:
     async with SandboxEmp(api_key="test-outbound-key-0001", verify_codes={}) as emp:
         path = write_config(tmp_path, emp_url=emp.url, sessions="pending_start_timeout_s = 30.0")
         # A short EMP deadline: the charger's late answer is what this file is about.
         text = path.read_text(encoding="utf-8")
-        path.write_text(text.replace("request_deadline_s = 4.0", "request_deadline_s = 1.0"))
+        path.write_text(
+            text.replace("request_deadline_s = 4.0", f"request_deadline_s = {deadline_s}")
+        )
         offset = [0.0]
         gateway = Gateway(load_config(path, {}), clock=lambda: time.time() + offset[0])
         await gateway.start()
@@ -117,7 +122,7 @@ async def test_late_acceptance_after_timeout_is_stopped_and_not_billed(tmp_path:
             "SELECT COUNT(*) FROM outbox WHERE kind = 'session-post'"
         )
         assert posts == 0 and not setup.emp.cdrs
-        assert _remote_stops(cp) == [tx]  # exactly one stop
+        assert set(_remote_stops(cp)) == {tx}  # stops only for the late transaction
     out = subprocess.run(
         [sys.executable, "-m", "cpo_gateway", "sessions", "-c", str(setup.config), "list"],
         capture_output=True, text=True, timeout=60, check=True,
@@ -164,3 +169,69 @@ async def test_failed_start_tag_is_forgotten_after_its_original_expiry(tmp_path:
         assert (session["origin"], session["emp"]) == ("card", None)
         await cp.stop_transaction(tx, 100)
         assert _remote_stops(cp) == []
+
+
+async def test_failed_start_is_still_recognised_after_a_restart(tmp_path: Path) -> None:
+    async with (
+        _setup(tmp_path) as setup,
+        SimCharger("CP-BER-001", setup.ocpp_url, call_timeout=10, remote_start="ignore") as cp,
+        setup.client() as client,
+    ):
+        await cp.connect()
+        await cp.status(1, "Available")
+        _, body = await client.session_start(EVSE, EVCO)
+        assert body["result"]["code"] == 312
+        (asked,) = [p for a, p in cp.received if a == "RemoteStartTransaction"]
+    cfg = load_config(setup.config, {})
+    gateway = Gateway(cfg)
+    await gateway.start()
+    try:
+        again = Setup(gateway, setup.emp, setup.config, [0.0])
+        async with SimCharger("CP-BER-001", again.ocpp_url, call_timeout=10) as cp:
+            await cp.connect()
+            tx = await cp.start_transaction(1, asked["idTag"], 0)
+            await _until(lambda: tx in _remote_stops(cp), "a RemoteStopTransaction")
+            session = await _finished(again, tx)
+            assert (session["origin"], session["emp"]) == ("late", "sandbox")
+    finally:
+        await gateway.stop()
+    assert gateway.tasks.failures == 0
+
+
+async def test_start_bound_before_a_late_answer_is_reported_as_started(tmp_path: Path) -> None:
+    """The charger sends StartTransaction at once but answers RemoteStartTransaction after
+    the deadline: the session runs and will be billed, so the EMP is told it started."""
+    async with _setup(tmp_path, deadline_s=4.0) as setup, setup.client() as client:
+        url = setup.ocpp_url + "/CP-BER-001"
+        async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+
+            async def call(uid: str, action: str, payload: dict[str, object]) -> object:
+                await ws.send(orjson.dumps([2, uid, action, payload]).decode())
+                for _ in range(100):
+                    frame = orjson.loads(await ws.recv())
+                    if frame[0] == 3 and frame[1] == uid:
+                        return frame[2]
+                raise AssertionError(f"no answer to {action}")
+
+            await call(
+                "s1",
+                "StatusNotification",
+                {"connectorId": 1, "status": "Available", "errorCode": "NoError"},
+            )
+            start = asyncio.create_task(client.session_start(EVSE, EVCO))
+            for _ in range(100):
+                frame = orjson.loads(await ws.recv())
+                if frame[0] == 2 and frame[2] == "RemoteStartTransaction":
+                    break
+            else:
+                raise AssertionError("no RemoteStartTransaction")
+            conf = await call(
+                "t1", "StartTransaction",
+                {"connectorId": 1, "idTag": frame[3]["idTag"], "meterStart": 0, "timestamp": "2026-01-01T10:00:00Z"},
+            )  # fmt: skip
+            assert isinstance(conf, dict) and conf["idTagInfo"]["status"] == "Accepted"
+            _, body = await start  # the RemoteStartTransaction is never answered
+        assert body["result"]["code"] == 0
+        session = await setup.gateway.store.session(body["session-start"]["session-id"])
+        assert session is not None and session.state == "active"
+        assert session.transaction_id == conf["transactionId"]

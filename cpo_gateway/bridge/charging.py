@@ -1,7 +1,9 @@
 """What chargers report: transactions become sessions, sessions become CDRs.
 
 Every reply a charger gets for a transaction message is given after the commit that holds
-its data; duplicates are answered from what was stored, without side effects.
+its data; duplicates are answered from what was stored, without side effects. A start
+with the idTag of a remote start the EMP was told failed is a "late" session: recorded for
+that EMP, stopped at once and its CDR kept locally (see bridge/remote.py).
 """
 
 from __future__ import annotations

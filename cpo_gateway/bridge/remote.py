@@ -53,7 +53,7 @@ _BUSY = {
 }
 _BROKEN = {ConnectorState.FAULTED, ConnectorState.UNAVAILABLE}
 _LATE_STOP_ATTEMPTS = 5
-_LATE_STOP_RETRY_S = 1.0
+_LATE_STOP_PAUSE_S = 1.0
 
 
 def hashed_id_tag(evco_id: str, attempt: int) -> str:
@@ -224,7 +224,11 @@ class Remote:
         return expired
 
     async def restore(self) -> None:
-        """Re-learn the idTags of pending starts after a restart."""
+        """Re-learn the idTags of pending starts, and of failed ones within their expiry,
+        after a restart."""
+        for session in await self._store.failed_remote_starts(self._clock()):
+            if session.id_tag and session.emp and session.expires_at is not None:
+                self._auth.remember_failed_start(session.id_tag, session.emp, session.expires_at)
         for session in await self._store.pending_sessions():
             if session.id_tag and session.emp:
                 self._auth.add_remote_tag(session.id_tag, session.emp)
@@ -234,17 +238,18 @@ class Remote:
     ) -> None:
         """Stop a transaction the charger began for a remote start the EMP was told failed.
 
-        Runs in its own task, after the StartTransaction was answered. A charger may not yet
-        know the transaction id when the first stop arrives, so it is retried a few times
-        while the session is still open."""
+        Runs in its own task once the StartTransaction is answered. A charger that gets the
+        stop before it has read that answer does not know the transaction id yet and
+        rejects it, so each attempt comes after a short pause, while the session is open."""
         for attempt in range(1, _LATE_STOP_ATTEMPTS + 1):
+            await asyncio.sleep(_LATE_STOP_PAUSE_S)
+            session = await self._store.session(session_id)
+            if session is None or session.state != "active":
+                return  # the charger ended it on its own
             result = await self._chargers.remote_stop(charge_point, transaction_id)
             if result.accepted:
                 log.info("session.late_start_stopped", session_id=session_id, attempt=attempt)
                 return
-            session = await self._store.session(session_id)
-            if session is None or session.state != "active":
-                return  # the charger ended it on its own
             log.warning(
                 "session.late_stop_refused",
                 session_id=session_id,
@@ -252,5 +257,4 @@ class Remote:
                 status=result.status.value,
                 attempt=attempt,
             )
-            if attempt < _LATE_STOP_ATTEMPTS:
-                await asyncio.sleep(_LATE_STOP_RETRY_S)
+        log.error("session.late_stop_failed", session_id=session_id, charge_point_id=charge_point)

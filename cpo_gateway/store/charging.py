@@ -149,6 +149,15 @@ class ChargingRepo:
         rows = await self.db.all("SELECT * FROM sessions WHERE state = 'pending'")
         return [_session(r) for r in rows]
 
+    async def failed_remote_starts(self, now: float) -> list[SessionRecord]:
+        """Remote starts that failed before their pending expiry had passed."""
+        rows = await self.db.all(
+            "SELECT * FROM sessions WHERE origin = 'remote' AND state = 'failed' "
+            "AND expires_at > ?",
+            (now,),
+        )
+        return [_session(r) for r in rows]
+
     async def list_sessions(self, limit: int = 50, state: str | None = None) -> list[SessionRecord]:
         if state:
             rows = await self.db.all(

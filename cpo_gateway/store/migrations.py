@@ -121,11 +121,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (state, next_at);
     CREATE INDEX outbox_key ON outbox (emp, kind, key);
     """,
-    # 2: at most one open remote start per EVSE (older duplicates failed first)
+    # 2: at most one open remote start per EVSE (older duplicates failed first); failed
+    # remote starts found by expiry, so a late StartTransaction is recognised after a restart
     """
     UPDATE sessions
         SET state = 'failed',
-            detail = 'failed by schema migration 2: another open session held the EVSE'
+            detail = 'failed at upgrade: another open session held the EVSE (one per EVSE)'
         WHERE id IN (
             SELECT id FROM (
                 SELECT id, ROW_NUMBER() OVER (
@@ -139,5 +140,7 @@ MIGRATIONS: tuple[str, ...] = (
         );
     CREATE UNIQUE INDEX sessions_one_remote_claim ON sessions (evse_id)
         WHERE origin = 'remote' AND state IN ('pending', 'active');
+    CREATE INDEX sessions_failed_remote ON sessions (expires_at)
+        WHERE origin = 'remote' AND state = 'failed';
     """,
 )
