@@ -119,6 +119,13 @@ async def test_migration_leaves_one_open_remote_session_per_evse(tmp_path: Path)
             "created_at) VALUES (?, 'DE*CPO*E1001*1', 'CP-BER-001', 1, 'alpha', 'remote', ?, ?)",
             (sid, state, at),
         )
+    # Another EVSE: a running transaction's session outranks a newer pending start.
+    for sid, state, at in (("running", "active", "09:00"), ("stale", "pending", "10:00")):
+        conn.execute(
+            "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, state, "
+            "created_at) VALUES (?, 'DE*CPO*E1001*2', 'CP-BER-001', 2, 'beta', 'remote', ?, ?)",
+            (sid, state, f"2026-01-01T{at}:00Z"),
+        )
     conn.commit()
     conn.close()
     db = Database(path)
@@ -128,6 +135,7 @@ async def test_migration_leaves_one_open_remote_session_per_evse(tmp_path: Path)
         assert got["new"] == ("pending", None)
         assert got["done"] == ("finished", None)
         assert got["old"][0] == "failed" and "another open session" in got["old"][1]
+        assert got["running"] == ("active", None) and got["stale"][0] == "failed"
         with pytest.raises(sqlite3.IntegrityError):
             await db.write(
                 "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, state, "
@@ -137,3 +145,33 @@ async def test_migration_leaves_one_open_remote_session_per_evse(tmp_path: Path)
             )
     finally:
         await db.close()
+
+
+async def test_charger_starts_are_stored_while_a_remote_start_holds_the_evse(
+    tmp_path: Path,
+) -> None:
+    """The rule binds what the gateway starts, not what the charger reports: a card start on
+    the other cable of a claimed EVSE, and a stop for a transaction never seen, are still
+    acknowledged and stored."""
+    async with _gateway(tmp_path) as gateway:
+        ocpp_url, oioi_url = _urls(gateway)
+        async with (
+            SimCharger("CP-MUC-DC1", ocpp_url, call_timeout=10, remote_start="no-plug") as cp,
+            EmpClient(oioi_url, KEYS["alpha"]) as alpha,
+        ):
+            await cp.connect()
+            for connector in (1, 2):
+                await cp.status(connector, "Available")
+            _, body = await alpha.session_start("DE*CPO*E2001", EVCO[0])
+            assert body["result"]["code"] == 0  # pending on cable 1
+            tx = await cp.start_transaction(2, "AABBCCDD", meter_start=0)
+            assert tx > 0
+            assert await cp.stop_transaction(tx, 500) is not None
+            assert await cp.stop_transaction(987654, 700) is not None  # never seen
+            assert not cp.dropped and cp.pending == 0
+        rows = await gateway.db.all("SELECT origin, state FROM sessions ORDER BY created_at")
+        assert sorted(tuple(r) for r in rows) == [
+            ("card", "finished"),
+            ("orphan", "finished"),
+            ("remote", "pending"),
+        ]

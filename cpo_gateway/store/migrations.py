@@ -122,7 +122,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_key ON outbox (emp, kind, key);
     """,
     # 2: at most one open remote start per EVSE (older duplicates failed first); failed
-    # remote starts found by expiry, so a late StartTransaction is recognised after a restart
+    # remote starts found by expiry, so a late StartTransaction is recognised after a restart;
+    # open sessions found by connector (the claim looks there inside its write transaction)
     """
     UPDATE sessions
         SET state = 'failed',
@@ -142,5 +143,7 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE origin = 'remote' AND state IN ('pending', 'active');
     CREATE INDEX sessions_failed_remote ON sessions (expires_at)
         WHERE origin = 'remote' AND state = 'failed';
+    CREATE INDEX sessions_open_place ON sessions (charge_point, connector, created_at)
+        WHERE state IN ('pending', 'active');
     """,
 )
