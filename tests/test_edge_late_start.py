@@ -235,3 +235,44 @@ async def test_start_bound_before_a_late_answer_is_reported_as_started(tmp_path:
         session = await setup.gateway.store.session(body["session-start"]["session-id"])
         assert session is not None and session.state == "active"
         assert session.transaction_id == conf["transactionId"]
+
+
+async def test_retry_at_the_same_charger_binds_and_a_retry_elsewhere_does_not_shield(
+    tmp_path: Path,
+) -> None:
+    """The EVCO ID's idTag is the same in every attempt. A retry at the same charger that
+    succeeds owns the start that follows; a retry at another charger does not make the first
+    charger's late start billable."""
+    async with (
+        _setup(tmp_path) as setup,
+        SimCharger("CP-BER-001", setup.ocpp_url, call_timeout=10, remote_start="ignore") as ber,
+        SimCharger("CP-HH-001", setup.ocpp_url, call_timeout=10) as hh,
+        setup.client() as client,
+    ):
+        for cp in (ber, hh):
+            await cp.connect()
+            await cp.status(1, "Available")
+        _, body = await client.session_start(EVSE, EVCO)
+        assert body["result"]["code"] == 312
+        # A retry on another charger succeeds and begins there.
+        _, body = await client.session_start("DE*CPO*E3001*1", EVCO)
+        assert body["result"]["code"] == 0
+        elsewhere = body["session-start"]["session-id"]
+        await _until(lambda: hh.transaction_id(1) is not None, "the retry to begin")
+        # Now the first charger begins the failed start after all.
+        (asked,) = [p for a, p in ber.received if a == "RemoteStartTransaction"]
+        tx = await ber.start_transaction(1, asked["idTag"], 0)
+        await _until(lambda: tx in _remote_stops(ber), "a RemoteStopTransaction")
+        assert (await _finished(setup, tx))["origin"] == "late"
+        retried = await setup.gateway.store.session(elsewhere)
+        assert retried is not None and retried.state == "active"
+        # A retry at the first charger that it accepts binds the start that follows.
+        ber.remote_start = "accept"
+        _, body = await client.session_start(EVSE, EVCO)
+        assert body["result"]["code"] == 0
+        again = body["session-start"]["session-id"]
+        await _until(lambda: ber.transaction_id(1) is not None, "the retry to begin")
+        session = await setup.gateway.store.session(again)
+        assert session is not None and session.state == "active"
+        assert set(_remote_stops(ber)) == {tx}  # the bound retry is not stopped
+        assert not _remote_stops(hh)

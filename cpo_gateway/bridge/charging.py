@@ -80,8 +80,10 @@ class Charging:
 
     async def start(self, start: TransactionStart) -> tuple[int, AuthDecision]:
         remote_emp = self._auth.remote_tags.get(start.id_tag)
-        late_emp = None if remote_emp is not None else self._auth.failed_start(start.id_tag)
-        if late_emp is not None:  # the EMP that asked was told this start failed
+        # A remote start the EMP was told failed, begun late at this charger; unless a pending
+        # retry with the same idTag binds it below.
+        late_emp = self._auth.failed_start(start.charge_point_id, start.id_tag)
+        if late_emp is not None:
             decision: AuthDecision | None = AuthDecision(
                 AuthStatus.INVALID, AuthPath.REMOTE, late_emp, None
             )

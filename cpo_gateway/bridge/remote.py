@@ -133,7 +133,7 @@ class Remote:
         if not await self._store.claim_evse(session, places):
             log.info("session.remote_start_lost", evse_id=evse_id, emp=emp)
             return StartResult(Outcome.EVSE_IN_USE, detail="a session is running on this EVSE")
-        self._auth.add_remote_tag(id_tag, emp)
+        self._auth.remote_tags[id_tag] = emp
         log.info("session.remote_start", session_id=session.id, evse_id=evse_id, emp=emp)
         try:
             async with asyncio.timeout(self._deadline_s):
@@ -151,8 +151,10 @@ class Remote:
             if current is not None and current.state == "active":
                 # Its StartTransaction came before the answer: it runs, so it succeeded.
                 return StartResult(Outcome.OK, session.id)
-        # The charger may still start it (its answer came too late): recognise it.
-        self._auth.remember_failed_start(id_tag, emp, session.expires_at or self._clock())
+        self._auth.remote_tags.pop(id_tag, None)
+        # The charger may still begin it (its answer came too late): recognise it there.
+        until = session.expires_at or self._clock()
+        self._auth.remember_failed_start(choice.charge_point, id_tag, emp, until)
         if result is None or result.status is CommandStatus.TIMEOUT:
             return StartResult(Outcome.EVSE_TIMEOUT, detail="the charger did not answer in time")
         return StartResult(Outcome.EVSE_ERROR, detail=f"the charger answered {result.status.value}")
@@ -192,8 +194,9 @@ class Remote:
         if session.state == "pending" or session.transaction_id is None:
             await self._store.set_session_state(session.id, "failed", "stopped before it began")
             if session.id_tag:
+                self._auth.remote_tags.pop(session.id_tag, None)
                 until = session.expires_at or self._clock() + self._pending_timeout_s
-                self._auth.remember_failed_start(session.id_tag, emp, until)
+                self._auth.remember_failed_start(session.charge_point, session.id_tag, emp, until)
             return StopResult(Outcome.OK, "the session had not begun")
         try:
             async with asyncio.timeout(self._deadline_s):
@@ -228,10 +231,12 @@ class Remote:
         after a restart."""
         for session in await self._store.failed_remote_starts(self._clock()):
             if session.id_tag and session.emp and session.expires_at is not None:
-                self._auth.remember_failed_start(session.id_tag, session.emp, session.expires_at)
+                self._auth.remember_failed_start(
+                    session.charge_point, session.id_tag, session.emp, session.expires_at
+                )
         for session in await self._store.pending_sessions():
             if session.id_tag and session.emp:
-                self._auth.add_remote_tag(session.id_tag, session.emp)
+                self._auth.remote_tags[session.id_tag] = session.emp
 
     async def stop_late_start(
         self, charge_point: str, transaction_id: int, session_id: str
