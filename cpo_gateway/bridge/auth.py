@@ -55,10 +55,35 @@ class Authorizer:
         self._listed: dict[str, list[str]] = {}
         self._generation = 0
         self.remote_tags: dict[str, str] = {}  # idTag of a pending remote start -> EMP name
+        # (charge point, idTag) of a remote start the EMP was told failed -> (EMP, until when),
+        # so a charger that begins it late is recognised (and stopped), not judged as a card.
+        self._failed_starts: dict[tuple[str, str], tuple[str, float]] = {}
         self.decisions: dict[str, int] = {}  # "path:status" -> count, for /metrics
 
     def forget(self, uid: str) -> None:
         self._cache.pop(uid, None)
+
+    def remember_failed_start(self, charge_point: str, id_tag: str, emp: str, until: float) -> None:
+        """Keep the idTag of a remote start the EMP was told failed recognisable at the
+        charger that was asked, until `until` (the pending start's own expiry)."""
+        if len(self._failed_starts) >= 10_000:  # bounded: expired first, then the oldest
+            now = self._clock()
+            for key in [k for k, (_, t) in self._failed_starts.items() if t <= now]:
+                del self._failed_starts[key]
+            for key in list(self._failed_starts)[: len(self._failed_starts) - 9_000]:
+                del self._failed_starts[key]
+        self._failed_starts[(charge_point, id_tag)] = (emp, until)
+
+    def failed_start(self, charge_point: str, id_tag: str) -> str | None:
+        """The EMP told that a remote start with this idTag at this charger failed, while
+        that is recent enough to matter."""
+        entry = self._failed_starts.get((charge_point, id_tag))
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._failed_starts[(charge_point, id_tag)]
+            return None
+        return entry[0]
 
     def clear_cache(self) -> None:
         self._cache.clear()

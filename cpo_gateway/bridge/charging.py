@@ -1,7 +1,9 @@
 """What chargers report: transactions become sessions, sessions become CDRs.
 
 Every reply a charger gets for a transaction message is given after the commit that holds
-its data; duplicates are answered from what was stored, without side effects.
+its data; duplicates are answered from what was stored, without side effects. A start
+with the idTag of a remote start the EMP was told failed is a "late" session: recorded for
+that EMP, stopped at once and its CDR kept locally (see bridge/remote.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from cpo_gateway.bridge.ports import NewOutbox, SessionRecord, TxRecord
 from cpo_gateway.bridge.store import StorePort
 
 log = logs.get(__name__)
+# The origin of a session a charger began for a remote start the EMP was told failed.
+LATE = "late"
+LATE_DETAIL = "late start after the EMP was told it failed: stopped, CDR kept locally"
 
 
 class Charging:
@@ -41,7 +46,9 @@ class Charging:
         cdr_on_start: bool,
         clock: Callable[[], float],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        stop_late_start: Callable[[str, int, str], None] = lambda cp, tx, session: None,
     ) -> None:
+        self._stop_late_start = stop_late_start  # (charge point, transaction, session)
         self._store = store
         self._catalogue = catalogue
         self._auth = authorizer
@@ -61,6 +68,9 @@ class Charging:
     def _cdr_rows(self, tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
         partner = self._partners.get(session.emp or "")
         evse = session.evse_id or self.evse_of(tx.charge_point, tx.connector)
+        if session.origin == LATE:
+            log.info("cdr.kept_locally", session_id=session.id, reason=LATE_DETAIL)
+            return ()
         if partner is None or session.emp is None or evse is None:
             if session.emp is None:
                 log.info("cdr.kept_locally", session_id=session.id, reason="no EMP authorized it")
@@ -70,11 +80,17 @@ class Charging:
 
     async def start(self, start: TransactionStart) -> tuple[int, AuthDecision]:
         remote_emp = self._auth.remote_tags.get(start.id_tag)
-        decision = (
-            AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, remote_emp, None)
-            if remote_emp is not None  # a remote start's own idTag: bound below if pending
-            else self._auth.decide_cached(start.id_tag)
-        )
+        # A remote start the EMP was told failed, begun late at this charger; unless a pending
+        # retry with the same idTag binds it below.
+        late_emp = self._auth.failed_start(start.charge_point_id, start.id_tag)
+        if late_emp is not None:
+            decision: AuthDecision | None = AuthDecision(
+                AuthStatus.INVALID, AuthPath.REMOTE, late_emp, None
+            )
+        elif remote_emp is not None:  # a remote start's own idTag: bound below if pending
+            decision = AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, remote_emp, None)
+        else:
+            decision = self._auth.decide_cached(start.id_tag)
         if decision is None:
             # The chain would look further (database, EMP): not for a replayed start.
             existing = await self._store.find_start(start)
@@ -90,7 +106,7 @@ class Charging:
             charge_point=start.charge_point_id,
             connector=start.connector_id,
             emp=decision.partner,
-            origin="card",
+            origin="card" if late_emp is None else LATE,
             user_kind=UserKind.RFID.value,
             user_id=uid or start.id_tag,
             id_tag=start.id_tag,
@@ -117,7 +133,21 @@ class Charging:
         if dup:
             log.info("tx.start_duplicate", transaction_id=tx.id)
             return tx.id, _stored_decision(session)
-        if session.id != new.id:  # a pending remote start was bound
+        if session.origin == LATE:
+            # Acknowledged (after the commit) and stopped at once, in its own task: a handler
+            # never awaits a call to its own charger.
+            await self._store.set_session_state(
+                session.id, "active", LATE_DETAIL, only_from="active"
+            )
+            log.warning(
+                "session.late_start",
+                session_id=session.id,
+                transaction_id=tx.id,
+                emp=session.emp,
+                charge_point_id=start.charge_point_id,
+            )
+            self._stop_late_start(start.charge_point_id, tx.id, session.id)
+        elif session.id != new.id:  # a pending remote start was bound
             self._auth.remote_tags.pop(start.id_tag, None)
             decision = AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, session.emp, None)
         log.info(

@@ -111,6 +111,7 @@ class Core:
             self._partner_ids,
             cdr_on_start=settings.cdr_on_start,
             clock=clock,
+            stop_late_start=self._stop_late_start,
         )
         self.remote = Remote(
             store,
@@ -135,6 +136,11 @@ class Core:
             clock=clock,
         )
         self.local_list = LocalListPusher(store, chargers, connected)
+
+    def _stop_late_start(self, charge_point: str, transaction_id: int, session_id: str) -> None:
+        self._spawn(
+            self.remote.stop_late_start(charge_point, transaction_id, session_id), "late-start-stop"
+        )
 
     def _station_of_evse(self, evse_id: str) -> str | None:
         station = self.catalogue.station_of(evse_id)

@@ -73,7 +73,7 @@ class SessionRecord:
     charge_point: str
     connector: int
     emp: str | None
-    origin: str  # remote | card | orphan
+    origin: str  # remote | card | orphan | late (a remote start begun after it failed)
     user_kind: str | None
     user_id: str | None
     id_tag: str | None

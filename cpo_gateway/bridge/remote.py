@@ -1,4 +1,22 @@
-"""Remote start and stop asked by an EMP."""
+"""Remote start and stop asked by an EMP.
+
+One session at a time per EVSE: a remote start claims its EVSE in one database transaction
+that checks for any open (pending or active) session on it and inserts the pending start, so
+of concurrent starts exactly one reaches the charger and the others are answered "in use".
+A unique index holds the same rule for remote starts in the database. Starts made at the
+charger (cards) are never refused, whatever the gateway believes: the charger is the truth
+about what runs, so its StartTransaction is always stored and answered.
+
+A remote start the EMP was told failed (the charger did not answer in time, rejected it, or
+the EMP stopped it before it began) must not end in free energy, and must not be billed to
+an EMP that was told it did not happen. Its idTag stays recognisable until the pending
+start's original expiry. If the charger starts it anyway, the StartTransaction is answered
+(after the commit, as always, with Invalid), its session is recorded as origin "late" for the
+EMP that asked, and RemoteStopTransaction is sent at once from its own task. The energy
+delivered until the stop is kept as a local CDR (`cpo-gateway sessions list`), not posted:
+the CPO told the EMP the start failed and stands by that answer; the few Wh until the stop
+are the CPO's to absorb, with the record of who asked, when and why it was stopped.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +52,8 @@ _BUSY = {
     ConnectorState.RESERVED,
 }
 _BROKEN = {ConnectorState.FAULTED, ConnectorState.UNAVAILABLE}
+_LATE_STOP_ATTEMPTS = 5
+_LATE_STOP_PAUSE_S = 1.0
 
 
 def hashed_id_tag(evco_id: str, attempt: int) -> str:
@@ -107,8 +127,12 @@ class Remote:
             expires_at=self._clock() + self._pending_timeout_s,
             transaction_id=None,
         )
-        # Stored before the command: a StartTransaction may arrive before the answer.
-        await self._store.create_session(session)
+        # Stored before the command: a StartTransaction may arrive before the answer. The
+        # claim checks and inserts in one transaction: of concurrent starts one wins the EVSE.
+        places = [(c.charge_point, c.connector) for c in connectors]
+        if not await self._store.claim_evse(session, places):
+            log.info("session.remote_start_lost", evse_id=evse_id, emp=emp)
+            return StartResult(Outcome.EVSE_IN_USE, detail="a session is running on this EVSE")
         self._auth.remote_tags[id_tag] = emp
         log.info("session.remote_start", session_id=session.id, evse_id=evse_id, emp=emp)
         try:
@@ -120,10 +144,17 @@ class Remote:
             result = None
         if result is not None and result.accepted:
             return StartResult(Outcome.OK, session.id)
-        await self._store.set_session_state(
+        if not await self._store.set_session_state(
             session.id, "failed", "charger did not accept", only_from="pending"
-        )
+        ):
+            current = await self._store.session(session.id)
+            if current is not None and current.state == "active":
+                # Its StartTransaction came before the answer: it runs, so it succeeded.
+                return StartResult(Outcome.OK, session.id)
         self._auth.remote_tags.pop(id_tag, None)
+        # The charger may still begin it (its answer came too late): recognise it there.
+        until = session.expires_at or self._clock()
+        self._auth.remember_failed_start(choice.charge_point, id_tag, emp, until)
         if result is None or result.status is CommandStatus.TIMEOUT:
             return StartResult(Outcome.EVSE_TIMEOUT, detail="the charger did not answer in time")
         return StartResult(Outcome.EVSE_ERROR, detail=f"the charger answered {result.status.value}")
@@ -164,6 +195,8 @@ class Remote:
             await self._store.set_session_state(session.id, "failed", "stopped before it began")
             if session.id_tag:
                 self._auth.remote_tags.pop(session.id_tag, None)
+                until = session.expires_at or self._clock() + self._pending_timeout_s
+                self._auth.remember_failed_start(session.charge_point, session.id_tag, emp, until)
             return StopResult(Outcome.OK, "the session had not begun")
         try:
             async with asyncio.timeout(self._deadline_s):
@@ -194,7 +227,39 @@ class Remote:
         return expired
 
     async def restore(self) -> None:
-        """Re-learn the idTags of pending starts after a restart."""
+        """Re-learn the idTags of pending starts, and of failed ones within their expiry,
+        after a restart."""
+        for session in await self._store.failed_remote_starts(self._clock()):
+            if session.id_tag and session.emp and session.expires_at is not None:
+                self._auth.remember_failed_start(
+                    session.charge_point, session.id_tag, session.emp, session.expires_at
+                )
         for session in await self._store.pending_sessions():
             if session.id_tag and session.emp:
                 self._auth.remote_tags[session.id_tag] = session.emp
+
+    async def stop_late_start(
+        self, charge_point: str, transaction_id: int, session_id: str
+    ) -> None:
+        """Stop a transaction the charger began for a remote start the EMP was told failed.
+
+        Runs in its own task once the StartTransaction is answered. A charger that gets the
+        stop before it has read that answer does not know the transaction id yet and
+        rejects it, so each attempt comes after a short pause, while the session is open."""
+        for attempt in range(1, _LATE_STOP_ATTEMPTS + 1):
+            await asyncio.sleep(_LATE_STOP_PAUSE_S)
+            session = await self._store.session(session_id)
+            if session is None or session.state != "active":
+                return  # the charger ended it on its own
+            result = await self._chargers.remote_stop(charge_point, transaction_id)
+            if result.accepted:
+                log.info("session.late_start_stopped", session_id=session_id, attempt=attempt)
+                return
+            log.warning(
+                "session.late_stop_refused",
+                session_id=session_id,
+                transaction_id=transaction_id,
+                status=result.status.value,
+                attempt=attempt,
+            )
+        log.error("session.late_stop_failed", session_id=session_id, charge_point_id=charge_point)

@@ -149,6 +149,15 @@ class ChargingRepo:
         rows = await self.db.all("SELECT * FROM sessions WHERE state = 'pending'")
         return [_session(r) for r in rows]
 
+    async def failed_remote_starts(self, now: float) -> list[SessionRecord]:
+        """Remote starts that failed before their pending expiry had passed."""
+        rows = await self.db.all(
+            "SELECT * FROM sessions WHERE origin = 'remote' AND state = 'failed' "
+            "AND expires_at > ?",
+            (now,),
+        )
+        return [_session(r) for r in rows]
+
     async def list_sessions(self, limit: int = 50, state: str | None = None) -> list[SessionRecord]:
         if state:
             rows = await self.db.all(
@@ -194,6 +203,46 @@ class ChargingRepo:
                 s.expires_at,
             ),
         )  # fmt: skip
+
+    async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> bool:
+        """Store pending remote start `s` only if no session is open on its EVSE (by EVSE
+        ID or on any of its `places`, (charge point, connector)); False when one is.
+
+        The check and the insert are one transaction on the database thread, so two starts
+        for one EVSE cannot both pass; the unique index `sessions_one_remote_claim` holds
+        the same rule for any writer that skips this."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            held = conn.execute(
+                "SELECT 1 FROM sessions WHERE state IN ('pending', 'active') AND evse_id = ?",
+                (s.evse_id,),
+            ).fetchone()
+            for charge_point, connector in places:
+                if held is not None:
+                    break
+                held = conn.execute(
+                    "SELECT 1 FROM sessions WHERE charge_point = ? AND connector = ? "
+                    "AND state IN ('pending', 'active')",
+                    (charge_point, connector),
+                ).fetchone()
+            if held is not None:
+                return False
+            try:
+                conn.execute(
+                    "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
+                    "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, "
+                    "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.origin,
+                        s.user_kind, s.user_id, s.id_tag, s.auth_status, s.auth_path, s.state,
+                        s.created_at, s.expires_at,
+                    ),
+                )  # fmt: skip
+            except sqlite3.IntegrityError:
+                return False  # a remote start that did not come through here holds it
+            return True
+
+        return await self.db.run_write(work)
 
     async def set_session_state(
         self, session_id: str, state: str, detail: str = "", *, only_from: str | None = None

@@ -121,4 +121,29 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (state, next_at);
     CREATE INDEX outbox_key ON outbox (emp, kind, key);
     """,
+    # 2: at most one open remote start per EVSE (older duplicates failed first); failed
+    # remote starts found by expiry, so a late StartTransaction is recognised after a restart;
+    # open sessions found by connector (the claim looks there inside its write transaction)
+    """
+    UPDATE sessions
+        SET state = 'failed',
+            detail = 'failed at upgrade: another open session held the EVSE (one per EVSE)'
+        WHERE id IN (
+            SELECT id FROM (
+                SELECT id, ROW_NUMBER() OVER (
+                    PARTITION BY evse_id
+                    ORDER BY state = 'active' DESC, created_at DESC, rowid DESC
+                ) AS rank
+                FROM sessions
+                WHERE origin = 'remote' AND state IN ('pending', 'active')
+                    AND evse_id IS NOT NULL
+            ) WHERE rank > 1
+        );
+    CREATE UNIQUE INDEX sessions_one_remote_claim ON sessions (evse_id)
+        WHERE origin = 'remote' AND state IN ('pending', 'active');
+    CREATE INDEX sessions_failed_remote ON sessions (expires_at)
+        WHERE origin = 'remote' AND state = 'failed';
+    CREATE INDEX sessions_open_place ON sessions (charge_point, connector, created_at)
+        WHERE state IN ('pending', 'active');
+    """,
 )
