@@ -24,7 +24,10 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     numeric = logging.getLevelNamesMapping()[level.upper()]
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+        # Colours only for a terminal: piped to a file or a pager they are noise.
+        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        if console
+        else structlog.processors.JSONRenderer()
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

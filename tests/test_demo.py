@@ -1,10 +1,21 @@
-"""`cpo-gateway demo --once` plays the whole story and shows both protocols."""
+"""`cpo-gateway demo` plays the whole story and shows both protocols, causes before effects."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
 
-from cpo_gateway.sim.demo import play
+import aiohttp
+
+from cpo_gateway.sim.demo import INBOUND_KEY, play
+
+
+def line_of(text: str, needle: str) -> int:
+    for i, line in enumerate(text.splitlines()):
+        if needle in line:
+            return i
+    raise AssertionError(f"no line with {needle!r}")
 
 
 async def test_demo_story_runs_to_the_end() -> None:
@@ -23,6 +34,52 @@ async def test_demo_story_runs_to_the_end() -> None:
         "rfid-verify",
         "CP-MUC-DC1 was told: Invalid",
         "against its local list: accepted",
-        "curl -sS -X POST",
+        # The EVSE and its status are shown whole.
+        "connector-post-status DE*CPO*E1001*1 Available",
+        "connector-post-status DE*CPO*E1001*1 Offline",
     ):
         assert needle in text, needle
+    # Causes before effects.
+    assert line_of(text, "CP-BER-001 -> gw StopTransaction") < line_of(text, "session-post")
+    assert line_of(text, "rfid-verify DEADBEEF") < line_of(text, "CP-MUC-DC1 -> gw Authorize")
+    assert line_of(text, "CP-MUC-DC1 -> gw Authorize") < line_of(text, "was told: Invalid")
+    # --once ends with what happened, not with an invitation to a gateway that has stopped.
+    assert text.rstrip().splitlines()[-1].startswith("== Done: the EMP received 3 stations, 2 CDRs")
+    assert "keeps running" not in text and "\x1b[" not in text
+
+
+async def test_the_demo_shows_requests_from_outside_and_keeps_its_chargers() -> None:
+    out = io.StringIO()
+    stop = asyncio.Event()
+    demo = asyncio.create_task(play(out, keep_running=True, stop=stop))
+    try:
+        for _ in range(1500):
+            if "Your turn" in out.getvalue():
+                break
+            await asyncio.sleep(0.02)
+        text = out.getvalue()
+        found = re.search(r"OIOI endpoint: (\S+)", text)
+        assert found is not None, text
+        body = {
+            "session-start": {
+                "user": {"identifier-type": "evco-id", "identifier": "DE-8PS-C12345-6"},
+                "connector-id": "DE*CPO*E1001*2",
+            }
+        }
+        headers = {"Authorization": f"key={INBOUND_KEY}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(found.group(1), json=body, headers=headers) as resp,
+        ):
+            answer = await resp.json()
+        assert answer["result"]["code"] == 0, answer
+        for _ in range(250):
+            if "(from outside the demo)" in out.getvalue():
+                break
+            await asyncio.sleep(0.02)
+        tail = out.getvalue()[len(text) :]
+        assert "EMP -> gw  session-start (from outside the demo) -> code 0" in tail
+        assert "RemoteStartTransaction" in tail
+    finally:
+        stop.set()
+        await asyncio.wait_for(demo, 30)

@@ -75,6 +75,7 @@ class SimCharger(ChargerWire):
         )
         self.boot_status: str | None = None
         self.received: list[tuple[str, dict[str, Any]]] = []
+        self.received_at: list[float] = []  # epoch seconds of each command, beside `received`
         self.dropped: list[QueuedMessage] = []
         self._clock = clock or (lambda: datetime.now(UTC))
         self._commands = ChargerCommands(self)

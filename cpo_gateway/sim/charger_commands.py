@@ -7,6 +7,7 @@ stop, report a status) runs as a follow-up task after the answer has gone out.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ class ChargerCommands:
 
     def record_received(self, action: str, payload: dict[str, Any]) -> None:
         self._charger.received.append((action, payload))
+        self._charger.received_at.append(time.time())
 
     def ignores(self, action: str) -> bool:
         return action == "RemoteStartTransaction" and self._charger.remote_start == "ignore"

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import logging
 import ssl as ssl_module
+import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine
@@ -69,6 +70,7 @@ class ChargerWire:
         self.url = url
         self.call_timeout = call_timeout
         self.answers: list[tuple[str, dict[str, Any]]] = []
+        self.answered_at: list[float] = []  # epoch seconds of each answer, beside `answers`
         self.call_errors: list[tuple[str, str]] = []
         self.failures: list[BaseException] = []
         self._password = password
@@ -208,6 +210,7 @@ class ChargerWire:
             raise response.to_exception()
         payload: dict[str, Any] = response.payload
         self.answers.append((action, payload))
+        self.answered_at.append(time.time())
         return payload
 
     async def replay_last(self, n: int = 1, *, same_id: bool = True) -> list[dict[str, Any]]:

@@ -20,10 +20,12 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
+from ocpp.exceptions import OCPPError
+
 from cpo_gateway import logs, runtime
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.charger import SimCharger
+from cpo_gateway.sim.charger import ChargerOffline, SimCharger
 from cpo_gateway.sim.emp import EmpClient, SandboxEmp
 from cpo_gateway.sim.timeline import Timeline
 
@@ -110,20 +112,30 @@ async def play(
             muc = SimCharger("CP-MUC-DC1", ocpp_url, call_timeout=5)
             hh = SimCharger("CP-HH-001", ocpp_url, call_timeout=5)
             chargers = [ber, muc, hh]
-            tl = Timeline(out, emp, chargers)
+            oioi = gateway.oioi
+            tl = Timeline(out, emp, chargers, inbound=lambda: oioi.requests)
             tl.header()
             follower = asyncio.create_task(tl.follow(), name="demo-timeline")
+            # Like real chargers, the demo's heartbeat: without it the gateway closes them as
+            # silent after three intervals, and a session-start from the user's curl gets 310.
+            beats = asyncio.create_task(_heartbeats(chargers), name="demo-heartbeats")
             try:
                 async with EmpClient(oioi_url, INBOUND_KEY) as client:
                     await _story(tl, emp, client, ber, muc, hh)
-                    out.write(_curl_help(client, oioi_url, ocpp_url, cfg.gateway.database))
-                    out.flush()
+                    tl.flush()
                     if keep_running:
+                        out.write(_curl_help(client, oioi_url, ocpp_url, cfg.gateway.database))
+                        out.flush()
                         await stop.wait()
+                        tl.flush()
+                    else:
+                        out.write(_the_end(emp))
+                        out.flush()
             finally:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+                for task in (follower, beats):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 for cp in chargers:
                     await cp.close()
                 await gateway.stop()
@@ -159,21 +171,25 @@ async def _story(
     tl.chapter(
         "3. The EMP posts its RFID whitelist; the gateway pushes it to the chargers (SendLocalList)"
     )
+    sent_at = tl.emp_request("rfid-post")
     status, body = await client.rfid_post(PARTNER, [CARD, "12345678"])
-    tl.emp_call("rfid-post", {"rfids": 2}, status, body)
+    tl.emp_call("rfid-post", {"rfids": 2}, status, body, sent_at)
     await _settle(tl, 1.0)
 
     tl.chapter("4. Remote start from the EMP, charging with meter values, remote stop, CDR")
+    sent_at = tl.emp_request("session-start")
     status, body = await client.session_start("DE*CPO*E1001*1", EVCO)
-    tl.emp_call("session-start", {"connector-id": "DE*CPO*E1001*1", "evco-id": EVCO}, status, body)
+    start = {"connector-id": "DE*CPO*E1001*1", "evco-id": EVCO}
+    tl.emp_call("session-start", start, status, body, sent_at)
     session_id = body.get("session-start", {}).get("session-id")
     await emp.wait_for(lambda: ber.transaction_id(1) is not None, timeout=10)
     tx_id = ber.transaction_id(1) or 0
     for wh in (2500, 5200, 7800):
         await ber.meter_values(1, tx_id, wh)
     await _settle(tl, 0.3)
+    sent_at = tl.emp_request("session-stop")
     status, body = await client.session_stop("DE*CPO*E1001*1", EVCO, session_id)
-    tl.emp_call("session-stop", {"session-id": str(session_id)[:8]}, status, body)
+    tl.emp_call("session-stop", {"session-id": str(session_id)[:8]}, status, body, sent_at)
     await emp.wait_for(lambda: session_id in emp.cdrs, timeout=10)
     await _settle(tl, 0.8)
 
@@ -188,8 +204,8 @@ async def _story(
     placeholder = await hh.start_transaction(1, CARD, meter_start=1000, timestamp=started)
     await hh.stop_transaction(placeholder, 9200, timestamp=started + timedelta(minutes=35))
     tl.note(f"CP-HH-001 queued Start and Stop ({hh.pending} messages) with their original times")
+    tl.note("CP-HH-001 reconnects (without booting) and replays its queue")
     await hh.connect(boot=False)
-    tl.note("CP-HH-001 is back and replays its queue")
     await emp.wait_for(lambda: len(emp.cdrs) >= 2, timeout=10)
     await _settle(tl, 0.5)
 
@@ -203,10 +219,30 @@ async def _story(
     tl.note("CP-BER-001 disconnected; after the grace period its EVSEs go Offline")
     await emp.wait_for(lambda: emp.statuses.get("DE*CPO*E1001*1") == "Offline", timeout=10)
     await _settle(tl, 0.2)
+    tl.note("CP-BER-001 reconnects without booting: the gateway asks for its statuses")
     await ber.connect(boot=False)
-    tl.note("CP-BER-001 reconnected; the gateway asks it for its statuses (TriggerMessage)")
     await emp.wait_for(lambda: emp.statuses.get("DE*CPO*E1001*1") == "Available", timeout=10)
     await _settle(tl, 0.3)
+
+
+async def _heartbeats(chargers: list[SimCharger]) -> None:
+    """Each connected charger heartbeats at the interval its Boot answer set."""
+    while True:
+        interval = min(cp.heartbeat_interval or 60 for cp in chargers)
+        await asyncio.sleep(max(5.0, interval / 2))
+        for cp in chargers:
+            if cp.connected:
+                # Offline or closing: the next beat tries again.
+                with contextlib.suppress(ChargerOffline, OCPPError):
+                    await cp.heartbeat()
+
+
+def _the_end(emp: SandboxEmp) -> str:
+    return (
+        f"\n== Done: the EMP received {len(emp.stations)} stations, {len(emp.cdrs)} CDRs and "
+        f"{len(emp.calls('connector-post-status'))} status updates. Run scripts/demo without "
+        "--once to keep the gateway running and send it requests yourself.\n"
+    )
 
 
 def _curl_help(client: EmpClient, oioi_url: str, ocpp_url: str, database: Path) -> str:

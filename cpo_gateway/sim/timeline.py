@@ -1,37 +1,70 @@
-"""A readable timeline of both protocols side by side: OIOI on the left, OCPP on the right."""
+"""A readable timeline of both protocols side by side: OIOI on the left, OCPP on the right.
+
+Events come from several places (the sandbox EMP's record of what the gateway sent it, each
+simulated charger's record of what it received and what its calls were answered, the demo's
+own requests, requests that reached the gateway from outside, such as a curl the user typed)
+and are printed in the order they happened: each carries its wall-clock time and is held back
+briefly so that a late-reported earlier event still comes first. So a StopTransaction's answer
+stands before the session-post it caused, and an rfid-verify before the Authorize it decided.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from cpo_gateway.sim.charger import SimCharger
 from cpo_gateway.sim.emp import SandboxEmp
 
 WIDTH = 58
+HOLD_S = 0.3  # how long an event waits for earlier ones reported later
+Inbound = Callable[[], Mapping[tuple[str, int], int]]
 
 
 def _short(payload: Any, limit: int = 44) -> str:
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    text = (
+        payload
+        if isinstance(payload, str)
+        else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    )
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Timeline:
-    def __init__(self, out: TextIO, emp: SandboxEmp, chargers: Sequence[SimCharger]) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        emp: SandboxEmp,
+        chargers: Sequence[SimCharger],
+        *,
+        inbound: Inbound | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`inbound`: the gateway's count of OIOI requests by (call, code), so requests that
+        did not come from the demo itself are shown too."""
         self._out = out
         self._emp = emp
         self._chargers = chargers
-        self._t0 = time.monotonic()
+        self._inbound = inbound
+        self._clock = clock
+        self._t0 = clock()
         self._seen_emp = 0
         self._seen: dict[str, tuple[int, int]] = {}
+        self._own: dict[str, int] = {}  # the demo's own requests not yet counted, by call
+        self._inbound_seen: dict[tuple[str, int], int] = {}
+        self._pending: list[tuple[float, int, str]] = []
+        self._order = itertools.count()
 
-    def _line(self, left: str = "", right: str = "") -> None:
-        stamp = f"{time.monotonic() - self._t0:7.2f}s"
-        self._out.write(f"{stamp}  {left[:WIDTH]:<{WIDTH}} | {right}\n")
-        self._out.flush()
+    def _push(self, at: float, text: str) -> None:
+        heapq.heappush(self._pending, (at, next(self._order), text))
+
+    def _line(self, at: float, left: str = "", right: str = "") -> None:
+        self._push(at, f"{left[:WIDTH]:<{WIDTH}} | {right}")
 
     def header(self) -> None:
         self._out.write(
@@ -40,43 +73,72 @@ class Timeline:
         self._out.write("-" * (WIDTH + 11) + "+" + "-" * 50 + "\n")
 
     def chapter(self, title: str) -> None:
-        self.poll()
+        self.flush()
         self._out.write(f"\n== {title}\n")
         self._out.flush()
 
     def note(self, text: str) -> None:
-        self._out.write(f"{time.monotonic() - self._t0:7.2f}s     ({text})\n")
-        self._out.flush()
+        self._push(self._clock(), f"   ({text})")
 
-    def emp_call(self, call: str, body: Any, status: int, answer: Any) -> None:
-        """A request the EMP sent to the gateway, and what it got."""
-        self._line(f"EMP -> gw  {call} {_short(body, 34)}")
+    def emp_request(self, call: str) -> float:
+        """The demo is about to send `call` as the EMP: not one from outside. Its time."""
+        self._own[call] = self._own.get(call, 0) + 1
+        return self._clock()
+
+    def emp_call(self, call: str, body: Any, status: int, answer: Any, sent_at: float) -> None:
+        """A request the demo sent to the gateway as the EMP (at `sent_at`), and its answer."""
         result = answer.get("result", {}) if isinstance(answer, dict) else {}
+        code = result.get("code")
         rest = (
             {k: v for k, v in answer.items() if k != "result"} if isinstance(answer, dict) else {}
         )
+        self._line(sent_at, f"EMP -> gw  {call} {_short(body, 34)}")
         self._line(
-            f"EMP <- gw  HTTP {status} code {result.get('code')} {_short(rest, 26) if rest else ''}"
+            self._clock(),
+            f"EMP <- gw  HTTP {status} code {code} {_short(rest, 26) if rest else ''}",
         )
 
-    def poll(self) -> None:
-        """Print what happened since the last poll: gateway -> EMP requests, charger traffic."""
+    def poll(self, *, hold_s: float = HOLD_S) -> None:
+        """Collect what happened since the last poll; print what is older than `hold_s`."""
+        self._collect()
+        cutoff = self._clock() - hold_s
+        while self._pending and self._pending[0][0] <= cutoff:
+            at, _, text = heapq.heappop(self._pending)
+            self._out.write(f"{at - self._t0:7.2f}s  {text}\n")
+        self._out.flush()
+
+    def flush(self) -> None:
+        """Print everything collected so far."""
+        self.poll(hold_s=-1.0)
+
+    def _collect(self) -> None:
         requests = self._emp.requests
         for rec in requests[self._seen_emp :]:
             inner = rec.body.get(rec.call, rec.body) if isinstance(rec.body, dict) else {}
-            self._line(f"gw -> EMP  {rec.call} {_short(_summary(rec.call, inner), 30)}")
-            self._line(f"gw <- EMP  HTTP {rec.answered_status} code {rec.answered_code}")
+            self._line(rec.received_at, f"gw -> EMP  {rec.call} {_summary(rec.call, inner)}")
+            self._line(
+                rec.received_at, f"gw <- EMP  HTTP {rec.answered_status} code {rec.answered_code}"
+            )
         self._seen_emp = len(requests)
         for cp in self._chargers:
             sent, got = self._seen.get(cp.charge_point_id, (0, 0))
-            # Commands from the gateway usually come first: the charger's calls react to them.
-            for action, payload in cp.received[got:]:
-                self._line(right=f"gw -> {cp.charge_point_id} {action} {_short(payload)}")
-            for action, payload in cp.answers[sent:]:
+            for (action, payload), at in zip(cp.received[got:], cp.received_at[got:], strict=True):
+                self._line(at, right=f"gw -> {cp.charge_point_id} {action} {_short(payload)}")
+            for (action, payload), at in zip(cp.answers[sent:], cp.answered_at[sent:], strict=True):
                 self._line(
-                    right=f"{cp.charge_point_id} -> gw {action}, answered {_short(payload, 38)}"
+                    at, right=f"{cp.charge_point_id} -> gw {action}, answered {_short(payload, 38)}"
                 )
             self._seen[cp.charge_point_id] = (len(cp.answers), len(cp.received))
+        if self._inbound is not None:
+            now = self._clock()
+            for (call, code), count in sorted(self._inbound().items()):
+                new = count - self._inbound_seen.get((call, code), 0)
+                self._inbound_seen[(call, code)] = count
+                # The demo's own requests are shown by emp_call: the rest came from outside.
+                own = min(new, self._own.get(call, 0))
+                self._own[call] = self._own.get(call, 0) - own
+                for _ in range(new - own):
+                    self._line(now, f"EMP -> gw  {call} (from outside the demo) -> code {code}")
 
     async def follow(self, interval: float = 0.05) -> None:
         while True:
@@ -84,14 +146,16 @@ class Timeline:
             await asyncio.sleep(interval)
 
 
-def _summary(call: str, inner: dict[str, Any]) -> Any:
+def _summary(call: str, inner: dict[str, Any]) -> str:
     if call == "station-post":
         station = inner.get("station", {})
-        return {"id": station.get("id"), "connectors": len(station.get("connectors", []))}
+        return f"{station.get('id')} ({len(station.get('connectors', []))} connectors)"
+    if call == "connector-post-status":
+        return f"{inner.get('connector-id')} {inner.get('status')}"
     if call == "session-post":
-        return {
-            "session-id": str(inner.get("session-id", ""))[:8],
-            "kWh": inner.get("energy-consumed"),
-            "user": inner.get("user", {}).get("identifier"),
-        }
-    return inner
+        session = str(inner.get("session-id", ""))[:8]
+        user = inner.get("user", {}).get("identifier")
+        return f"{session} {inner.get('energy-consumed')} kWh {user}"
+    if call == "rfid-verify":
+        return str(inner.get("rfid"))
+    return _short(inner, 30)
