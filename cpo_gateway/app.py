@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Callable
 
-from cpo_gateway import logs
+from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core, CoreSettings, Partner
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.csms.registry import ChargerRegistry
@@ -181,6 +181,7 @@ class Gateway:
         self.notifier.ready(f"ocpp :{self.csms.port}, oioi :{self.oioi.port}")
         log.info(
             "gateway.ready",
+            version=__version__,
             ocpp_port=self.csms.port,
             oioi_port=self.oioi.port,
             stations=len(cfg.catalogue.stations),

@@ -1,13 +1,29 @@
-"""structlog setup: JSON lines off a terminal (journald), a console renderer on one."""
+"""structlog setup: JSON lines off a terminal (journald), a console renderer on one.
+
+Under journald (stdout is the stream named by $JOURNAL_STREAM) each line starts with its
+syslog priority, `<3>` for an error to `<7>` for debug, which journald takes off and keeps
+(SyslogLevelPrefix=, on by default): `journalctl -p warning` then shows warnings and worse.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 
+# syslog(3) priorities of structlog's and logging's level names.
+PRIORITY = {
+    "critical": 2,
+    "exception": 3,
+    "error": 3,
+    "warning": 4,
+    "warn": 4,
+    "info": 6,
+    "debug": 7,
+}
 # Libraries that log every frame (idTags included) at INFO.
 _CHATTY = ("ocpp", "websockets", "aiohttp.access", "apscheduler", "aiosqlite")
 
@@ -29,6 +45,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         if console
         else structlog.processors.JSONRenderer()
     )
+    if _is_journal(stream):
+        renderer = _with_priority(renderer)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -57,6 +75,24 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         logging.getLogger(name).setLevel(
             logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING
         )
+
+
+def _is_journal(stream: TextIO) -> bool:
+    """Whether `stream` is the journal stream systemd connected (JOURNAL_STREAM=dev:inode)."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind it (a StringIO)
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+def _with_priority(renderer: Any) -> structlog.typing.Processor:
+    def render(logger: Any, method: str, event: Any) -> Any:
+        level = str(event.get("level", method)).lower() if isinstance(event, dict) else method
+        return f"<{PRIORITY.get(level, 6)}>{renderer(logger, method, event)}"
+
+    return render
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -1,0 +1,63 @@
+"""Under journald every log line carries its syslog priority, so `journalctl -p warning`
+filters; the startup line names the version. Off the journal the lines stay plain JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from cpo_gateway import __version__, logs
+from cpo_gateway.sim import soak_gateway as sg
+from cpo_gateway.sim.emp import SandboxEmp
+
+
+async def test_journal_lines_carry_their_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SandboxEmp(api_key=sg.OUTBOUND_KEY) as emp:
+        ocpp_port, oioi_port = sg.free_port(), sg.free_port()
+        config = sg.write_config(
+            tmp_path, emp_url=emp.url, chargers=1, ocpp_port=ocpp_port, oioi_port=oioi_port,
+            log_level="info",
+        )  # fmt: skip
+        log_path = tmp_path / "gateway.log"
+        log_path.touch()
+        st = os.stat(log_path)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")  # as systemd sets it
+        gateway = sg.GatewayProcess(config, ocpp_port, oioi_port, log_path)
+        await gateway.start()
+        try:
+            with pytest.raises(InvalidStatus):  # an unknown charger: a warning
+                async with connect(
+                    f"ws://127.0.0.1:{ocpp_port}/ocpp/NOT-A-CHARGER",
+                    subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                ):
+                    pass
+            await emp.wait_for(lambda: len(emp.stations) == 1, timeout=30)
+        finally:
+            assert await gateway.terminate() == 0
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    assert lines and all(line[:1] == "<" and line[2:4] == ">{" for line in lines), lines[:3]
+    parsed = [(int(line[1]), json.loads(line[3:])) for line in lines]
+    for priority, event in parsed:
+        assert priority == logs.PRIORITY[event["level"]], (priority, event)
+    ready = [e for p, e in parsed if e["event"] == "gateway.ready"]
+    assert ready and ready[0]["version"] == __version__
+    assert any(p == 4 for p, _ in parsed), "the refused charger is a warning (<4>)"
+
+
+def test_off_the_journal_lines_are_plain(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "1:2")
+    out = io.StringIO()
+    logs.configure("info", "json", out)
+    try:
+        logs.get("test").warning("test.event", key="value")
+    finally:
+        logs.configure("info", "auto")
+    assert json.loads(out.getvalue())["event"] == "test.event"
