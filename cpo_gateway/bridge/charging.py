@@ -14,6 +14,7 @@ from cpo_gateway.bridge.auth import Authorizer
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, cdr_to_dict
 from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.ids import try_normalise_uid
 from cpo_gateway.bridge.model import (
     AuthDecision,
@@ -41,6 +42,7 @@ class Charging:
         cdr_on_start: bool,
         clock: Callable[[], float],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        evidence: Evidence | None = None,
     ) -> None:
         self._store = store
         self._catalogue = catalogue
@@ -49,6 +51,7 @@ class Charging:
         self._cdr_on_start = cdr_on_start
         self._clock = clock
         self._new_id = new_id
+        self._evidence = evidence or Evidence(catalogue, clock)
 
     def evse_of(self, charge_point: str, connector: int) -> str | None:
         conn = self._catalogue.connector_at(charge_point, connector)
@@ -120,6 +123,7 @@ class Charging:
         if session.id != new.id:  # a pending remote start was bound
             self._auth.remote_tags.pop(start.id_tag, None)
             decision = AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, session.emp, None)
+        self._evidence.started(start.charge_point_id, start.connector_id, tx.id)
         log.info(
             "tx.started",
             transaction_id=tx.id,
@@ -153,6 +157,7 @@ class Charging:
             )
             assert recorded is not None, "an orphan session is always made with a decision"
         tx, session, dup = recorded
+        self._evidence.ended(stop.charge_point_id, tx.id)
         made_orphan = not dup and session.origin == "orphan"
         log.info(
             "tx.stopped" if not dup else "tx.stop_duplicate",
@@ -192,6 +197,10 @@ class Charging:
         )
 
     async def meter(self, report: MeterReport) -> None:
+        if report.samples:
+            self._evidence.reading(
+                report.charge_point_id, report.connector_id, report.transaction_id
+            )
         if report.transaction_id is None or not report.samples:
             return
         await self._store.record_meter(

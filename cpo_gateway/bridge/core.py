@@ -15,6 +15,7 @@ from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.charging import Charging
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.delivery import Deliverer
+from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.locallist import LocalListPusher
 from cpo_gateway.bridge.model import (
     AuthDecision,
@@ -96,6 +97,7 @@ class Core:
             cache_ttl_s=settings.auth_cache_ttl_s,
             clock=clock,
         )
+        self.evidence = Evidence(catalogue, clock)
         self.status = StatusTracker(
             store,
             catalogue,
@@ -103,6 +105,7 @@ class Core:
             debounce_s=settings.status_debounce_s,
             offline_grace_s=settings.offline_grace_s,
             clock=clock,
+            evidence=self.evidence,
         )
         self.charging = Charging(
             store,
@@ -111,6 +114,7 @@ class Core:
             self._partner_ids,
             cdr_on_start=settings.cdr_on_start,
             clock=clock,
+            evidence=self.evidence,
         )
         self.remote = Remote(
             store,
@@ -171,6 +175,7 @@ class Core:
         accepted = self.is_known_charger(info.charge_point_id)
         status = "Accepted" if accepted else "Pending"
         await self.store.record_boot(info, status, rfc3339(self._clock()))
+        self.status.booted(info.charge_point_id)
         if not accepted:
             log.warning(
                 "charger.unknown_boot", charge_point_id=info.charge_point_id, vendor=info.vendor

@@ -67,8 +67,23 @@ class StorePort(Protocol):
     async def record_boot(self, info: BootInfo, status: str, at: str) -> None: ...
 
     async def record_connector_state(
-        self, charge_point: str, connector: int, state: str | None, error_code: str, at: str | None
+        self,
+        charge_point: str,
+        connector: int,
+        state: str | None,
+        error_code: str,
+        at: str | None,
+        *,
+        applied: bool = True,
+        trusted_at: float | None = None,
+        now: float | None = None,
     ) -> None: ...
+
+    async def connector_trusted_at(self) -> dict[tuple[str, int], float]: ...
+
+    async def prune_status_log(self, before: float) -> int: ...
+
+    async def boot_times(self) -> dict[str, str]: ...
 
     async def record_meter(
         self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]

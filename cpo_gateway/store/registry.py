@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -146,15 +147,59 @@ class RegistryRepo:
 
     # --- status --------------------------------------------------------------------------------
     async def record_connector_state(
-        self, charge_point: str, connector: int, state: str | None, error_code: str, at: str | None
+        self,
+        charge_point: str,
+        connector: int,
+        state: str | None,
+        error_code: str,
+        at: str | None,
+        *,
+        applied: bool = True,
+        trusted_at: float | None = None,
+        now: float | None = None,
     ) -> None:
-        await self.db.write(
-            "INSERT INTO connector_status (charge_point, connector, state, error_code, reported_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (charge_point, connector) DO UPDATE SET "
-            "state = excluded.state, error_code = excluded.error_code, "
-            "reported_at = excluded.reported_at",
-            (charge_point, connector, state, error_code, at),
+        """Log a reported status; when `applied`, it also becomes the connector's state
+        (`trusted_at`: its timestamp as epoch seconds, when the core trusted it)."""
+        received = time.time() if now is None else now
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO connector_status_log (charge_point, connector, state, error_code, "
+                "reported_at, received_at, applied) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (charge_point, connector, state, error_code, at, received, int(applied)),
+            )
+            if applied:
+                conn.execute(
+                    "INSERT INTO connector_status (charge_point, connector, state, error_code, "
+                    "reported_at, trusted_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (charge_point, connector) DO UPDATE SET "
+                    "state = excluded.state, error_code = excluded.error_code, "
+                    "reported_at = excluded.reported_at, trusted_at = excluded.trusted_at",
+                    (charge_point, connector, state, error_code, at, trusted_at),
+                )
+
+        await self.db.run_write(work)
+
+    async def connector_trusted_at(self) -> dict[tuple[str, int], float]:
+        """The trusted timestamp (epoch seconds) of each connector's applied status."""
+        rows = await self.db.all(
+            "SELECT charge_point, connector, trusted_at FROM connector_status "
+            "WHERE trusted_at IS NOT NULL"
         )
+        return {(str(r[0]), int(r[1])): float(r[2]) for r in rows}
+
+    async def prune_status_log(self, before: float) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM connector_status_log WHERE received_at < ?", (before,)
+            ).rowcount
+
+        return await self.db.run_write(work)
+
+    async def boot_times(self) -> dict[str, str]:
+        """When the gateway last saw each charger's BootNotification (RFC 3339)."""
+        rows = await self.db.all("SELECT id, booted_at FROM chargers WHERE booted_at IS NOT NULL")
+        return {str(r[0]): str(r[1]) for r in rows}
 
     async def connector_states(self) -> dict[tuple[str, int], str | None]:
         rows = await self.db.all("SELECT charge_point, connector, state FROM connector_status")
