@@ -158,6 +158,17 @@ class Charging:
             assert recorded is not None, "an orphan session is always made with a decision"
         tx, session, dup = recorded
         self._evidence.ended(stop.charge_point_id, tx.id)
+        if dup and tx.meter_stop_wh is not None and stop.meter_stop_wh != tx.meter_stop_wh:
+            # A late stop of a transaction closed without it (reconciled or by ops): its
+            # CDR has gone with the energy known then; the difference is for ops to settle.
+            log.warning(
+                "tx.late_stop",
+                transaction_id=tx.id,
+                session_id=session.id,
+                stored_wh=tx.meter_stop_wh,
+                reported_wh=stop.meter_stop_wh,
+                difference_wh=stop.meter_stop_wh - tx.meter_stop_wh,
+            )
         made_orphan = not dup and session.origin == "orphan"
         log.info(
             "tx.stopped" if not dup else "tx.stop_duplicate",
@@ -195,6 +206,25 @@ class Charging:
             expires_at=None,
             transaction_id=None,
         )
+
+    async def close(self, tx: TxRecord, detail: str, reason: str) -> TxRecord | None:
+        """End an open transaction the charger will not stop, as a stop would: at the last
+        reading known (its time and register), so the CDR comes from the same builder in the
+        same commit. None when it had ended already."""
+        wh = tx.last_wh if tx.last_wh is not None else (tx.meter_start_wh or 0.0)
+        at = tx.last_wh_at or tx.started_at or rfc3339(self._clock())
+        stop = TransactionStop(tx.charge_point, tx.id, round(wh), at, reason=reason)
+        recorded = await self._store.record_stop(
+            stop,
+            orphan_session=lambda: None,
+            outbox=self._cdr_rows,
+            now=self._clock(),
+            session_detail=detail,
+        )
+        if recorded is None or recorded[2]:
+            return None
+        self._evidence.ended(tx.charge_point, tx.id)
+        return recorded[0]
 
     async def meter(self, report: MeterReport) -> None:
         if report.samples:

@@ -29,6 +29,7 @@ from cpo_gateway.bridge.model import (
     User,
 )
 from cpo_gateway.bridge.ports import ChargerControl, EmpLink
+from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
 from cpo_gateway.bridge.stations import sync_stations
 from cpo_gateway.bridge.status import StatusTracker
@@ -62,6 +63,7 @@ class CoreSettings:
     max_backoff_s: float = 3600.0
     retry_window_s: float = 48 * 3600.0
     batch_size: int = 500
+    ghost_grace_s: float = 300.0
 
 
 class Core:
@@ -139,6 +141,15 @@ class Core:
             clock=clock,
         )
         self.local_list = LocalListPusher(store, chargers, connected)
+        self.reconciler = Reconciler(
+            store,
+            chargers,
+            self.charging,
+            self.status.state,
+            self.evidence,
+            grace_s=settings.ghost_grace_s,
+            clock=clock,
+        )
 
     def _station_of_evse(self, evse_id: str) -> str | None:
         station = self.catalogue.station_of(evse_id)
@@ -196,6 +207,10 @@ class Core:
 
     async def status_notification(self, report: StatusReport) -> None:
         await self.status.report(report)
+
+    async def close_session(self, session_id: str, reason: str) -> CloseResult:
+        """Ops: close a session the charger will not end, with a CDR of the energy known."""
+        return await self.reconciler.close_session(session_id, reason)
 
     # --- the EMP side --------------------------------------------------------------------------
     async def session_start(self, emp: str, user: User, evse_id: str) -> StartResult:

@@ -106,7 +106,10 @@ class StorePort(Protocol):
         orphan_session: Callable[[], SessionRecord | None],
         outbox: OutboxBuilder,
         now: float,
+        session_detail: str | None = None,
     ) -> tuple[TxRecord, SessionRecord, bool] | None: ...
+
+    async def open_transactions(self) -> list[tuple[TxRecord, SessionRecord]]: ...
 
     async def replace_whitelist(
         self, emp: str, uids: Sequence[str], at: str
