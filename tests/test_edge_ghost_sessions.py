@@ -106,7 +106,9 @@ async def test_ghost_session_is_reconciled_once_and_the_evse_is_free_again(
         conf = await cp.stop_transaction(tx, 2100, transaction_data=False)
         assert conf == {}
         assert await _cdr_rows(h, session_id) == 1
-        await h.gateway.core.delivery.tick()  # type: ignore[union-attr]
+        core = h.gateway.core
+        assert core is not None
+        await core.delivery.tick()
         assert len(emp.calls("session-post")) == posts
         assert emp.cdrs[session_id]["energy-consumed"] == 1.5
 

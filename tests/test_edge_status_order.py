@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.core import Core
+from cpo_gateway.bridge.model import BootInfo, ConnectorState, StatusReport
+from cpo_gateway.bridge.status import StatusTracker
 from cpo_gateway.sim.charger import SimCharger
 from cpo_gateway.sim.emp import SandboxEmp
-from tests.conftest import Harness
+from cpo_gateway.stations import load_stations
+from cpo_gateway.store import Database, Store
+from tests.conftest import EXAMPLE_STATIONS, Harness
 
 CP = "CP-BER-001"
 EVSE = "DE*CPO*E1001*1"
@@ -152,3 +158,44 @@ async def test_faulted_without_a_running_transaction_is_offline(harness: Harness
         await cp.meter_values(1, None, 1000)
         await cp.status(1, "Faulted", error_code="GroundFailure")
         assert await _resync(harness, EVSE) == "Offline"
+
+
+async def test_trust_survives_a_restart_and_ends_with_a_reboot(tmp_path: Path) -> None:
+    """The judgement uses what is stored: a restarted gateway still refuses a 1970 stamp
+    after a trusted status, and a reboot of the charger starts its judgement afresh."""
+    catalogue = load_stations(EXAMPLE_STATIONS)
+    now = [1_800_000_000.0]  # 2027-01-15
+
+    def stamp(at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+    def tracker(store: Store) -> StatusTracker:
+        return StatusTracker(
+            store, catalogue, {}, debounce_s=0.0, offline_grace_s=1.0, clock=lambda: now[0]
+        )
+
+    def report(state: ConnectorState, at: str) -> StatusReport:
+        return StatusReport(CP, 1, state, timestamp=at)
+
+    db = Database(tmp_path / "gateway.db")
+    await db.open()
+    try:
+        store = Store(db)
+        first = tracker(store)
+        await first.load()
+        await store.record_boot(BootInfo(CP, "v", "m"), "Accepted", rfc3339(now[0]))
+        first.booted(CP)
+        await first.report(report(ConnectorState.AVAILABLE, stamp(now[0] + 1)))
+        now[0] += 10
+        second = tracker(store)  # the gateway restarted
+        await second.load()
+        await second.report(report(ConnectorState.UNAVAILABLE, "1970-01-01T00:00:07Z"))
+        assert second.state(CP, 1) is ConnectorState.AVAILABLE
+        # The charger reboots an hour later with its clock unset: what it says now is all
+        # it has told since that boot.
+        now[0] += 3600
+        second.booted(CP)
+        await second.report(report(ConnectorState.UNAVAILABLE, "1970-01-01T00:00:09Z"))
+        assert second.state(CP, 1) is ConnectorState.UNAVAILABLE
+    finally:
+        await db.close()

@@ -102,6 +102,8 @@ class Evidence:
     ) -> bool:
         """Wait until the connector has had more than `seen` readings; False when none came
         within `within_s` seconds."""
+        if not self._known(charge_point, connector):
+            return False  # readings are not kept for it: none can be awaited
         key = (charge_point, connector)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
