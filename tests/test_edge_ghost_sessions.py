@@ -11,9 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+import websockets
+from websockets import Subprotocol
 
 from cpo_gateway import cli
 from cpo_gateway.app import Gateway
@@ -170,3 +175,69 @@ def test_ghost_grace_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, sessions="ghost_grace_s = 0"), {})
     assert any("sessions.ghost_grace_s" in p for p in err.value.problems)
+
+
+async def test_a_stop_accepted_but_never_sent_does_not_keep_the_session_open(
+    tmp_path: Path, emp: SandboxEmp
+) -> None:
+    """A charger that cannot meter on request and accepts a stop it never sends: the
+    session is closed one grace after the accepted stop."""
+    emp.verify_codes = {"AABBCCDD": 0}  # the EMP accepts the card online
+    async with _gateway(tmp_path, emp, "ghost_grace_s = 0.5") as (h, _):
+        url = f"{h.ocpp_url}/{CP}"
+        async with websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")]) as ws:
+            answered: list[str] = []
+
+            async def call(uid: str, action: str, payload: dict[str, object]) -> Any:
+                await ws.send(orjson.dumps([2, uid, action, payload]).decode())
+                for _ in range(100):
+                    frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if frame[0] == 3 and frame[1] == uid:
+                        return frame[2]
+                    if frame[0] == 2:
+                        await answer(frame)
+                raise AssertionError(f"no answer to {action}")
+
+            async def answer(frame: list[Any]) -> None:
+                action = frame[2]
+                status = "Accepted" if action == "RemoteStopTransaction" else "Rejected"
+                answered.append(action)
+                await ws.send(orjson.dumps([3, frame[1], {"status": status}]).decode())
+
+            await call("b", "BootNotification", {"chargePointVendor": "v", "chargePointModel": "m"})
+            start = {"connectorId": 1, "idTag": "AABBCCDD", "meterStart": 100, "timestamp": _now()}
+            conf = await call("s", "StartTransaction", start)
+            tx = int(conf["transactionId"])
+            reading = [{"timestamp": _now(), "sampledValue": [{"value": "900"}]}]
+            await call(
+                "m", "MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": reading}
+            )
+            status = {"connectorId": 1, "status": "Available", "errorCode": "NoError"}
+            await call("a", "StatusNotification", {**status, "timestamp": _now()})
+            session_id = str(
+                await h.gateway.db.scalar("SELECT session_id FROM transactions WHERE id = ?", (tx,))
+            )
+            for _ in range(300):  # answer what the gateway asks until it gives up on the stop
+                session = await h.store.session(session_id)
+                if session is not None and session.state == "finished":
+                    break
+                with contextlib.suppress(TimeoutError):
+                    frame = orjson.loads(await asyncio.wait_for(ws.recv(), 0.05))
+                    if frame[0] == 2:
+                        await answer(frame)
+            assert "RemoteStopTransaction" in answered
+            detail = await h.gateway.db.scalar(
+                "SELECT detail FROM sessions WHERE id = ?", (session_id,)
+            )
+            assert "accepted a stop" in str(detail)
+            assert await _session_state(h.store, session_id, "finished", rounds=1) == "finished"
+            await emp.wait_for(lambda: session_id in emp.cdrs, timeout=15)
+            assert emp.cdrs[session_id]["energy-consumed"] == 0.8
+            row = await h.gateway.db.one(
+                "SELECT meter_stop_wh, stopped_at FROM transactions WHERE id = ?", (tx,)
+            )
+            assert row is not None and (row[0], row[1]) == (900, reading[0]["timestamp"])
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
