@@ -20,7 +20,7 @@ Which report sets a connector's state (per connector, the charger as a whole inc
 - A report without a timestamp (OCPP makes it optional) makes no claim about its time: it is
   applied in arrival order and leaves the reference as it is.
 
-Every report, applied or not, is written to the connector's status log.
+A report not applied is kept apart (with the reason) for the record, pruned with the outbox.
 
 Live evidence outweighs a contradicting status: a connector reported Unavailable or Faulted
 while meter readings for an open transaction on it are still flowing (see evidence.py) stays
@@ -181,8 +181,9 @@ class StatusTracker:
             state_value,
             report.error_code,
             report.timestamp,
-            applied=applied,
-            trusted_at=trusted if applied else None,
+            # A report without a trusted stamp leaves the reference as it was.
+            trusted_at=trusted if trusted is not None else self._reference.get(key),
+            ignored=None if applied else why,
             now=now,
         )
         if not applied:
@@ -195,8 +196,11 @@ class StatusTracker:
                 reason=why,
             )
             return
-        if trusted is not None:
-            self._reference[key] = trusted
+        if trusted is not None and (
+            report.connector_id == 0
+            or self._catalogue.connector_at(report.charge_point_id, report.connector_id)
+        ):
+            self._reference[key] = trusted  # kept for the catalogue's connectors only
         if report.connector_id == 0:
             return  # the charger as a whole: its connectors report for themselves
         self._states[key] = report.state

@@ -74,14 +74,14 @@ class StorePort(Protocol):
         error_code: str,
         at: str | None,
         *,
-        applied: bool = True,
         trusted_at: float | None = None,
+        ignored: str | None = None,
         now: float | None = None,
     ) -> None: ...
 
     async def connector_trusted_at(self) -> dict[tuple[str, int], float]: ...
 
-    async def prune_status_log(self, before: float) -> int: ...
+    async def prune_ignored_statuses(self, before: float) -> int: ...
 
     async def boot_times(self) -> dict[str, str]: ...
 

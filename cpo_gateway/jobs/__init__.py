@@ -87,9 +87,9 @@ class Jobs:
         pruned = await self._core.store.prune_delivered(self._clock() - self._prune_s)
         if pruned:
             log.info("outbox.pruned", rows=pruned)
-        statuses = await self._core.store.prune_status_log(self._clock() - self._prune_s)
+        statuses = await self._core.store.prune_ignored_statuses(self._clock() - self._prune_s)
         if statuses:
-            log.info("status_log.pruned", rows=statuses)
+            log.info("status.ignored_pruned", rows=statuses)
 
     def start(self) -> None:
         self.scheduler.start()

@@ -121,10 +121,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (state, next_at);
     CREATE INDEX outbox_key ON outbox (emp, kind, key);
     """,
-    # 2: every status a charger reports, applied or not (their own timestamps order them),
-    # and the trusted timestamp of the status a connector's state came from
+    # 2: statuses a charger reported that were not applied (their own timestamps order
+    # them), and the trusted timestamp of the status a connector's state came from
     """
-    CREATE TABLE connector_status_log (
+    CREATE TABLE connector_status_ignored (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         charge_point TEXT NOT NULL,
         connector INTEGER NOT NULL,
@@ -132,9 +132,9 @@ MIGRATIONS: tuple[str, ...] = (
         error_code TEXT,
         reported_at TEXT,
         received_at REAL NOT NULL,
-        applied INTEGER NOT NULL
+        reason TEXT NOT NULL
     );
-    CREATE INDEX connector_status_log_received ON connector_status_log (received_at);
+    CREATE INDEX connector_status_ignored_received ON connector_status_ignored (received_at);
     ALTER TABLE connector_status ADD COLUMN trusted_at REAL;
     """,
 )

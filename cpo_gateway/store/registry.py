@@ -154,31 +154,32 @@ class RegistryRepo:
         error_code: str,
         at: str | None,
         *,
-        applied: bool = True,
         trusted_at: float | None = None,
+        ignored: str | None = None,
         now: float | None = None,
     ) -> None:
-        """Log a reported status; when `applied`, it also becomes the connector's state
-        (`trusted_at`: its timestamp as epoch seconds, when the core trusted it)."""
-        received = time.time() if now is None else now
-
-        def work(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO connector_status_log (charge_point, connector, state, error_code, "
-                "reported_at, received_at, applied) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (charge_point, connector, state, error_code, at, received, int(applied)),
-            )
-            if applied:
-                conn.execute(
-                    "INSERT INTO connector_status (charge_point, connector, state, error_code, "
-                    "reported_at, trusted_at) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (charge_point, connector) DO UPDATE SET "
-                    "state = excluded.state, error_code = excluded.error_code, "
-                    "reported_at = excluded.reported_at, trusted_at = excluded.trusted_at",
-                    (charge_point, connector, state, error_code, at, trusted_at),
-                )
-
-        await self.db.run_write(work)
+        """A reported status becomes the connector's state (`trusted_at`: the epoch seconds
+        of the timestamp its state is ordered by, when the core trusts one), or, when the
+        core did not apply it, is kept apart with the reason (`ignored`)."""
+        # One statement either way: it shares a group commit with other writes.
+        if ignored is not None:
+            await self.db.write(
+                "INSERT INTO connector_status_ignored (charge_point, connector, state, "
+                "error_code, reported_at, received_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    charge_point, connector, state, error_code, at,
+                    time.time() if now is None else now, ignored,
+                ),
+            )  # fmt: skip
+            return
+        await self.db.write(
+            "INSERT INTO connector_status (charge_point, connector, state, error_code, "
+            "reported_at, trusted_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (charge_point, connector) DO UPDATE SET "
+            "state = excluded.state, error_code = excluded.error_code, "
+            "reported_at = excluded.reported_at, trusted_at = excluded.trusted_at",
+            (charge_point, connector, state, error_code, at, trusted_at),
+        )
 
     async def connector_trusted_at(self) -> dict[tuple[str, int], float]:
         """The trusted timestamp (epoch seconds) of each connector's applied status."""
@@ -188,10 +189,10 @@ class RegistryRepo:
         )
         return {(str(r[0]), int(r[1])): float(r[2]) for r in rows}
 
-    async def prune_status_log(self, before: float) -> int:
+    async def prune_ignored_statuses(self, before: float) -> int:
         def work(conn: sqlite3.Connection) -> int:
             return conn.execute(
-                "DELETE FROM connector_status_log WHERE received_at < ?", (before,)
+                "DELETE FROM connector_status_ignored WHERE received_at < ?", (before,)
             ).rowcount
 
         return await self.db.run_write(work)
