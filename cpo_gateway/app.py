@@ -11,7 +11,8 @@ import asyncio
 import dataclasses
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core, CoreSettings, Partner
@@ -49,6 +50,52 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # the OCPP server raises it to TLS >= 1.2
     ctx.load_cert_chain(tls.cert_file, tls.key_file)
     return ctx
+
+
+def core_settings(cfg: Config) -> CoreSettings:
+    return CoreSettings(
+        id_tag_strategy=cfg.sessions.id_tag_strategy,
+        pending_start_timeout_s=cfg.sessions.pending_start_timeout_s,
+        status_debounce_s=cfg.sessions.status_debounce_s,
+        offline_grace_s=cfg.ocpp.offline_grace_s,
+        cdr_on_start=cfg.sessions.cdr_on_start,
+        auth_cache_ttl_s=cfg.sessions.auth_cache_ttl_s,
+        request_deadline_s=cfg.oioi.request_deadline_s,
+        base_backoff_s=cfg.outbox.base_backoff_s,
+        max_backoff_s=cfg.outbox.max_backoff_s,
+        retry_window_s=cfg.outbox.retry_window_s,
+        batch_size=cfg.outbox.batch_size,
+        ghost_grace_s=cfg.sessions.ghost_grace_s,
+    )
+
+
+def _partners(cfg: Config) -> list[Partner]:
+    return [
+        Partner(
+            e.name, e.partner_identifier, e.online_authorization,
+            e.offline_policy == "accept", e.verify_timeout_s, e.concurrency,
+        )
+        for e in cfg.emps
+    ]  # fmt: skip
+
+
+def offline_core(cfg: Config, store: Store, clock: Callable[[], float] = time.time) -> Core:
+    """The core without listeners, chargers or EMP traffic, over a database the running
+    gateway may share (WAL): for CLI commands that change state as the gateway would, e.g.
+    closing a session writes its CDR to the outbox in the same commit. Not started: it
+    queues nothing of its own."""
+
+    def no_spawn(coro: Coroutine[Any, Any, Any], name: str) -> None:
+        coro.close()
+        raise RuntimeError(f"{name}: an offline core runs no background work")
+
+    emp_link = EmpClients(
+        [Endpoint(e.name, e.url, e.api_key, e.verify_timeout_s) for e in cfg.emps], clock=clock
+    )
+    return Core(
+        store, cfg.catalogue, _partners(cfg), ChargerRegistry(), emp_link, core_settings(cfg),
+        connected=list, spawn=no_spawn, clock=clock,
+    )  # fmt: skip
 
 
 class Gateway:
@@ -102,26 +149,8 @@ class Gateway:
                 EXIT_CANTCREATE,
             ) from exc
         await self.emp_clients.start()
-        partners = [
-            Partner(
-                e.name, e.partner_identifier, e.online_authorization,
-                e.offline_policy == "accept", e.verify_timeout_s, e.concurrency,
-            )
-            for e in cfg.emps
-        ]  # fmt: skip
-        settings = CoreSettings(
-            id_tag_strategy=cfg.sessions.id_tag_strategy,
-            pending_start_timeout_s=cfg.sessions.pending_start_timeout_s,
-            status_debounce_s=cfg.sessions.status_debounce_s,
-            offline_grace_s=cfg.ocpp.offline_grace_s,
-            cdr_on_start=cfg.sessions.cdr_on_start,
-            auth_cache_ttl_s=cfg.sessions.auth_cache_ttl_s,
-            request_deadline_s=cfg.oioi.request_deadline_s,
-            base_backoff_s=cfg.outbox.base_backoff_s,
-            max_backoff_s=cfg.outbox.max_backoff_s,
-            retry_window_s=cfg.outbox.retry_window_s,
-            batch_size=cfg.outbox.batch_size,
-        )
+        partners = _partners(cfg)
+        settings = core_settings(cfg)
         chargers = ChargerRegistry()
         self.core = Core(
             self.store, cfg.catalogue, partners, chargers, self.emp_clients, settings,

@@ -288,6 +288,12 @@ def _outbox_view(item: OutboxItem) -> dict[str, object]:
 
 def cmd_sessions(args: argparse.Namespace) -> int:
     async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
+        if args.ss_cmd == "close":
+            from cpo_gateway.app import offline_core
+
+            result = await offline_core(cfg, store).close_session(args.id, args.reason)
+            print(f"{args.id}: {result.detail}", file=sys.stdout if result.closed else sys.stderr)
+            return EXIT_OK if result.closed else 1
         for s in await store.list_sessions(args.limit, args.state):
             print(
                 f"{s.id}\t{s.state}\t{s.origin}\t{s.evse_id or '-'}\t{s.emp or '(local)'}\t"
@@ -387,11 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("id", type=int)
     ob.set_defaults(fn=cmd_outbox)
 
-    ss = with_config(sub.add_parser("sessions", help="list sessions"))
+    ss = with_config(sub.add_parser("sessions", help="list and close sessions"))
     sss = ss.add_subparsers(dest="ss_cmd", required=True)
     sl = leaf(sss, "list")
     sl.add_argument("--limit", type=int, default=50)
     sl.add_argument("--state", choices=("pending", "active", "finished", "failed"))
+    sc = leaf(sss, "close", help="end a session the charger will not end (CDR of the energy known)")
+    sc.add_argument("id", metavar="SESSION_ID")
+    sc.add_argument("--reason", required=True, help="why, kept on the session")
     ss.set_defaults(fn=cmd_sessions)
     return p
 

@@ -82,6 +82,7 @@ class SessionsConfig:
     cdr_on_start: bool = False
     auth_cache_ttl_s: float = 300.0
     id_tag_expiry_s: int = 3600
+    ghost_grace_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,7 @@ def _sessions(t: Table | None, path: Path, errors: list[str]) -> SessionsConfig:
         cdr_on_start=t.boolean("cdr_on_start", d.cdr_on_start),
         auth_cache_ttl_s=t.number("auth_cache_ttl_s", d.auth_cache_ttl_s, lo=0.0, hi=86400.0),
         id_tag_expiry_s=t.integer("id_tag_expiry_s", d.id_tag_expiry_s, lo=60, hi=30 * 86400),
+        ghost_grace_s=t.number("ghost_grace_s", d.ghost_grace_s, lo=0.1, hi=86400.0),
     )  # fmt: skip
     t.finish()
     return cfg

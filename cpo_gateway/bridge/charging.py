@@ -16,6 +16,7 @@ from cpo_gateway.bridge.auth import Authorizer
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, cdr_to_dict
 from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.ids import try_normalise_uid
 from cpo_gateway.bridge.model import (
     AuthDecision,
@@ -47,6 +48,7 @@ class Charging:
         clock: Callable[[], float],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         stop_late_start: Callable[[str, int, str], None] = lambda cp, tx, session: None,
+        evidence: Evidence | None = None,
     ) -> None:
         self._stop_late_start = stop_late_start  # (charge point, transaction, session)
         self._store = store
@@ -56,6 +58,7 @@ class Charging:
         self._cdr_on_start = cdr_on_start
         self._clock = clock
         self._new_id = new_id
+        self._evidence = evidence or Evidence(catalogue, clock)
 
     def evse_of(self, charge_point: str, connector: int) -> str | None:
         conn = self._catalogue.connector_at(charge_point, connector)
@@ -150,6 +153,7 @@ class Charging:
         elif session.id != new.id:  # a pending remote start was bound
             self._auth.remote_tags.pop(start.id_tag, None)
             decision = AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, session.emp, None)
+        self._evidence.started(start.charge_point_id, start.connector_id, tx.id)
         log.info(
             "tx.started",
             transaction_id=tx.id,
@@ -183,6 +187,18 @@ class Charging:
             )
             assert recorded is not None, "an orphan session is always made with a decision"
         tx, session, dup = recorded
+        self._evidence.ended(stop.charge_point_id, tx.id)
+        if dup and tx.meter_stop_wh is not None and stop.meter_stop_wh != tx.meter_stop_wh:
+            # A late stop of a transaction closed without it (reconciled or by ops): its
+            # CDR has gone with the energy known then; the difference is for ops to settle.
+            log.warning(
+                "tx.late_stop",
+                transaction_id=tx.id,
+                session_id=session.id,
+                stored_wh=tx.meter_stop_wh,
+                reported_wh=stop.meter_stop_wh,
+                difference_wh=stop.meter_stop_wh - tx.meter_stop_wh,
+            )
         made_orphan = not dup and session.origin == "orphan"
         log.info(
             "tx.stopped" if not dup else "tx.stop_duplicate",
@@ -221,7 +237,30 @@ class Charging:
             transaction_id=None,
         )
 
+    async def close(self, tx: TxRecord, detail: str, reason: str) -> TxRecord | None:
+        """End an open transaction the charger will not stop, as a stop would: at the last
+        reading known (its time and register), so the CDR comes from the same builder in the
+        same commit. None when it had ended already."""
+        wh = tx.last_wh if tx.last_wh is not None else (tx.meter_start_wh or 0.0)
+        at = tx.last_wh_at or tx.started_at or rfc3339(self._clock())
+        stop = TransactionStop(tx.charge_point, tx.id, round(wh), at, reason=reason)
+        recorded = await self._store.record_stop(
+            stop,
+            orphan_session=lambda: None,
+            outbox=self._cdr_rows,
+            now=self._clock(),
+            session_detail=detail,
+        )
+        if recorded is None or recorded[2]:
+            return None
+        self._evidence.ended(tx.charge_point, tx.id)
+        return recorded[0]
+
     async def meter(self, report: MeterReport) -> None:
+        if report.samples:
+            self._evidence.reading(
+                report.charge_point_id, report.connector_id, report.transaction_id
+            )
         if report.transaction_id is None or not report.samples:
             return
         await self._store.record_meter(

@@ -24,3 +24,17 @@ def to_rfc3339(timestamp: str | None) -> str | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.replace(microsecond=0).isoformat()
+
+
+def to_epoch(timestamp: str | None) -> float | None:
+    """A charger's ISO 8601 timestamp as epoch seconds (UTC if it gives no offset); None if
+    there is none or it does not parse."""
+    if not timestamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()

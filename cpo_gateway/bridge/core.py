@@ -15,6 +15,7 @@ from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.charging import Charging
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.delivery import Deliverer
+from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.locallist import LocalListPusher
 from cpo_gateway.bridge.model import (
     AuthDecision,
@@ -28,6 +29,7 @@ from cpo_gateway.bridge.model import (
     User,
 )
 from cpo_gateway.bridge.ports import ChargerControl, EmpLink
+from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
 from cpo_gateway.bridge.stations import changed_connectors, sync_stations
 from cpo_gateway.bridge.status import StatusTracker
@@ -61,6 +63,7 @@ class CoreSettings:
     max_backoff_s: float = 3600.0
     retry_window_s: float = 48 * 3600.0
     batch_size: int = 500
+    ghost_grace_s: float = 300.0
 
 
 class Core:
@@ -96,6 +99,7 @@ class Core:
             cache_ttl_s=settings.auth_cache_ttl_s,
             clock=clock,
         )
+        self.evidence = Evidence(catalogue, clock)
         self.status = StatusTracker(
             store,
             catalogue,
@@ -103,6 +107,7 @@ class Core:
             debounce_s=settings.status_debounce_s,
             offline_grace_s=settings.offline_grace_s,
             clock=clock,
+            evidence=self.evidence,
         )
         self.charging = Charging(
             store,
@@ -112,6 +117,7 @@ class Core:
             cdr_on_start=settings.cdr_on_start,
             clock=clock,
             stop_late_start=self._stop_late_start,
+            evidence=self.evidence,
         )
         self.remote = Remote(
             store,
@@ -136,6 +142,15 @@ class Core:
             clock=clock,
         )
         self.local_list = LocalListPusher(store, chargers, connected)
+        self.reconciler = Reconciler(
+            store,
+            chargers,
+            self.charging,
+            self.status.state,
+            self.evidence,
+            grace_s=settings.ghost_grace_s,
+            clock=clock,
+        )
 
     def _stop_late_start(self, charge_point: str, transaction_id: int, session_id: str) -> None:
         self._spawn(
@@ -192,6 +207,7 @@ class Core:
         accepted = self.is_known_charger(info.charge_point_id)
         status = "Accepted" if accepted else "Pending"
         await self.store.record_boot(info, status, rfc3339(self._clock()))
+        self.status.booted(info.charge_point_id)
         if not accepted:
             log.warning(
                 "charger.unknown_boot", charge_point_id=info.charge_point_id, vendor=info.vendor
@@ -212,6 +228,10 @@ class Core:
 
     async def status_notification(self, report: StatusReport) -> None:
         await self.status.report(report)
+
+    async def close_session(self, session_id: str, reason: str) -> CloseResult:
+        """Ops: close a session the charger will not end, with a CDR of the energy known."""
+        return await self.reconciler.close_session(session_id, reason)
 
     # --- the EMP side --------------------------------------------------------------------------
     async def session_start(self, emp: str, user: User, evse_id: str) -> StartResult:

@@ -36,6 +36,10 @@ class ChargerControl(Protocol):
         self, charge_point_id: str, connector_id: int | None = None
     ) -> CommandResult: ...
 
+    async def trigger_meter_values(
+        self, charge_point_id: str, connector_id: int
+    ) -> CommandResult: ...
+
 
 class EmpLink(Protocol):
     """Requests to EMPs (implemented by oioi/)."""

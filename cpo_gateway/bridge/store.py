@@ -73,8 +73,23 @@ class StorePort(Protocol):
     async def record_boot(self, info: BootInfo, status: str, at: str) -> None: ...
 
     async def record_connector_state(
-        self, charge_point: str, connector: int, state: str | None, error_code: str, at: str | None
+        self,
+        charge_point: str,
+        connector: int,
+        state: str | None,
+        error_code: str,
+        at: str | None,
+        *,
+        trusted_at: float | None = None,
+        ignored: str | None = None,
+        now: float | None = None,
     ) -> None: ...
+
+    async def connector_trusted_at(self) -> dict[tuple[str, int], float]: ...
+
+    async def prune_ignored_statuses(self, before: float) -> int: ...
+
+    async def boot_times(self) -> dict[str, str]: ...
 
     async def record_meter(
         self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]
@@ -97,7 +112,10 @@ class StorePort(Protocol):
         orphan_session: Callable[[], SessionRecord | None],
         outbox: OutboxBuilder,
         now: float,
+        session_detail: str | None = None,
     ) -> tuple[TxRecord, SessionRecord, bool] | None: ...
+
+    async def open_transactions(self) -> list[tuple[TxRecord, SessionRecord]]: ...
 
     async def replace_whitelist(
         self, emp: str, uids: Sequence[str], at: str

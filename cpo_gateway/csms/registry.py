@@ -76,6 +76,9 @@ class ChargerRegistry:
     ) -> CommandResult:
         return await self.trigger_message(charge_point_id, "StatusNotification", connector_id)
 
+    async def trigger_meter_values(self, charge_point_id: str, connector_id: int) -> CommandResult:
+        return await self.trigger_message(charge_point_id, "MeterValues", connector_id)
+
     async def change_availability(
         self, charge_point_id: str, connector_id: int, type_: str
     ) -> CommandResult:

@@ -1,5 +1,6 @@
 """Scheduled work (APScheduler 3): outbox delivery, status flush and resync, station sync,
-expiry of pending remote starts, local-list retries, housekeeping."""
+expiry of pending remote starts, local-list retries, reconciling ghost sessions,
+housekeeping."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ class Jobs:
         every("status-flush", 0.5, core.status.flush)
         every("expire-starts", 5.0, core.remote.expire_pending)
         every("local-list", 60.0, core.local_list.push_all)
+        # Often enough that a ghost is closed soon after its grace, never more than 4 per second.
+        ghost_tick = max(0.25, min(60.0, core.reconciler.grace_s / 2))
+        every("reconcile-ghosts", ghost_tick, core.reconciler.run)
         every("status-resync", status_resync_h * 3600.0, self._resync)
         every("housekeeping", 3600.0, self._housekeeping)
 
@@ -83,6 +87,9 @@ class Jobs:
         pruned = await self._core.store.prune_delivered(self._clock() - self._prune_s)
         if pruned:
             log.info("outbox.pruned", rows=pruned)
+        statuses = await self._core.store.prune_ignored_statuses(self._clock() - self._prune_s)
+        if statuses:
+            log.info("status.ignored_pruned", rows=statuses)
 
     def start(self) -> None:
         self.scheduler.start()

@@ -145,6 +145,15 @@ class ChargingRepo:
         )
         return None if row is None else _session(row)
 
+    async def open_transactions(self) -> list[tuple[TxRecord, SessionRecord]]:
+        """Transactions not stopped whose session is active, with their sessions."""
+        txs = await self.db.all("SELECT * FROM transactions WHERE stopped_at IS NULL")
+        if not txs:
+            return []
+        rows = await self.db.all("SELECT * FROM sessions WHERE state = 'active'")
+        sessions = {r["id"]: _session(r) for r in rows}
+        return [(_tx(t), sessions[t["session_id"]]) for t in txs if t["session_id"] in sessions]
+
     async def pending_sessions(self) -> list[SessionRecord]:
         rows = await self.db.all("SELECT * FROM sessions WHERE state = 'pending'")
         return [_session(r) for r in rows]
@@ -360,6 +369,7 @@ class ChargingRepo:
         orphan_session: Callable[[], SessionRecord | None],
         outbox: OutboxBuilder,
         now: float,
+        session_detail: str | None = None,
     ) -> tuple[TxRecord, SessionRecord, bool] | None:
         """Store a StopTransaction; returns (transaction, session, duplicate).
 
@@ -415,7 +425,8 @@ class ChargingRepo:
                 (key, stop.timestamp, stop.meter_stop_wh, stop.reason, *merged.values(), row["id"]),
             )
             conn.execute(
-                "UPDATE sessions SET state = 'finished' WHERE id = ?", (row["session_id"],)
+                "UPDATE sessions SET state = 'finished', detail = COALESCE(?, detail) WHERE id = ?",
+                (session_detail, row["session_id"]),
             )
             trow = _one_sync(conn, "SELECT * FROM transactions WHERE id = ?", (row["id"],))
             srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))

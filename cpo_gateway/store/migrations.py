@@ -146,4 +146,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sessions_open_place ON sessions (charge_point, connector, created_at)
         WHERE state IN ('pending', 'active');
     """,
+    # 3: statuses a charger reported that were not applied (their own timestamps order
+    # them), and the trusted timestamp of the status a connector's state came from
+    """
+    CREATE TABLE connector_status_ignored (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        charge_point TEXT NOT NULL,
+        connector INTEGER NOT NULL,
+        state TEXT,
+        error_code TEXT,
+        reported_at TEXT,
+        received_at REAL NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX connector_status_ignored_received ON connector_status_ignored (received_at);
+    ALTER TABLE connector_status ADD COLUMN trusted_at REAL;
+    """,
 )

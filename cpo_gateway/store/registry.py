@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -146,15 +147,60 @@ class RegistryRepo:
 
     # --- status --------------------------------------------------------------------------------
     async def record_connector_state(
-        self, charge_point: str, connector: int, state: str | None, error_code: str, at: str | None
+        self,
+        charge_point: str,
+        connector: int,
+        state: str | None,
+        error_code: str,
+        at: str | None,
+        *,
+        trusted_at: float | None = None,
+        ignored: str | None = None,
+        now: float | None = None,
     ) -> None:
+        """A reported status becomes the connector's state (`trusted_at`: the epoch seconds
+        of the timestamp its state is ordered by, when the core trusts one), or, when the
+        core did not apply it, is kept apart with the reason (`ignored`)."""
+        # One statement either way: it shares a group commit with other writes.
+        if ignored is not None:
+            await self.db.write(
+                "INSERT INTO connector_status_ignored (charge_point, connector, state, "
+                "error_code, reported_at, received_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    charge_point, connector, state, error_code, at,
+                    time.time() if now is None else now, ignored,
+                ),
+            )  # fmt: skip
+            return
         await self.db.write(
-            "INSERT INTO connector_status (charge_point, connector, state, error_code, reported_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (charge_point, connector) DO UPDATE SET "
+            "INSERT INTO connector_status (charge_point, connector, state, error_code, "
+            "reported_at, trusted_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (charge_point, connector) DO UPDATE SET "
             "state = excluded.state, error_code = excluded.error_code, "
-            "reported_at = excluded.reported_at",
-            (charge_point, connector, state, error_code, at),
+            "reported_at = excluded.reported_at, trusted_at = excluded.trusted_at",
+            (charge_point, connector, state, error_code, at, trusted_at),
         )
+
+    async def connector_trusted_at(self) -> dict[tuple[str, int], float]:
+        """The trusted timestamp (epoch seconds) of each connector's applied status."""
+        rows = await self.db.all(
+            "SELECT charge_point, connector, trusted_at FROM connector_status "
+            "WHERE trusted_at IS NOT NULL"
+        )
+        return {(str(r[0]), int(r[1])): float(r[2]) for r in rows}
+
+    async def prune_ignored_statuses(self, before: float) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM connector_status_ignored WHERE received_at < ?", (before,)
+            ).rowcount
+
+        return await self.db.run_write(work)
+
+    async def boot_times(self) -> dict[str, str]:
+        """When the gateway last saw each charger's BootNotification (RFC 3339)."""
+        rows = await self.db.all("SELECT id, booted_at FROM chargers WHERE booted_at IS NOT NULL")
+        return {str(r[0]): str(r[1]) for r in rows}
 
     async def connector_states(self) -> dict[tuple[str, int], str | None]:
         rows = await self.db.all("SELECT charge_point, connector, state FROM connector_status")
