@@ -79,6 +79,13 @@ def _partners(cfg: Config) -> list[Partner]:
     ]  # fmt: skip
 
 
+def _endpoints(cfg: Config) -> list[Endpoint]:
+    return [
+        Endpoint(e.name, e.url, e.api_key, e.verify_timeout_s, e.request_timeout_s)
+        for e in cfg.emps
+    ]
+
+
 def offline_core(cfg: Config, store: Store, clock: Callable[[], float] = time.time) -> Core:
     """The core without listeners, chargers or EMP traffic, over a database the running
     gateway may share (WAL): for CLI commands that change state as the gateway would, e.g.
@@ -89,9 +96,7 @@ def offline_core(cfg: Config, store: Store, clock: Callable[[], float] = time.ti
         coro.close()
         raise RuntimeError(f"{name}: an offline core runs no background work")
 
-    emp_link = EmpClients(
-        [Endpoint(e.name, e.url, e.api_key, e.verify_timeout_s) for e in cfg.emps], clock=clock
-    )
+    emp_link = EmpClients(_endpoints(cfg), clock=clock)
     return Core(
         store, cfg.catalogue, _partners(cfg), ChargerRegistry(), emp_link, core_settings(cfg),
         connected=list, spawn=no_spawn, clock=clock,
@@ -121,13 +126,7 @@ class Gateway:
         self.tasks = TaskSet("gateway")
         self.db = Database(config.gateway.database)
         self.store = Store(self.db)
-        self.emp_clients = EmpClients(
-            [
-                Endpoint(e.name, e.url, e.api_key, e.verify_timeout_s, e.request_timeout_s)
-                for e in config.emps
-            ],
-            clock=clock,
-        )
+        self.emp_clients = EmpClients(_endpoints(config), clock=clock)
         self.csms: CsmsServer | None = None
         self.oioi: OioiServer | None = None
         self.core: Core | None = None
