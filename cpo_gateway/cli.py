@@ -137,6 +137,8 @@ def cmd_charger(args: argparse.Namespace) -> int:
     if args.charger_cmd == "hash-password":
         print(hash_password(_read_password(args)))
         return EXIT_OK
+    if args.charger_cmd == "local-list":
+        return _with_store(args, _show_local_lists)
 
     async def set_pw(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         if args.id not in cfg.catalogue.charge_point_ids():
@@ -146,6 +148,42 @@ def cmd_charger(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _with_store(args, set_pw)
+
+
+async def _show_local_lists(store: Store, cfg: Config, args: argparse.Namespace) -> int:
+    """Per charger: the whitelist version it holds, how the last push went, what comes next."""
+    import time
+
+    from cpo_gateway.bridge.clock import rfc3339
+    from cpo_gateway.bridge.locallist import ListState, list_state
+    from cpo_gateway.bridge.ports import LocalListRecord
+
+    version = await store.whitelist_version()
+    now = time.time()
+    records = {r.charge_point: r for r in await store.local_list_records()}
+    for cp_id in cfg.catalogue.charge_point_ids():
+        records.setdefault(cp_id, LocalListRecord(cp_id))
+    nxt = {
+        ListState.CURRENT: "-",
+        ListState.BEHIND: "due",
+        ListState.GAVE_UP: "gave up until the whitelist changes or the charger reconnects",
+        ListState.DISABLED: "not until the charger reconnects (local list switched off)",
+        ListState.NOT_SUPPORTED: "never (no local list)",
+    }
+    print(f"whitelist version {version}")
+    print(
+        "charger\tholds\tlist_version\tstate\tlast_result\tfailures\tlast_try\tnext_retry\tdetail"
+    )
+    for cp_id in sorted(records):
+        r = records[cp_id]
+        state = list_state(r, version, now)
+        retry = rfc3339(r.next_at) if state is ListState.BACKING_OFF and r.next_at else nxt[state]
+        tried = rfc3339(r.tried_at) if r.tried_at else "-"
+        print(
+            f"{cp_id}\t{r.version}\t{r.ocpp_version}\t{state.value}\t{r.result or '-'}\t"
+            f"{r.failures}\t{tried}\t{retry}\t{r.detail}"
+        )
+    return EXIT_OK
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -266,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--password-stdin", action="store_true")
     hp = leaf(chs, "hash-password", help="print a hash for the stations file")
     hp.add_argument("--password-stdin", action="store_true")
+    leaf(chs, "local-list", help="per charger: whitelist version held, last push, next retry")
     from cpo_gateway import admin_cli
 
     admin_cli.add_parser(chs)

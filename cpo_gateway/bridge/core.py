@@ -134,7 +134,7 @@ class Core:
             concurrency={p.name: p.concurrency for p in partners},
             clock=clock,
         )
-        self.local_list = LocalListPusher(store, chargers, connected)
+        self.local_list = LocalListPusher(store, chargers, connected, clock=clock)
 
     def _station_of_evse(self, evse_id: str) -> str | None:
         station = self.catalogue.station_of(evse_id)

@@ -25,7 +25,8 @@ from websockets.typing import Subprotocol
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
-from cpo_gateway.csms.connection import ChargerConnection
+from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
+from cpo_gateway.csms.frames import Call
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.passwords import parse_basic, verify_password
 from cpo_gateway.csms.registry import ChargerRegistry
@@ -85,7 +86,6 @@ class CsmsServer:
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
-            on_boot=self._after_boot,
         )
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
@@ -240,7 +240,12 @@ class CsmsServer:
         if cp_id is None:
             return
         conn = ChargerConnection(
-            cp_id, ws, self.handlers.dispatch, call_timeout_s=self._call_timeout_s
+            cp_id,
+            ws,
+            self.handlers.dispatch,
+            call_timeout_s=self._call_timeout_s,
+            greeting_grace_s=min(FIRST_MESSAGE_GRACE_S, self._call_timeout_s),
+            after_reply=self._after_reply,
         )
         old = self.connections.get(cp_id)
         self.connections[cp_id] = conn
@@ -251,7 +256,7 @@ class CsmsServer:
             )
         self._core.charger_connected(cp_id)
         log.info("charger.connected", charge_point_id=cp_id, subprotocol=ws.subprotocol)
-        self._tasks.spawn(self._after_connect(cp_id), name=f"after-connect-{cp_id}")
+        self._tasks.spawn(self._after_connect(conn), name=f"after-connect-{cp_id}")
         try:
             await conn.run()
         finally:
@@ -278,13 +283,29 @@ class CsmsServer:
                         name=f"close-silent-{cp_id}",
                     )
 
-    def _after_boot(self, conn: ChargerConnection) -> None:
-        self._tasks.spawn(self._core.local_list.push(conn.charge_point_id), name="locallist-push")
+    def _after_reply(self, conn: ChargerConnection, call: Call) -> None:
+        """After an accepted boot has been answered: the list (its statuses come by themselves)."""
+        if call.action == "BootNotification" and conn.booted:
+            self._tasks.spawn(
+                self._core.local_list.push(conn.charge_point_id, fresh=True),
+                name=f"locallist-push-{conn.charge_point_id}",
+            )
 
-    async def _after_connect(self, cp_id: str) -> None:
-        """Resync statuses and the local list: chargers do not always boot after a reconnect."""
+    async def _after_connect(self, conn: ChargerConnection) -> None:
+        """A charger that booted brings its statuses; one that reconnected without booting (its
+        first message is anything else) or stays silent owes a resync: statuses and the list."""
+        await conn.wait_greeted()
+        if (
+            conn.ws.state is not State.OPEN
+            or self.connections.get(conn.charge_point_id) is not conn
+        ):
+            return
+        if conn.first_action == "BootNotification":
+            return
+        cp_id = conn.charge_point_id
+        log.info("charger.resync", charge_point_id=cp_id, first_message=conn.first_action)
         await self.registry.trigger_status(cp_id)
-        await self._core.local_list.push(cp_id)
+        await self._core.local_list.push(cp_id, fresh=True)
 
 
 def _source(conn: ServerConnection) -> str:

@@ -121,4 +121,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (state, next_at);
     CREATE INDEX outbox_key ON outbox (emp, kind, key);
     """,
+    # 2: per-charger outcome of local-list pushes and their retry back-off
+    """
+    ALTER TABLE chargers ADD COLUMN local_list_result TEXT;
+    ALTER TABLE chargers ADD COLUMN local_list_detail TEXT;
+    ALTER TABLE chargers ADD COLUMN local_list_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chargers ADD COLUMN local_list_failed_version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chargers ADD COLUMN local_list_next_at REAL;
+    ALTER TABLE chargers ADD COLUMN local_list_tried_at REAL;
+    """,
 )
