@@ -247,6 +247,11 @@ class Gateway:
                    [({"action": a}, n) for a, n in (csms.handlers.counts.items() if csms else [])])  # fmt: skip
         out.metric("cpo_gateway_ocpp_auth_failures_total", "counter", "Refused charger logins",
                    [({}, csms.auth_failures if csms else 0)])  # fmt: skip
+        refused = csms.refusals.counts.items() if csms else []
+        out.metric("cpo_gateway_ocpp_refused_total", "counter", "Charger handshakes refused before the upgrade, by reason",
+                   [({"reason": r.value}, n) for r, n in refused])  # fmt: skip
+        out.metric("cpo_gateway_ocpp_takeovers_total", "counter", "Connected chargers whose socket a new connection with the same id replaced",
+                   [({}, csms.takeovers if csms else 0)])  # fmt: skip
         out.metric("cpo_gateway_oioi_requests_total", "counter", "OIOI requests by call and result code",
                    [({"call": c, "code": k}, n) for (c, k), n in (oioi.requests.items() if oioi else [])])  # fmt: skip
         stats = await self.store.outbox_stats(now) if self.db.is_open else []

@@ -54,16 +54,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     print(f"  OIOI:       http://{cfg.oioi.host}:{cfg.oioi.port}{cfg.oioi.path}")
     print(f"  state:      {cfg.gateway.database}")
-    problems = asyncio.run(_connector_changes(cfg))
+    problems, open_ids = asyncio.run(_database_checks(cfg))
+    if open_ids:
+        print(
+            f"warning: {len(open_ids)} charger(s) on security profile 0 without a password, "
+            f"anyone knowing the id can take over the connection (use security_profile = 1 or "
+            f"higher in {cfg.gateway.stations_file}): {', '.join(open_ids)}",
+            file=sys.stderr,
+        )
     for problem in problems:
         print(f"configuration error: {problem}", file=sys.stderr)
     return EXIT_CONFIG if problems else EXIT_OK
 
 
-async def _connector_changes(cfg: Config) -> list[str]:
-    """Stations whose connectors differ from what an EMP already has (OIOI forbids it)."""
+async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
+    """(Stations whose connectors differ from what an EMP already has (OIOI forbids it),
+    chargers anyone may connect as: security profile 0 and no password in the database)."""
+    cat = cfg.catalogue
+    unprotected = [
+        cp
+        for cp in sorted(cat.charge_point_ids())
+        if (auth := cat.charger_auth(cp)) is None
+        or (auth.security_profile == 0 and not auth.password_hash)
+    ]
     if not cfg.gateway.database.exists():
-        return []
+        return [], unprotected
     from cpo_gateway.bridge.stations import changed_connectors
     from cpo_gateway.store import Database, Store
 
@@ -75,7 +90,7 @@ async def _connector_changes(cfg: Config) -> list[str]:
         for emp in cfg.emps:
             for p in changed_connectors(cfg.catalogue, await store.posted_stations(emp.name)):
                 problems.append(f"{cfg.gateway.stations_file}: {p} (EMP {emp.name})")
-        return problems
+        return problems, [cp for cp in unprotected if not await store.password_hash(cp)]
     finally:
         await db.close()
 
