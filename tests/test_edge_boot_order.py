@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from cpo_gateway.csms.connection import CallSlot
 from cpo_gateway.sim.emp import SandboxEmp
 from tests.conftest import PARTNER
 from tests.test_csms_support import (
@@ -111,3 +112,38 @@ async def test_a_remote_start_to_a_silent_charger_goes_after_the_grace(
         assert status == 200 and body["result"]["code"] == 0, body
         await eventually(lambda: len(raw.calls) >= 2)
         assert [a for a, _ in raw.calls][:2] == ["RemoteStartTransaction", "TriggerMessage"]
+
+
+async def test_the_call_slot_serves_urgent_waiters_first_and_survives_cancellation() -> None:
+    order: list[str] = []
+    slot = CallSlot(lambda: None)
+
+    async def take(name: str, urgent: bool) -> None:
+        await slot.acquire(urgent)
+        order.append(name)
+        await asyncio.sleep(0)
+        slot.release()
+
+    waiting = [
+        asyncio.create_task(take("routine-1", False)),
+        asyncio.create_task(take("routine-2", False)),
+        asyncio.create_task(take("urgent", True)),
+    ]
+    gone = asyncio.create_task(take("gave-up", True))
+    await asyncio.sleep(0)  # all queue on the slot, closed until the charger has greeted
+    gone.cancel()
+    slot.open()
+    await asyncio.gather(*waiting)
+    assert gone.cancelled()
+    assert order == ["urgent", "routine-1", "routine-2"]
+    assert not slot.held
+    # Handed over just as its waiter gives up: the slot passes on, it is not lost.
+    order.clear()
+    await slot.acquire(False)
+    first = asyncio.create_task(take("first", True))
+    second = asyncio.create_task(take("second", False))
+    await asyncio.sleep(0)
+    slot.release()
+    first.cancel()
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert order == ["second"] and not slot.held
