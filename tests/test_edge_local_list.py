@@ -149,3 +149,25 @@ async def test_a_charger_with_its_local_list_switched_off_gets_no_push(
                 assert sum(a == "GetConfiguration" for a, _ in raw.calls) == 1
     said = [e for e in events if e["event"] == "locallist.disabled_on_charger"]
     assert len(said) == 1
+
+
+async def test_a_booting_sim_charger_gets_one_push_per_change_and_no_trigger(
+    tmp_path: Path, emp: SandboxEmp
+) -> None:
+    path = write_config(tmp_path, emp_url=emp.url)
+    async with running_gateway(Gateway(load_config(path, {})), emp) as h:
+        async with h.client() as client:
+            assert (await client.rfid_post(PARTNER, ["AABBCCDD"]))[0] == 200
+        async with h.charger(CP) as cp:
+            await cp.connect()
+            await emp.wait_for(lambda: set(cp.local_list) == {"AABBCCDD"})
+            async with h.client() as client:
+                assert (await client.rfid_post(PARTNER, ["AABBCCDD", "11223344"]))[0] == 200
+            await emp.wait_for(lambda: set(cp.local_list) == {"AABBCCDD", "11223344"})
+            assert h.gateway.core is not None
+            await h.gateway.core.local_list.push_all()  # the minute job: nothing is due
+            await cp.heartbeat()
+            actions = [a for a, _ in cp.received]
+    assert actions.count("SendLocalList") == 2, actions
+    assert actions.count("GetConfiguration") == 1, actions
+    assert "TriggerMessage" not in actions
