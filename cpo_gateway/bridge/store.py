@@ -118,10 +118,6 @@ class StorePort(Protocol):
         self, evse_id: str, status: str, outbox: Sequence[NewOutbox], now: float
     ) -> None: ...
 
-    async def set_local_list_state(
-        self, charge_point_id: str, version: int, ocpp_version: int, supported: bool
-    ) -> None: ...
-
     async def set_password_hash(self, charge_point_id: str, password_hash: str) -> None: ...
 
     async def set_session_state(

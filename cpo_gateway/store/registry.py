@@ -78,19 +78,6 @@ class RegistryRepo:
         )
         return (0, 0, True) if row is None else (int(row[0]), int(row[1]), bool(row[2]))
 
-    async def set_local_list_state(
-        self, charge_point_id: str, version: int, ocpp_version: int, supported: bool
-    ) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO chargers (id, local_list_version, ocpp_list_version, "
-                "local_list_supported) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "local_list_version = excluded.local_list_version, "
-                "ocpp_list_version = excluded.ocpp_list_version, "
-                "local_list_supported = excluded.local_list_supported",
-                (charge_point_id, version, ocpp_version, int(supported)),
-            )
-
     async def local_list_record(self, charge_point_id: str) -> LocalListRecord:
         row = self.db.lookup(_LOCAL_LIST_SELECT + " WHERE id = ?", (charge_point_id,))
         return LocalListRecord(charge_point_id) if row is None else _local_list_record(row)
