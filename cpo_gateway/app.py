@@ -347,6 +347,11 @@ class Gateway:
                    [({"action": a}, n) for a, n in (csms.handlers.counts.items() if csms else [])])  # fmt: skip
         out.metric("cpo_gateway_ocpp_auth_failures_total", "counter", "Refused charger logins",
                    [({}, csms.auth_failures if csms else 0)])  # fmt: skip
+        refused = csms.refusals.counts.items() if csms else []
+        out.metric("cpo_gateway_ocpp_refused_total", "counter", "Charger handshakes refused before the upgrade, by reason",
+                   [({"reason": r.value}, n) for r, n in refused])  # fmt: skip
+        out.metric("cpo_gateway_ocpp_takeovers_total", "counter", "Connected chargers whose socket a new connection with the same id replaced",
+                   [({}, csms.takeovers if csms else 0)])  # fmt: skip
         out.metric("cpo_gateway_oioi_requests_total", "counter", "OIOI requests by call and result code",
                    [({"call": c, "code": k}, n) for (c, k), n in (oioi.requests.items() if oioi else [])])  # fmt: skip
         stats = await self.store.outbox_stats(now) if self.db.is_open else []
@@ -354,6 +359,12 @@ class Gateway:
                    [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["depth"]) for s in stats])  # fmt: skip
         out.metric("cpo_gateway_outbox_oldest_age_seconds", "gauge", "Age of the oldest undelivered row",
                    [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["oldest_age_s"]) for s in stats])  # fmt: skip
+        pushes = core.local_list.outcomes.items() if core else []
+        out.metric("cpo_gateway_local_list_pushes_total", "counter", "Local-list pushes to chargers by result",
+                   [({"result": r}, n) for r, n in pushes])  # fmt: skip
+        states = await core.local_list.states() if core and self.db.is_open else {}
+        out.metric("cpo_gateway_local_list_chargers", "gauge", "Chargers by where they stand with the whitelist",
+                   [({"state": s.value}, n) for s, n in states.items()])  # fmt: skip
         counts = await self.store.whitelist_counts() if self.db.is_open else {}
         out.metric("cpo_gateway_whitelist_size", "gauge", "UIDs in each EMP's whitelist",
                    [({"emp": e}, n) for e, n in counts.items()])  # fmt: skip

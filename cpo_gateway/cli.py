@@ -46,7 +46,7 @@ def _load(path: str) -> Config:
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     # Decide first, print once: an "ok" followed by an error would leave both on screen.
-    problems = asyncio.run(_connector_changes(cfg))
+    problems, open_ids = asyncio.run(_database_checks(cfg))
     if problems:
         print(f"configuration error ({len(problems)}):", file=sys.stderr)
         for problem in problems:
@@ -65,13 +65,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     print(f"  OIOI:       http://{cfg.oioi.host}:{cfg.oioi.port}{cfg.oioi.path}")
     print(f"  state:      {cfg.gateway.database}")
+    if open_ids:
+        print(
+            f"warning: {len(open_ids)} charger(s) on security profile 0 without a password, "
+            f"anyone knowing the id can take over the connection (use security_profile = 1 or "
+            f"higher in {cfg.gateway.stations_file}): {', '.join(open_ids)}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
-async def _connector_changes(cfg: Config) -> list[str]:
-    """Stations whose connectors differ from what an EMP already has (OIOI forbids it)."""
+async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
+    """(Stations whose connectors differ from what an EMP already has (OIOI forbids it),
+    chargers anyone may connect as: security profile 0 and no password in the database)."""
+    cat = cfg.catalogue
+    unprotected = [
+        cp
+        for cp in sorted(cat.charge_point_ids())
+        if (auth := cat.charger_auth(cp)) is None
+        or (auth.security_profile == 0 and not auth.password_hash)
+    ]
     if not cfg.gateway.database.exists():
-        return []
+        return [], unprotected
     from cpo_gateway.bridge.stations import changed_connectors
     from cpo_gateway.store import Database, Store
 
@@ -83,7 +98,7 @@ async def _connector_changes(cfg: Config) -> list[str]:
         for emp in cfg.emps:
             for p in changed_connectors(cfg.catalogue, await store.posted_stations(emp.name)):
                 problems.append(f"{cfg.gateway.stations_file}: {p} (EMP {emp.name})")
-        return problems
+        return problems, [cp for cp in unprotected if not await store.password_hash(cp)]
     finally:
         await db.close()
 
@@ -154,6 +169,8 @@ def cmd_charger(args: argparse.Namespace) -> int:
     if args.charger_cmd == "hash-password":
         print(hash_password(_read_password(args)))
         return EXIT_OK
+    if args.charger_cmd == "local-list":
+        return _with_store(args, _show_local_lists)
 
     async def set_pw(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         if args.id not in cfg.catalogue.charge_point_ids():
@@ -163,6 +180,42 @@ def cmd_charger(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _with_store(args, set_pw)
+
+
+async def _show_local_lists(store: Store, cfg: Config, args: argparse.Namespace) -> int:
+    """Per charger: the whitelist version it holds, how the last push went, what comes next."""
+    import time
+
+    from cpo_gateway.bridge.clock import rfc3339
+    from cpo_gateway.bridge.locallist import ListState, list_state
+    from cpo_gateway.bridge.ports import LocalListRecord
+
+    version = await store.whitelist_version()
+    now = time.time()
+    records = {r.charge_point: r for r in await store.local_list_records()}
+    for cp_id in cfg.catalogue.charge_point_ids():
+        records.setdefault(cp_id, LocalListRecord(cp_id))
+    nxt = {
+        ListState.CURRENT: "-",
+        ListState.BEHIND: "due",
+        ListState.GAVE_UP: "gave up until the whitelist changes or the charger reconnects",
+        ListState.DISABLED: "not until the charger reconnects (local list switched off)",
+        ListState.NOT_SUPPORTED: "never (no local list)",
+    }
+    print(f"whitelist version {version}")
+    print(
+        "charger\tholds\tlist_version\tstate\tlast_result\tfailures\tlast_try\tnext_retry\tdetail"
+    )
+    for cp_id in sorted(records):
+        r = records[cp_id]
+        state = list_state(r, version, now)
+        retry = rfc3339(r.next_at) if state is ListState.BACKING_OFF and r.next_at else nxt[state]
+        tried = rfc3339(r.tried_at) if r.tried_at else "-"
+        print(
+            f"{cp_id}\t{r.version}\t{r.ocpp_version}\t{state.value}\t{r.result or '-'}\t"
+            f"{r.failures}\t{tried}\t{retry}\t{r.detail}"
+        )
+    return EXIT_OK
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -355,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--password-stdin", action="store_true")
     hp = leaf(chs, "hash-password", help="print a hash for the stations file")
     hp.add_argument("--password-stdin", action="store_true")
+    leaf(chs, "local-list", help="per charger: whitelist version held, last push, next retry")
     from cpo_gateway import admin_cli
 
     admin_cli.add_parser(chs)

@@ -125,8 +125,9 @@ async def test_shared_evse_debounce_offline_and_resync(harness: Harness) -> None
         await cp.disconnect()
         await emp.wait_for(lambda: emp.statuses.get(shared) == "Offline", timeout=5)
         await cp.connect(boot=False)
-        # The gateway asks for the statuses again after a reconnect.
+        # The gateway asks for the statuses again after a reconnect: this charger says
+        # nothing, so after the grace for its first message.
         await emp.wait_for(
-            lambda: any(a == "TriggerMessage" for a, _ in cp.received[-3:]), timeout=5
+            lambda: any(a == "TriggerMessage" for a, _ in cp.received[-3:]), timeout=10
         )
         await emp.wait_for(lambda: emp.statuses.get(shared) == "Occupied", timeout=5)

@@ -197,9 +197,14 @@ def test_status_notification_known_and_unknown_states() -> None:
     )
 
 
-def test_authorize_keeps_the_id_tag_as_sent_even_when_over_long() -> None:
-    tag = "04A2B3C4D5E6F7_serial12345"
+def test_authorize_keeps_the_id_tag_as_sent_up_to_20_characters() -> None:
+    tag = "04A2B3C4D5E6F7_ser12"
     assert v16.parse_authorize({"idTag": tag}) == tag
+    # Over 20 (CiString20) it is refused, naming the field: a cut tag would be another card.
+    with pytest.raises(PayloadError) as refused:
+        v16.parse_authorize({"idTag": tag + "3"})
+    assert refused.value.error_code == ErrorCode.PROPERTY_CONSTRAINT_VIOLATION
+    assert refused.value.details == {"field": "Authorize.idTag"}
 
 
 def test_start_transaction_accepts_integral_floats_and_null_optionals() -> None:

@@ -113,11 +113,21 @@ class RawCharger:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, url: str, cp_id: str = CP, responder: Responder | None = accept_all, **kw: Any
+        cls,
+        url: str,
+        cp_id: str = CP,
+        responder: Responder | None = accept_all,
+        *,
+        greet: bool = True,
+        **kw: Any,
     ) -> AsyncIterator[RawCharger]:
+        """greet: say something first (a Heartbeat, as a charger back without rebooting):
+        the gateway sends nothing to a charger before its first message."""
         async with connect(f"{url}/{cp_id}", subprotocols=[OCPP16], **kw) as ws:
             raw = cls(ws, responder)
             try:
+                if greet:
+                    await raw.call("Heartbeat", {})
                 yield raw
             finally:
                 raw._reader.cancel()

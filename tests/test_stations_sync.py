@@ -108,7 +108,8 @@ async def test_check_config_refuses_a_connector_change_of_a_posted_station(
     config = write_config(tmp_path, emp_url=emp.url)
     await delivered_station_posts(config, emp)
     code, out, err = await cli(config, "check-config")
-    assert (code, err) == (0, "")
+    # The example chargers are on security profile 0: warned about, not an error.
+    assert code == 0 and all("security profile 0" in line for line in err.splitlines()), err
     edit_stations(config, 'evse_id = "DE*CPO*E3001*2"', 'evse_id = "DE*CPO*E3001*3"')
     code, out, err = await cli(config, "check-config")
     assert code == 78

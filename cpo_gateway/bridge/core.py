@@ -141,7 +141,7 @@ class Core:
             concurrency={p.name: p.concurrency for p in partners},
             clock=clock,
         )
-        self.local_list = LocalListPusher(store, chargers, connected)
+        self.local_list = LocalListPusher(store, chargers, connected, clock=clock)
         self.reconciler = Reconciler(
             store,
             chargers,

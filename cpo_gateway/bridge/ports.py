@@ -40,6 +40,10 @@ class ChargerControl(Protocol):
         self, charge_point_id: str, connector_id: int
     ) -> CommandResult: ...
 
+    async def local_list_enabled(self, charge_point_id: str) -> bool | None:
+        """False when the charger says its local list is switched off; None: it cannot tell."""
+        ...
+
 
 class EmpLink(Protocol):
     """Requests to EMPs (implemented by oioi/)."""
@@ -115,6 +119,22 @@ class PostedStation:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalListRecord:
+    """What one charger holds of the whitelist, and how the last push to it went."""
+
+    charge_point: str
+    version: int = 0  # whitelist version the charger holds (0: none)
+    ocpp_version: int = 0  # the list version number the charger holds
+    supported: bool = True
+    result: str | None = None  # the last push's outcome (a CommandStatus value, or "disabled")
+    detail: str = ""
+    failures: int = 0  # failed pushes in a row of `failed_version`
+    failed_version: int = 0
+    next_at: float | None = None  # no retry before (epoch s); None with failures: gave up
+    tried_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewOutbox:
     """An outbox row to write inside the transaction that causes it."""
 
@@ -128,6 +148,7 @@ __all__ = [
     "ChargerControl",
     "EmpLink",
     "EnergySample",
+    "LocalListRecord",
     "NewOutbox",
     "OutboxItem",
     "SessionRecord",

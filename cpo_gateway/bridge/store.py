@@ -6,7 +6,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from cpo_gateway.bridge.model import BootInfo, EnergySample, TransactionStart, TransactionStop
-from cpo_gateway.bridge.ports import NewOutbox, OutboxItem, PostedStation, SessionRecord, TxRecord
+from cpo_gateway.bridge.ports import (
+    LocalListRecord,
+    NewOutbox,
+    OutboxItem,
+    PostedStation,
+    SessionRecord,
+    TxRecord,
+)
 
 OutboxBuilder = Callable[[TxRecord, SessionRecord], Sequence[NewOutbox]]
 
@@ -39,6 +46,12 @@ class StorePort(Protocol):
     ) -> list[SessionRecord]: ...
 
     async def local_list_state(self, charge_point_id: str) -> tuple[int, int, bool]: ...
+
+    async def local_list_record(self, charge_point_id: str) -> LocalListRecord: ...
+
+    async def local_list_records(self) -> list[LocalListRecord]: ...
+
+    async def save_local_list_record(self, record: LocalListRecord) -> None: ...
 
     async def mark_dead(self, item_id: int, error: str, now: float) -> None: ...
 
@@ -127,10 +140,6 @@ class StorePort(Protocol):
 
     async def set_evse_status(
         self, evse_id: str, status: str, outbox: Sequence[NewOutbox], now: float
-    ) -> None: ...
-
-    async def set_local_list_state(
-        self, charge_point_id: str, version: int, ocpp_version: int, supported: bool
     ) -> None: ...
 
     async def set_password_hash(self, charge_point_id: str, password_hash: str) -> None: ...

@@ -3,14 +3,24 @@
 Calls from the charger are handled in order by one worker task, apart from the receive loop,
 so the charger's answers to our commands are never stuck behind a slow handler. At most one
 Call of ours is in flight per charger (OCPP-J); others wait their turn.
+
+Nothing is sent to a charger before its first message on the connection has been answered
+(a charger still booting refuses or ignores Calls), or before a grace has passed for one that
+stays silent. Urgent commands (those a partner waits for: remote start and stop) go ahead of
+routine ones (status triggers, configuration reads, local lists) waiting for the slot, and a
+routine Call still unanswered when an urgent one waits gives way after PREEMPT_AFTER_S: our
+own housekeeping must never make a healthy charger look unreachable to a partner.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -35,6 +45,77 @@ from cpo_gateway.csms.v16_commands import read_call_error, read_command_status
 log = logs.get(__name__)
 
 Handler = Callable[["ChargerConnection", Call], Awaitable[dict[str, object]]]
+Replied = Callable[["ChargerConnection", Call], None]
+# A charger that has said nothing this long after connecting gets our Calls anyway.
+FIRST_MESSAGE_GRACE_S = 5.0
+# How long a routine Call may still wait for its answer once an urgent command waits: healthy
+# chargers answer within a second; one that does not is not worth a partner's deadline.
+PREEMPT_AFTER_S = 1.0
+
+
+class _GaveWay(Exception):
+    """A routine Call stopped waiting for its answer so that an urgent command could go."""
+
+
+class CallSlot:
+    """One Call of ours at a time; urgent waiters are served before routine ones.
+
+    It starts closed (held by nobody's Call): open() lets the first waiters in, urgent first."""
+
+    def __init__(self, on_urgent_wait: Callable[[], None]) -> None:
+        self._held = True
+        self._open = False
+        self._waiters: dict[bool, deque[asyncio.Future[None]]] = {True: deque(), False: deque()}
+        self._on_urgent_wait = on_urgent_wait
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def open(self) -> None:
+        if not self._open:
+            self._open = True
+            self.release()
+
+    @property
+    def urgent_waiting(self) -> bool:
+        return any(not f.done() for f in self._waiters[True])
+
+    async def acquire(self, urgent: bool) -> None:
+        if not self._held:
+            self._held = True
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiters[urgent]
+        queue.append(fut)
+        if urgent:
+            self._on_urgent_wait()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over just as the waiter gave up: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    queue.remove(fut)
+            raise
+
+    def release(self) -> None:
+        for urgent in (True, False):
+            queue = self._waiters[urgent]
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)  # the slot passes on: it stays held
+                    return
+        self._held = False
+
+
+@dataclass(slots=True)
+class _InFlight:
+    answer: asyncio.Future[CallResult | CallError]
+    urgent: bool
+    sent_at: float
 
 
 class HandlerError(Exception):
@@ -55,6 +136,8 @@ class ChargerConnection:
         *,
         call_timeout_s: float,
         max_queue: int = 64,
+        greeting_grace_s: float = FIRST_MESSAGE_GRACE_S,
+        after_reply: Replied | None = None,
     ) -> None:
         self.charge_point_id = charge_point_id
         self.ws = ws
@@ -62,19 +145,40 @@ class ChargerConnection:
         self._call_timeout_s = call_timeout_s
         self._inbox: asyncio.Queue[Call] = asyncio.Queue(max_queue)
         self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
-        self._call_lock = asyncio.Lock()
+        self._slot = CallSlot(self._urgent_waits)
+        self._in_flight: _InFlight | None = None
+        self._greeting_grace_s = greeting_grace_s
+        self._greeted = asyncio.Event()
+        self._after_reply = after_reply
+        self.first_action: str | None = None  # the action of the charger's first Call
         self.booted = False
         self.last_seen = time.monotonic()
         self.config_cache: dict[str, str] = {}
 
+    @property
+    def greeted(self) -> bool:
+        """Whether Calls may go to the charger (its first message answered, or grace over)."""
+        return self._greeted.is_set()
+
+    def _greet(self) -> None:
+        self._greeted.set()
+        self._slot.open()
+
+    async def wait_greeted(self) -> None:
+        """Until Calls may go to the charger; also returns once the connection has ended."""
+        await self._greeted.wait()
+
     async def run(self) -> None:
         worker = asyncio.create_task(self._work(), name=f"ocpp-worker-{self.charge_point_id}")
+        grace = asyncio.get_running_loop().call_later(self._greeting_grace_s, self._greet)
         try:
             async for message in self.ws:
                 await self._receive(message)
         except ConnectionClosed:
             pass
         finally:
+            grace.cancel()
+            self._greet()  # whoever waits finds the connection closed
             # Let Calls already received finish (their data may be mid-commit), then stop.
             await self._inbox.join()
             worker.cancel()
@@ -97,6 +201,8 @@ class ChargerConnection:
                 await self._send(reply)
             return
         if isinstance(frame, Call):
+            if self.first_action is None:
+                self.first_action = frame.action
             await self._inbox.put(frame)  # bounded: a flooding charger waits, memory does not grow
             return
         fut = self._pending.get(frame.unique_id)
@@ -137,6 +243,10 @@ class ChargerConnection:
             )
             reply = encode_error(call.unique_id, ErrorCode.INTERNAL_ERROR, "internal error")
         await self._send(reply)
+        # Only now may our own Calls go: they follow the answer to the charger's first Call.
+        self._greet()
+        if self._after_reply is not None:
+            self._after_reply(self, call)
 
     async def _send(self, text: str) -> None:
         try:
@@ -147,45 +257,78 @@ class ChargerConnection:
     @property
     def busy(self) -> bool:
         """Whether a Call of ours is out (or being sent) on this connection."""
-        return self._call_lock.locked()
+        return self.greeted and self._slot.held
 
     async def call(
-        self, action: str, payload: dict[str, object], timeout_s: float | None = None
+        self,
+        action: str,
+        payload: dict[str, object],
+        timeout_s: float | None = None,
+        *,
+        urgent: bool = False,
     ) -> CommandResult:
         """Send a Call to the charger and read its answer as a CommandResult.
 
-        One Call at a time (OCPP-J): a command waits for the one before it, at most
-        `timeout_s`, and then at most `timeout_s` for its own answer."""
+        One Call at a time (OCPP-J): a command waits until the charger has spoken first and
+        for the one before it, at most `timeout_s`, and then at most `timeout_s` for its own
+        answer. `urgent` commands (a partner waits for them) go first and make a routine Call
+        still unanswered give way (module docstring)."""
         timeout_s = timeout_s or self._call_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                await self._call_lock.acquire()
+                await self._slot.acquire(urgent)  # closed until the charger has greeted
         except TimeoutError:
             return CommandResult(
                 CommandStatus.TIMEOUT,
                 f"{action} waited {timeout_s} s behind an earlier command to this charger",
             )
+        loop = asyncio.get_running_loop()
         try:
             unique_id = str(uuid.uuid4())
-            fut: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[CallResult | CallError] = loop.create_future()
             self._pending[unique_id] = fut
             try:
                 await self.ws.send(encode_call(unique_id, action, payload))
+                self._in_flight = _InFlight(fut, urgent, loop.time())
+                if not urgent and self._slot.urgent_waiting:
+                    self._urgent_waits()
                 async with asyncio.timeout(timeout_s):
                     answer = await fut
             except TimeoutError:
                 return CommandResult(
                     CommandStatus.TIMEOUT, f"no answer to {action} in {timeout_s} s"
                 )
+            except _GaveWay:
+                log.info("ocpp.call_gave_way", charge_point_id=self.charge_point_id, action=action)
+                return CommandResult(
+                    CommandStatus.TIMEOUT,
+                    f"no answer to {action} in {PREEMPT_AFTER_S} s while an urgent command waited",
+                )
             except (ConnectionClosed, ConnectionError):
                 return CommandResult(CommandStatus.OFFLINE, "the charger disconnected")
             finally:
+                self._in_flight = None
                 self._pending.pop(unique_id, None)
+                if not fut.done():
+                    fut.cancel()  # a late give-way must not land on a future nobody reads
         finally:
-            self._call_lock.release()
+            self._slot.release()
         if isinstance(answer, CallError):
             return read_call_error(answer)
         return read_command_status(action, answer.payload)
 
+    def _urgent_waits(self) -> None:
+        """An urgent command waits for the slot: a routine Call out gives way soon."""
+        flight = self._in_flight
+        if flight is None or flight.urgent or flight.answer.done():
+            return
+        delay = max(0.0, flight.sent_at + PREEMPT_AFTER_S - asyncio.get_running_loop().time())
+        asyncio.get_running_loop().call_later(delay, _give_way, flight.answer)
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         await self.ws.close(code, reason)
+
+
+def _give_way(answer: asyncio.Future[CallResult | CallError]) -> None:
+    if not answer.done():
+        answer.set_exception(_GaveWay())

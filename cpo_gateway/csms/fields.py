@@ -21,6 +21,7 @@ from cpo_gateway.csms.frames import ErrorCode, PayloadError
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SHOW_MAX = 40
+MAX_ID_TOKEN = 20  # OCPP 1.6 IdToken: CiString20Type
 
 
 def show(value: object) -> str:
@@ -99,6 +100,24 @@ def req_str(obj: dict[str, object], path: str, name: str, max_len: int | None = 
     if not isinstance(value, str):
         wrong_type(path, name, "string", value)
     return value if max_len is None else value[:max_len]
+
+
+def id_token(obj: dict[str, object], path: str, name: str = "idTag") -> str:
+    """A required idTag, exactly as sent: a CiString20 (OCPP 1.6 IdToken). Unlike vendor
+    strings it is never cut: a cut token is another card."""
+    value = req_str(obj, path, name)
+    if len(value) > MAX_ID_TOKEN:
+        too_long(path, name, value)
+    return value
+
+
+def too_long(path: str, name: str, value: str) -> NoReturn:
+    fail(
+        ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+        path,
+        name,
+        f"expected at most {MAX_ID_TOKEN} characters, got {len(value)}",
+    )
 
 
 def opt_str(obj: dict[str, object], path: str, name: str, max_len: int | None = None) -> str | None:

@@ -40,12 +40,10 @@ class Handlers:
         *,
         heartbeat_interval_s: int,
         id_tag_expiry_s: int,
-        on_boot: Callable[[ChargerConnection], None] | None = None,
     ) -> None:
         self._core = core
         self._interval = heartbeat_interval_s
         self._expiry_s = id_tag_expiry_s
-        self._on_boot = on_boot
         self.counts: dict[str, int] = {}
         self._table: dict[str, Handle] = {
             "BootNotification": self._boot,
@@ -95,8 +93,6 @@ class Handlers:
         assert isinstance(info, BootInfo)
         accepted = await self._core.boot(info)
         conn.booted = accepted
-        if accepted and self._on_boot is not None:
-            self._on_boot(conn)
         return v16.boot_conf("Accepted" if accepted else "Pending", self._interval, _now_iso())
 
     async def _heartbeat(self, conn: ChargerConnection, _: object) -> dict[str, object]:

@@ -19,7 +19,8 @@ log = logs.get(__name__)
 DEFAULT_LIST_CHUNK = 100  # when the charger does not tell its SendLocalListMaxLength
 _CHUNK_KEY = "SendLocalListMaxLength"  # entries per SendLocalList
 _CAPACITY_KEY = "LocalAuthListMaxLength"  # entries the charger's list holds in all
-_LIST_KEYS = (_CHUNK_KEY, _CAPACITY_KEY)
+_ENABLED_KEY = "LocalAuthListEnabled"  # "false": the charger does not use a local list
+_LIST_KEYS = (_CHUNK_KEY, _CAPACITY_KEY, _ENABLED_KEY)
 
 
 class ChargerRegistry:
@@ -42,11 +43,14 @@ class ChargerRegistry:
         action: str,
         payload: dict[str, object],
         timeout_s: float | None = None,
+        *,
+        urgent: bool = False,
     ) -> CommandResult:
+        """`urgent`: a partner waits for the answer (see ChargerConnection.call)."""
         conn = self.connections.get(cp_id)
         if conn is None:
             return CommandResult(CommandStatus.OFFLINE, "the charger is not connected")
-        result = await conn.call(action, payload, timeout_s)
+        result = await conn.call(action, payload, timeout_s, urgent=urgent)
         log.info("ocpp.command", charge_point_id=cp_id, action=action, result=result.status.value)
         return result
 
@@ -54,12 +58,18 @@ class ChargerRegistry:
         self, charge_point_id: str, connector_id: int | None, id_tag: str
     ) -> CommandResult:
         return await self.command(
-            charge_point_id, "RemoteStartTransaction", cmd.remote_start_req(connector_id, id_tag)
+            charge_point_id,
+            "RemoteStartTransaction",
+            cmd.remote_start_req(connector_id, id_tag),
+            urgent=True,
         )
 
     async def remote_stop(self, charge_point_id: str, transaction_id: int) -> CommandResult:
         return await self.command(
-            charge_point_id, "RemoteStopTransaction", cmd.remote_stop_req(transaction_id)
+            charge_point_id,
+            "RemoteStopTransaction",
+            cmd.remote_stop_req(transaction_id),
+            urgent=True,
         )
 
     async def trigger_message(
@@ -153,7 +163,8 @@ class ChargerRegistry:
             }
             result = await self.command(charge_point_id, "SendLocalList", payload)
             if not result.accepted:
-                detail = f"chunk {i + 1} of {len(chunks)}: {result.detail or result.status.value}"
+                said = result.detail or str(result.data.get("status") or result.status.value)
+                detail = f"chunk {i + 1} of {len(chunks)}: {said}"
                 return CommandResult(result.status, detail, result.data)
         return CommandResult(
             result.status, result.detail, {**result.data, "listVersion": version + len(chunks) - 1}
@@ -173,12 +184,30 @@ class ChargerRegistry:
         self._chunk_cache = (entries, size, chunks)
         return chunks
 
+    async def local_list_enabled(self, charge_point_id: str) -> bool | None:
+        """False when the charger's LocalAuthListEnabled is false; None when it cannot tell
+        (not connected, no answer, key unknown). Read with the list limits, once per
+        connection."""
+        cache = await self._list_config(charge_point_id)
+        if cache is None:
+            return None
+        value = cache.get(_ENABLED_KEY, "").strip().lower()
+        return {"true": True, "false": False}.get(value)
+
     async def _list_limits(self, cp_id: str) -> tuple[int, int | None]:
         """(entries per SendLocalList, entries the list holds or None if not told), asked
         once per connection."""
+        cache = await self._list_config(cp_id)
+        if cache is None:
+            return DEFAULT_LIST_CHUNK, None
+        size = _count(cache.get(_CHUNK_KEY, ""), most=100_000) or DEFAULT_LIST_CHUNK
+        return size, _count(cache.get(_CAPACITY_KEY, ""), most=10_000_000)
+
+    async def _list_config(self, cp_id: str) -> dict[str, str] | None:
+        """The connection's cache of the local-list keys, read from the charger if missing."""
         conn = self.connections.get(cp_id)
         if conn is None:
-            return DEFAULT_LIST_CHUNK, None
+            return None
         cache = conn.config_cache
         if any(key not in cache for key in _LIST_KEYS):
             result = await self.get_configuration(cp_id, list(_LIST_KEYS))
@@ -193,8 +222,10 @@ class ChargerRegistry:
             if result.accepted:
                 for key in _LIST_KEYS:
                     cache.setdefault(key, "")  # unknown key: do not ask again
-        size = _count(cache.get(_CHUNK_KEY, ""), most=100_000) or DEFAULT_LIST_CHUNK
-        return size, _count(cache.get(_CAPACITY_KEY, ""), most=10_000_000)
+                if cache[_ENABLED_KEY].strip().lower() == "false":
+                    # Read once per connection, so said once per connection.
+                    log.warning("locallist.disabled_on_charger", charge_point_id=cp_id)
+        return cache
 
 
 def _count(raw: str, most: int) -> int | None:

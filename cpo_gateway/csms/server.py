@@ -25,11 +25,13 @@ from websockets.typing import Subprotocol
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
-from cpo_gateway.csms.connection import ChargerConnection
+from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
+from cpo_gateway.csms.frames import Call
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.passwords import parse_basic, verify_password
+from cpo_gateway.csms.refusals import Refusal, Refusals
 from cpo_gateway.csms.registry import ChargerRegistry
-from cpo_gateway.ratelimit import FailureLimiter
+from cpo_gateway.ratelimit import LoginLimiter
 from cpo_gateway.tasks import TaskSet
 
 log = logs.get(__name__)
@@ -85,12 +87,13 @@ class CsmsServer:
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
-            on_boot=self._after_boot,
         )
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
         self.auth_failures = 0
-        self.limiter = FailureLimiter()
+        self.takeovers = 0  # connected chargers whose socket a new connection replaced
+        self.limiter = LoginLimiter()
+        self.refusals = Refusals()
 
     @property
     def port(self) -> int:
@@ -178,8 +181,12 @@ class CsmsServer:
         return None
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        source = _source(conn)
         cp_id = self._charge_point_id(request.path)
         if cp_id is None:
+            self.refusals.refuse(
+                Refusal.BAD_PATH, source, source=source, path=request.path.split("?", 1)[0][:80]
+            )
             return conn.respond(
                 http.HTTPStatus.NOT_FOUND, f"connect to {self._path}/<charge point id>\n"
             )
@@ -189,43 +196,65 @@ class CsmsServer:
             for p in h.split(",")
         ]
         if not any(p in SUBPROTOCOLS for p in offered):
+            self.refusals.refuse(
+                Refusal.SUBPROTOCOL,
+                cp_id,
+                charge_point_id=cp_id,
+                source=source,
+                offered=",".join(offered)[:100],
+            )
             return conn.respond(
                 http.HTTPStatus.BAD_REQUEST,
                 f"no supported OCPP subprotocol offered; supported: {', '.join(SUBPROTOCOLS)}\n",
             )
         known = self._core.is_known_charger(cp_id)
         if not known and not self._allow_unknown:
-            log.warning("charger.refused_unknown", charge_point_id=cp_id)
+            self.refusals.refuse(Refusal.UNKNOWN_ID, cp_id, charge_point_id=cp_id, source=source)
             return conn.respond(http.HTTPStatus.NOT_FOUND, "unknown charge point\n")
         profile = self._core.security_profile(cp_id)
         if profile >= 2 and conn.transport.get_extra_info("ssl_object") is None:
-            log.warning("security.tls_required", charge_point_id=cp_id)
+            self.refusals.refuse(Refusal.TLS_REQUIRED, cp_id, charge_point_id=cp_id, source=source)
             return conn.respond(http.HTTPStatus.FORBIDDEN, "this charge point must use TLS\n")
         stored = await self._core.password_hash(cp_id)
         if profile >= 1 or stored:
-            source = _source(conn)
-            keys = (f"ip:{source}", f"cp:{cp_id}")
-            if self.limiter.blocked(*keys):
+            header = request.headers.get("Authorization")
+            # A credential verified before passes even while strangers fail for this id: no
+            # failure limit may lock out the rightful charger (and this check costs no scrypt).
+            if self._known_good(cp_id, header, stored):
+                return None
+            if self.limiter.blocked(source, cp_id):
                 self.auth_failures += 1
-                log.warning("security.auth_rate_limited", charge_point_id=cp_id, source=source)
+                self.refusals.refuse(
+                    Refusal.RATE_LIMITED, cp_id, source, charge_point_id=cp_id, source=source
+                )
                 response = conn.respond(
                     http.HTTPStatus.TOO_MANY_REQUESTS, "too many failed logins\n"
                 )
                 response.headers["Retry-After"] = "60"
                 return response
-            problem = await self._check_password(
-                cp_id, request.headers.get("Authorization"), stored
-            )
+            problem = await self._check_password(cp_id, header, stored)
             if problem:
                 self.auth_failures += 1
-                self.limiter.failed(*keys)
-                log.warning(
-                    "security.auth_failed", charge_point_id=cp_id, source=source, reason=problem
+                self.limiter.failed(source, cp_id)
+                self.refusals.refuse(
+                    Refusal.AUTH_FAILED,
+                    cp_id,
+                    problem,
+                    charge_point_id=cp_id,
+                    source=source,
+                    reason=problem,
                 )
                 response = conn.respond(http.HTTPStatus.UNAUTHORIZED, "authentication failed\n")
                 response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
                 return response
         return None
+
+    def _known_good(self, cp_id: str, header: str | None, stored: str | None) -> bool:
+        creds = parse_basic(header)
+        if creds is None or not stored or creds[0] != cp_id:
+            return False
+        key = (cp_id, hashlib.sha256(creds[1].encode()).hexdigest())
+        return self._verified.get(key) == stored
 
     async def _check_password(
         self, cp_id: str, header: str | None, stored: str | None
@@ -254,18 +283,33 @@ class CsmsServer:
         if cp_id is None:
             return
         conn = ChargerConnection(
-            cp_id, ws, self.handlers.dispatch, call_timeout_s=self._call_timeout_s
+            cp_id,
+            ws,
+            self.handlers.dispatch,
+            call_timeout_s=self._call_timeout_s,
+            greeting_grace_s=min(FIRST_MESSAGE_GRACE_S, self._call_timeout_s),
+            after_reply=self._after_reply,
         )
         old = self.connections.get(cp_id)
         self.connections[cp_id] = conn
         if old is not None:
-            log.info("charger.replaced", charge_point_id=cp_id)
+            # The new socket wins (a charger that lost its connection comes back before the
+            # old one times out), but it may as well be a stranger with the same id: with
+            # security profile 0 nothing proves who is who. A security event either way.
+            self.takeovers += 1
+            log.warning(
+                "security.charger_takeover",
+                charge_point_id=cp_id,
+                old_source=_source(old.ws),
+                new_source=_source(ws),
+                security_profile=self._core.security_profile(cp_id),
+            )
             self._tasks.spawn(
                 old.close(1000, "replaced by a new connection"), name=f"close-old-{cp_id}"
             )
         self._core.charger_connected(cp_id)
         log.info("charger.connected", charge_point_id=cp_id, subprotocol=ws.subprotocol)
-        self._tasks.spawn(self._after_connect(cp_id), name=f"after-connect-{cp_id}")
+        self._tasks.spawn(self._after_connect(conn), name=f"after-connect-{cp_id}")
         try:
             await conn.run()
         finally:
@@ -292,13 +336,29 @@ class CsmsServer:
                         name=f"close-silent-{cp_id}",
                     )
 
-    def _after_boot(self, conn: ChargerConnection) -> None:
-        self._tasks.spawn(self._core.local_list.push(conn.charge_point_id), name="locallist-push")
+    def _after_reply(self, conn: ChargerConnection, call: Call) -> None:
+        """After an accepted boot has been answered: the list (its statuses come by themselves)."""
+        if call.action == "BootNotification" and conn.booted:
+            self._tasks.spawn(
+                self._core.local_list.push(conn.charge_point_id, fresh=True),
+                name=f"locallist-push-{conn.charge_point_id}",
+            )
 
-    async def _after_connect(self, cp_id: str) -> None:
-        """Resync statuses and the local list: chargers do not always boot after a reconnect."""
+    async def _after_connect(self, conn: ChargerConnection) -> None:
+        """A charger that booted brings its statuses; one that reconnected without booting (its
+        first message is anything else) or stays silent owes a resync: statuses and the list."""
+        await conn.wait_greeted()
+        if (
+            conn.ws.state is not State.OPEN
+            or self.connections.get(conn.charge_point_id) is not conn
+        ):
+            return
+        if conn.first_action == "BootNotification":
+            return
+        cp_id = conn.charge_point_id
+        log.info("charger.resync", charge_point_id=cp_id, first_message=conn.first_action)
         await self.registry.trigger_status(cp_id)
-        await self._core.local_list.push(cp_id)
+        await self._core.local_list.push(cp_id, fresh=True)
 
 
 def _source(conn: ServerConnection) -> str:

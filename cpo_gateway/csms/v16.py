@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cpo_gateway import logs
 from cpo_gateway.bridge.model import (
     AuthDecision,
     BootInfo,
@@ -82,6 +83,7 @@ __all__ = [
     "unlock_connector_req",
 ]
 
+log = logs.get(__name__)
 _STATES = {s.value: s for s in ConnectorState}
 
 
@@ -118,8 +120,9 @@ def parse_status(cp_id: str, p: dict[str, object]) -> StatusReport:
 
 
 def parse_authorize(p: dict[str, object]) -> str:
-    """The idTag exactly as sent (normalising it is the core's job)."""
-    return f.req_str(p, "Authorize", "idTag")
+    """The idTag exactly as sent (normalising it is the core's job); over 20 characters it is
+    refused (PropertyConstraintViolation naming the field)."""
+    return f.id_token(p, "Authorize")
 
 
 def parse_start(cp_id: str, p: dict[str, object]) -> TransactionStart:
@@ -127,7 +130,7 @@ def parse_start(cp_id: str, p: dict[str, object]) -> TransactionStart:
     return TransactionStart(
         charge_point_id=cp_id,
         connector_id=f.connector_id(p, path),
-        id_tag=f.req_str(p, path, "idTag"),
+        id_tag=f.id_token(p, path),
         meter_start_wh=f.req_int(p, path, "meterStart"),
         timestamp=f.req_timestamp(p, path),
         reservation_id=f.opt_int(p, path, "reservationId"),
@@ -135,14 +138,27 @@ def parse_start(cp_id: str, p: dict[str, object]) -> TransactionStart:
 
 
 def parse_stop(cp_id: str, p: dict[str, object]) -> TransactionStop:
+    """An idTag over 20 characters is dropped, not refused: a stop must never be lost (a
+    charger refused gives up on it after a few attempts, and the session's energy with it),
+    and the idTag is optional in a stop. It is not cut either: a cut token is another card."""
     path = "StopTransaction"
     data = p.get("transactionData")
+    id_tag = f.opt_str(p, path, "idTag")
+    if id_tag is not None and len(id_tag) > f.MAX_ID_TOKEN:
+        log.warning(
+            "ocpp.id_tag_dropped",
+            charge_point_id=cp_id,
+            field=f"{path}.idTag",
+            length=len(id_tag),
+            max_length=f.MAX_ID_TOKEN,
+        )
+        id_tag = None
     return TransactionStop(
         charge_point_id=cp_id,
         transaction_id=f.req_int(p, path, "transactionId"),
         meter_stop_wh=f.req_int(p, path, "meterStop"),
         timestamp=f.req_timestamp(p, path),
-        id_tag=f.opt_str(p, path, "idTag"),
+        id_tag=id_tag,
         reason=f.opt_str(p, path, "reason", 50),
         samples=() if data is None else energy_samples(data, f"{path}.transactionData"),
     )

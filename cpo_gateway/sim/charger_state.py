@@ -61,9 +61,16 @@ class ChargerState:
             "HeartbeatInterval": str(self.heartbeat_interval),
             "MeterValueSampleInterval": str(int(self.meter_interval_s)),
             "NumberOfConnectors": str(self.connectors),
-            "LocalAuthListEnabled": "true" if self.local_list_supported else "false",
-            "LocalAuthListMaxLength": str(self.local_list_capacity),
-            "SendLocalListMaxLength": str(self.local_list_max_length),
+            # OCPP 1.6 §9.2: these keys exist only where the local list feature does.
+            **(
+                {
+                    "LocalAuthListEnabled": "true",
+                    "LocalAuthListMaxLength": str(self.local_list_capacity),
+                    "SendLocalListMaxLength": str(self.local_list_max_length),
+                }
+                if self.local_list_supported
+                else {}
+            ),
             "LocalAuthorizeOffline": "true",
             "LocalPreAuthorize": "false",
             "AuthorizeRemoteTxRequests": "false",
@@ -119,6 +126,8 @@ class ChargerState:
         """Apply a SendLocalList.req (snake_case entries as the library passes them)."""
         if not self.local_list_supported:
             return "NotSupported"
+        if not self.local_auth_enabled():
+            return "Failed"  # as chargers with LocalAuthListEnabled=false answer
         if len(entries) > self.local_list_max_length:
             return "Failed"
         if update_type == "Full":

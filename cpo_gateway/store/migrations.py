@@ -162,4 +162,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX connector_status_ignored_received ON connector_status_ignored (received_at);
     ALTER TABLE connector_status ADD COLUMN trusted_at REAL;
     """,
+    # 4: per-charger outcome of local-list pushes and their retry back-off
+    """
+    ALTER TABLE chargers ADD COLUMN local_list_result TEXT;
+    ALTER TABLE chargers ADD COLUMN local_list_detail TEXT;
+    ALTER TABLE chargers ADD COLUMN local_list_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chargers ADD COLUMN local_list_failed_version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chargers ADD COLUMN local_list_next_at REAL;
+    ALTER TABLE chargers ADD COLUMN local_list_tried_at REAL;
+    """,
 )

@@ -9,9 +9,30 @@ from collections.abc import Sequence
 import orjson
 
 from cpo_gateway.bridge.model import BootInfo
-from cpo_gateway.bridge.ports import NewOutbox, PostedStation
+from cpo_gateway.bridge.ports import LocalListRecord, NewOutbox, PostedStation
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import insert_outbox_sync
+
+_LOCAL_LIST_SELECT = (
+    "SELECT id, local_list_version, ocpp_list_version, local_list_supported, local_list_result, "
+    "local_list_detail, local_list_failures, local_list_failed_version, local_list_next_at, "
+    "local_list_tried_at FROM chargers"
+)
+
+
+def _local_list_record(row: sqlite3.Row) -> LocalListRecord:
+    return LocalListRecord(
+        charge_point=str(row[0]),
+        version=int(row[1]),
+        ocpp_version=int(row[2]),
+        supported=bool(row[3]),
+        result=None if row[4] is None else str(row[4]),
+        detail=str(row[5] or ""),
+        failures=int(row[6]),
+        failed_version=int(row[7]),
+        next_at=None if row[8] is None else float(row[8]),
+        tried_at=None if row[9] is None else float(row[9]),
+    )
 
 
 class RegistryRepo:
@@ -58,18 +79,42 @@ class RegistryRepo:
         )
         return (0, 0, True) if row is None else (int(row[0]), int(row[1]), bool(row[2]))
 
-    async def set_local_list_state(
-        self, charge_point_id: str, version: int, ocpp_version: int, supported: bool
-    ) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO chargers (id, local_list_version, ocpp_list_version, "
-                "local_list_supported) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "local_list_version = excluded.local_list_version, "
-                "ocpp_list_version = excluded.ocpp_list_version, "
-                "local_list_supported = excluded.local_list_supported",
-                (charge_point_id, version, ocpp_version, int(supported)),
-            )
+    async def local_list_record(self, charge_point_id: str) -> LocalListRecord:
+        row = self.db.lookup(_LOCAL_LIST_SELECT + " WHERE id = ?", (charge_point_id,))
+        return LocalListRecord(charge_point_id) if row is None else _local_list_record(row)
+
+    async def local_list_records(self) -> list[LocalListRecord]:
+        rows = await self.db.all(_LOCAL_LIST_SELECT + " ORDER BY id")
+        return [_local_list_record(r) for r in rows]
+
+    async def save_local_list_record(self, record: LocalListRecord) -> None:
+        await self.db.write(
+            "INSERT INTO chargers (id, local_list_version, ocpp_list_version, "
+            "local_list_supported, local_list_result, local_list_detail, local_list_failures, "
+            "local_list_failed_version, local_list_next_at, local_list_tried_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "local_list_version = excluded.local_list_version, "
+            "ocpp_list_version = excluded.ocpp_list_version, "
+            "local_list_supported = excluded.local_list_supported, "
+            "local_list_result = excluded.local_list_result, "
+            "local_list_detail = excluded.local_list_detail, "
+            "local_list_failures = excluded.local_list_failures, "
+            "local_list_failed_version = excluded.local_list_failed_version, "
+            "local_list_next_at = excluded.local_list_next_at, "
+            "local_list_tried_at = excluded.local_list_tried_at",
+            (
+                record.charge_point,
+                record.version,
+                record.ocpp_version,
+                int(record.supported),
+                record.result,
+                record.detail,
+                record.failures,
+                record.failed_version,
+                record.next_at,
+                record.tried_at,
+            ),
+        )
 
     # --- whitelist -----------------------------------------------------------------------------
     async def replace_whitelist(self, emp: str, uids: Sequence[str], at: str) -> tuple[int, int]:
