@@ -112,21 +112,31 @@ class OioiServer:
             raise m.OioiError.unauthorized("Invalid API key.")
         return found
 
+    def _authorized(self, request: web.Request) -> InboundPartner:
+        """The partner whose key the request carries; a wrong key is limited per source.
+
+        The key is checked before the limit: the check is a cheap digest compare, so the
+        rightful EMP is served even from an address a stranger keeps failing from (a shared
+        proxy or NAT). Only failing requests are limited, and the 429 answers only them.
+        """
+        source = request.remote or "?"
+        try:
+            return self._partner(request.headers.get("Authorization"))
+        except m.OioiError:
+            blocked = self.limiter.blocked(f"ip:{source}")
+            self.limiter.failed(f"ip:{source}")  # a guesser that keeps guessing stays limited
+            if blocked:
+                log.warning("security.oioi_rate_limited", source=source)
+                raise m.OioiError(429, 210, "Too many failed requests; retry later.") from None
+            log.warning("security.oioi_auth_failed", source=source)
+            raise
+
     async def _handle(self, request: web.Request) -> web.Response:
         call = "?"
         try:
             if not self.accepting:
                 raise m.OioiError.unavailable()
-            source = request.remote or "?"
-            if self.limiter.blocked(f"ip:{source}"):
-                log.warning("security.oioi_rate_limited", source=source)
-                raise m.OioiError(429, 210, "Too many failed requests; retry later.")
-            try:
-                partner = self._partner(request.headers.get("Authorization"))
-            except m.OioiError:
-                self.limiter.failed(f"ip:{source}")
-                log.warning("security.oioi_auth_failed", source=source)
-                raise
+            partner = self._authorized(request)
             body = await self._body(request)
             if len(body) > _INLINE_PARSE_BYTES:
                 call, obj = await asyncio.to_thread(m.parse_envelope, body)
