@@ -255,7 +255,9 @@ def _oioi(t: Table | None, path: Path, errors: list[str]) -> OioiConfig:
         ),
         max_connections=t.integer("max_connections", d.max_connections, lo=1, hi=1_000_000),
     )
-    if cfg.max_connections_per_source > cfg.max_connections:
+    # The default per-source cap simply yields to a smaller total; a given one must fit.
+    given = "max_connections_per_source" in t.data
+    if given and cfg.max_connections_per_source > cfg.max_connections:
         t.error(
             "max_connections_per_source",
             f"at most oioi.max_connections ({cfg.max_connections})",

@@ -274,3 +274,23 @@ def test_the_total_cap_keeps_a_margin_of_the_open_files_limit() -> None:
         pytest.skip("no open-files limit")
     assert descriptor_budget(10**9) == soft // 4
     assert descriptor_budget(10) == min(10, soft // 4)
+
+
+def test_timeouts_and_caps_are_config_keys_checked_by_name(tmp_path: Path) -> None:
+    from cpo_gateway.config import ConfigError
+
+    ok = load_config(write_config(tmp_path, oioi="header_timeout_s = 2.5\nmax_connections = 50",
+                                  ocpp="open_timeout_s = 3.0"), {})  # fmt: skip
+    assert (ok.oioi.header_timeout_s, ok.oioi.max_connections, ok.ocpp.open_timeout_s) == (
+        2.5,
+        50,
+        3.0,
+    )
+    assert ok.oioi.keepalive_timeout_s == 75.0 and ok.oioi.max_connections_per_source == 100
+    bad = "body_timeout_s = 0\nkeepalive_timeout_s = 'long'\nmax_connections_per_source = 11\nmax_connections = 10"
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, oioi=bad), {})
+    text = "\n".join(info.value.problems)
+    assert "oioi.body_timeout_s: expected a number" in text
+    assert "oioi.keepalive_timeout_s: expected a number" in text
+    assert "oioi.max_connections_per_source: expected at most oioi.max_connections (10)" in text
