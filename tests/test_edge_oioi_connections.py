@@ -195,7 +195,12 @@ async def test_per_source_cap_recycles_idle_connections_and_refuses_when_all_are
             # Twenty connections each in the middle of a request body: none is idle.
             for _, writer in busy:
                 writer.write(partial_post(1000, b"{"))
-            await h.emp.wait_for(lambda: limiter.idle_from("127.0.0.8") == 0, timeout=BOUND_S)
+            await h.emp.wait_for(
+                lambda: (
+                    limiter.open_from("127.0.0.8") == 20 and limiter.idle_from("127.0.0.8") == 0
+                ),
+                timeout=BOUND_S,
+            )
             with structlog.testing.capture_logs() as events:
                 refused = [await connect(port, "127.0.0.8") for _ in range(3)]
                 assert [await closed_by_server(r) for r, _ in refused] == [True] * 3
@@ -294,3 +299,29 @@ def test_timeouts_and_caps_are_config_keys_checked_by_name(tmp_path: Path) -> No
     assert "oioi.body_timeout_s: expected a number" in text
     assert "oioi.keepalive_timeout_s: expected a number" in text
     assert "oioi.max_connections_per_source: expected at most oioi.max_connections (10)" in text
+
+
+def test_at_a_cap_never_served_idle_connections_make_room_before_served_ones() -> None:
+    from cpo_gateway.connlimit import ConnectionLimiter
+
+    limiter: ConnectionLimiter[str] = ConnectionLimiter("test", per_source=3, total=4)
+    for conn in ("emp-1", "stranger-1", "stranger-2"):
+        assert limiter.admit(conn, "10.0.0.1").admitted
+    limiter.busy("emp-1")
+    limiter.idle("emp-1", served=True)  # the EMP's keep-alive connection, idle again
+    # Per source: the stranger's oldest never-served socket goes, not the EMP's older one.
+    assert limiter.admit("stranger-3", "10.0.0.1").recycle == "stranger-1"
+    assert limiter.admit("other-1", "10.0.0.2").recycle is None
+    # In total: again a never-served one first, from any source.
+    assert limiter.admit("other-2", "10.0.0.2").recycle == "stranger-2"
+    for conn in ("stranger-3", "other-1", "other-2"):
+        limiter.busy(conn)
+    assert limiter.admit("other-3", "10.0.0.3").recycle == "emp-1"  # the only idle one left
+    limiter.busy("other-3")
+    assert not limiter.admit("other-4", "10.0.0.3").admitted  # every one busy: refused
+    assert limiter.open == 4
+    assert limiter.limited == {
+        ("per_source", "recycled_idle"): 1,
+        ("total", "recycled_idle"): 2,
+        ("total", "refused"): 1,
+    }
