@@ -22,6 +22,7 @@ from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Exposition
 from cpo_gateway.oioi.client import EmpClients, Endpoint
+from cpo_gateway.oioi.listener import ListenerLimits
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.runtime import Collector
 from cpo_gateway.store import Database, Store
@@ -171,6 +172,7 @@ class Gateway:
             max_frame_bytes=cfg.ocpp.max_frame_bytes,
             compression=cfg.ocpp.compression,
             call_timeout_s=cfg.ocpp.call_timeout_s,
+            open_timeout_s=cfg.ocpp.open_timeout_s,
             ssl_context=_tls_context(cfg),
             admin_socket=cfg.gateway.state_dir / "admin.sock",
         )
@@ -184,6 +186,13 @@ class Gateway:
             max_body_bytes=cfg.oioi.max_body_bytes,
             health=self.health,
             metrics=self.metrics,
+            limits=ListenerLimits(
+                header_timeout_s=cfg.oioi.header_timeout_s,
+                body_timeout_s=cfg.oioi.body_timeout_s,
+                keepalive_timeout_s=cfg.oioi.keepalive_timeout_s,
+                max_connections_per_source=cfg.oioi.max_connections_per_source,
+                max_connections=cfg.oioi.max_connections,
+            ),
         )
         try:
             await self.oioi.start()
@@ -354,6 +363,13 @@ class Gateway:
                    [({}, csms.takeovers if csms else 0)])  # fmt: skip
         out.metric("cpo_gateway_oioi_requests_total", "counter", "OIOI requests by call and result code",
                    [({"call": c, "code": k}, n) for (c, k), n in (oioi.requests.items() if oioi else [])])  # fmt: skip
+        listener = oioi.listener if oioi else None
+        out.metric("cpo_gateway_oioi_connections", "gauge", "Open connections on the OIOI port",
+                   [({}, listener.open if listener else 0)])  # fmt: skip
+        out.metric("cpo_gateway_oioi_connections_timed_out_total", "counter", "OIOI connections closed for a missed deadline, by phase",
+                   [({"phase": p}, n) for p, n in (listener.timed_out.items() if listener else [])])  # fmt: skip
+        out.metric("cpo_gateway_oioi_connections_limited_total", "counter", "OIOI connections over a cap: an idle one recycled, or the new one refused",
+                   [({"limit": c, "outcome": o}, n) for (c, o), n in (listener.limiter.limited.items() if listener else [])])  # fmt: skip
         stats = await self.store.outbox_stats(now) if self.db.is_open else []
         out.metric("cpo_gateway_outbox_depth", "gauge", "Undelivered outbox rows",
                    [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["depth"]) for s in stats])  # fmt: skip

@@ -48,6 +48,7 @@ class OcppConfig:
     compression: bool = False
     call_timeout_s: float = 30.0
     offline_grace_s: float = 60.0
+    open_timeout_s: float = 10.0  # a websocket handshake not complete by then is closed
     tls: TlsConfig | None = None
 
 
@@ -58,6 +59,12 @@ class OioiConfig:
     path: str = "/api/v4/request"
     max_body_bytes: int = 64 * 1024 * 1024
     request_deadline_s: float = 10.0
+    # Every listener times out idle and slow clients and caps connections per source.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    keepalive_timeout_s: float = 75.0
+    max_connections_per_source: int = 100
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -237,6 +244,7 @@ def _ocpp(
         compression=t.boolean("compression", d.compression),
         call_timeout_s=t.number("call_timeout_s", d.call_timeout_s, lo=1.0, hi=600.0),
         offline_grace_s=t.number("offline_grace_s", d.offline_grace_s, lo=0.0, hi=3600.0),
+        open_timeout_s=t.number("open_timeout_s", d.open_timeout_s, lo=0.1, hi=600.0),
         tls=tls,
     )
     t.finish()
@@ -255,7 +263,24 @@ def _oioi(t: Table | None, path: Path, errors: list[str]) -> OioiConfig:
         path=cfg_path,
         max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, lo=1024, hi=1024**3),
         request_deadline_s=t.number("request_deadline_s", d.request_deadline_s, lo=0.5, hi=120.0),
+        header_timeout_s=t.number("header_timeout_s", d.header_timeout_s, lo=0.1, hi=600.0),
+        body_timeout_s=t.number("body_timeout_s", d.body_timeout_s, lo=0.1, hi=3600.0),
+        keepalive_timeout_s=t.number(
+            "keepalive_timeout_s", d.keepalive_timeout_s, lo=0.1, hi=3600.0
+        ),
+        max_connections_per_source=t.integer(
+            "max_connections_per_source", d.max_connections_per_source, lo=1, hi=1_000_000
+        ),
+        max_connections=t.integer("max_connections", d.max_connections, lo=1, hi=1_000_000),
     )
+    # The default per-source cap simply yields to a smaller total; a given one must fit.
+    given = "max_connections_per_source" in t.data
+    if given and cfg.max_connections_per_source > cfg.max_connections:
+        t.error(
+            "max_connections_per_source",
+            f"at most oioi.max_connections ({cfg.max_connections})",
+            str(cfg.max_connections_per_source),
+        )
     t.finish()
     return cfg
 

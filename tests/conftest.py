@@ -32,6 +32,7 @@ def write_config(
     stations: Path | None = None,
     gateway: str = "",
     ocpp: str = "",
+    oioi: str = "",
     sessions: str = "",
     outbox: str = "",
 ) -> Path:
@@ -72,6 +73,7 @@ def write_config(
         host = "127.0.0.1"
         port = 0
         request_deadline_s = 4.0
+        {oioi}
 
         [sessions]
         status_debounce_s = 0.1

@@ -63,6 +63,7 @@ class CsmsServer:
         max_frame_bytes: int,
         compression: bool,
         call_timeout_s: float,
+        open_timeout_s: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         admin_socket: Path | None = None,
     ) -> None:
@@ -76,6 +77,7 @@ class CsmsServer:
         self._max_frame = max_frame_bytes
         self._compression = compression
         self._call_timeout_s = call_timeout_s
+        self._open_timeout_s = open_timeout_s  # closes handshakes that never complete
         if ssl_context is not None and ssl_context.minimum_version < ssl.TLSVersion.TLSv1_2:
             ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
         self._ssl = ssl_context
@@ -108,6 +110,7 @@ class CsmsServer:
             process_request=self._process_request,
             subprotocols=[Subprotocol(p) for p in SUBPROTOCOLS],
             select_subprotocol=self._select_subprotocol,
+            open_timeout=self._open_timeout_s,
             ping_interval=self._ping[0],
             ping_timeout=self._ping[1],
             max_size=self._max_frame,

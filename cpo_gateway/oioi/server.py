@@ -15,6 +15,7 @@ from aiohttp import web
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.oioi import messages as m
+from cpo_gateway.oioi.listener import GuardedListener, GuardedSite, ListenerLimits
 from cpo_gateway.ratelimit import FailureLimiter
 
 log = logs.get(__name__)
@@ -53,6 +54,7 @@ class OioiServer:
         max_body_bytes: int,
         health: Health,
         metrics: Metrics,
+        limits: ListenerLimits | None = None,
     ) -> None:
         self._core = core
         self._partners = tuple(partners)
@@ -61,7 +63,8 @@ class OioiServer:
         self._health = health
         self._metrics = metrics
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: GuardedSite | None = None
+        self.listener = GuardedListener(limits or ListenerLimits())
         self.requests: dict[tuple[str, int], int] = {}  # (call, code) -> count
         self.accepting = True
         self.limiter = FailureLimiter(max_failures=20)
@@ -78,7 +81,9 @@ class OioiServer:
         return int(addrs[0][1])
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=self._max_body)
+        app = web.Application(
+            client_max_size=self._max_body, middlewares=[self.listener.middleware]
+        )
         app.router.add_post(self._path, self._handle)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_view)
@@ -86,7 +91,7 @@ class OioiServer:
         # checked) closes the connection instead of being read and thrown away for seconds.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=0)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        self._site = self.listener.site(self._runner, self._host, self._port)
         await self._site.start()
 
     async def stop_accepting(self) -> None:
@@ -112,21 +117,31 @@ class OioiServer:
             raise m.OioiError.unauthorized("Invalid API key.")
         return found
 
+    def _authorized(self, request: web.Request) -> InboundPartner:
+        """The partner whose key the request carries; a wrong key is limited per source.
+
+        The key is checked before the limit: the check is a cheap digest compare, so the
+        rightful EMP is served even from an address a stranger keeps failing from (a shared
+        proxy or NAT). Only failing requests are limited, and the 429 answers only them.
+        """
+        source = request.remote or "?"
+        try:
+            return self._partner(request.headers.get("Authorization"))
+        except m.OioiError:
+            blocked = self.limiter.blocked(f"ip:{source}")
+            self.limiter.failed(f"ip:{source}")  # a guesser that keeps guessing stays limited
+            if blocked:
+                log.warning("security.oioi_rate_limited", source=source)
+                raise m.OioiError(429, 210, "Too many failed requests; retry later.") from None
+            log.warning("security.oioi_auth_failed", source=source)
+            raise
+
     async def _handle(self, request: web.Request) -> web.Response:
         call = "?"
         try:
             if not self.accepting:
                 raise m.OioiError.unavailable()
-            source = request.remote or "?"
-            if self.limiter.blocked(f"ip:{source}"):
-                log.warning("security.oioi_rate_limited", source=source)
-                raise m.OioiError(429, 210, "Too many failed requests; retry later.")
-            try:
-                partner = self._partner(request.headers.get("Authorization"))
-            except m.OioiError:
-                self.limiter.failed(f"ip:{source}")
-                log.warning("security.oioi_auth_failed", source=source)
-                raise
+            partner = self._authorized(request)
             body = await self._body(request)
             if len(body) > _INLINE_PARSE_BYTES:
                 call, obj = await asyncio.to_thread(m.parse_envelope, body)
@@ -148,7 +163,9 @@ class OioiServer:
         code = int(result.get("code", 0)) if isinstance(result, dict) else 0
         self.requests[(call, code)] = self.requests.get((call, code), 0) + 1
         response = _json(status, reply)
-        if status == 503:
+        if status == 408:
+            response.force_close()  # the rest of that body is not read
+        elif status == 503:
             response.headers["Retry-After"] = "5"
         elif status == 429:
             response.headers["Retry-After"] = "60"
@@ -158,7 +175,8 @@ class OioiServer:
         """The raw body, refused before reading when it cannot be UTF-8 JSON or is too large.
 
         A declared length over the limit is refused unread; a chunked body is read only up to
-        the limit (aiohttp counts while reading) and then refused.
+        the limit (aiohttp counts while reading) and then refused; a body not complete within
+        the listener's body timeout gets 408 and the connection is closed.
         """
         charset = request.charset
         if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
@@ -166,10 +184,15 @@ class OioiServer:
         too_large = m.OioiError(413, 230, f"body is larger than {self._max_body} bytes")
         if request.content_length is not None and request.content_length > self._max_body:
             raise too_large
+        within_s = self.listener.limits.body_timeout_s
         try:
-            return await request.read()
+            async with asyncio.timeout(within_s):
+                return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
+        except TimeoutError:
+            self.listener.timed_out["body"] += 1
+            raise m.OioiError(408, 230, f"body: not complete within {within_s:g} s") from None
 
     async def _session_start(
         self, p: InboundPartner, obj: dict[str, object]
