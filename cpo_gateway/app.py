@@ -254,6 +254,9 @@ class Gateway:
                    [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["depth"]) for s in stats])  # fmt: skip
         out.metric("cpo_gateway_outbox_oldest_age_seconds", "gauge", "Age of the oldest undelivered row",
                    [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["oldest_age_s"]) for s in stats])  # fmt: skip
+        held = await self.store.count_needing_review() if self.db.is_open else 0
+        out.metric("cpo_gateway_sessions_needing_review", "gauge", "Sessions whose CDR is held as implausible",
+                   [({}, held)])  # fmt: skip
         counts = await self.store.whitelist_counts() if self.db.is_open else {}
         out.metric("cpo_gateway_whitelist_size", "gauge", "UIDs in each EMP's whitelist",
                    [({"emp": e}, n) for e, n in counts.items()])  # fmt: skip

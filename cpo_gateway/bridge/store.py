@@ -6,9 +6,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from cpo_gateway.bridge.model import BootInfo, EnergySample, TransactionStart, TransactionStop
-from cpo_gateway.bridge.ports import NewOutbox, OutboxItem, PostedStation, SessionRecord, TxRecord
+from cpo_gateway.bridge.ports import (
+    NewOutbox,
+    OutboxItem,
+    Outgoing,
+    PostedStation,
+    SessionRecord,
+    TxRecord,
+)
 
 OutboxBuilder = Callable[[TxRecord, SessionRecord], Sequence[NewOutbox]]
+# For a stop: the CDR rows, or a reason to hold the session as needs_review (same commit).
+StopOutbox = Callable[[TxRecord, SessionRecord], Outgoing]
 
 
 class StorePort(Protocol):
@@ -89,7 +98,7 @@ class StorePort(Protocol):
         stop: TransactionStop,
         *,
         orphan_session: Callable[[], SessionRecord | None],
-        outbox: OutboxBuilder,
+        outbox: StopOutbox,
         now: float,
     ) -> tuple[TxRecord, SessionRecord, bool] | None: ...
 
