@@ -22,7 +22,7 @@ from cpo_gateway.metrics import Exposition
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.runtime import Collector
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Database, DatabaseUnusable, Store
 from cpo_gateway.systemd import Notifier
 from cpo_gateway.tasks import TaskSet
 
@@ -93,6 +93,8 @@ class Gateway:
                 f"state dir {cfg.gateway.state_dir} is not writable: {exc.strerror or exc}",
                 EXIT_CANTCREATE,
             ) from exc
+        except DatabaseUnusable as exc:
+            raise StartupError(f"database not usable: {exc}", EXIT_CANTCREATE) from exc
         await self.emp_clients.start()
         partners = [
             Partner(
@@ -224,14 +226,18 @@ class Gateway:
 
     # --- operations ----------------------------------------------------------------------------
     async def health(self) -> tuple[bool, dict[str, object]]:
-        db_ok = self.db.is_open
+        db_open = self.db.is_open
+        failure = self.db.write_failure  # a database that opens but cannot commit is down
         oldest = 0.0
-        if db_ok:
+        if db_open:
             stats = await self.store.outbox_stats(self.clock())
             oldest = max((s["oldest_age_s"] for s in stats if s["state"] == "pending"), default=0.0)
         listeners = self.csms is not None and self.oioi is not None and self.oioi.accepting
-        return db_ok and listeners, {
-            "db": "open" if db_ok else "closed",
+        db_state = "closed" if not db_open else "open" if failure is None else "writes failing"
+        extra: dict[str, object] = {} if failure is None else {"db_error": failure}
+        return db_open and failure is None and listeners, {
+            "db": db_state,
+            **extra,
             "listeners": "up" if listeners else "down",
             "outbox_oldest_pending_s": round(oldest, 1),
             "chargers_connected": len(self.csms.connections) if self.csms else 0,

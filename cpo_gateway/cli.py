@@ -12,17 +12,19 @@ import contextlib
 import getpass
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from cpo_gateway import __version__, logs, runtime
 from cpo_gateway.config import Config, ConfigError, load_config
-from cpo_gateway.store import Store
+from cpo_gateway.store import DatabaseUnusable, Store
 
 EXIT_OK = 0
 EXIT_USAGE = 64
 EXIT_SOFTWARE = 70
+EXIT_CANTCREATE = 73
 EXIT_CONFIG = 78
 DEFAULT_CONFIG = os.environ.get("CPO_GATEWAY_CONFIG", "/etc/cpo-gateway/gateway.toml")
 
@@ -54,7 +56,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     print(f"  OIOI:       http://{cfg.oioi.host}:{cfg.oioi.port}{cfg.oioi.path}")
     print(f"  state:      {cfg.gateway.database}")
-    problems = asyncio.run(_connector_changes(cfg))
+    try:
+        problems = asyncio.run(_connector_changes(cfg))
+    except _UNUSABLE as exc:
+        print(f"error: database not usable: {exc}", file=sys.stderr)
+        return EXIT_CANTCREATE
     for problem in problems:
         print(f"configuration error: {problem}", file=sys.stderr)
     return EXIT_CONFIG if problems else EXIT_OK
@@ -114,6 +120,11 @@ def _install_signals(shutdown: asyncio.Event) -> None:
         loop.add_signal_handler(sig, on_signal, sig.name)
 
 
+# A database the command cannot use (store.DatabaseUnusable, or damage SQLite finds later
+# in a query) is one line and 73, never a traceback.
+_UNUSABLE = (DatabaseUnusable, sqlite3.DatabaseError)
+
+
 def _with_store(
     args: argparse.Namespace, fn: Callable[[Store, Config, argparse.Namespace], Awaitable[int]]
 ) -> int:
@@ -128,7 +139,11 @@ def _with_store(
         finally:
             await db.close()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except _UNUSABLE as exc:
+        print(f"error: database not usable: {exc}", file=sys.stderr)
+        return EXIT_CANTCREATE
 
 
 def cmd_charger(args: argparse.Namespace) -> int:
