@@ -390,7 +390,11 @@ class ChargingRepo:
 
     # --- review (CDRs held as implausible) -----------------------------------------------------
     async def count_needing_review(self) -> int:
-        value = await self.db.scalar("SELECT COUNT(*) FROM sessions WHERE state = 'needs_review'")
+        # COUNT(created_at) (never NULL): the partial index sessions_review answers it, where
+        # COUNT(*) has the planner scan all of sessions_evse instead.
+        value = await self.db.scalar(
+            "SELECT COUNT(created_at) FROM sessions WHERE state = 'needs_review'"
+        )
         return int(value or 0)
 
     async def release_reviewed(

@@ -121,4 +121,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (state, next_at);
     CREATE INDEX outbox_key ON outbox (emp, kind, key);
     """,
+    # 2: held CDRs are counted on every /metrics scrape: find them without a table scan
+    """
+    CREATE INDEX sessions_review ON sessions (created_at) WHERE state = 'needs_review';
+    """,
 )
