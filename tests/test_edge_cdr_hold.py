@@ -5,11 +5,15 @@ it, and the CLI lists, releases or corrects it against the database of a running
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.conftest import PARTNER, Harness
+from cpo_gateway.app import Gateway
+from cpo_gateway.config import load_config
+from cpo_gateway.sim.emp import SandboxEmp
+from tests.conftest import PARTNER, Harness, running_gateway, write_config
 from tests.test_oioi_whitelist import cli
 
 CARD = "0A0B0C0D"
@@ -85,3 +89,23 @@ async def test_a_plausible_cdr_still_leaves(harness: Harness) -> None:
     (cdr,) = emp.cdrs.values()
     assert cdr["energy-consumed"] == 20.0
     assert await h.store.list_sessions(10, "needs_review") == []
+
+
+async def test_a_start_stamped_by_an_unset_clock_sends_no_start_post_and_is_held(
+    tmp_path: Path, emp: SandboxEmp
+) -> None:
+    config = write_config(tmp_path, emp_url=emp.url, sessions="cdr_on_start = true")
+    async with running_gateway(Gateway(load_config(config, {})), emp) as h:
+        await emp.wait_for(lambda: len(emp.stations) == 3)
+        async with h.client() as client:
+            await client.rfid_post(PARTNER, [CARD])
+        unset = datetime(2000, 1, 1, tzinfo=UTC)  # a charger clock never set after boot
+        async with h.charger("CP-BER-001") as cp:
+            await cp.connect()
+            tx = await cp.start_transaction(1, CARD, meter_start=0, timestamp=unset)
+            assert tx > 0  # answered all the same
+            assert await _cdr_rows(h) == []  # the first session-post was not sent
+            assert await cp.stop_transaction(tx, 500) is not None
+        (held,) = await h.store.list_sessions(10, "needs_review")
+        assert held.detail is not None and "before 2010" in held.detail
+        assert await _cdr_rows(h) == []
