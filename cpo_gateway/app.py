@@ -25,7 +25,7 @@ from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.listener import ListenerLimits
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.runtime import Collector
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Database, DatabaseUnusable, Store
 from cpo_gateway.systemd import Notifier
 from cpo_gateway.tasks import TaskSet
 
@@ -148,6 +148,8 @@ class Gateway:
                 f"state dir {cfg.gateway.state_dir} is not writable: {exc.strerror or exc}",
                 EXIT_CANTCREATE,
             ) from exc
+        except DatabaseUnusable as exc:
+            raise StartupError(f"database not usable: {exc}", EXIT_CANTCREATE) from exc
         await self.emp_clients.start()
         partners = _partners(cfg)
         settings = core_settings(cfg)
@@ -330,17 +332,21 @@ class Gateway:
 
     # --- operations ----------------------------------------------------------------------------
     async def health(self) -> tuple[bool, dict[str, object]]:
-        db_ok = self.db.is_open
+        db_open = self.db.is_open
+        failure = self.db.write_failure  # a database that opens but cannot commit is down
         oldest = 0.0
-        if db_ok:
+        if db_open:
             stats = await self.store.outbox_stats(self.clock())
             oldest = max((s["oldest_age_s"] for s in stats if s["state"] == "pending"), default=0.0)
         listeners = self.csms is not None and self.oioi is not None and self.oioi.accepting
+        db_state = "closed" if not db_open else "open" if failure is None else "writes failing"
+        extra: dict[str, object] = {} if failure is None else {"db_error": failure}
         paused = self.core.delivery.paused if self.core is not None else {}
-        return db_ok and listeners, {
+        return db_open and failure is None and listeners, {
             # degraded: the gateway works, an EMP does not take our messages (no restart helps).
             "degraded": {emp: f"refuses our key: {why}" for emp, why in paused.items()},
-            "db": "open" if db_ok else "closed",
+            "db": db_state,
+            **extra,
             "listeners": "up" if listeners else "down",
             "outbox_oldest_pending_s": round(oldest, 1),
             "chargers_connected": len(self.csms.connections) if self.csms else 0,
@@ -381,6 +387,9 @@ class Gateway:
         states = await core.local_list.states() if core and self.db.is_open else {}
         out.metric("cpo_gateway_local_list_chargers", "gauge", "Chargers by where they stand with the whitelist",
                    [({"state": s.value}, n) for s, n in states.items()])  # fmt: skip
+        held = await self.store.count_needing_review() if self.db.is_open else 0
+        out.metric("cpo_gateway_sessions_needing_review", "gauge", "Sessions whose CDR is held as implausible",
+                   [({}, held)])  # fmt: skip
         counts = await self.store.whitelist_counts() if self.db.is_open else {}
         out.metric("cpo_gateway_whitelist_size", "gauge", "UIDs in each EMP's whitelist",
                    [({"emp": e}, n) for e, n in counts.items()])  # fmt: skip

@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -22,11 +23,12 @@ from cpo_gateway import __version__, logs, runtime
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.ports import OutboxItem
 from cpo_gateway.config import Config, ConfigError, load_config
-from cpo_gateway.store import Store
+from cpo_gateway.store import DatabaseUnusable, Store
 
 EXIT_OK = 0
 EXIT_USAGE = 64
 EXIT_SOFTWARE = 70
+EXIT_CANTCREATE = 73
 EXIT_CONFIG = 78
 DEFAULT_CONFIG = os.environ.get("CPO_GATEWAY_CONFIG", "/etc/cpo-gateway/gateway.toml")
 
@@ -46,7 +48,11 @@ def _load(path: str) -> Config:
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     # Decide first, print once: an "ok" followed by an error would leave both on screen.
-    problems, open_ids = asyncio.run(_database_checks(cfg))
+    try:
+        problems, open_ids = asyncio.run(_database_checks(cfg))
+    except _UNUSABLE as exc:
+        print(f"error: database not usable: {exc}", file=sys.stderr)
+        return EXIT_CANTCREATE
     if problems:
         print(f"configuration error ({len(problems)}):", file=sys.stderr)
         for problem in problems:
@@ -146,6 +152,11 @@ def _install_signals(shutdown: asyncio.Event, reload: Callable[[], None]) -> Non
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
 
 
+# A database the command cannot use (store.DatabaseUnusable, or damage SQLite finds later
+# in a query) is one line and 73, never a traceback.
+_UNUSABLE = (DatabaseUnusable, sqlite3.DatabaseError)
+
+
 def _with_store(
     args: argparse.Namespace, fn: Callable[[Store, Config, argparse.Namespace], Awaitable[int]]
 ) -> int:
@@ -160,7 +171,11 @@ def _with_store(
         finally:
             await db.close()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except _UNUSABLE as exc:
+        print(f"error: database not usable: {exc}", file=sys.stderr)
+        return EXIT_CANTCREATE
 
 
 def cmd_charger(args: argparse.Namespace) -> int:
@@ -340,6 +355,9 @@ def _outbox_view(item: OutboxItem) -> dict[str, object]:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
+    if args.ss_cmd in REVIEW_COMMANDS:
+        return cmd_sessions_review(args)
+
     async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         if args.ss_cmd == "close":
             from cpo_gateway.app import offline_core
@@ -352,6 +370,94 @@ def cmd_sessions(args: argparse.Namespace) -> int:
                 f"{s.id}\t{s.state}\t{s.origin}\t{s.evse_id or '-'}\t{s.emp or '(local)'}\t"
                 f"tx={s.transaction_id}\t{s.auth_path}\t{s.created_at}"
             )
+        return EXIT_OK
+
+    return _with_store(args, run)
+
+
+REVIEW_COMMANDS = ("review", "release", "correct")
+
+
+def add_review_parsers(
+    sss: argparse._SubParsersAction[argparse.ArgumentParser],
+    leaf: Callable[..., argparse.ArgumentParser],
+) -> None:
+    """`sessions review|release|correct`: CDRs held as implausible (see bridge/cdr.review)."""
+    leaf(sss, "review", help="list sessions whose CDR is held for review, with the reason")
+    rel = leaf(sss, "release", help="queue a held CDR as it is")
+    rel.add_argument("session_id")
+    cor = leaf(sss, "correct", help="correct a held CDR's energy (and stop time) and queue it")
+    cor.add_argument("session_id")
+    cor.add_argument("--kwh", type=float, required=True, help="the energy to bill, in kWh")
+    cor.add_argument("--stop", help="the session's stop time (ISO 8601; UTC if no offset)")
+
+
+def cmd_sessions_review(args: argparse.Namespace) -> int:
+    import dataclasses
+    import math
+    import time
+
+    from cpo_gateway.bridge.cdr import review
+    from cpo_gateway.bridge.charging import cdr_row, session_cdr
+    from cpo_gateway.bridge.clock import to_rfc3339
+    from cpo_gateway.bridge.model import Interval
+
+    async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
+        if args.ss_cmd == "review":
+            held = await store.list_sessions(10_000, "needs_review")
+            for s in held:
+                print(
+                    f"{s.id}\t{s.evse_id or '-'}\t{s.emp or '(local)'}\ttx={s.transaction_id}\t"
+                    f"{s.created_at}\t{s.detail or ''}"
+                )
+            print(f"{len(held)} session(s) need review")
+            return EXIT_OK
+        session = await store.session(args.session_id)
+        if session is None or session.state != "needs_review":
+            print(f"{args.session_id}: no session held for review", file=sys.stderr)
+            return 1
+        tx = (
+            await store.transaction(session.transaction_id)
+            if session.transaction_id is not None
+            else None
+        )
+        partners = {e.name: e.partner_identifier for e in cfg.emps}
+        owed = None if tx is None else session_cdr(cfg.catalogue, partners, tx, session)
+        if owed is None or session.emp is None:
+            print(f"{session.id}: no configured EMP is owed its CDR", file=sys.stderr)
+            return 1
+        cdr, speed_kw = owed
+        detail = f"released as it was (held: {session.detail})"
+        if args.ss_cmd == "correct":
+            if not math.isfinite(args.kwh) or args.kwh < 0:
+                print("error: --kwh must be a number of at least 0", file=sys.stderr)
+                return EXIT_USAGE
+            stop = cdr.session_interval.stop
+            if args.stop is not None:
+                stop = to_rfc3339(args.stop)
+                if stop is None:
+                    print(f"error: --stop {args.stop!r} is not an ISO 8601 time", file=sys.stderr)
+                    return EXIT_USAGE
+            charging = cdr.charging_interval
+            if charging is not None and stop is not None and charging.stop and charging.stop > stop:
+                charging = Interval(charging.start, stop)
+            cdr = dataclasses.replace(
+                cdr,
+                energy_kwh=round(args.kwh, 3),
+                session_interval=Interval(cdr.session_interval.start, stop),
+                charging_interval=charging,
+            )
+            reason = review(cdr, speed_kw, time.time())
+            if reason is not None:
+                print(f"error: the corrected CDR is still implausible: {reason}", file=sys.stderr)
+                return 1
+            detail = f"corrected to {cdr.energy_kwh} kWh, stop {stop} (held: {session.detail})"
+        if not await store.release_reviewed(
+            session.id, [cdr_row(session.emp, cdr)], detail, time.time()
+        ):
+            print(f"{session.id}: no longer held for review", file=sys.stderr)
+            return 1
+        print(f"{session.id}: CDR queued for {session.emp} ({cdr.energy_kwh} kWh)")
         return EXIT_OK
 
     return _with_store(args, run)
@@ -451,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     sss = ss.add_subparsers(dest="ss_cmd", required=True)
     sl = leaf(sss, "list")
     sl.add_argument("--limit", type=int, default=50)
-    sl.add_argument("--state", choices=("pending", "active", "finished", "failed"))
+    sl.add_argument("--state", choices=("pending", "active", "finished", "failed", "needs_review"))
+    add_review_parsers(sss, leaf)
     sc = leaf(sss, "close", help="end a session the charger will not end (CDR of the energy known)")
     sc.add_argument("id", metavar="SESSION_ID")
     sc.add_argument("--reason", required=True, help="why, kept on the session")

@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -235,7 +236,9 @@ async def test_card_session_belongs_to_the_authorizing_emp(world: World) -> None
     async with world.charger("CP-BER-001") as cp, world.client(world.b) as beta:
         await _available(cp)
         await beta.rfid_post(world.b.partner_id, [CARD])
-        tx = await cp.start_transaction(2, CARD, meter_start=100)
+        tx = await cp.start_transaction(
+            2, CARD, meter_start=100, timestamp=datetime.now(UTC) - timedelta(hours=1)
+        )
         await cp.meter_values(2, tx, 2100)
         await cp.stop_transaction(tx, 3100)
         await world.b.emp.wait_for(lambda: len(world.b.emp.cdrs) == 1)

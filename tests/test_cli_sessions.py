@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cpo_gateway.app import Gateway
@@ -25,7 +26,9 @@ async def test_sessions_list_and_cdr_on_start(tmp_path: Path, emp: SandboxEmp) -
         await gateway.core.rfid_post("sandbox", ["AABBCCDD"])
         async with SimCharger("CP-HH-001", url, call_timeout=10) as cp:
             await cp.connect()
-            card = await cp.start_transaction(1, "AABBCCDD", meter_start=0)
+            card = await cp.start_transaction(
+                1, "AABBCCDD", meter_start=0, timestamp=datetime.now(UTC) - timedelta(hours=1)
+            )
             # The first session-post has no stop time yet.
             await emp.wait_for(lambda: len(emp.calls("session-post")) == 1, timeout=10)
             first = emp.calls("session-post")[0]

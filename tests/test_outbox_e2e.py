@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,9 @@ async def test_the_cdr_row_exists_once_stop_is_acknowledged(harness: Harness) ->
     await emp.refuse()  # nothing can be delivered: the row must be in the outbox
     async with harness.charger("CP-BER-001") as cp:
         await cp.connect()
-        tx = await cp.start_transaction(1, "0A0B0C0D", meter_start=1000)
+        tx = await cp.start_transaction(
+            1, "0A0B0C0D", meter_start=1000, timestamp=datetime.now(UTC) - timedelta(hours=1)
+        )
         conf = await cp.stop_transaction(tx, 4000)
         assert conf is not None  # acknowledged by the gateway
         (row,) = await outbox_rows(harness, "session-post")

@@ -6,6 +6,7 @@ become a CDR."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ async def test_each_transaction_message_three_times_gives_one_session_and_cdr(
     await _whitelist(h)
     async with h.charger("CP-BER-001") as cp:
         await cp.connect()
-        tx = await cp.start_transaction(1, CARD, meter_start=10_000)
+        tx = await cp.start_transaction(
+            1, CARD, meter_start=10_000, timestamp=datetime.now(UTC) - timedelta(hours=1)
+        )
         starts = await cp.replay_last(1, same_id=True) + await cp.replay_last(1, same_id=False)
         starts += await cp.replay_last(1, same_id=True)
         assert {s["transactionId"] for s in starts} == {tx}

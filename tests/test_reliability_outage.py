@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,9 @@ async def _sessions(h: Harness, n: int) -> None:
         await cp.connect()
         await cp.status(1, "Available")
         for i in range(n):
-            tx = await cp.start_transaction(1, CARD, meter_start=i * 10_000)
+            tx = await cp.start_transaction(
+                1, CARD, meter_start=i * 10_000, timestamp=datetime.now(UTC) - timedelta(hours=1)
+            )
             await cp.status(1, "Charging")
             assert await cp.stop_transaction(tx, i * 10_000 + 2000) is not None
             await cp.status(1, "Available")

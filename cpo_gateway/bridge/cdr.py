@@ -1,8 +1,11 @@
-"""Charge detail records from stored transactions and sessions."""
+"""Charge detail records from stored transactions and sessions, and the plausibility check
+every CDR passes before it leaves (energy and times become money)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from cpo_gateway.bridge.clock import to_rfc3339
 from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
@@ -24,7 +27,8 @@ def build_cdr(tx: TxRecord, session: SessionRecord, evse_id: str, partner: str) 
         begin = tx.meter_start_wh if tx.meter_start_wh is not None else tx.first_wh
         end = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.last_wh
         if begin is not None and end is not None:
-            energy = round(max(0.0, end - begin) / 1000.0, 3)
+            # Signed: a register that went backwards is for review() to catch, not to hide.
+            energy = round((end - begin) / 1000.0, 3)
     kind = UserKind(session.user_kind) if session.user_kind else UserKind.RFID
     identifier = session.user_id or tx.id_tag or ""
     return Cdr(
@@ -36,6 +40,80 @@ def build_cdr(tx: TxRecord, session: SessionRecord, evse_id: str, partner: str) 
         charging_interval=charging,
         energy_kwh=energy,
     )
+
+
+# Plausibility (review). A connector cannot deliver more than its rated power for the length
+# of the session: the stations file's speed_kw times the session's duration, times a margin
+# (a rating is nominal: a "22 kW" AC point draws up to 3 x 32 A x 240 V = 23 kW, meters and
+# timestamps round), plus an absolute allowance for sessions of seconds (a register read
+# before the start stamp, second-resolution timestamps). 1e12 Wh over minutes never passes.
+ENERGY_MARGIN = 1.5
+ENERGY_ALLOWANCE_KWH = 1.0
+# A charger clock never set after boot stamps 1970 or 2000; nothing here predates 2010.
+EARLIEST = datetime(2010, 1, 1, tzinfo=UTC)
+# Chargers queue transactions while offline for days, not seasons; a CDR older than a quarter
+# is past any billing period and more likely a clock set back.
+MAX_AGE_S = 90 * 86400.0
+# Our clock and the charger's disagree by seconds (NTP) or minutes (none): an hour is neither.
+MAX_AHEAD_S = 3600.0
+
+
+def max_energy_kwh(speed_kw: float, duration_s: float) -> float:
+    """The most a connector of `speed_kw` plausibly delivers in `duration_s`."""
+    return speed_kw * max(0.0, duration_s) / 3600.0 * ENERGY_MARGIN + ENERGY_ALLOWANCE_KWH
+
+
+def _parse(stamp: str | None) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def review(cdr: Cdr, speed_kw: float | None, now: float) -> str | None:
+    """Why `cdr` must not leave without a human looking at it, or None when it is plausible.
+
+    `speed_kw` is the connector's rated power (None: unknown, the energy bound is not
+    applied); `now` our clock (epoch seconds). A CDR without energy (the first session-post
+    at the start, cdr_on_start) is checked for its times only.
+    """
+    start = _parse(cdr.session_interval.start)
+    if start is None:
+        return "start time missing or unreadable"
+    stop = _parse(cdr.session_interval.stop) if cdr.session_interval.stop else None
+    if cdr.session_interval.stop and stop is None:
+        return "stop time unreadable"
+    for name, at in (("start", start), ("stop", stop)):
+        if at is None:
+            continue
+        if at < EARLIEST:
+            return f"{name} time {at.isoformat()} is before 2010 (charger clock not set?)"
+        age = now - at.timestamp()
+        if age > MAX_AGE_S:
+            return f"{name} time {at.isoformat()} is more than 90 days old"
+        if -age > MAX_AHEAD_S:
+            return f"{name} time {at.isoformat()} is more than 1 h ahead of our clock"
+    if stop is not None and stop < start:
+        return "stop before start"
+    energy = cdr.energy_kwh
+    if energy is None:
+        return None
+    if not math.isfinite(energy):
+        return "energy is not a number"
+    if energy < 0:
+        return f"negative energy {energy} kWh (meter stop below meter start)"
+    if speed_kw is not None and stop is not None:
+        duration = (stop - start).total_seconds()
+        bound = max_energy_kwh(speed_kw, duration)
+        if energy > bound:
+            return (
+                f"energy {energy} kWh above the {round(bound, 3)} kWh a {speed_kw} kW "
+                f"connector can deliver in {round(duration)} s"
+            )
+    return None
 
 
 def cdr_to_dict(cdr: Cdr) -> dict[str, object]:

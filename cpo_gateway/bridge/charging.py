@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from cpo_gateway import logs
 from cpo_gateway.bridge.auth import Authorizer
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, cdr_to_dict
+from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, cdr_to_dict, review
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.ids import try_normalise_uid
@@ -22,12 +22,13 @@ from cpo_gateway.bridge.model import (
     AuthDecision,
     AuthPath,
     AuthStatus,
+    Cdr,
     MeterReport,
     TransactionStart,
     TransactionStop,
     UserKind,
 )
-from cpo_gateway.bridge.ports import NewOutbox, SessionRecord, TxRecord
+from cpo_gateway.bridge.ports import NewOutbox, Outgoing, SessionRecord, TxRecord
 from cpo_gateway.bridge.store import StorePort
 
 log = logs.get(__name__)
@@ -61,25 +62,31 @@ class Charging:
         self._evidence = evidence or Evidence(catalogue, clock)
 
     def evse_of(self, charge_point: str, connector: int) -> str | None:
-        conn = self._catalogue.connector_at(charge_point, connector)
-        if conn is None and connector == 0:
-            # An orphan stop does not say its connector: use the charger's first EVSE.
-            conns = self._catalogue.connectors_of(charge_point)
-            conn = conns[0] if conns else None
-        return None if conn is None else conn.evse_id
+        return evse_at(self._catalogue, charge_point, connector)
 
-    def _cdr_rows(self, tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
-        partner = self._partners.get(session.emp or "")
-        evse = session.evse_id or self.evse_of(tx.charge_point, tx.connector)
+    def _cdr_rows(self, tx: TxRecord, session: SessionRecord) -> Outgoing:
+        """The session-post owed for a session, or the reason to hold it for review: used
+        inside the store's transaction, so the hold and the stop share one commit."""
         if session.origin == LATE:
             log.info("cdr.kept_locally", session_id=session.id, reason=LATE_DETAIL)
-            return ()
-        if partner is None or session.emp is None or evse is None:
+            return Outgoing()
+        owed = session_cdr(self._catalogue, self._partners, tx, session)
+        if owed is None:
             if session.emp is None:
                 log.info("cdr.kept_locally", session_id=session.id, reason="no EMP authorized it")
-            return ()
-        cdr = build_cdr(tx, session, evse, partner)
-        return (NewOutbox(session.emp, CDR_KIND, session.id, cdr_to_dict(cdr)),)
+            return Outgoing()
+        cdr, speed_kw = owed
+        reason = review(cdr, speed_kw, self._clock())
+        if reason is not None:
+            log.warning(
+                "cdr.needs_review" if tx.stopped_at else "cdr.start_post_withheld",
+                session_id=session.id,
+                transaction_id=tx.id,
+                energy_kwh=cdr.energy_kwh,
+                reason=reason,
+            )
+            return Outgoing(hold=reason if tx.stopped_at else None)
+        return Outgoing((cdr_row(session.emp or "", cdr),))
 
     async def start(self, start: TransactionStart) -> tuple[int, AuthDecision]:
         remote_emp = self._auth.remote_tags.get(start.id_tag)
@@ -122,7 +129,8 @@ class Charging:
         )
 
         def rows(tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
-            return self._cdr_rows(tx, session) if self._cdr_on_start else ()
+            # A start-time CDR that fails review is not sent; the stop's CDR is judged again.
+            return self._cdr_rows(tx, session).rows if self._cdr_on_start else ()
 
         # One trip to the database: the replay check, binding a pending remote start (its
         # idTag is known in memory) and the insert happen in one transaction.
@@ -266,6 +274,36 @@ class Charging:
         await self._store.record_meter(
             report.charge_point_id, report.transaction_id, report.samples
         )
+
+
+def evse_at(catalogue: Catalogue, charge_point: str, connector: int) -> str | None:
+    conn = catalogue.connector_at(charge_point, connector)
+    if conn is None and connector == 0:
+        # An orphan stop does not say its connector: use the charger's first EVSE.
+        conns = catalogue.connectors_of(charge_point)
+        conn = conns[0] if conns else None
+    return None if conn is None else conn.evse_id
+
+
+def session_cdr(
+    catalogue: Catalogue, partners: Mapping[str, str], tx: TxRecord, session: SessionRecord
+) -> tuple[Cdr, float | None] | None:
+    """The CDR a session owes its EMP and the rated power (kW) of the connector that served
+    it (None when the stations file no longer names it); None when no EMP is owed one."""
+    partner = partners.get(session.emp or "")
+    evse = session.evse_id or evse_at(catalogue, tx.charge_point, tx.connector)
+    if partner is None or session.emp is None or evse is None:
+        return None
+    served = catalogue.connector_at(tx.charge_point, tx.connector)
+    if served is not None and served.evse_id == evse:
+        speed: float | None = served.speed_kw
+    else:  # an orphan (connector 0): the fastest connector behind the EVSE bounds it
+        speed = max((c.speed_kw for c in catalogue.evse(evse)), default=None)
+    return build_cdr(tx, session, evse, partner), speed
+
+
+def cdr_row(emp: str, cdr: Cdr) -> NewOutbox:
+    return NewOutbox(emp, CDR_KIND, cdr.session_id, cdr_to_dict(cdr))
 
 
 def _stored_decision(session: SessionRecord | None) -> AuthDecision:

@@ -87,10 +87,11 @@ class SessionRecord:
     id_tag: str | None
     auth_status: str | None
     auth_path: str | None
-    state: str  # pending | active | finished | failed
+    state: str  # pending | active | finished | failed | needs_review
     created_at: str
     expires_at: float | None
     transaction_id: int | None
+    detail: str | None = None  # why it failed, or why it needs review
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,15 @@ class NewOutbox:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What a stop owes the EMPs: rows to queue, or why the session is held for review
+    instead (then nothing leaves until an operator releases or corrects it)."""
+
+    rows: Sequence[NewOutbox] = ()
+    hold: str | None = None
+
+
 __all__ = [
     "ChargerControl",
     "EmpLink",
@@ -151,6 +161,7 @@ __all__ = [
     "LocalListRecord",
     "NewOutbox",
     "OutboxItem",
+    "Outgoing",
     "SessionRecord",
     "TransactionStart",
     "TransactionStop",

@@ -10,12 +10,15 @@ from cpo_gateway.bridge.ports import (
     LocalListRecord,
     NewOutbox,
     OutboxItem,
+    Outgoing,
     PostedStation,
     SessionRecord,
     TxRecord,
 )
 
 OutboxBuilder = Callable[[TxRecord, SessionRecord], Sequence[NewOutbox]]
+# For a stop: the CDR rows, or a reason to hold the session as needs_review (same commit).
+StopOutbox = Callable[[TxRecord, SessionRecord], Outgoing]
 
 
 class StorePort(Protocol):
@@ -123,7 +126,7 @@ class StorePort(Protocol):
         stop: TransactionStop,
         *,
         orphan_session: Callable[[], SessionRecord | None],
-        outbox: OutboxBuilder,
+        outbox: StopOutbox,
         now: float,
         session_detail: str | None = None,
     ) -> tuple[TxRecord, SessionRecord, bool] | None: ...

@@ -184,7 +184,7 @@ async def _story(
     session_id = body.get("session-start", {}).get("session-id")
     await emp.wait_for(lambda: ber.transaction_id(1) is not None, timeout=10)
     tx_id = ber.transaction_id(1) or 0
-    for wh in (2500, 5200, 7800):
+    for wh in (250, 520, 780):  # seconds of charging: more would be held for review
         await ber.meter_values(1, tx_id, wh)
     await _settle(tl, 0.3)
     sent_at = tl.emp_request("session-stop")

@@ -33,7 +33,8 @@ from cpo_gateway.sim.soak_gateway import (
 )
 
 CARDS = [f"{0x0A0B0C00 + i:08X}" for i in range(8)]
-_BASE = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+# Recent and whole minutes: a CDR from long ago is held for review (bridge/cdr.review).
+_BASE = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=2)
 _DRAIN_ROUNDS = 600
 _DRAIN_PAUSE_S = 0.1
 
@@ -113,7 +114,7 @@ def plan(sessions: int, chargers: int) -> list[Planned]:
             Planned(
                 index=i, charger=1 + i % chargers, connector=1 + (i // chargers) % 2,
                 card=CARDS[i % len(CARDS)], start=start, stop=start + timedelta(seconds=45),
-                meter_start=meter_start, meter_stop=meter_start + 1000 + i,
+                meter_start=meter_start, meter_stop=meter_start + 100 + i % 900,  # < 1 kWh in 45 s
             )
         )  # fmt: skip
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cpo_gateway.store.charging import ChargingRepo
-from cpo_gateway.store.db import Database, SchemaTooNew
+from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
 from cpo_gateway.store.outbox import OutboxRepo
 from cpo_gateway.store.registry import RegistryRepo
 
@@ -15,4 +15,4 @@ class Store(ChargingRepo, OutboxRepo, RegistryRepo):
         self.db = db
 
 
-__all__ = ["Database", "SchemaTooNew", "Store"]
+__all__ = ["Database", "DatabaseUnusable", "SchemaTooNew", "Store"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import aiosqlite
 
 from cpo_gateway.bridge.model import EnergySample, TransactionStart, TransactionStop
-from cpo_gateway.bridge.ports import SessionRecord, TxRecord
-from cpo_gateway.bridge.store import OutboxBuilder
+from cpo_gateway.bridge.ports import NewOutbox, SessionRecord, TxRecord
+from cpo_gateway.bridge.store import OutboxBuilder, StopOutbox
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import insert_outbox_sync
 
@@ -63,6 +64,7 @@ def _session(row: aiosqlite.Row) -> SessionRecord:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         transaction_id=row["transaction_id"],
+        detail=row["detail"],
     )
 
 
@@ -367,7 +369,7 @@ class ChargingRepo:
         stop: TransactionStop,
         *,
         orphan_session: Callable[[], SessionRecord | None],
-        outbox: OutboxBuilder,
+        outbox: StopOutbox,
         now: float,
         session_detail: str | None = None,
     ) -> tuple[TxRecord, SessionRecord, bool] | None:
@@ -376,7 +378,9 @@ class ChargingRepo:
         A stop for a transaction we never saw (unknown, -1, 0) becomes an orphan transaction
         with its own session, so it still reaches a CDR; if `orphan_session` gives none
         (it needs a decision made outside), nothing is stored and None is returned. A stop of
-        an already stopped transaction changes nothing.
+        an already stopped transaction changes nothing. When `outbox` holds the CDR, the
+        session is left as needs_review with the reason, in the same commit, and no row is
+        queued.
         """
         key = stop_key(stop)
 
@@ -432,7 +436,44 @@ class ChargingRepo:
             srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
             assert trow is not None and srow is not None
             tx, session = _tx(trow), _session(srow)
-            insert_outbox_sync(conn, outbox(tx, session), now)
+            out = outbox(tx, session)
+            if out.hold is not None:
+                # A session closed with a reason (a ghost, an operator) keeps it beside the hold.
+                detail = out.hold if not session_detail else f"{out.hold} ({session_detail})"
+                conn.execute(
+                    "UPDATE sessions SET state = 'needs_review', detail = ? WHERE id = ?",
+                    (detail, session.id),
+                )
+                session = replace(session, state="needs_review", detail=detail)
+            insert_outbox_sync(conn, out.rows, now)
             return tx, session, False
+
+        return await self.db.run_write(work)
+
+    # --- review (CDRs held as implausible) -----------------------------------------------------
+    async def count_needing_review(self) -> int:
+        # COUNT(created_at) (never NULL): the partial index sessions_review answers it, where
+        # COUNT(*) has the planner scan all of sessions_evse instead.
+        value = await self.db.scalar(
+            "SELECT COUNT(created_at) FROM sessions WHERE state = 'needs_review'"
+        )
+        return int(value or 0)
+
+    async def release_reviewed(
+        self, session_id: str, rows: Sequence[NewOutbox], detail: str, now: float
+    ) -> bool:
+        """Queue a held session's CDR and mark it finished, in one commit; False when the
+        session is not (or no longer) held."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE sessions SET state = 'finished', detail = ? "
+                "WHERE id = ? AND state = 'needs_review'",
+                (detail, session_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            insert_outbox_sync(conn, rows, now)
+            return True
 
         return await self.db.run_write(work)

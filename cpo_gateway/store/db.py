@@ -32,6 +32,12 @@ class SchemaTooNew(RuntimeError):
     """The database was written by a newer gateway."""
 
 
+class DatabaseUnusable(RuntimeError):
+    """The database file cannot be used as it is: not a file, empty, corrupt, or not
+    writable. Never repaired or replaced here: what it holds (undelivered CDRs) is the
+    operator's to recover."""
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -42,6 +48,7 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._batch: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._write_failure: str | None = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -53,9 +60,36 @@ class Database:
     def is_open(self) -> bool:
         return self._conn is not None
 
+    @property
+    def write_failure(self) -> str | None:
+        """Why the last commit failed as a whole, until one succeeds again (for /healthz)."""
+        return self._write_failure
+
+    def _wrote(self, failure: BaseException | None) -> None:
+        if failure is not None:
+            if self._write_failure is None:
+                log.error("db.write_failed", error=str(failure))
+            self._write_failure = str(failure) or type(failure).__name__
+        elif self._write_failure is not None:
+            log.info("db.write_recovered", error=self._write_failure)
+            self._write_failure = None
+
     async def open(self) -> int:
-        """Open, configure and migrate; returns the schema version."""
+        """Open, check, configure and migrate; returns the schema version.
+
+        Only a missing file is created. An existing one must be a non-empty SQLite file
+        that passes `PRAGMA quick_check` and takes a write (rolled back); otherwise
+        DatabaseUnusable, and nothing on disk is changed.
+        """
+        _check_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return await self._open()
+        except sqlite3.Error as exc:
+            await self.close()
+            raise DatabaseUnusable(f"{self.path}: {exc}") from exc
+
+    async def _open(self) -> int:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         self._conn = await aiosqlite.connect(self.path, isolation_level=None)
         self._conn.row_factory = aiosqlite.Row
@@ -66,7 +100,21 @@ class Database:
             "PRAGMA busy_timeout=5000",
         ):
             await self._conn.execute(pragma)
+        async with self._conn.execute("PRAGMA quick_check") as cur:
+            problems = [str(r[0]) for r in await cur.fetchall()]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"quick_check: {'; '.join(problems[:3])}")
         version = await self.migrate()
+        # A real write, rolled back: a read-only file opens, reads and even takes BEGIN
+        # IMMEDIATE; only writing a row says otherwise. Nothing on disk changes.
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            await self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('write_check', '') "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            )
+        finally:
+            await self._conn.execute("ROLLBACK")
         # For run_write: whole transactions as one call on a worker thread, never two at once
         # (the write lock), so no thread ever shares it with another.
         self._sync = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -139,13 +187,24 @@ class Database:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
         async with self._write_lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self._wrote(exc)
+                raise
             try:
                 yield conn
             except BaseException:
                 await conn.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
+            try:
+                await conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._wrote(exc)
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+            self._wrote(None)
 
     async def run_write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` (plain sqlite3 code) as its own savepoint inside the next group commit,
@@ -177,6 +236,9 @@ class Database:
                     results = await asyncio.to_thread(self._apply, batch)
                 except Exception as exc:  # nothing was committed: every caller learns it
                     results = [(False, exc)] * len(batch)
+                    self._wrote(exc)
+                else:
+                    self._wrote(None)
             for (_, _, future), (ok, value) in zip(batch, results, strict=True):
                 if future.done():
                     continue
@@ -248,6 +310,20 @@ class Database:
             raise RuntimeError("database is not open")
         row: sqlite3.Row | None = self._inline.execute(sql, params).fetchone()
         return row
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what SQLite would misread: a directory, or an empty file (SQLite would
+    silently make it a new database, and whatever was meant to be there is gone)."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise DatabaseUnusable(f"{path}: exists but is not a file")
+    if path.stat().st_size == 0:
+        raise DatabaseUnusable(
+            f"{path}: the file is empty (0 bytes); an existing database is never "
+            "reinitialised: restore it from a backup, or move it away to start anew"
+        )
 
 
 def _in_savepoint(conn: sqlite3.Connection, unit: Callable[[], Any]) -> tuple[bool, Any]:

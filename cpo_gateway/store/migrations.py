@@ -171,4 +171,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE chargers ADD COLUMN local_list_next_at REAL;
     ALTER TABLE chargers ADD COLUMN local_list_tried_at REAL;
     """,
+    # 5: held CDRs are counted on every /metrics scrape: find them without a table scan
+    """
+    CREATE INDEX sessions_review ON sessions (created_at) WHERE state = 'needs_review';
+    """,
 )
