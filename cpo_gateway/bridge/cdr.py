@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from cpo_gateway.bridge.clock import to_rfc3339
+from cpo_gateway.bridge.clock import parse_timestamp, to_rfc3339
 from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
 from cpo_gateway.bridge.ports import SessionRecord, TxRecord
 
@@ -63,16 +63,6 @@ def max_energy_kwh(speed_kw: float, duration_s: float) -> float:
     return speed_kw * max(0.0, duration_s) / 3600.0 * ENERGY_MARGIN + ENERGY_ALLOWANCE_KWH
 
 
-def _parse(stamp: str | None) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
 def review(cdr: Cdr, speed_kw: float | None, now: float) -> str | None:
     """Why `cdr` must not leave without a human looking at it, or None when it is plausible.
 
@@ -80,10 +70,10 @@ def review(cdr: Cdr, speed_kw: float | None, now: float) -> str | None:
     applied); `now` our clock (epoch seconds). A CDR without energy (the first session-post
     at the start, cdr_on_start) is checked for its times only.
     """
-    start = _parse(cdr.session_interval.start)
+    start = parse_timestamp(cdr.session_interval.start)
     if start is None:
         return "start time missing or unreadable"
-    stop = _parse(cdr.session_interval.stop) if cdr.session_interval.stop else None
+    stop = parse_timestamp(cdr.session_interval.stop) if cdr.session_interval.stop else None
     if cdr.session_interval.stop and stop is None:
         return "stop time unreadable"
     for name, at in (("start", start), ("stop", stop)):

@@ -10,31 +10,29 @@ def rfc3339(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).replace(microsecond=0).isoformat()
 
 
+def parse_timestamp(timestamp: str | None) -> datetime | None:
+    """A charger's ISO 8601 timestamp (UTC if it gives no offset); None if there is none or
+    it does not parse."""
+    if not timestamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def to_rfc3339(timestamp: str | None) -> str | None:
     """A charger's ISO 8601 timestamp as RFC 3339 with an explicit offset (UTC if none given).
 
     The stored value stays exactly as sent; this is only for what goes to the EMP.
     """
-    if not timestamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.replace(microsecond=0).isoformat()
+    parsed = parse_timestamp(timestamp)
+    return None if parsed is None else parsed.replace(microsecond=0).isoformat()
 
 
 def to_epoch(timestamp: str | None) -> float | None:
     """A charger's ISO 8601 timestamp as epoch seconds (UTC if it gives no offset); None if
     there is none or it does not parse."""
-    if not timestamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    parsed = parse_timestamp(timestamp)
+    return None if parsed is None else parsed.timestamp()
