@@ -120,6 +120,7 @@ class Gateway:
         environment)."""
         self.config = config
         self._load = load or (lambda: load_config(config.path))
+        self._reload_lock = asyncio.Lock()
         self.collector = collector
         self._endless: list[asyncio.Task[None]] = []  # loops cancelled at stop, not awaited
         self.clock = clock
@@ -233,6 +234,11 @@ class Gateway:
         self.tasks.spawn(self.reload(), name="config-reload")
 
     async def reload(self) -> bool:
+        """See _reload; one at a time, so two quick SIGHUPs apply the files in order."""
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         """Read the config and stations files again and apply what can change while running:
         the stations file (new, changed and removed stations and chargers, their passwords
         and security profiles) and the log level. An invalid file changes nothing; sections

@@ -32,7 +32,16 @@ def set_level(level: str) -> None:
     """Change the level of what is logged, keeping the format and the stream (a reload)."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(numeric))
+    _set_library_levels(numeric)
+
+
+def _set_library_levels(numeric: int) -> None:
+    """The root level, and the chatty libraries (frames, idTags) quiet unless debugging."""
     logging.getLogger().setLevel(numeric)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING
+        )
 
 
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -70,11 +79,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(numeric)
-    for name in _CHATTY:
-        logging.getLogger(name).setLevel(
-            logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING
-        )
+    _set_library_levels(numeric)
 
 
 def _is_journal(stream: TextIO) -> bool:

@@ -96,6 +96,29 @@ async def test_a_remote_start_is_not_held_up_by_an_unanswered_housekeeping_call(
             assert any(a == "RemoteStartTransaction" for a, _ in raw.calls)
 
 
+def _all_but_the_local_list(action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    if action == "SendLocalList":
+        return None  # the charger is writing its list: no answer yet
+    return accept_all(action, payload)
+
+
+async def test_a_send_local_list_out_never_gives_way(tmp_path: Path, emp: SandboxEmp) -> None:
+    """Abandoning a SendLocalList would put a second Call on a charger writing its list (OCPP-J
+    allows one at a time): a partner's start waits for it, and gets 312 past its deadline."""
+    cfg = config(tmp_path, emp, change=with_ocpp(call_timeout_s=30.0))
+    async with running(cfg, emp) as h:
+        await _whitelist(h, ["AABBCCDD"])
+        async with RawCharger.open(
+            h.ocpp_url, responder=_all_but_the_local_list, greet=False
+        ) as raw:
+            assert (await raw.call("BootNotification", BOOT))[2]["status"] == "Accepted"
+            await raw.wait_calls("SendLocalList")  # out, and not answered
+            async with h.client() as client:
+                status, body = await client.session_start("DE*CPO*E1001*1", "DE-8PS-C12345-6")
+            assert status == 200 and body["result"]["code"] == 312, body
+            assert "RemoteStartTransaction" not in [a for a, _ in raw.calls]
+
+
 async def test_a_remote_start_to_a_silent_charger_goes_after_the_grace(
     tmp_path: Path, emp: SandboxEmp
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -61,3 +62,17 @@ def test_off_the_journal_lines_are_plain(monkeypatch: pytest.MonkeyPatch) -> Non
     finally:
         logs.configure("info", "auto")
     assert json.loads(out.getvalue())["event"] == "test.event"
+
+
+def test_a_reload_keeps_the_chatty_libraries_quiet_unless_debugging() -> None:
+    out = io.StringIO()
+    logs.configure("debug", "json", out)
+    try:
+        assert logging.getLogger("ocpp").level == logging.DEBUG
+        logs.set_level("info")  # what a reload does: frames (idTags) no longer logged
+        assert logging.getLogger("ocpp").level == logging.WARNING
+        assert logging.getLogger("websockets").level == logging.WARNING
+        logs.set_level("debug")
+        assert logging.getLogger("ocpp").level == logging.DEBUG
+    finally:
+        logs.configure("info", "auto")

@@ -8,6 +8,7 @@ that EMP, stopped at once and its CDR kept locally (see bridge/remote.py).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 
@@ -128,6 +129,19 @@ class Charging:
             transaction_id=None,
         )
 
+        # A start for a pending remote start that has failed meanwhile is a late one.
+        late = (
+            dataclasses.replace(
+                new,
+                emp=remote_emp,
+                origin=LATE,
+                auth_status=AuthStatus.INVALID.value,
+                auth_path=AuthPath.REMOTE.value,
+            )
+            if remote_emp is not None and late_emp is None
+            else None
+        )
+
         def rows(tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
             # A start-time CDR that fails review is not sent; the stop's CDR is judged again.
             return self._cdr_rows(tx, session).rows if self._cdr_on_start else ()
@@ -140,6 +154,7 @@ class Charging:
             new_session=new,
             outbox=rows,
             now=self._clock(),
+            late_session=late,
         )
         if dup:
             log.info("tx.start_duplicate", transaction_id=tx.id)
@@ -147,6 +162,8 @@ class Charging:
         if session.origin == LATE:
             # Acknowledged (after the commit) and stopped at once, in its own task: a handler
             # never awaits a call to its own charger.
+            decision = AuthDecision(AuthStatus.INVALID, AuthPath.REMOTE, session.emp, None)
+            self._auth.remote_tags.pop(start.id_tag, None)
             await self._store.set_session_state(
                 session.id, "active", LATE_DETAIL, only_from="active"
             )

@@ -192,12 +192,22 @@ class Remote:
         if session.state in ("finished", "failed"):
             return StopResult(Outcome.OK, "the session has already ended")
         if session.state == "pending" or session.transaction_id is None:
-            await self._store.set_session_state(session.id, "failed", "stopped before it began")
-            if session.id_tag:
-                self._auth.remote_tags.pop(session.id_tag, None)
-                until = session.expires_at or self._clock() + self._pending_timeout_s
-                self._auth.remember_failed_start(session.charge_point, session.id_tag, emp, until)
-            return StopResult(Outcome.OK, "the session had not begun")
+            if await self._store.set_session_state(
+                session.id, "failed", "stopped before it began", only_from="pending"
+            ):
+                if session.id_tag:
+                    self._auth.remote_tags.pop(session.id_tag, None)
+                    until = session.expires_at or self._clock() + self._pending_timeout_s
+                    self._auth.remember_failed_start(
+                        session.charge_point, session.id_tag, emp, until
+                    )
+                return StopResult(Outcome.OK, "the session had not begun")
+            # Its StartTransaction was bound meanwhile: it runs, so the charger must stop it.
+            current = await self._store.session(session.id)
+            if current is None or current.state != "active" or current.transaction_id is None:
+                return StopResult(Outcome.OK, "the session has already ended")
+            session = current
+        assert session.transaction_id is not None
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._chargers.remote_stop(

@@ -26,8 +26,6 @@ class StorePort(Protocol):
 
     async def connector_states(self) -> dict[tuple[str, int], str | None]: ...
 
-    async def create_session(self, s: SessionRecord) -> None: ...
-
     async def delivered_stations(self, emp: str) -> set[str]: ...
 
     async def due(self, emp: str, now: float, limit: int) -> list[OutboxItem]: ...
@@ -119,6 +117,7 @@ class StorePort(Protocol):
         new_session: SessionRecord,
         outbox: OutboxBuilder,
         now: float,
+        late_session: SessionRecord | None = None,
     ) -> tuple[TxRecord, SessionRecord, bool]: ...
 
     async def record_stop(

@@ -111,11 +111,18 @@ class CallSlot:
         self._held = False
 
 
+# Routine Calls that may give way: they only read or ask, so abandoning one changes nothing
+# at the charger. A SendLocalList is never abandoned: the charger may be writing the list, and
+# a second Call meanwhile is what OCPP-J forbids and strict firmware refuses.
+MAY_GIVE_WAY = frozenset({"TriggerMessage", "GetConfiguration", "GetLocalListVersion"})
+
+
 @dataclass(slots=True)
 class _InFlight:
     answer: asyncio.Future[CallResult | CallError]
     urgent: bool
     sent_at: float
+    action: str = ""
 
 
 class HandlerError(Exception):
@@ -289,7 +296,7 @@ class ChargerConnection:
             self._pending[unique_id] = fut
             try:
                 await self.ws.send(encode_call(unique_id, action, payload))
-                self._in_flight = _InFlight(fut, urgent, loop.time())
+                self._in_flight = _InFlight(fut, urgent, loop.time(), action)
                 if not urgent and self._slot.urgent_waiting:
                     self._urgent_waits()
                 async with asyncio.timeout(timeout_s):
@@ -320,7 +327,12 @@ class ChargerConnection:
     def _urgent_waits(self) -> None:
         """An urgent command waits for the slot: a routine Call out gives way soon."""
         flight = self._in_flight
-        if flight is None or flight.urgent or flight.answer.done():
+        if (
+            flight is None
+            or flight.urgent
+            or flight.action not in MAY_GIVE_WAY
+            or flight.answer.done()
+        ):
             return
         delay = max(0.0, flight.sent_at + PREEMPT_AFTER_S - asyncio.get_running_loop().time())
         asyncio.get_running_loop().call_later(delay, _give_way, flight.answer)

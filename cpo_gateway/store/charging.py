@@ -202,19 +202,6 @@ class ChargingRepo:
         raise RuntimeError("no free idTag for EVCO ID after 16 attempts")
 
     # --- sessions ------------------------------------------------------------------------------
-    async def create_session(self, s: SessionRecord) -> None:
-        # One statement: it shares a group commit with other writes.
-        await self.db.write(
-            "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
-            "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.origin, s.user_kind,
-                s.user_id, s.id_tag, s.auth_status, s.auth_path, s.state, s.created_at,
-                s.expires_at,
-            ),
-        )  # fmt: skip
-
     async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> bool:
         """Store pending remote start `s` only if no session is open on its EVSE (by EVSE
         ID or on any of its `places`, (charge point, connector)); False when one is.
@@ -282,11 +269,15 @@ class ChargingRepo:
         new_session: SessionRecord,
         outbox: OutboxBuilder,
         now: float,
+        late_session: SessionRecord | None = None,
     ) -> tuple[TxRecord, SessionRecord, bool]:
         """Store a StartTransaction; returns (transaction, session, duplicate).
 
         With bind_pending, a pending remote start on the connector with the same idTag
-        becomes the transaction's session; otherwise `new_session` is stored.
+        becomes the transaction's session; otherwise `new_session` is stored, or
+        `late_session` when that remote start has failed already and its pending time has not
+        run out (the charger began it late: decided in this transaction, whichever of the
+        failure and the start was written first).
         """
         key = start_key(start)
 
@@ -313,7 +304,18 @@ class ChargingRepo:
             ):
                 session_id = pending["id"]
             else:
-                s = new_session
+                failed = (
+                    _one_sync(
+                        conn,
+                        "SELECT id FROM sessions WHERE origin = 'remote' AND state = 'failed' "
+                        "AND expires_at > ? AND charge_point = ? AND connector = ? AND id_tag = ? "
+                        "LIMIT 1",
+                        (now, start.charge_point_id, start.connector_id, start.id_tag),
+                    )
+                    if bind_pending and late_session is not None
+                    else None
+                )
+                s = late_session if failed is not None and late_session else new_session
                 conn.execute(
                     "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
                     "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at) "
