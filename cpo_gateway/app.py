@@ -20,7 +20,7 @@ from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.csms.registry import ChargerRegistry
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.jobs import Jobs
-from cpo_gateway.metrics import Exposition
+from cpo_gateway.metrics import Figures, GatewayMetrics, OutboxFigure, Parts
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.listener import ListenerLimits
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
@@ -128,7 +128,11 @@ class Gateway:
         self.tasks = TaskSet("gateway")
         self.db = Database(config.gateway.database)
         self.store = Store(self.db)
-        self.emp_clients = EmpClients(_endpoints(config), clock=clock)
+        # One registry per gateway: tests run many in one process.
+        self.exposition = GatewayMetrics(self._parts, [e.name for e in config.emps], __version__)
+        self.emp_clients = EmpClients(
+            _endpoints(config), clock=clock, timings=self.exposition.emp_request_seconds
+        )
         self.csms: CsmsServer | None = None
         self.oioi: OioiServer | None = None
         self.core: Core | None = None
@@ -154,7 +158,7 @@ class Gateway:
         await self.emp_clients.start()
         partners = _partners(cfg)
         settings = core_settings(cfg)
-        chargers = ChargerRegistry()
+        chargers = ChargerRegistry(self.exposition.charger_command_seconds)
         self.core = Core(
             self.store, cfg.catalogue, partners, chargers, self.emp_clients, settings,
             connected=chargers.connected_ids,
@@ -178,6 +182,7 @@ class Gateway:
             open_timeout_s=cfg.ocpp.open_timeout_s,
             ssl_context=_tls_context(cfg),
             admin_socket=cfg.gateway.state_dir / "admin.sock",
+            call_timings=self.exposition.ocpp_call_seconds,
         )
         await self.core.start()
         self.oioi = OioiServer(
@@ -359,55 +364,21 @@ class Gateway:
         }
 
     async def metrics(self) -> str:
-        out = Exposition()
-        now = self.clock()
-        csms, oioi, core = self.csms, self.oioi, self.core
-        out.metric("cpo_gateway_chargers_connected", "gauge", "Chargers with an open websocket",
-                   [({}, len(csms.connections) if csms else 0)])  # fmt: skip
-        out.metric("cpo_gateway_ocpp_messages_total", "counter", "OCPP Calls received by action",
-                   [({"action": a}, n) for a, n in (csms.handlers.counts.items() if csms else [])])  # fmt: skip
-        out.metric("cpo_gateway_ocpp_auth_failures_total", "counter", "Refused charger logins",
-                   [({}, csms.auth_failures if csms else 0)])  # fmt: skip
-        refused = csms.refusals.counts.items() if csms else []
-        out.metric("cpo_gateway_ocpp_refused_total", "counter", "Charger handshakes refused before the upgrade, by reason",
-                   [({"reason": r.value}, n) for r, n in refused])  # fmt: skip
-        out.metric("cpo_gateway_ocpp_takeovers_total", "counter", "Connected chargers whose socket a new connection with the same id replaced",
-                   [({}, csms.takeovers if csms else 0)])  # fmt: skip
-        out.metric("cpo_gateway_oioi_requests_total", "counter", "OIOI requests by call and result code",
-                   [({"call": c, "code": k}, n) for (c, k), n in (oioi.requests.items() if oioi else [])])  # fmt: skip
-        listener = oioi.listener if oioi else None
-        out.metric("cpo_gateway_oioi_connections", "gauge", "Open connections on the OIOI port",
-                   [({}, listener.open if listener else 0)])  # fmt: skip
-        out.metric("cpo_gateway_oioi_connections_timed_out_total", "counter", "OIOI connections closed for a missed deadline, by phase",
-                   [({"phase": p}, n) for p, n in (listener.timed_out.items() if listener else [])])  # fmt: skip
-        out.metric("cpo_gateway_oioi_connections_limited_total", "counter", "OIOI connections over a cap: an idle one recycled, or the new one refused",
-                   [({"limit": c, "outcome": o}, n) for (c, o), n in (listener.limiter.limited.items() if listener else [])])  # fmt: skip
-        stats = await self.store.outbox_stats(now) if self.db.is_open else []
-        out.metric("cpo_gateway_outbox_depth", "gauge", "Undelivered outbox rows",
-                   [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["depth"]) for s in stats])  # fmt: skip
-        out.metric("cpo_gateway_outbox_oldest_age_seconds", "gauge", "Age of the oldest undelivered row",
-                   [({"emp": s["emp"], "kind": s["kind"], "state": s["state"]}, s["oldest_age_s"]) for s in stats])  # fmt: skip
-        pushes = core.local_list.outcomes.items() if core else []
-        out.metric("cpo_gateway_local_list_pushes_total", "counter", "Local-list pushes to chargers by result",
-                   [({"result": r}, n) for r, n in pushes])  # fmt: skip
-        states = await core.local_list.states() if core and self.db.is_open else {}
-        out.metric("cpo_gateway_local_list_chargers", "gauge", "Chargers by where they stand with the whitelist",
-                   [({"state": s.value}, n) for s, n in states.items()])  # fmt: skip
-        held = await self.store.count_needing_review() if self.db.is_open else 0
-        out.metric("cpo_gateway_sessions_needing_review", "gauge", "Sessions whose CDR is held as implausible",
-                   [({}, held)])  # fmt: skip
-        counts = await self.store.whitelist_counts() if self.db.is_open else {}
-        out.metric("cpo_gateway_whitelist_size", "gauge", "UIDs in each EMP's whitelist",
-                   [({"emp": e}, n) for e, n in counts.items()])  # fmt: skip
-        decisions = core.authorizer.decisions.items() if core else []
-        out.metric("cpo_gateway_authorizations_total", "counter", "Authorization decisions by path and status",
-                   [({"path": k.split(":")[0], "status": k.split(":")[1]}, n) for k, n in decisions])  # fmt: skip
-        if self.collector is not None:
-            pacing = self.collector.stats
-            out.metric("cpo_gateway_gc_full_collections_total", "counter", "Full garbage collections run by the gateway",
-                       [({}, pacing.full_collections)])  # fmt: skip
-            out.metric("cpo_gateway_gc_young_collections_total", "counter", "Young-generation collections run by the gateway",
-                       [({}, pacing.young_collections)])  # fmt: skip
-            out.metric("cpo_gateway_gc_pause_seconds", "gauge", "Event-loop pause of full collections",
-                       [({"which": "last"}, pacing.last_pause_ms / 1000), ({"which": "longest"}, pacing.longest_pause_ms / 1000)])  # fmt: skip
-        return out.text()
+        """The Prometheus text format of this gateway's registry (a fresh read of the
+        database figures, then every part's counters as they stand)."""
+        figures = Figures()
+        if self.db.is_open:
+            stats = await self.store.outbox_stats(self.clock())
+            figures.outbox = [
+                OutboxFigure(s["emp"], s["kind"], s["state"], s["depth"], s["oldest_age_s"])
+                for s in stats
+            ]
+            if self.core is not None:
+                figures.local_list = await self.core.local_list.states()
+            figures.needing_review = await self.store.count_needing_review()
+            figures.whitelist = await self.store.whitelist_counts()
+        return self.exposition.text(figures)
+
+    def _parts(self, figures: Figures) -> Parts:
+        pacing = self.collector.stats if self.collector is not None else None
+        return Parts(self.csms, self.oioi, self.core, pacing, figures)

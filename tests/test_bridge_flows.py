@@ -16,6 +16,7 @@ import pytest
 import websockets
 
 from cpo_gateway.app import Gateway
+from cpo_gateway.bridge.model import AuthPath, AuthStatus
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.charger import SimCharger
 from cpo_gateway.sim.emp import EmpClient, SandboxEmp
@@ -228,8 +229,8 @@ async def test_card_whitelisted_unknown_removed(world: World) -> None:
     core = world.gateway.core
     assert core is not None
     # Each decision is counted by the path that made it.
-    assert core.authorizer.decisions["whitelist:Accepted"] == 1
-    assert core.authorizer.decisions["online:Invalid"] == 2
+    assert core.authorizer.decisions[AuthPath.WHITELIST, AuthStatus.ACCEPTED] == 1
+    assert core.authorizer.decisions[AuthPath.ONLINE, AuthStatus.INVALID] == 2
 
 
 async def test_card_session_belongs_to_the_authorizing_emp(world: World) -> None:

@@ -8,6 +8,7 @@ cache of online answers -> rfid-verify to EMPs with online authorization, within
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ class Authorizer:
         # (charge point, idTag) of a remote start the EMP was told failed -> (EMP, until when),
         # so a charger that begins it late is recognised (and stopped), not judged as a card.
         self._failed_starts: dict[tuple[str, str], tuple[str, float]] = {}
-        self.decisions: dict[str, int] = {}  # "path:status" -> count, for /metrics
+        self.decisions: Counter[tuple[AuthPath, AuthStatus]] = Counter()  # for /metrics
 
     def forget(self, uid: str) -> None:
         self._cache.pop(uid, None)
@@ -106,8 +107,7 @@ class Authorizer:
         return None if decision is None else self._count(decision)
 
     def _count(self, decision: AuthDecision) -> AuthDecision:
-        key = f"{decision.path.value}:{decision.status.value}"
-        self.decisions[key] = self.decisions.get(key, 0) + 1
+        self.decisions[decision.path, decision.status] += 1
         return decision
 
     async def _decide(self, id_tag: str, online: bool) -> AuthDecision:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,6 +72,8 @@ class Deliverer:
         self._pauses: dict[str, EmpPause] = {}
         self.delivered = 0
         self.dead = 0
+        # The EMPs' answers by (EMP, kind, how it fared), for /metrics.
+        self.results: Counter[tuple[str, str, DeliveryStatus]] = Counter()
 
     @property
     def paused(self) -> dict[str, str]:
@@ -141,6 +144,7 @@ class Deliverer:
             assert pause is not None
             await self._store.postpone(item.id, pause.until, f"{PAUSED} {pause.detail}")
             return False
+        self.results[emp, item.kind, result.status] += 1
         if result.status is DeliveryStatus.UNAUTHORIZED:
             until = self._pause(emp, result.detail, now)
             await self._store.postpone(item.id, until, f"{PAUSED} {result.detail}")

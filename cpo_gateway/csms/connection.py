@@ -46,6 +46,7 @@ log = logs.get(__name__)
 
 Handler = Callable[["ChargerConnection", Call], Awaitable[dict[str, object]]]
 Replied = Callable[["ChargerConnection", Call], None]
+Answered = Callable[[str, float], None]  # (action, seconds from receipt to our answer)
 # A charger that has said nothing this long after connecting gets our Calls anyway.
 FIRST_MESSAGE_GRACE_S = 5.0
 # How long a routine Call may still wait for its answer once an urgent command waits: healthy
@@ -145,18 +146,20 @@ class ChargerConnection:
         max_queue: int = 64,
         greeting_grace_s: float = FIRST_MESSAGE_GRACE_S,
         after_reply: Replied | None = None,
+        answered: Answered | None = None,
     ) -> None:
         self.charge_point_id = charge_point_id
         self.ws = ws
         self._dispatch = dispatch
         self._call_timeout_s = call_timeout_s
-        self._inbox: asyncio.Queue[Call] = asyncio.Queue(max_queue)
+        self._inbox: asyncio.Queue[tuple[Call, float]] = asyncio.Queue(max_queue)
         self._pending: dict[str, asyncio.Future[CallResult | CallError]] = {}
         self._slot = CallSlot(self._urgent_waits)
         self._in_flight: _InFlight | None = None
         self._greeting_grace_s = greeting_grace_s
         self._greeted = asyncio.Event()
         self._after_reply = after_reply
+        self._answered = answered
         self.first_action: str | None = None  # the action of the charger's first Call
         self.booted = False
         self.last_seen = time.monotonic()
@@ -210,7 +213,10 @@ class ChargerConnection:
         if isinstance(frame, Call):
             if self.first_action is None:
                 self.first_action = frame.action
-            await self._inbox.put(frame)  # bounded: a flooding charger waits, memory does not grow
+            # With its time of receipt: the latency a charger sees includes the wait in line.
+            await self._inbox.put(
+                (frame, time.perf_counter())
+            )  # bounded: a flooding charger waits, memory does not grow
             return
         fut = self._pending.get(frame.unique_id)
         if fut is not None and not fut.done():
@@ -224,13 +230,13 @@ class ChargerConnection:
 
     async def _work(self) -> None:
         while True:
-            call = await self._inbox.get()
+            call, received = await self._inbox.get()
             try:
-                await self._answer(call)
+                await self._answer(call, received)
             finally:
                 self._inbox.task_done()
 
-    async def _answer(self, call: Call) -> None:
+    async def _answer(self, call: Call, received: float) -> None:
         try:
             payload = await self._dispatch(self, call)
             reply = encode_result(call.unique_id, payload)
@@ -250,6 +256,8 @@ class ChargerConnection:
             )
             reply = encode_error(call.unique_id, ErrorCode.INTERNAL_ERROR, "internal error")
         await self._send(reply)
+        if self._answered is not None:
+            self._answered(call.action, time.perf_counter() - received)
         # Only now may our own Calls go: they follow the answer to the charger's first Call.
         self._greet()
         if self._after_reply is not None:

@@ -58,6 +58,10 @@ class Handlers:
             "FirmwareStatusNotification": self._ack,
         }
 
+    def label(self, action: str) -> str:
+        """The action as a metric label: any name we do not handle is one label."""
+        return action if action in self._table else _OTHER
+
     async def dispatch(self, conn: ChargerConnection, call: Call) -> dict[str, object]:
         parser = v16.INBOUND.get(call.action)
         handle = self._table.get(call.action)

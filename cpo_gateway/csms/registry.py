@@ -8,12 +8,15 @@ anywhere at any time.
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Sequence
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import AuthStatus, CommandResult, CommandStatus
 from cpo_gateway.csms import v16_commands as cmd
 from cpo_gateway.csms.connection import ChargerConnection
+from cpo_gateway.timing import NO_TIMINGS, Timings
 
 log = logs.get(__name__)
 DEFAULT_LIST_CHUNK = 100  # when the charger does not tell its SendLocalListMaxLength
@@ -24,8 +27,11 @@ _LIST_KEYS = (_CHUNK_KEY, _CAPACITY_KEY, _ENABLED_KEY)
 
 
 class ChargerRegistry:
-    def __init__(self) -> None:
+    def __init__(self, timings: Timings = NO_TIMINGS) -> None:
+        """`timings`: seconds from a command to the charger's answer, by action."""
         self.connections: dict[str, ChargerConnection] = {}
+        self.commands: Counter[tuple[str, CommandStatus]] = Counter()  # (action, result)
+        self._timings = timings
         self._chunk_cache: (
             tuple[Sequence[tuple[str, AuthStatus]], int, list[list[dict[str, object]]]] | None
         ) = None
@@ -49,8 +55,12 @@ class ChargerRegistry:
         """`urgent`: a partner waits for the answer (see ChargerConnection.call)."""
         conn = self.connections.get(cp_id)
         if conn is None:
+            self.commands[action, CommandStatus.OFFLINE] += 1
             return CommandResult(CommandStatus.OFFLINE, "the charger is not connected")
+        started = time.perf_counter()
         result = await conn.call(action, payload, timeout_s, urgent=urgent)
+        self._timings.labels(action).observe(time.perf_counter() - started)
+        self.commands[action, result.status] += 1
         log.info("ocpp.command", charge_point_id=cp_id, action=action, result=result.status.value)
         return result
 

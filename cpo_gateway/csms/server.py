@@ -33,6 +33,7 @@ from cpo_gateway.csms.refusals import Refusal, Refusals
 from cpo_gateway.csms.registry import ChargerRegistry
 from cpo_gateway.ratelimit import LoginLimiter
 from cpo_gateway.tasks import TaskSet
+from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
 
 log = logs.get(__name__)
 SUBPROTOCOLS = ("ocpp1.6",)  # our order of preference; ocpp2.0.1 joins here
@@ -66,7 +67,9 @@ class CsmsServer:
         open_timeout_s: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         admin_socket: Path | None = None,
+        call_timings: Timings = NO_TIMINGS,
     ) -> None:
+        """`call_timings`: seconds from a charger's Call to our answer, by action."""
         self._core = core
         self.registry = registry
         self.connections = registry.connections
@@ -96,6 +99,8 @@ class CsmsServer:
         self.takeovers = 0  # connected chargers whose socket a new connection replaced
         self.limiter = LoginLimiter()
         self.refusals = Refusals()
+        self._call_timings = call_timings
+        self._timing_by_label: dict[str, Timing] = {}  # labels() takes a lock: once per label
 
     @property
     def port(self) -> int:
@@ -292,6 +297,7 @@ class CsmsServer:
             call_timeout_s=self._call_timeout_s,
             greeting_grace_s=min(FIRST_MESSAGE_GRACE_S, self._call_timeout_s),
             after_reply=self._after_reply,
+            answered=self._answered,
         )
         old = self.connections.get(cp_id)
         self.connections[cp_id] = conn
@@ -338,6 +344,13 @@ class CsmsServer:
                         conn.close(CLOSE_SILENT, "silent for too long"),
                         name=f"close-silent-{cp_id}",
                     )
+
+    def _answered(self, action: str, seconds: float) -> None:
+        label = self.handlers.label(action)
+        timing = self._timing_by_label.get(label)
+        if timing is None:
+            timing = self._timing_by_label[label] = self._call_timings.labels(label)
+        timing.observe(seconds)
 
     def _after_reply(self, conn: ChargerConnection, call: Call) -> None:
         """After an accepted boot has been answered: the list (its statuses come by themselves)."""

@@ -32,10 +32,12 @@ from cpo_gateway.oioi.render import (
     render_status,
 )
 from cpo_gateway.oioi.replies import read_delivery, read_verify
+from cpo_gateway.timing import NO_TIMINGS, Timings
 
 log = logs.get(__name__)
 # Answers are small; anything longer is cut here so a broken peer cannot fill memory.
 MAX_REPLY_BYTES = 1024 * 1024
+VERIFY_KIND = "rfid-verify"  # the latency histogram's kind for online authorization
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,10 @@ class EmpClients:
         *,
         connect_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        timings: Timings = NO_TIMINGS,
     ) -> None:
+        """`timings`: seconds per request to an EMP by (EMP, kind), answered or not."""
+        self._timings = timings
         self._endpoints = {e.name: e for e in endpoints}
         self._connect_timeout_s = connect_timeout_s
         self._clock = clock
@@ -101,7 +106,16 @@ class EmpClients:
             await session.close()
         self._sessions.clear()
 
-    async def _post(self, emp: str, body: dict[str, object]) -> tuple[int, bytes, str | None]:
+    async def _post(
+        self, emp: str, kind: str, body: dict[str, object]
+    ) -> tuple[int, bytes, str | None]:
+        started = time.perf_counter()
+        try:
+            return await self._exchange(emp, body)
+        finally:
+            self._timings.labels(emp, kind).observe(time.perf_counter() - started)
+
+    async def _exchange(self, emp: str, body: dict[str, object]) -> tuple[int, bytes, str | None]:
         endpoint = self._endpoints[emp]
         session = self._sessions[emp]
         async with session.post(endpoint.url, data=orjson.dumps(body)) as resp:
@@ -121,7 +135,7 @@ class EmpClients:
         except (KeyError, TypeError, ValueError) as exc:
             return Delivery(DeliveryStatus.REJECTED, f"cannot render {kind}: {exc}")
         try:
-            status, data, retry_after = await self._post(emp, body)
+            status, data, retry_after = await self._post(emp, kind, body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Delivery(DeliveryStatus.RETRY, f"{type(exc).__name__}: {exc}"[:200])
         return read_delivery(status, data, retry_after, self._clock())
@@ -130,7 +144,7 @@ class EmpClients:
         """The EMP's verdict, or UNREACHABLE when it has none within the EMP's deadline."""
         try:
             async with asyncio.timeout(self._endpoints[emp].verify_timeout_s):
-                status, data, _ = await self._post(emp, render_rfid_verify(uid))
+                status, data, _ = await self._post(emp, VERIFY_KIND, render_rfid_verify(uid))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.info("emp.verify_unreachable", emp=emp, error=type(exc).__name__)
             return VerifyOutcome.UNREACHABLE

@@ -23,6 +23,8 @@ Health = Callable[[], Awaitable[tuple[bool, dict[str, object]]]]
 Metrics = Callable[[], Awaitable[str]]
 # Larger bodies and whitelists are parsed in a worker thread: a million UIDs take seconds of
 # CPU that must not stall chargers and other requests on the event loop.
+# The classic Prometheus text format, which every scraper reads (prometheus_client's output).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _INLINE_PARSE_BYTES = 256 * 1024
 _INLINE_PARSE_UIDS = 10_000
 
@@ -235,4 +237,4 @@ class OioiServer:
 
     async def _metrics_view(self, request: web.Request) -> web.Response:
         text = await self._metrics()
-        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
