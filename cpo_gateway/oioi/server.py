@@ -202,7 +202,7 @@ class OioiServer:
         extra = {"session-start": {"session-id": result.session_id, "is-stoppable": True}}
         if result.detail:
             log.info("oioi.session_start", outcome=result.outcome.value, detail=result.detail)
-        return m.outcome_response(result.outcome, extra)
+        return m.outcome_response(result.outcome, extra, result.detail)
 
     async def _session_stop(
         self, p: InboundPartner, obj: dict[str, object]
@@ -211,7 +211,7 @@ class OioiServer:
         result = await self._core.session_stop(p.name, req.evse_id, req.session_id)
         if result.detail:
             log.info("oioi.session_stop", outcome=result.outcome.value, detail=result.detail)
-        return m.outcome_response(result.outcome)
+        return m.outcome_response(result.outcome, detail=result.detail)
 
     async def _rfid_post(
         self, p: InboundPartner, obj: dict[str, object]
