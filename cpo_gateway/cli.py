@@ -1,4 +1,5 @@
-"""The command line: `cpo-gateway run|check-config|demo|charger|whitelist|outbox|sessions`.
+"""The command line: `cpo-gateway run|check-config|demo|charger|chargers|whitelist|outbox|
+sessions|backup|completion`.
 
 Exceptions map to exit codes (README): 0 ok, 64 usage, 70 crash, 71 cannot listen,
 73 state dir not writable, 78 bad configuration.
@@ -365,11 +366,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
             result = await offline_core(cfg, store).close_session(args.id, args.reason)
             print(f"{args.id}: {result.detail}", file=sys.stdout if result.closed else sys.stderr)
             return EXIT_OK if result.closed else 1
-        for s in await store.list_sessions(args.limit, args.state):
-            print(
-                f"{s.id}\t{s.state}\t{s.origin}\t{s.evse_id or '-'}\t{s.emp or '(local)'}\t"
-                f"tx={s.transaction_id}\t{s.auth_path}\t{s.created_at}"
-            )
+        from cpo_gateway.cli_tables import session_table
+
+        print(session_table(await store.session_rows(args.limit, args.state), tsv=args.tsv))
         return EXIT_OK
 
     return _with_store(args, run)
@@ -558,11 +557,17 @@ def build_parser() -> argparse.ArgumentParser:
     sl = leaf(sss, "list")
     sl.add_argument("--limit", type=int, default=50)
     sl.add_argument("--state", choices=("pending", "active", "finished", "failed", "needs_review"))
+    from cpo_gateway import cli_backup, cli_chargers, cli_completion, cli_tables
+
+    cli_tables.add_tsv(sl)
     add_review_parsers(sss, leaf)
     sc = leaf(sss, "close", help="end a session the charger will not end (CDR of the energy known)")
     sc.add_argument("id", metavar="SESSION_ID")
     sc.add_argument("--reason", required=True, help="why, kept on the session")
     ss.set_defaults(fn=cmd_sessions)
+    cli_chargers.add_parser(sub, with_config, leaf)
+    cli_backup.add_parser(sub, with_config)
+    cli_completion.add_parser(sub)
     return p
 
 

@@ -7,6 +7,7 @@ syslog priority, `<3>` for an error to `<7>` for debug, which journald takes off
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -98,6 +99,11 @@ def _with_priority(renderer: Any) -> structlog.typing.Processor:
         return f"<{PRIORITY.get(level, 6)}>{renderer(logger, method, event)}"
 
     return render
+
+
+def bound(**values: object) -> contextlib.AbstractContextManager[object]:
+    """Add `values` to every log line emitted in this context (tasks started from it too)."""
+    return structlog.contextvars.bound_contextvars(**values)
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -43,10 +43,11 @@ async def test_sessions_list_and_cdr_on_start(tmp_path: Path, emp: SandboxEmp) -
     finally:
         await gateway.stop()
     out = subprocess.run(
-        [sys.executable, "-m", "cpo_gateway", "sessions", "-c", str(config_path), "list"],
+        [sys.executable, "-m", "cpo_gateway", "sessions", "-c", str(config_path), "list", "--tsv"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
-    lines = out.strip().splitlines()
+    header, *lines = out.strip().splitlines()
+    assert header.startswith("session\tstate\torigin\tevse_id\temp")
     assert len(lines) == 2
     assert any("finished\tcard\tDE*CPO*E3001*1\tsandbox" in line for line in lines)
     # The unknown card's session: nobody authorized it, so its CDR stays here for ops.

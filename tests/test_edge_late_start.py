@@ -124,7 +124,7 @@ async def test_late_acceptance_after_timeout_is_stopped_and_not_billed(tmp_path:
         assert posts == 0 and not setup.emp.cdrs
         assert set(_remote_stops(cp)) == {tx}  # stops only for the late transaction
     out = subprocess.run(
-        [sys.executable, "-m", "cpo_gateway", "sessions", "-c", str(setup.config), "list"],
+        [sys.executable, "-m", "cpo_gateway", "sessions", "-c", str(setup.config), "list", "--tsv"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
     assert any(f"finished\tlate\t{EVSE}" in line for line in out.splitlines()), out

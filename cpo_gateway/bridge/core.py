@@ -162,6 +162,7 @@ class Core:
         return None if station is None else station.id
 
     async def start(self) -> None:
+        await self.store.forget_presence(self._clock())
         await self.status.load()
         await self.remote.restore()
         await sync_stations(self.store, self.catalogue, self._partner_ids, self._clock)
@@ -198,9 +199,15 @@ class Core:
 
     def charger_connected(self, charge_point_id: str) -> None:
         self.status.connected(charge_point_id)
+        self._record_presence(charge_point_id, True)
 
     def charger_disconnected(self, charge_point_id: str) -> None:
         self.status.disconnected(charge_point_id)
+        self._record_presence(charge_point_id, False)
+
+    def _record_presence(self, charge_point_id: str, connected: bool) -> None:
+        write = self.store.record_presence(charge_point_id, connected, self._clock())
+        self._spawn(write, f"presence-{charge_point_id}")
 
     async def boot(self, info: BootInfo) -> bool:
         """Record a BootNotification; True when the charger is accepted (known)."""

@@ -52,6 +52,13 @@ _BUSY = {
     ConnectorState.RESERVED,
 }
 _BROKEN = {ConnectorState.FAULTED, ConnectorState.UNAVAILABLE}
+_ANSWERED = {
+    CommandStatus.REJECTED: "the charger rejected the command (status Rejected)",
+    CommandStatus.NOT_SUPPORTED: "the charger does not support the command (status NotSupported)",
+    CommandStatus.OFFLINE: "the charger is offline",
+    CommandStatus.FAILED: "the charger answered the command with an error",
+    CommandStatus.TIMEOUT: "the charger did not answer in time",
+}
 _LATE_STOP_ATTEMPTS = 5
 _LATE_STOP_PAUSE_S = 1.0
 
@@ -97,16 +104,22 @@ class Remote:
             return evco
         return await self._store.id_tag_for(evco, hashed_id_tag)
 
+    @staticmethod
+    def _unusable(user: User) -> str:
+        """Why `user` cannot start a session (`_id_tag` gave None), in the EMP's terms."""
+        if user.kind is UserKind.RFID:
+            return f"{user.identifier!r} is not an RFID UID (hex, at most 20 characters)"
+        if user.kind is UserKind.EVCO_ID:
+            return f"{user.identifier!r} is not an EVCO ID (e.g. DE*8PS*123456*7)"
+        return f"a {user.kind.value} cannot start a session here: an EVCO ID or RFID UID can"
+
     async def start(self, emp: str, user: User, evse_id: str) -> StartResult:
         connectors = self._catalogue.evse(evse_id)
         if not connectors:
             return StartResult(Outcome.EVSE_NOT_FOUND, detail=f"unknown EVSE {evse_id}")
         id_tag = await self._id_tag(user)
         if id_tag is None:
-            return StartResult(
-                Outcome.BAD_USER,
-                detail=f"{user.kind.value} {user.identifier!r} cannot be used as an idTag",
-            )
+            return StartResult(Outcome.BAD_USER, detail=self._unusable(user))
         choice = await self._pick(connectors)
         if isinstance(choice, StartResult):
             return choice
@@ -156,8 +169,8 @@ class Remote:
         until = session.expires_at or self._clock()
         self._auth.remember_failed_start(choice.charge_point, id_tag, emp, until)
         if result is None or result.status is CommandStatus.TIMEOUT:
-            return StartResult(Outcome.EVSE_TIMEOUT, detail="the charger did not answer in time")
-        return StartResult(Outcome.EVSE_ERROR, detail=f"the charger answered {result.status.value}")
+            return StartResult(Outcome.EVSE_TIMEOUT, detail=_ANSWERED[CommandStatus.TIMEOUT])
+        return StartResult(Outcome.EVSE_ERROR, detail=_ANSWERED.get(result.status, "failed"))
 
     async def _pick(self, connectors: tuple[Connector, ...]) -> Connector | StartResult:
         for conn in connectors:
@@ -189,6 +202,16 @@ class Remote:
             return StopResult(Outcome.SESSION_NOT_FOUND, "no such session")
         if session.emp != emp:
             return StopResult(Outcome.NOT_ALLOWED, "the session belongs to another partner")
+        places = {(c.charge_point, c.connector) for c in self._catalogue.evse(evse_id)}
+        if (session.charge_point, session.connector) not in places:
+            # Applied anyway, a stop meant for one EVSE would end the session on another.
+            if not places:
+                return StopResult(Outcome.EVSE_NOT_FOUND, f"unknown EVSE {evse_id}")
+            where = session.evse_id or f"{session.charge_point} connector {session.connector}"
+            return StopResult(
+                Outcome.SESSION_NOT_FOUND,
+                f"session {session.id} is not on EVSE {evse_id} (it is on {where})",
+            )
         if session.state in ("finished", "failed"):
             return StopResult(Outcome.OK, "the session has already ended")
         if session.state == "pending" or session.transaction_id is None:
@@ -214,12 +237,12 @@ class Remote:
                     session.charge_point, session.transaction_id
                 )
         except TimeoutError:
-            return StopResult(Outcome.EVSE_TIMEOUT, "the charger did not answer in time")
+            return StopResult(Outcome.EVSE_TIMEOUT, _ANSWERED[CommandStatus.TIMEOUT])
         if result.accepted:
             return StopResult(Outcome.OK)
         if result.status is CommandStatus.TIMEOUT:
-            return StopResult(Outcome.EVSE_TIMEOUT, "the charger did not answer in time")
-        return StopResult(Outcome.EVSE_ERROR, f"the charger answered {result.status.value}")
+            return StopResult(Outcome.EVSE_TIMEOUT, _ANSWERED[CommandStatus.TIMEOUT])
+        return StopResult(Outcome.EVSE_ERROR, _ANSWERED.get(result.status, "failed"))
 
     async def expire_pending(self) -> int:
         """Fail pending starts whose charger never began; returns how many."""

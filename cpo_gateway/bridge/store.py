@@ -86,6 +86,10 @@ class StorePort(Protocol):
 
     async def record_boot(self, info: BootInfo, status: str, at: str) -> None: ...
 
+    async def record_presence(self, charge_point_id: str, connected: bool, at: float) -> None: ...
+
+    async def forget_presence(self, at: float) -> None: ...
+
     async def record_connector_state(
         self,
         charge_point: str,

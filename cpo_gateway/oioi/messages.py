@@ -54,6 +54,7 @@ SUPPORTED_CALLS = ("session-start", "session-stop", "rfid-post")
 _SHOWN_KEYS = 10  # top-level keys named in an envelope error
 _SHOWN_UIDS = 10  # offending rfids named in an rfid-post error
 _SHOWN_CHARS = 40  # a peer's string is cut to this length when quoted back
+_DETAIL_CHARS = 200  # the cause added to a business error's message
 _USER_KINDS = {kind.value: kind for kind in UserKind}
 _USER_KINDS_TEXT = ", ".join(kind.value for kind in UserKind)
 _BOM = b"\xef\xbb\xbf"
@@ -130,13 +131,29 @@ def error_body(code: int, message: str) -> dict[str, object]:
 
 
 def outcome_response(
-    outcome: Outcome, extra: Mapping[str, object] | None = None
+    outcome: Outcome, extra: Mapping[str, object] | None = None, detail: str = ""
 ) -> tuple[int, dict[str, object]]:
-    """HTTP status and body for a business outcome; ``extra`` is only sent on success."""
+    """HTTP status and body for a business outcome; ``extra`` is only sent on success.
+
+    An error's message is the code's description, then the core's ``detail`` (the cause the
+    code alone hides: "EVSE error: the charger is offline."), one line of printable text cut
+    to ``_DETAIL_CHARS``. The core's details are its own sentences quoting at most the
+    peer's own input, never an exception or a secret."""
     http_status, code = codes.OUTCOME_CODES[outcome]
     if codes.is_success(code):
         return http_status, success_body(extra)
-    return http_status, error_body(code, codes.describe(code) + ".")
+    message = codes.describe(code)
+    cause = _one_line(detail)
+    if cause:
+        message = f"{message}: {cause}"
+    return http_status, error_body(code, message + ".")
+
+
+def _one_line(text: str) -> str:
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in text).split()).rstrip(".")
+    if len(cleaned) > _DETAIL_CHARS:
+        return cleaned[: _DETAIL_CHARS - 3] + ".."  # the sentence's own full stop makes three
+    return cleaned
 
 
 # --- helpers for messages -------------------------------------------------------------------

@@ -16,6 +16,8 @@ from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.oioi import messages as m
 from cpo_gateway.oioi.listener import GuardedListener, GuardedSite, ListenerLimits
+from cpo_gateway.oioi.request_id import HEADER as REQUEST_ID
+from cpo_gateway.oioi.request_id import request_id
 from cpo_gateway.ratelimit import FailureLimiter
 
 log = logs.get(__name__)
@@ -139,6 +141,14 @@ class OioiServer:
             raise
 
     async def _handle(self, request: web.Request) -> web.Response:
+        """One request, every log line of it (the core's too) carrying its request id."""
+        rid = request_id(request.headers.get(REQUEST_ID))
+        with logs.bound(request_id=rid):
+            response = await self._answer(request)
+        response.headers[REQUEST_ID] = rid
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
         call = "?"
         try:
             if not self.accepting:
@@ -204,7 +214,7 @@ class OioiServer:
         extra = {"session-start": {"session-id": result.session_id, "is-stoppable": True}}
         if result.detail:
             log.info("oioi.session_start", outcome=result.outcome.value, detail=result.detail)
-        return m.outcome_response(result.outcome, extra)
+        return m.outcome_response(result.outcome, extra, result.detail)
 
     async def _session_stop(
         self, p: InboundPartner, obj: dict[str, object]
@@ -213,7 +223,7 @@ class OioiServer:
         result = await self._core.session_stop(p.name, req.evse_id, req.session_id)
         if result.detail:
             log.info("oioi.session_stop", outcome=result.outcome.value, detail=result.detail)
-        return m.outcome_response(result.outcome)
+        return m.outcome_response(result.outcome, detail=result.detail)
 
     async def _rfid_post(
         self, p: InboundPartner, obj: dict[str, object]

@@ -6,9 +6,10 @@ from cpo_gateway.store.charging import ChargingRepo
 from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
 from cpo_gateway.store.outbox import OutboxRepo
 from cpo_gateway.store.registry import RegistryRepo
+from cpo_gateway.store.reports import ReportsRepo
 
 
-class Store(ChargingRepo, OutboxRepo, RegistryRepo):
+class Store(ChargingRepo, OutboxRepo, RegistryRepo, ReportsRepo):
     """Every repository over one database."""
 
     def __init__(self, db: Database) -> None:

@@ -175,4 +175,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX sessions_review ON sessions (created_at) WHERE state = 'needs_review';
     """,
+    # 6: whether each charger is connected, as the running gateway last recorded it
+    # (last_seen: when it connected or disconnected)
+    """
+    ALTER TABLE chargers ADD COLUMN connected INTEGER NOT NULL DEFAULT 0;
+    """,
 )

@@ -70,6 +70,21 @@ class RegistryRepo:
             ),
         )
 
+    async def record_presence(self, charge_point_id: str, connected: bool, at: float) -> None:
+        """Whether the charger is connected now, and since when (for `chargers list`)."""
+        await self.db.write(
+            "INSERT INTO chargers (id, connected, last_seen) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET connected = excluded.connected, "
+            "last_seen = excluded.last_seen",
+            (charge_point_id, int(connected), at),
+        )
+
+    async def forget_presence(self, at: float) -> None:
+        """At start nobody is connected: a gateway that died left its chargers marked so."""
+        await self.db.write(
+            "UPDATE chargers SET connected = 0, last_seen = ? WHERE connected = 1", (at,)
+        )
+
     async def local_list_state(self, charge_point_id: str) -> tuple[int, int, bool]:
         """(whitelist version pushed, OCPP listVersion the charger holds, supported)."""
         row = self.db.lookup(
