@@ -182,6 +182,13 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
             f"{path}: ocpp.port and oioi.port: expected two different ports, found both {ocpp.port}"
         )
 
+    if admin is not None and admin.enabled and admin.port != 0:
+        for name, other in (("ocpp", ocpp.port), ("oioi", oioi.port)):
+            if admin.port == other:
+                errors.append(
+                    f"{path}: admin.port: expected a port other than {name}.port, found {other}"
+                )
+
     catalogue = Catalogue()
     if gateway.stations_file.name:
         try:
@@ -190,12 +197,6 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
             errors.extend(exc.problems)
     if errors:
         raise ConfigError(errors)
-    if admin is not None and admin.enabled and admin.port != 0:
-        for name, other in (("ocpp", ocpp.port), ("oioi", oioi.port)):
-            if admin.port == other:
-                errors.append(
-                    f"{path}: admin.port: expected a port other than {name}.port, found {other}"
-                )
     return Config(path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue, admin)
 
 

@@ -144,7 +144,7 @@ class GatewayOps:
     async def sessions(self, state: str | None, emp: str | None, limit: int) -> list[SessionView]:
         records = await self._store.list_sessions(limit, state)
         if emp is not None:
-            records = [s for s in records if (s.emp or "") == emp]
+            records = [s for s in records if (s.emp or "(local)") == emp]
         cdrs = await self._store.states_of(CDR_KIND, [s.id for s in records])
         now = self._clock()
         views = []

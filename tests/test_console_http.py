@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ async def delivered(h: Harness) -> list[OutboxItem]:
     raise AssertionError("no outbox row was delivered within 5 s")
 
 
-def _audit(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+def _audit(events: list[MutableMapping[str, Any]], name: str) -> list[MutableMapping[str, Any]]:
     return [e for e in events if e["event"] == name]
 
 
