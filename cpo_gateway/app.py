@@ -228,6 +228,7 @@ class Gateway:
             version=__version__,
             ocpp_port=self.csms.port,
             oioi_port=self.oioi.port,
+            admin_port=self.console.port if self.console is not None else None,
             stations=len(cfg.catalogue.stations),
             emps=len(cfg.emps),
             ms=round((time.monotonic() - started) * 1000, 1),
