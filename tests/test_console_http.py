@@ -80,6 +80,11 @@ async def test_a_wrong_password_gets_no_session(tmp_path: Path, emp: SandboxEmp)
             assert r.status == 200 and OPERATOR in page and "CP-BER-001" in page
         cookie = next(c for c in http.cookie_jar if c.key == "cg_session")
         assert cookie["httponly"] and cookie["samesite"] == "Strict"
+        async with http.get(base + "/emps") as r:
+            recent = (await r.text()).split('id="recent"')[1]
+        # Newest first: the login, then the refused attempt, with whom and from where.
+        assert recent.index("audit.login<") < recent.index("audit.login_failed")
+        assert "operator=alice source=127.0.0.1" in recent
     async with console_gateway(tmp_path / "t", emp) as h, browser_session() as http:
         assert (await login(http, console_url(h), "bob", TOKEN)).status == 303
         async with http.get(console_url(h) + "/chargers") as r:

@@ -12,7 +12,10 @@ import contextlib
 import csv
 import io
 import secrets
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,17 @@ POLL_S = 1.0  # SSE: the port is read this often, differences are pushed
 MAX_STREAMS = 32  # SSE clients at once; more get 503
 SESSION_STATES = ("pending", "active", "finished", "failed", "needs_review")
 OUTBOX_STATES = ("pending", "dead", "delivered")
+RECENT_EVENTS = 200  # audit and security events kept for the EMPs & security page
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEvent:
+    at: str
+    event: str
+    detail: str
+    refused: bool
+
+
 _HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
@@ -80,6 +94,7 @@ class ConsoleServer:
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.streams = 0
+        self.recent: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS)
         self._env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(["html"]),
@@ -137,6 +152,15 @@ class ConsoleServer:
                 response.headers.setdefault(name, value)
         return response
 
+    def _audit(self, event: str, **values: object) -> None:
+        """Log an audit or security event and keep it for the console's own page."""
+        refused = event.startswith("security.") or values.get("ok") is False
+        refused = refused or event in ("audit.login_failed", "audit.login_limited")
+        (log.warning if refused else log.info)(event, **values)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        detail = " ".join(f"{k}={v}" for k, v in values.items())
+        self.recent.appendleft(RecentEvent(at, event, detail, refused))
+
     def _session(self, request: web.Request) -> Session | None:
         return self.auth.session(request.cookies.get(SESSION_COOKIE))
 
@@ -183,9 +207,9 @@ class ConsoleServer:
             session = await self.auth.login(name, password, source)
         except LoginRefused as exc:
             event = "audit.login_limited" if exc.limited else "audit.login_failed"
-            log.warning(event, operator=name[:64], source=source)
+            self._audit(event, operator=name[:64], source=source)
             return await self._login_form(request, str(exc))
-        log.info("audit.login", operator=session.operator, source=source)
+        self._audit("audit.login", operator=session.operator, source=source)
         response = web.HTTPSeeOther("/chargers")
         # Secure only when configured: on plain loopback http a browser would not send it back.
         response.set_cookie(
@@ -198,7 +222,7 @@ class ConsoleServer:
     async def _logout(self, request: web.Request) -> web.Response:
         session = await self._checked(request)
         self.auth.logout(session.id)
-        log.info("audit.logout", operator=session.operator)
+        self._audit("audit.logout", operator=session.operator)
         response = web.HTTPSeeOther("/login")
         response.del_cookie(SESSION_COOKIE, path="/")
         raise response
@@ -211,7 +235,7 @@ class ConsoleServer:
         form = await request.post()
         token = form.get("csrf")
         if not csrf_ok(session, token if isinstance(token, str) else None):
-            log.warning("security.console_csrf_refused", operator=session.operator)
+            self._audit("security.console_csrf_refused", operator=session.operator)
             raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page")
         return session
 
@@ -285,7 +309,7 @@ class ConsoleServer:
         ok, health = await self._health()
         return self._render(
             "emps.html", session, page="emps", emps=await self._ops.emps(), healthy=ok,
-            health=health, security=self._ops.security_events(),
+            health=health, security=self._ops.security_events(), recent=list(self.recent),
         )  # fmt: skip
 
     # --- actions -------------------------------------------------------------------------------
@@ -300,10 +324,12 @@ class ConsoleServer:
         try:
             result = await action.run(self._ops, form)
         except FormError as exc:
-            log.info(action.event, operator=session.operator, **targets, ok=False, detail=str(exc))
+            self._audit(
+                action.event, operator=session.operator, **targets, ok=False, detail=str(exc)
+            )
             session.flash.append((False, f"{name}: {exc}"))
         else:
-            log.info(
+            self._audit(
                 action.event, operator=session.operator, **targets, ok=result.ok,
                 detail=result.detail,
             )  # fmt: skip
