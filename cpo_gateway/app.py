@@ -17,6 +17,8 @@ from typing import Any
 from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core, CoreSettings, Partner
 from cpo_gateway.config import Config, ConfigError, load_config
+from cpo_gateway.console.auth import Operator
+from cpo_gateway.console.server import ConsoleServer
 from cpo_gateway.csms.registry import ChargerRegistry
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.jobs import Jobs
@@ -24,6 +26,7 @@ from cpo_gateway.metrics import Figures, GatewayMetrics, OutboxFigure, Parts
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.listener import ListenerLimits
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
+from cpo_gateway.ops import GatewayOps
 from cpo_gateway.runtime import Collector
 from cpo_gateway.store import Database, DatabaseUnusable, Store
 from cpo_gateway.systemd import Notifier
@@ -137,6 +140,7 @@ class Gateway:
         self.oioi: OioiServer | None = None
         self.core: Core | None = None
         self.jobs: Jobs | None = None
+        self.console: ConsoleServer | None = None
         self.started_at = 0.0
 
     async def start(self) -> None:
@@ -192,8 +196,8 @@ class Gateway:
             port=cfg.oioi.port,
             path=cfg.oioi.path,
             max_body_bytes=cfg.oioi.max_body_bytes,
-            health=self.health,
-            metrics=self.metrics,
+            health=self.health if cfg.admin is None or cfg.admin.metrics_on_oioi else None,
+            metrics=self.metrics if cfg.admin is None or cfg.admin.metrics_on_oioi else None,
             limits=ListenerLimits(
                 header_timeout_s=cfg.oioi.header_timeout_s,
                 body_timeout_s=cfg.oioi.body_timeout_s,
@@ -215,6 +219,7 @@ class Gateway:
             clock=self.clock,
         )
         self.jobs.start()
+        await self._start_console()
         if self.notifier.watchdog_interval_s:
             self._endless.append(
                 self.tasks.spawn(self._watchdog(self.notifier.watchdog_interval_s), name="watchdog")
@@ -229,10 +234,34 @@ class Gateway:
             version=__version__,
             ocpp_port=self.csms.port,
             oioi_port=self.oioi.port,
+            admin_port=self.console.port if self.console is not None else None,
             stations=len(cfg.catalogue.stations),
             emps=len(cfg.emps),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
+
+    async def _start_console(self) -> None:
+        admin = self.config.admin
+        if admin is None or not admin.enabled or self.core is None or self.csms is None:
+            return
+        self.console = ConsoleServer(
+            GatewayOps(self.config, self.store, self.core, self.csms, clock=self.clock),
+            host=admin.host,
+            port=admin.port,
+            operators=[Operator(u.name, u.password_hash) for u in admin.users],
+            token=admin.token,
+            session_ttl_s=admin.session_ttl_s,
+            cookie_secure=admin.cookie_secure,
+            health=self.health,
+            metrics=self.metrics,
+        )
+        try:
+            await self.console.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on admin {admin.host}:{admin.port}: {exc.strerror or exc}",
+                EXIT_CANTBIND,
+            ) from exc
 
     def request_reload(self) -> None:
         """SIGHUP: reload in a task of the gateway's own (the signal handler must not wait)."""
@@ -262,7 +291,7 @@ class Gateway:
         if problems:
             log.error("config.reload_refused", path=str(self.config.path), problems=problems)
             return False
-        fixed = ("gateway", "ocpp", "oioi", "sessions", "outbox")
+        fixed = ("gateway", "ocpp", "oioi", "sessions", "outbox", "admin")
         kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
         if not await self._reload_keys(new):
             kept.append("emp")
@@ -309,6 +338,8 @@ class Gateway:
         grace = self.config.gateway.shutdown_grace_s
         self.notifier.stopping()
         log.info("gateway.stopping", grace_s=grace)
+        if self.console is not None:
+            await self.console.close()  # no operator action during shutdown; live views end
         if self.oioi is not None:
             await self.oioi.stop_accepting()
         if self.jobs is not None:

@@ -110,6 +110,28 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class AdminUser:
+    name: str
+    password_hash: str = field(repr=False)  # scrypt$..., see `cpo-gateway credential`
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """The operators' listener: console, /metrics, /healthz. Loopback by default."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8090
+    users: tuple[AdminUser, ...] = ()
+    token: str = field(default="", repr=False)  # from token_file or CPO_GATEWAY_ADMIN_TOKEN
+    session_ttl_s: float = 8 * 3600.0
+    # Secure cookies are only sent over https: set it when a TLS proxy fronts the console.
+    cookie_secure: bool = False
+    # Keep /metrics and /healthz on the OIOI port too (scrapers configured before [admin]).
+    metrics_on_oioi: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     gateway: GatewayConfig
@@ -120,6 +142,7 @@ class Config:
     outbox: OutboxConfig
     logging: LoggingConfig
     catalogue: Catalogue
+    admin: AdminConfig | None = None  # None: no [admin] table, no admin listener
 
     def emp(self, name: str) -> EmpConfig | None:
         return next((e for e in self.emps if e.name == name), None)
@@ -150,12 +173,21 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     sessions = _sessions(root.table("sessions"), path, errors)
     outbox = _outbox(root.table("outbox"), path, errors)
     logging_ = _logging(root.table("logging"), path, errors)
+    admin_table = root.table("admin")
+    admin = None if admin_table is None else _admin(admin_table, base, env)
     root.finish()
     _check_emps(emps, path, errors)
     if ocpp.port == oioi.port and ocpp.port != 0:
         errors.append(
             f"{path}: ocpp.port and oioi.port: expected two different ports, found both {ocpp.port}"
         )
+
+    if admin is not None and admin.enabled and admin.port != 0:
+        for name, other in (("ocpp", ocpp.port), ("oioi", oioi.port)):
+            if admin.port == other:
+                errors.append(
+                    f"{path}: admin.port: expected a port other than {name}.port, found {other}"
+                )
 
     catalogue = Catalogue()
     if gateway.stations_file.name:
@@ -165,7 +197,7 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
             errors.extend(exc.problems)
     if errors:
         raise ConfigError(errors)
-    return Config(path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue)
+    return Config(path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue, admin)
 
 
 def _empty(path: Path, name: str, errors: list[str]) -> Table:
@@ -398,6 +430,47 @@ def _outbox(t: Table | None, path: Path, errors: list[str]) -> OutboxConfig:
     return cfg
 
 
+ADMIN_TOKEN_ENV = "CPO_GATEWAY_ADMIN_TOKEN"  # noqa: S105 - a variable name
+
+
+def _admin(t: Table, base: Path, env: Mapping[str, str]) -> AdminConfig:
+    d = AdminConfig()
+    users: list[AdminUser] = []
+    for u in t.tables("user"):
+        name = u.string("name")
+        digest = u.string("password_hash", hint="cpo-gateway credential hash prints one")
+        if isinstance(digest, str) and not digest.startswith("scrypt$"):
+            u.error("password_hash", "an scrypt hash (scrypt$...)", "something else")
+        u.finish()
+        if name and digest:
+            if any(x.name == name for x in users):
+                u.error("name", "a name unique among [[admin.user]] tables", repr(name))
+            users.append(AdminUser(str(name), str(digest)))
+    token = env.get(ADMIN_TOKEN_ENV, "").strip()
+    token_file = t.string("token_file", None)
+    if token_file:
+        p = _resolve(base, token_file, env)
+        try:
+            token = p.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            t.error("token_file", "a readable file holding the token", f"{p} ({exc.strerror})")
+    if token and len(token) < 16:
+        t.error("token_file", "a token of at least 16 characters", f"{len(token)} characters")
+        token = ""
+    cfg = AdminConfig(
+        enabled=t.boolean("enabled", d.enabled),
+        host=t.string("host", d.host),
+        port=t.integer("port", d.port, lo=0, hi=65535),
+        users=tuple(users),
+        token=token,
+        session_ttl_s=t.number("session_ttl_s", d.session_ttl_s, lo=60.0, hi=30 * 86400.0),
+        cookie_secure=t.boolean("cookie_secure", d.cookie_secure),
+        metrics_on_oioi=t.boolean("metrics_on_oioi", d.metrics_on_oioi),
+    )
+    t.finish()
+    return cfg
+
+
 def _logging(t: Table | None, path: Path, errors: list[str]) -> LoggingConfig:
     t = t or _empty(path, "logging", errors)
     level = t.value(
@@ -411,6 +484,8 @@ def _logging(t: Table | None, path: Path, errors: list[str]) -> LoggingConfig:
 
 __all__ = [
     "REQUIRED",
+    "AdminConfig",
+    "AdminUser",
     "Config",
     "ConfigError",
     "EmpConfig",

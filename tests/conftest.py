@@ -35,8 +35,11 @@ def write_config(
     oioi: str = "",
     sessions: str = "",
     outbox: str = "",
+    admin: str | None = None,
 ) -> Path:
-    """A complete config on loopback port 0 with the example stations and one EMP."""
+    """A complete config on loopback port 0 with the example stations and one EMP.
+
+    `admin`: keys of an [admin] table on loopback port 0 (None: no admin listener)."""
     stations_file = directory / "stations.toml"
     shutil.copy(stations or EXAMPLE_STATIONS, stations_file)
     emp_block = (
@@ -89,6 +92,13 @@ def write_config(
         format = "json"
         {emp_block}
         {extra}
+    """
+    if admin is not None:
+        text += f"""
+        [admin]
+        host = "127.0.0.1"
+        port = 0
+        {admin}
     """
     path = directory / "gateway.toml"
     path.write_text(textwrap.dedent(text), encoding="utf-8")

@@ -1,39 +1,13 @@
-"""Charger passwords (OCPP security profiles 1-2): salted scrypt hashes, never plain text."""
+"""Charger passwords (OCPP security profiles 1-2): the scrypt hashes live in
+cpo_gateway.passwords (the console checks operators with them too); HTTP Basic parsing here."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import secrets
 
-_N, _R, _P = 2**14, 8, 1
+from cpo_gateway.passwords import hash_password, verify_password
 
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
-    b64 = base64.b64encode
-    return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(
-            password.encode(),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
+__all__ = ["hash_password", "parse_basic", "verify_password"]
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:

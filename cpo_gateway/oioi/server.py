@@ -56,8 +56,8 @@ class OioiServer:
         port: int,
         path: str,
         max_body_bytes: int,
-        health: Health,
-        metrics: Metrics,
+        health: Health | None,
+        metrics: Metrics | None,
         limits: ListenerLimits | None = None,
     ) -> None:
         self._core = core
@@ -89,8 +89,10 @@ class OioiServer:
             client_max_size=self._max_body, middlewares=[self.listener.middleware]
         )
         app.router.add_post(self._path, self._handle)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics_view)
+        if self._health is not None:  # None: they are served on the admin listener only
+            app.router.add_get("/healthz", self._healthz)
+        if self._metrics is not None:
+            app.router.add_get("/metrics", self._metrics_view)
         # lingering_time=0: a body left unread (refused as too large, or before the key was
         # checked) closes the connection instead of being read and thrown away for seconds.
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=0)
@@ -241,10 +243,12 @@ class OioiServer:
         return 200, m.success_body({"rfid": {"processed": new}})
 
     async def _healthz(self, request: web.Request) -> web.Response:
+        assert self._health is not None
         ok, detail = await self._health()
         status = ("degraded" if detail.get("degraded") else "ok") if ok else "unhealthy"
         return _json(200 if ok else 503, {"status": status, **detail})
 
     async def _metrics_view(self, request: web.Request) -> web.Response:
+        assert self._metrics is not None
         text = await self._metrics()
         return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})

@@ -182,6 +182,17 @@ class OutboxRepo:
             )
         return [_item(r) for r in rows]
 
+    async def states_of(self, kind: str, keys: Sequence[str]) -> dict[str, str]:
+        """The newest row's state per key of one kind (the console: a session's CDR)."""
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = await self.db.all(
+            f"SELECT key, state FROM outbox WHERE kind = ? AND key IN ({marks}) ORDER BY id",  # noqa: S608 - only placeholders
+            (kind, *keys),
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
+
     async def outbox_item(self, item_id: int) -> OutboxItem | None:
         """One row, whatever its state (the CLI's `outbox show`)."""
         row = await self.db.one("SELECT * FROM outbox WHERE id = ?", (item_id,))

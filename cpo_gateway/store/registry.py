@@ -257,6 +257,11 @@ class RegistryRepo:
 
         return await self.db.run_write(work)
 
+    async def boot_infos(self) -> dict[str, BootInfo]:
+        """What each charger said of itself in its last BootNotification (the console)."""
+        rows = await self.db.all("SELECT id, vendor, model, serial, firmware FROM chargers")
+        return {str(r[0]): BootInfo(str(r[0]), r[1] or "", r[2] or "", r[3], r[4]) for r in rows}
+
     async def boot_times(self) -> dict[str, str]:
         """When the gateway last saw each charger's BootNotification (RFC 3339)."""
         rows = await self.db.all("SELECT id, booted_at FROM chargers WHERE booted_at IS NOT NULL")
