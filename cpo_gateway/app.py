@@ -21,10 +21,10 @@ from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
 from cpo_gateway.csms.registry import ChargerRegistry
 from cpo_gateway.csms.server import CsmsServer
+from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Figures, GatewayMetrics, OutboxFigure, Parts
 from cpo_gateway.oioi.client import EmpClients, Endpoint
-from cpo_gateway.oioi.listener import ListenerLimits
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.ops import GatewayOps
 from cpo_gateway.runtime import Collector
@@ -81,6 +81,16 @@ def _partners(cfg: Config) -> list[Partner]:
         )
         for e in cfg.emps
     ]  # fmt: skip
+
+
+def _listener_limits(cfg: Config) -> ListenerLimits:
+    return ListenerLimits(
+        header_timeout_s=cfg.oioi.header_timeout_s,
+        body_timeout_s=cfg.oioi.body_timeout_s,
+        keepalive_timeout_s=cfg.oioi.keepalive_timeout_s,
+        max_connections_per_source=cfg.oioi.max_connections_per_source,
+        max_connections=cfg.oioi.max_connections,
+    )
 
 
 def _endpoints(cfg: Config) -> list[Endpoint]:
@@ -198,13 +208,7 @@ class Gateway:
             max_body_bytes=cfg.oioi.max_body_bytes,
             health=self.health if cfg.admin is None or cfg.admin.metrics_on_oioi else None,
             metrics=self.metrics if cfg.admin is None or cfg.admin.metrics_on_oioi else None,
-            limits=ListenerLimits(
-                header_timeout_s=cfg.oioi.header_timeout_s,
-                body_timeout_s=cfg.oioi.body_timeout_s,
-                keepalive_timeout_s=cfg.oioi.keepalive_timeout_s,
-                max_connections_per_source=cfg.oioi.max_connections_per_source,
-                max_connections=cfg.oioi.max_connections,
-            ),
+            limits=_listener_limits(cfg),
         )
         try:
             await self.oioi.start()
@@ -254,6 +258,8 @@ class Gateway:
             cookie_secure=admin.cookie_secure,
             health=self.health,
             metrics=self.metrics,
+            # The same deadlines as the OIOI port; the caps count for this listener alone.
+            limits=_listener_limits(self.config),
         )
         try:
             await self.console.start()

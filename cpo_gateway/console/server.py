@@ -27,6 +27,7 @@ from cpo_gateway import logs
 from cpo_gateway.console.actions import ACTIONS, FormError
 from cpo_gateway.console.auth import Authenticator, LoginRefused, Operator, Session, csrf_ok
 from cpo_gateway.console.port import ConsoleOps, Health, Metrics
+from cpo_gateway.httpguard import GuardedListener, ListenerLimits
 
 log = logs.get(__name__)
 HERE = Path(__file__).resolve().parent
@@ -83,8 +84,12 @@ class ConsoleServer:
         cookie_secure: bool,
         health: Health,
         metrics: Metrics,
+        limits: ListenerLimits | None = None,
     ) -> None:
+        """`limits`: the deadlines for slow and idle clients and the connection caps (every
+        listener has them; see httpguard)."""
         self._ops = ops
+        self.listener = GuardedListener(limits or ListenerLimits(), "admin")
         self._host, self._port = host, port
         self.auth = Authenticator(operators, token, ttl_s=session_ttl_s)
         self._ttl = session_ttl_s
@@ -109,7 +114,9 @@ class ConsoleServer:
     async def start(self) -> None:
         if not self.auth.configured:
             log.warning("console.no_operators", hint="add [[admin.user]] or admin.token_file")
-        app = web.Application(client_max_size=64 * 1024, middlewares=[self._headers])
+        app = web.Application(
+            client_max_size=64 * 1024, middlewares=[self.listener.middleware, self._headers]
+        )
         r = app.router
         r.add_get("/", self._index)
         r.add_get("/login", self._login_form)
@@ -132,7 +139,7 @@ class ConsoleServer:
             shutdown_timeout=5.0,
         )  # fmt: skip
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = self.listener.site(self._runner, self._host, self._port)
         await site.start()
         log.info("console.listening", host=self._host, port=self.port)
 

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
+from cpo_gateway.httpguard import GuardedListener, GuardedSite, ListenerLimits
 from cpo_gateway.oioi import messages as m
-from cpo_gateway.oioi.listener import GuardedListener, GuardedSite, ListenerLimits
 from cpo_gateway.oioi.request_id import HEADER as REQUEST_ID
 from cpo_gateway.oioi.request_id import request_id
 from cpo_gateway.ratelimit import FailureLimiter
@@ -68,7 +68,7 @@ class OioiServer:
         self._metrics = metrics
         self._runner: web.AppRunner | None = None
         self._site: GuardedSite | None = None
-        self.listener = GuardedListener(limits or ListenerLimits())
+        self.listener = GuardedListener(limits or ListenerLimits(), "oioi")
         self.requests: dict[tuple[str, int], int] = {}  # (call, code) -> count
         self.accepting = True
         self.limiter = FailureLimiter(max_failures=20)

@@ -1,4 +1,4 @@
-"""The OIOI listener's connections: aiohttp's request handler behind a watchdog and caps.
+"""An aiohttp listener's connections behind a watchdog and caps (the OIOI port, the console).
 
 aiohttp closes an idle keep-alive connection, but it has no deadline for a request's headers
 and its default keep-alive is an hour: 3,000 sockets that never sent a request, or 300 that
@@ -7,8 +7,8 @@ endpoint and new charger handshakes stopped answering. So every accepted socket 
 
 - its request headers must be complete within `header_timeout_s` of connecting, or of the
   first byte of a request after a response; an idle keep-alive connection is closed after
-  `keepalive_timeout_s`; a body must arrive within `body_timeout_s` (the OIOI handler reads
-  it under that deadline and answers 408);
+  `keepalive_timeout_s`; a body must arrive within `body_timeout_s` (a handler that reads a
+  body reads it under that deadline: the OIOI one answers 408);
 - `ConnectionLimiter` caps concurrent connections per source address and in total (the total
   lowered to a share of the process's open-files limit, so chargers keep their margin); at a
   cap the connection idle longest makes room, so strangers' idle sockets never keep out the
@@ -51,7 +51,7 @@ class Phase(enum.Enum):
 class GuardedListener:
     """The caps, the deadlines and their counters for one listening port."""
 
-    def __init__(self, limits: ListenerLimits, name: str = "oioi") -> None:
+    def __init__(self, limits: ListenerLimits, name: str) -> None:
         self.limits = limits
         total = descriptor_budget(limits.max_connections)
         if total < limits.max_connections:
