@@ -9,8 +9,10 @@ Also: the key files the README tells an operator to write, usage errors, and bad
 from __future__ import annotations
 
 import datetime as dt
+import http.cookiejar
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,7 +126,7 @@ def service_dirs(inst: Installed, name: str) -> tuple[Path, Path]:
     state, creds = inst.top / f"{name}-state", inst.top / f"{name}-creds"
     state.mkdir(mode=0o700)
     creds.mkdir(mode=0o755)
-    for key in ("emp-api-key", "emp-inbound-api-key"):
+    for key in ("emp-api-key", "emp-inbound-api-key", "admin-token"):
         wrote = subprocess.run(
             [inst.exe, "credential", "write", str(creds / key)],
             input=f"{name}-{key}-0001\n", capture_output=True, text=True, timeout=60, check=False,
@@ -145,12 +148,14 @@ def test_the_installed_config_passes_check_config_and_runs_as_the_unit(
     assert 'stations_file = "stations.toml"' in text
     assert 'api_key_file = "$CREDENTIALS_DIRECTORY/emp-api-key"' in text
     assert "sandbox-outbound-key" not in text and 'state_dir = "./var"' not in text
+    assert 'token_file = "$CREDENTIALS_DIRECTORY/admin-token"' in text
     # What an operator edits first (step 1 of the README): addresses and ports.
-    ocpp_port, oioi_port = free_port(), free_port()
+    ocpp_port, oioi_port, admin_port = free_port(), free_port(), free_port()
     text = text.replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
     text = text.replace("port = 9000", f"port = {ocpp_port}").replace(
         "port = 8080", f"port = {oioi_port}"
     )
+    text = text.replace("port = 8090", f"port = {admin_port}")
     config.write_text(text)
     state, creds = service_dirs(installed, "unit")
 
@@ -174,6 +179,9 @@ def test_the_installed_config_passes_check_config_and_runs_as_the_unit(
                 time.sleep(0.1)
         assert health is not None, gateway.communicate(timeout=10)
         assert health["status"] == "ok" and health["db"] == "open"
+        # The operator logs into the console with the token the README has them write.
+        token = (creds / "admin-token").read_text()
+        assert console_login(admin_port, token) == 200
         gateway.send_signal(signal.SIGTERM)
         _, err = gateway.communicate(timeout=60)
         assert gateway.returncode == 0, err
@@ -185,6 +193,25 @@ def test_the_installed_config_passes_check_config_and_runs_as_the_unit(
     assert db.exists()
     if DROP_PRIVILEGES:
         assert db.stat().st_uid == NOBODY
+
+
+def console_login(port: int, token: str) -> int:
+    """Log in as a browser does (the form's nonce cookie and field, then the token); the status
+    of the chargers page it lands on."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    base = f"http://127.0.0.1:{port}"
+    with opener.open(f"{base}/login", timeout=10) as resp:
+        form = resp.read().decode()
+    found = re.search(r'name="nonce" value="([^"]+)"', form)
+    assert found is not None, form[:500]
+    data = urllib.parse.urlencode(
+        {"name": "ops", "password": token, "nonce": found.group(1), "next": "/chargers"}
+    ).encode()
+    with opener.open(f"{base}/login", data=data, timeout=10) as resp:
+        page = resp.read().decode()
+        assert "Chargers" in page and "Log out" in page, page[:500]
+        return int(resp.status)
 
 
 def test_the_build_copy_leaves_the_checkouts_state_behind(installed: Installed) -> None:
