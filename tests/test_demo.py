@@ -80,6 +80,19 @@ async def test_the_demo_shows_requests_from_outside_and_keeps_its_chargers() -> 
         tail = out.getvalue()[len(text) :]
         assert "EMP -> gw  session-start (from outside the demo) -> code 0" in tail
         assert "RemoteStartTransaction" in tail
+        # The console's URL and a login that works.
+        console = re.search(r"Console: (\S+)  \(log in as 'demo' with the token (\S+)\)", text)
+        assert console is not None, text[-800:]
+        # unsafe: the jar keeps cookies of an IP address (the console is on 127.0.0.1).
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            async with http.get(console.group(1) + "login") as resp:
+                form = await resp.text()
+            nonce = re.search(r'name="nonce" value="([^"]+)"', form)
+            assert nonce is not None
+            login = {"name": "demo", "password": console.group(2), "nonce": nonce.group(1)}
+            async with http.post(console.group(1) + "login", data=login) as resp:
+                page = await resp.text()
+            assert resp.status == 200 and "CP-BER-001" in page and "Log out" in page
     finally:
         stop.set()
         await asyncio.wait_for(demo, 30)

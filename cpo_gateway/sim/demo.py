@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import sys
 import tempfile
@@ -67,13 +68,22 @@ status_debounce_s = 0.3
 [outbox]
 tick_s = 0.2
 
+[admin]
+host = "127.0.0.1"
+port = 0
+token_file = "admin.token"
+
 [logging]
 level = "warning"
 format = "console"
 """
+CONSOLE_USER = "demo"
 
 
 def _write_config(directory: Path, emp_url: str) -> Path:
+    # A fresh login token per run: the console listens on loopback only, but a fixed token in
+    # the source would be a known password all the same.
+    (directory / "admin.token").write_text(secrets.token_urlsafe(18), encoding="utf-8")
     stations = resources.files("cpo_gateway.sim").joinpath("demo_stations.toml").read_text("utf-8")
     (directory / "stations.toml").write_text(stations, encoding="utf-8")
     path = directory / "gateway.toml"
@@ -125,6 +135,7 @@ async def play(
                     tl.flush()
                     if keep_running:
                         out.write(_curl_help(client, oioi_url, ocpp_url, cfg.gateway.database))
+                        out.write(_console_help(gateway, Path(tmp)))
                         out.flush()
                         await stop.wait()
                         tl.flush()
@@ -242,6 +253,16 @@ def _the_end(emp: SandboxEmp) -> str:
         f"\n== Done: the EMP received {len(emp.stations)} stations, {len(emp.cdrs)} CDRs and "
         f"{len(emp.calls('connector-post-status'))} status updates. Run scripts/demo without "
         "--once to keep the gateway running and send it requests yourself.\n"
+    )
+
+
+def _console_help(gateway: Gateway, directory: Path) -> str:
+    if gateway.console is None:
+        return ""
+    token = (directory / "admin.token").read_text(encoding="utf-8").strip()
+    return (
+        f"Console: http://127.0.0.1:{gateway.console.port}/  "
+        f"(log in as {CONSOLE_USER!r} with the token {token})\n"
     )
 
 
