@@ -127,14 +127,26 @@ class GatewayOps:
 
     async def connectors(self) -> list[ConnectorView]:
         states = await self._store.connector_states()
-        sent = await self._store.evse_statuses()
+        queued = await self._store.evse_statuses()
+        per_emp: dict[str, dict[str, str]] = {}
+        for emp, evse_id, status, state in await self._store.last_statuses():
+            per_emp.setdefault(evse_id, {})[emp] = f"{emp}: {status} ({state})"
+
+        def sent(evse_id: str) -> str:
+            """The status last sent to each EMP and how it fared; the status queued for all
+            when the outbox no longer holds its rows."""
+            mine = per_emp.get(evse_id)
+            if mine:
+                return "; ".join(mine[emp] for emp in sorted(mine))
+            return queued.get(evse_id, "")
+
         return [
             ConnectorView(
                 charge_point=c.charge_point,
                 connector=c.connector,
                 evse_id=c.evse_id,
                 status=states.get((c.charge_point, c.connector)) or "",
-                emp_status=sent.get(c.evse_id, ""),
+                emp_status=sent(c.evse_id),
             )
             for c in sorted(
                 self._core.catalogue.connectors(), key=lambda c: (c.charge_point, c.connector)

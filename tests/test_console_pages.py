@@ -93,3 +93,26 @@ async def test_the_live_stream_sends_rows_and_ends_at_shutdown(
     finally:
         if not stopped:
             await gateway.stop()
+
+
+async def test_connectors_show_the_status_last_sent_to_each_emp(
+    tmp_path: Path, emp: SandboxEmp
+) -> None:
+    async with (
+        console_gateway(tmp_path, emp) as h,
+        browser_session() as http,
+        h.charger("CP-BER-001") as cp,
+    ):
+        await cp.connect()
+        await cp.status(1, "Available")
+        await emp.wait_for(lambda: emp.statuses.get("DE*CPO*E1001*1") == "Available")
+        base = console_url(h)
+        await login(http, base, "ops", TOKEN)
+        page = ""
+        for _ in range(250):  # until the EMP's answer is committed
+            async with http.get(base + "/chargers") as r:
+                page = await r.text()
+            if "sandbox: Available (delivered)" in page:
+                break
+            await asyncio.sleep(0.02)
+        assert "sandbox: Available (delivered)" in page

@@ -8,7 +8,8 @@ import re
 
 import aiohttp
 
-from cpo_gateway.sim.demo import INBOUND_KEY, play
+from cpo_gateway.sim.demo import INBOUND_KEY, heartbeats, play
+from tests.conftest import Harness
 
 
 def line_of(text: str, needle: str) -> int:
@@ -96,3 +97,23 @@ async def test_the_demo_shows_requests_from_outside_and_keeps_its_chargers() -> 
     finally:
         stop.set()
         await asyncio.wait_for(demo, 30)
+
+
+async def test_the_demo_chargers_heartbeat_so_the_gateway_keeps_them(harness: Harness) -> None:
+    """Without heartbeats the gateway closed the demo's chargers as silent after three
+    intervals, and the user's curl then got 310."""
+    async with harness.charger("CP-BER-001") as cp:
+        await cp.connect()
+        assert harness.gateway.csms is not None
+        handlers = harness.gateway.csms.handlers
+        before = handlers.counts.get("Heartbeat", 0)
+        beating = asyncio.create_task(heartbeats([cp], period_s=0.05))
+        try:
+            for _ in range(200):
+                if handlers.counts.get("Heartbeat", 0) >= before + 3:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+        assert handlers.counts.get("Heartbeat", 0) >= before + 3

@@ -36,7 +36,7 @@ class ConnectorView:
     connector: int
     evse_id: str
     status: str  # the charger's last OCPP status
-    emp_status: str  # what was last sent to the EMPs for its EVSE
+    emp_status: str  # per EMP, the status last sent for its EVSE and its delivery state
 
 
 @dataclass(frozen=True, slots=True)

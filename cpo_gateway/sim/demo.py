@@ -128,7 +128,7 @@ async def play(
             follower = asyncio.create_task(tl.follow(), name="demo-timeline")
             # Like real chargers, the demo's heartbeat: without it the gateway closes them as
             # silent after three intervals, and a session-start from the user's curl gets 310.
-            beats = asyncio.create_task(_heartbeats(chargers), name="demo-heartbeats")
+            beats = asyncio.create_task(heartbeats(chargers), name="demo-heartbeats")
             try:
                 async with EmpClient(oioi_url, INBOUND_KEY) as client:
                     await _story(tl, emp, client, ber, muc, hh)
@@ -236,11 +236,12 @@ async def _story(
     await _settle(tl, 0.3)
 
 
-async def _heartbeats(chargers: list[SimCharger]) -> None:
-    """Each connected charger heartbeats at the interval its Boot answer set."""
+async def heartbeats(chargers: list[SimCharger], period_s: float | None = None) -> None:
+    """Each connected charger heartbeats, by default at half the interval its Boot answer set
+    (at least every 5 s apart)."""
     while True:
         interval = min(cp.heartbeat_interval or 60 for cp in chargers)
-        await asyncio.sleep(max(5.0, interval / 2))
+        await asyncio.sleep(period_s if period_s is not None else max(5.0, interval / 2))
         for cp in chargers:
             if cp.connected:
                 # Offline or closing: the next beat tries again.

@@ -193,6 +193,21 @@ class OutboxRepo:
         )
         return {str(r[0]): str(r[1]) for r in rows}
 
+    async def last_statuses(self) -> list[tuple[str, str, str, str]]:
+        """(EMP, EVSE ID, status, delivery state) of the newest status row per EMP and EVSE
+        still in the outbox (delivered rows are pruned after prune_after_days)."""
+        rows = await self.db.all(
+            "SELECT o.emp, o.key, o.payload, o.state FROM outbox AS o JOIN ("
+            "SELECT MAX(id) AS id FROM outbox WHERE kind = ? GROUP BY emp, key"
+            ") AS newest ON o.id = newest.id",
+            (STATUS_KIND,),
+        )
+        out = []
+        for r in rows:
+            status = orjson.loads(r["payload"]).get("status")
+            out.append((r["emp"], r["key"], str(status), r["state"]))
+        return out
+
     async def outbox_item(self, item_id: int) -> OutboxItem | None:
         """One row, whatever its state (the CLI's `outbox show`)."""
         row = await self.db.one("SELECT * FROM outbox WHERE id = ?", (item_id,))
