@@ -392,15 +392,6 @@ def add_review_parsers(
 
 
 def cmd_sessions_review(args: argparse.Namespace) -> int:
-    import dataclasses
-    import math
-    import time
-
-    from cpo_gateway.bridge.cdr import review
-    from cpo_gateway.bridge.charging import cdr_row, session_cdr
-    from cpo_gateway.bridge.clock import to_rfc3339
-    from cpo_gateway.bridge.model import Interval
-
     async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         if args.ss_cmd == "review":
             held = await store.list_sessions(10_000, "needs_review")
@@ -411,52 +402,18 @@ def cmd_sessions_review(args: argparse.Namespace) -> int:
                 )
             print(f"{len(held)} session(s) need review")
             return EXIT_OK
-        session = await store.session(args.session_id)
-        if session is None or session.state != "needs_review":
-            print(f"{args.session_id}: no session held for review", file=sys.stderr)
-            return 1
-        tx = (
-            await store.transaction(session.transaction_id)
-            if session.transaction_id is not None
-            else None
+        from cpo_gateway.app import offline_core
+
+        correct = args.ss_cmd == "correct"
+        released = await offline_core(cfg, store).release_held_cdr(
+            args.session_id,
+            kwh=args.kwh if correct else None,
+            stop=args.stop if correct else None,
         )
-        partners = {e.name: e.partner_identifier for e in cfg.emps}
-        owed = None if tx is None else session_cdr(cfg.catalogue, partners, tx, session)
-        if owed is None or session.emp is None:
-            print(f"{session.id}: no configured EMP is owed its CDR", file=sys.stderr)
-            return 1
-        cdr, speed_kw = owed
-        detail = f"released as it was (held: {session.detail})"
-        if args.ss_cmd == "correct":
-            if not math.isfinite(args.kwh) or args.kwh < 0:
-                print("error: --kwh must be a number of at least 0", file=sys.stderr)
-                return EXIT_USAGE
-            stop = cdr.session_interval.stop
-            if args.stop is not None:
-                stop = to_rfc3339(args.stop)
-                if stop is None:
-                    print(f"error: --stop {args.stop!r} is not an ISO 8601 time", file=sys.stderr)
-                    return EXIT_USAGE
-            charging = cdr.charging_interval
-            if charging is not None and stop is not None and charging.stop and charging.stop > stop:
-                charging = Interval(charging.start, stop)
-            cdr = dataclasses.replace(
-                cdr,
-                energy_kwh=round(args.kwh, 3),
-                session_interval=Interval(cdr.session_interval.start, stop),
-                charging_interval=charging,
-            )
-            reason = review(cdr, speed_kw, time.time())
-            if reason is not None:
-                print(f"error: the corrected CDR is still implausible: {reason}", file=sys.stderr)
-                return 1
-            detail = f"corrected to {cdr.energy_kwh} kWh, stop {stop} (held: {session.detail})"
-        if not await store.release_reviewed(
-            session.id, [cdr_row(session.emp, cdr)], detail, time.time()
-        ):
-            print(f"{session.id}: no longer held for review", file=sys.stderr)
-            return 1
-        print(f"{session.id}: CDR queued for {session.emp} ({cdr.energy_kwh} kWh)")
+        if not released.ok:
+            print(f"{args.session_id}: {released.detail}", file=sys.stderr)
+            return EXIT_USAGE if released.usage else 1
+        print(f"{args.session_id}: {released.detail}")
         return EXIT_OK
 
     return _with_store(args, run)

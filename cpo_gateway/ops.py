@@ -14,7 +14,6 @@ from collections.abc import Callable
 import orjson
 
 from cpo_gateway.bridge.cdr import CDR_KIND
-from cpo_gateway.bridge.charging import cdr_row, session_cdr
 from cpo_gateway.bridge.clock import rfc3339, to_epoch
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.bridge.ids import try_normalise_uid
@@ -264,24 +263,8 @@ class GatewayOps:
 
     async def release_cdr(self, session_id: str) -> ActionResult:
         """As `cpo-gateway sessions release`: queue a held CDR as it is."""
-        session = await self._store.session(session_id)
-        if session is None or session.state != "needs_review":
-            return ActionResult(False, "no session held for review")
-        tx = (
-            await self._store.transaction(session.transaction_id)
-            if session.transaction_id
-            else None
-        )
-        partners = {e.name: e.partner_identifier for e in self._cfg.emps}
-        owed = None if tx is None else session_cdr(self._core.catalogue, partners, tx, session)
-        if owed is None or session.emp is None:
-            return ActionResult(False, "no configured EMP is owed its CDR")
-        cdr, _speed = owed
-        detail = f"released as it was (held: {session.detail})"
-        rows = [cdr_row(session.emp, cdr)]
-        if not await self._store.release_reviewed(session.id, rows, detail, self._clock()):
-            return ActionResult(False, "no longer held for review")
-        return ActionResult(True, f"CDR queued for {session.emp} ({cdr.energy_kwh} kWh)")
+        released = await self._core.release_held_cdr(session_id)
+        return ActionResult(released.ok, released.detail)
 
     async def outbox_retry(self, row_id: int) -> ActionResult:
         n = await self._store.requeue([row_id], self._clock())

@@ -16,6 +16,7 @@ from cpo_gateway.bridge.charging import Charging
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.delivery import Deliverer
 from cpo_gateway.bridge.evidence import Evidence
+from cpo_gateway.bridge.held import Released, release_held
 from cpo_gateway.bridge.locallist import LocalListPusher
 from cpo_gateway.bridge.model import (
     AuthDecision,
@@ -239,6 +240,20 @@ class Core:
     async def close_session(self, session_id: str, reason: str) -> CloseResult:
         """Ops: close a session the charger will not end, with a CDR of the energy known."""
         return await self.reconciler.close_session(session_id, reason)
+
+    async def release_held_cdr(
+        self, session_id: str, *, kwh: float | None = None, stop: str | None = None
+    ) -> Released:
+        """Ops: queue a CDR held for review, as it is or corrected (judged again)."""
+        return await release_held(
+            self.store,
+            self.catalogue,
+            self._partner_ids,
+            session_id,
+            clock=self._clock,
+            kwh=kwh,
+            stop=stop,
+        )
 
     # --- the EMP side --------------------------------------------------------------------------
     async def session_start(self, emp: str, user: User, evse_id: str) -> StartResult:

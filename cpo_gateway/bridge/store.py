@@ -142,6 +142,10 @@ class StorePort(Protocol):
 
     async def requeue(self, ids: Sequence[int] | None, now: float) -> int: ...
 
+    async def release_reviewed(
+        self, session_id: str, rows: Sequence[NewOutbox], detail: str, now: float
+    ) -> bool: ...
+
     async def session(self, session_id: str) -> SessionRecord | None: ...
 
     async def set_evse_status(
