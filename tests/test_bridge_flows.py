@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 import websockets
+from websockets.typing import Subprotocol
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
@@ -313,7 +314,9 @@ async def test_whitelist_reaches_chargers_and_not_supported_is_remembered(world:
 
 async def test_start_transaction_before_remote_start_answer(world: World) -> None:
     """A charger that sends StartTransaction before answering RemoteStartTransaction."""
-    async with websockets.connect(world.ocpp_url + "/CP-BER-001", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(
+        world.ocpp_url + "/CP-BER-001", subprotocols=[Subprotocol("ocpp1.6")]
+    ) as ws:
 
         async def call(uid: str, action: str, payload: dict[str, object]) -> object:
             await ws.send(orjson.dumps([2, uid, action, payload]).decode())
