@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -56,8 +57,8 @@ class World:
     def client(self, p: Partner) -> EmpClient:
         return EmpClient(self.oioi_url, p.inbound)
 
-    def charger(self, cp_id: str, **kw: object) -> SimCharger:
-        return SimCharger(cp_id, self.ocpp_url, call_timeout=10, **kw)  # type: ignore[arg-type]
+    def charger(self, cp_id: str, **kw: Any) -> SimCharger:
+        return SimCharger(cp_id, self.ocpp_url, call_timeout=10, **kw)
 
 
 def _emp_table(name: str, url: str, inbound: str, partner: str, online: bool, policy: str) -> str:
