@@ -7,14 +7,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import json
+import os
 import select
 import selectors
+import signal
+import socket
+import subprocess
 import sys
 from asyncio import selector_events
+from pathlib import Path
 
 import pytest
 
 from cpo_gateway import runtime
+from tests.conftest import write_config
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the tuning targets epoll")
 
@@ -75,3 +82,31 @@ def test_untuned_run_uses_asyncios_own_loop() -> None:
     assert runtime.run(loop_type(), tuned=False) is not runtime._CappedEpollSelector
     if sys.platform == "linux":
         assert runtime.run(loop_type(), tuned=True) is runtime._CappedEpollSelector
+
+
+def test_the_daemon_runs_untuned_when_switched_off(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    sock.settimeout(60)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), runtime.TUNING_ENV: "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cpo_gateway", "run", "-c", str(write_config(tmp_path))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        while not sock.recv(4096).decode().startswith("READY=1"):
+            pass
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sock.close()
+    assert proc.returncode == 0, out
+    events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+    assert "runtime.tuning_off" in events and "gateway.ready" in events
+    assert "gc.paced" not in events  # no collector installed
