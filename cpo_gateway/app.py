@@ -43,6 +43,17 @@ class StartupError(Exception):
         self.exit_code = exit_code
 
 
+class ServiceDied(Exception):
+    """A long-lived task ended while the gateway ran: it stopped and exits 70 (a restart by
+    systemd brings a whole process back; the outbox and sessions are in the database)."""
+
+    exit_code = 70
+
+    def __init__(self, task: str) -> None:
+        super().__init__(f"long-lived task {task} ended")
+        self.task = task
+
+
 EXIT_CANTBIND = 71
 EXIT_CANTCREATE = 73
 
@@ -138,7 +149,11 @@ class Gateway:
         self._endless: list[asyncio.Task[None]] = []  # loops cancelled at stop, not awaited
         self.clock = clock
         self.notifier = notifier or Notifier()
-        self.tasks = TaskSet("gateway")
+        self.tasks = TaskSet("gateway", on_service_end=self._service_ended)
+        self.died: str | None = None  # the first long-lived task that ended early
+        self._shutdown: asyncio.Event | None = None
+        self.watchdog_pings = 0
+        self.watchdog_withheld = 0
         self.db = Database(config.gateway.database)
         self.store = Store(self.db)
         # One registry per gateway: tests run many in one process.
@@ -226,11 +241,13 @@ class Gateway:
         await self._start_console()
         if self.notifier.watchdog_interval_s:
             self._endless.append(
-                self.tasks.spawn(self._watchdog(self.notifier.watchdog_interval_s), name="watchdog")
+                self.tasks.service(
+                    self._watchdog(self.notifier.watchdog_interval_s), name="watchdog"
+                )
             )
         if self.collector is not None:
             self.collector.install()  # after startup: what it built is frozen
-            self._endless.append(self.tasks.spawn(self.collector.run(), name="gc-pacing"))
+            self._endless.append(self.tasks.service(self.collector.run(), name="gc-pacing"))
         self.started_at = self.clock()
         self.notifier.ready(f"ocpp :{self.csms.port}, oioi :{self.oioi.port}")
         log.info(
@@ -334,14 +351,39 @@ class Gateway:
         self.config = dataclasses.replace(self.config, emps=new.emps)
         return True
 
+    def _service_ended(self, task: str, exc: BaseException | None) -> None:
+        if self.died is None:
+            self.died = task
+        log.error("gateway.task_died", task=task, exit_code=ServiceDied.exit_code)
+        if self._shutdown is not None:
+            self._shutdown.set()
+
     async def _watchdog(self, interval_s: float) -> None:
+        """WATCHDOG=1 only while `health()` passes: a gateway that cannot serve stops pinging
+        and systemd restarts it after WatchdogSec."""
+        was_healthy = True
         while True:
-            self.notifier.watchdog()
+            try:
+                async with asyncio.timeout(interval_s):
+                    healthy, detail = await self.health()
+            except Exception as exc:  # a health check that cannot run is a failing one
+                healthy, detail = False, {"error": repr(exc)}
+            if healthy:
+                self.notifier.watchdog()
+                self.watchdog_pings += 1
+            else:
+                self.watchdog_withheld += 1
+                if was_healthy:
+                    log.warning("watchdog.withheld", health=detail)
+            if healthy and not was_healthy:
+                log.info("watchdog.resumed")
+            was_healthy = healthy
             await asyncio.sleep(interval_s)
 
     async def stop(self) -> None:
         started = time.monotonic()
         grace = self.config.gateway.shutdown_grace_s
+        self.tasks.stop_supervising()
         self.notifier.stopping()
         log.info("gateway.stopping", grace_s=grace)
         if self.console is not None:
@@ -372,11 +414,16 @@ class Gateway:
         log.info("gateway.stopped", ms=round((time.monotonic() - started) * 1000, 1))
 
     async def run(self, shutdown: asyncio.Event) -> None:
+        """Serve until `shutdown` is set, or a long-lived task ends (then ServiceDied)."""
+        self._shutdown = shutdown
         try:
             await self.start()
-            await shutdown.wait()
+            if self.died is None:
+                await shutdown.wait()
         finally:
             await self.stop()
+        if self.died is not None:
+            raise ServiceDied(self.died)
 
     # --- operations ----------------------------------------------------------------------------
     async def health(self) -> tuple[bool, dict[str, object]]:
@@ -387,15 +434,21 @@ class Gateway:
             stats = await self.store.outbox_stats(self.clock())
             oldest = max((s["oldest_age_s"] for s in stats if s["state"] == "pending"), default=0.0)
         listeners = self.csms is not None and self.oioi is not None and self.oioi.accepting
+        jobs = self.jobs
+        failing = jobs.failing() if jobs is not None else []
+        jobs_ok = jobs is not None and jobs.scheduler.running and not failing
         db_state = "closed" if not db_open else "open" if failure is None else "writes failing"
         extra: dict[str, object] = {} if failure is None else {"db_error": failure}
         paused = self.core.delivery.paused if self.core is not None else {}
-        return db_open and failure is None and listeners, {
+        ok = db_open and failure is None and listeners and jobs_ok and self.died is None
+        return ok, {
             # degraded: the gateway works, an EMP does not take our messages (no restart helps).
             "degraded": {emp: f"refuses our key: {why}" for emp, why in paused.items()},
             "db": db_state,
             **extra,
             "listeners": "up" if listeners else "down",
+            "tasks": "up" if self.died is None else f"{self.died} ended",
+            "jobs": "up" if jobs_ok else f"failing: {', '.join(failing)}" if failing else "down",
             "outbox_oldest_pending_s": round(oldest, 1),
             "chargers_connected": len(self.csms.connections) if self.csms else 0,
         }

@@ -113,20 +113,25 @@ async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     logs.configure(cfg.logging.level, cfg.logging.format)
-    from cpo_gateway.app import Gateway, StartupError
+    from cpo_gateway.app import Gateway, ServiceDied, StartupError
 
     async def main() -> int:
         shutdown = asyncio.Event()
-        gateway = Gateway(cfg, collector=runtime.Collector())
+        gateway = Gateway(cfg, collector=runtime.Collector() if tuned else None)
         _install_signals(shutdown, gateway.request_reload)
         try:
             await gateway.run(shutdown)
         except StartupError as exc:
             log.error("gateway.start_failed", error=str(exc), exit_code=exc.exit_code)
             return exc.exit_code
+        except ServiceDied as exc:
+            return exc.exit_code
         return EXIT_OK
 
-    return runtime.run(main())
+    tuned = runtime.tuning_enabled()
+    if not tuned:
+        log.warning("runtime.tuning_off", env=runtime.TUNING_ENV)
+    return runtime.run(main(), tuned=tuned)
 
 
 def _install_signals(shutdown: asyncio.Event, reload: Callable[[], None]) -> None:

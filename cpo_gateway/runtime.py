@@ -22,16 +22,22 @@ the event loop for far longer than a charger should wait:
   sockets per poll (the rest stay ready and come in the next iteration), so a thousand
   sockets closing at once are handled over several short iterations, with timers and
   other chargers' messages served in between, instead of in one long one.
+
+All of it leans on CPython internals (the selector's private `_selector`, gc thresholds and
+freezing, asyncio accepting up to `backlog` connections per wake-up): one switch turns it off,
+`CPO_GATEWAY_RUNTIME_TUNING=0` in the environment (default on), and
+tests/test_runtime_internals.py fails when an internal it relies on changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import selectors
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,6 +46,8 @@ from cpo_gateway import logs
 log = logs.get(__name__)
 T = TypeVar("T")
 
+TUNING_ENV = "CPO_GATEWAY_RUNTIME_TUNING"
+_OFF = frozenset({"0", "false", "no", "off"})
 _MAX_EVENTS = 16
 _NEVER = 1 << 30  # a gen-1 collection count the oldest generation's trigger never reaches
 _MIDDLE_EVERY = 4  # young passes per pass over the middle generation too
@@ -86,9 +94,17 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run with the gateway's event loop."""
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+def tuning_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the process tuning above is on: unless `CPO_GATEWAY_RUNTIME_TUNING` is one of
+    0, false, no, off (the escape hatch on a Python whose internals moved)."""
+    value = (os.environ if env is None else env).get(TUNING_ENV, "1")
+    return value.strip().lower() not in _OFF
+
+
+def run(main: Coroutine[Any, Any, T], *, tuned: bool = True) -> T:
+    """asyncio.run with the gateway's event loop (asyncio's own when not `tuned`)."""
+    factory = new_event_loop if tuned else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 
 

@@ -29,6 +29,8 @@ class Notifier:
         if self._addr is None:
             return False
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # Never wait on the event loop: a receiver whose queue is full loses this one.
+            sock.setblocking(False)
             try:
                 sock.connect(self._addr)
                 sock.sendall(message.encode())

@@ -7,11 +7,13 @@ import shutil
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
+from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.sim.charger import SimCharger
 from cpo_gateway.sim.emp import EmpClient, SandboxEmp
 from cpo_gateway.store import Store
@@ -115,8 +117,8 @@ ConfigFactory = Callable[..., Path]
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> ConfigFactory:
-    def make(**kwargs: object) -> Path:
-        return write_config(tmp_path, **kwargs)  # type: ignore[arg-type]
+    def make(**kwargs: Any) -> Path:
+        return write_config(tmp_path, **kwargs)
 
     return make
 
@@ -127,6 +129,11 @@ class Harness:
     def __init__(self, gateway: Gateway, emp: SandboxEmp) -> None:
         self.gateway = gateway
         self.emp = emp
+
+    @property
+    def csms(self) -> CsmsServer:
+        assert self.gateway.csms is not None, "the gateway is not started"
+        return self.gateway.csms
 
     @property
     def ocpp_url(self) -> str:
@@ -150,8 +157,8 @@ class Harness:
     def client(self) -> EmpClient:
         return EmpClient(self.oioi_url, INBOUND_KEY)
 
-    def charger(self, cp_id: str, **kwargs: object) -> SimCharger:
-        return SimCharger(cp_id, self.ocpp_url, call_timeout=10, **kwargs)  # type: ignore[arg-type]
+    def charger(self, cp_id: str, **kwargs: Any) -> SimCharger:
+        return SimCharger(cp_id, self.ocpp_url, call_timeout=10, **kwargs)
 
 
 @pytest.fixture

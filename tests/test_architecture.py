@@ -1,29 +1,110 @@
-"""Dependency rules, checked by parsing imports: the core imports no protocol or storage
-library, and adapters never import each other."""
+"""Dependency rules, checked by parsing imports (relative ones resolved to absolute names).
+
+- The core (`cpo_gateway.bridge`) imports from an allow-list: the standard library modules it
+  uses, orjson (the station hash is orjson's sorted-keys rendering; a different serialiser
+  would change every stored hash), `cpo_gateway.logs` and itself. Anything else (a protocol,
+  storage or scheduling library, an adapter, the app) is a violation.
+- An adapter (`ADAPTERS`) imports no other adapter, and never the composition modules.
+- `app.py` and the cli/composition modules may import everything.
+
+Every rule is a function over a package directory, tested here on the real tree and on a
+small fake tree that breaks it.
+"""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "cpo_gateway"
-LIBRARIES = {"ocpp", "websockets", "aiohttp", "aiosqlite"}
-ADAPTERS = {"csms", "oioi", "store", "jobs"}
+CORE = "bridge"
+ADAPTERS = frozenset({"csms", "oioi", "store", "jobs", "console"})
+# Modules that wire adapters together: no adapter may import them.
+COMPOSITION = frozenset({"app", "cli", "admin_cli", "__main__"})
+# What the core may import (a module or any of its submodules).
+CORE_ALLOWED_STDLIB = frozenset(
+    {
+        "__future__", "asyncio", "collections", "dataclasses", "datetime", "enum", "hashlib",
+        "math", "random", "re", "typing", "uuid",
+    }
+)  # fmt: skip
+CORE_ALLOWED_THIRD_PARTY = frozenset({"orjson"})
+CORE_ALLOWED_OWN = frozenset({"cpo_gateway.bridge", "cpo_gateway.logs"})
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+def _module_name(pkg: Path, path: Path) -> tuple[str, bool]:
+    """The dotted name of `path` under `pkg`, and whether it is a package's `__init__`."""
+    rel = path.relative_to(pkg.parent).with_suffix("")
+    parts = list(rel.parts)
+    is_init = parts[-1] == "__init__"
+    if is_init:
+        parts.pop()
+    return ".".join(parts), is_init
+
+
+def imports_of(pkg: Path, path: Path) -> set[str]:
+    """Absolute names `path` imports: `from x import y` gives `x.y` (y may be a module) and
+    relative imports are resolved against the module's own package."""
+    module, is_init = _module_name(pkg, path)
+    package = module if is_init else module.rpartition(".")[0]
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".")
+                base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+                base = ".".join(base_parts)
+                full = f"{base}.{node.module}" if node.module else base
+            else:
+                full = node.module or ""
+            names.add(full)
+            names.update(f"{full}.{a.name}" for a in node.names if a.name != "*")
     return names
 
 
-def _files(sub: str) -> list[Path]:
-    return sorted((PKG / sub).rglob("*.py"))
+def _modules(pkg: Path, sub: str) -> Iterator[Path]:
+    yield from sorted((pkg / sub).rglob("*.py"))
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def core_violations(pkg: Path) -> list[str]:
+    root = pkg.name
+    own = {root + n.removeprefix("cpo_gateway") for n in CORE_ALLOWED_OWN}
+    offenders = []
+    for path in _modules(pkg, CORE):
+        for name in imports_of(pkg, path):
+            top = name.split(".")[0]
+            if top == root:
+                # `from cpo_gateway import logs` gives `cpo_gateway` and `cpo_gateway.logs`:
+                # the second one is judged.
+                allowed = name == root or any(_within(name, o) for o in own)
+            else:
+                allowed = top in CORE_ALLOWED_STDLIB | CORE_ALLOWED_THIRD_PARTY
+            if not allowed:
+                offenders.append(f"{path.relative_to(pkg)}: {name}")
+    return sorted(offenders)
+
+
+def adapter_violations(pkg: Path) -> list[str]:
+    root = pkg.name
+    offenders = []
+    for adapter in sorted(ADAPTERS):
+        if not (pkg / adapter).is_dir():
+            continue
+        for path in _modules(pkg, adapter):
+            for name in imports_of(pkg, path):
+                parts = name.split(".")
+                if parts[0] != root or len(parts) < 2:
+                    continue
+                if parts[1] in (ADAPTERS - {adapter}) | COMPOSITION:
+                    offenders.append(f"{path.relative_to(pkg)}: {name}")
+    return sorted(offenders)
 
 
 def test_packages_exist() -> None:
@@ -32,35 +113,112 @@ def test_packages_exist() -> None:
     assert not (PKG / "ocpp").exists(), "a cpo_gateway/ocpp package would shadow the library"
 
 
-def test_bridge_imports_no_protocol_or_storage_library() -> None:
-    offenders = [
-        f"{path.relative_to(PKG)}: {name}"
-        for path in _files("bridge")
-        for name in _imports(path)
-        if name.split(".")[0] in LIBRARIES
-        or (name.startswith("cpo_gateway.") and name.split(".")[1] in ADAPTERS | {"app", "sim"})
-    ]
-    assert offenders == []
+def test_core_imports_only_what_it_is_allowed() -> None:
+    assert core_violations(PKG) == []
 
 
 def test_adapters_do_not_import_each_other() -> None:
-    offenders = []
+    assert adapter_violations(PKG) == []
+
+
+# --- the rules on a fake tree ---------------------------------------------------------------
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
+    pkg = tmp_path / "cpo_gateway"
+    for rel in ("__init__.py", "logs.py", "app.py", "bridge/__init__.py", "bridge/ports.py"):
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text("")
     for adapter in ADAPTERS:
-        for path in _files(adapter):
-            for name in _imports(path):
-                parts = name.split(".")
-                if (
-                    parts[0] == "cpo_gateway"
-                    and len(parts) > 1
-                    and parts[1] in ADAPTERS - {adapter}
-                ):
-                    offenders.append(f"{path.relative_to(PKG)}: {name}")
-                if parts[0] == "cpo_gateway" and len(parts) > 1 and parts[1] in {"app", "cli"}:
-                    offenders.append(f"{path.relative_to(PKG)}: {name}")
-    assert offenders == []
+        (pkg / adapter).mkdir(exist_ok=True)
+        (pkg / adapter / "__init__.py").write_text("")
+        (pkg / adapter / "db.py").write_text("")
+    for rel, text in files.items():
+        (pkg / rel).write_text(text)
+    return pkg
 
 
-def test_checker_sees_a_violation(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.py"
-    bad.write_text("import aiosqlite\nfrom cpo_gateway.oioi import server\n")
-    assert {"aiosqlite", "cpo_gateway.oioi"} <= _imports(bad)
+CLEAN_CORE = (
+    "from __future__ import annotations\nimport asyncio\nfrom collections.abc import Callable\n"
+    "from datetime import UTC, datetime\nimport orjson\nfrom cpo_gateway import logs\n"
+    "from cpo_gateway.bridge.ports import X\nfrom . import ports\nfrom .ports import Y\n"
+)
+
+
+def test_a_clean_fake_tree_passes(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "bridge/core.py": CLEAN_CORE,
+            "csms/server.py": "import websockets\nfrom cpo_gateway.bridge import ports\n"
+            "from ..bridge.ports import X\nfrom . import db\n",
+            "app.py": "from cpo_gateway.csms import db\nfrom cpo_gateway.store import db as s\n",
+        },
+    )
+    assert core_violations(pkg) == []
+    assert adapter_violations(pkg) == []
+
+
+def test_core_rule_catches_each_kind_of_import(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "bridge/core.py": CLEAN_CORE
+            + "import sqlite3\nimport apscheduler\nfrom ..store import db\n"
+            "from cpo_gateway import app\nimport aiohttp.web\nfrom ocpp.v16 import call\n"
+            "from .. import csms\n",
+            "bridge/sub.py": "from cpo_gateway.console import db\n",
+        },
+    )
+    assert core_violations(pkg) == [
+        "bridge/core.py: aiohttp.web",
+        "bridge/core.py: apscheduler",
+        "bridge/core.py: cpo_gateway.app",
+        "bridge/core.py: cpo_gateway.csms",
+        "bridge/core.py: cpo_gateway.store",
+        "bridge/core.py: cpo_gateway.store.db",
+        "bridge/core.py: ocpp.v16",
+        "bridge/core.py: ocpp.v16.call",
+        "bridge/core.py: sqlite3",
+        "bridge/sub.py: cpo_gateway.console",
+        "bridge/sub.py: cpo_gateway.console.db",
+    ]
+
+
+def test_adapter_rule_catches_absolute_and_relative_imports(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "csms/server.py": "from ..store import db\nimport cpo_gateway.oioi\n",
+            "console/view.py": "from cpo_gateway import app\nfrom ..jobs.db import X\n",
+            "store/sub.py": "from cpo_gateway.cli import main\n",
+        },
+    )
+    assert adapter_violations(pkg) == [
+        "console/view.py: cpo_gateway.app",
+        "console/view.py: cpo_gateway.jobs.db",
+        "console/view.py: cpo_gateway.jobs.db.X",
+        "csms/server.py: cpo_gateway.oioi",
+        "csms/server.py: cpo_gateway.store",
+        "csms/server.py: cpo_gateway.store.db",
+        "store/sub.py: cpo_gateway.cli",
+        "store/sub.py: cpo_gateway.cli.main",
+    ]
+
+
+def test_relative_imports_resolve_to_absolute_names(tmp_path: Path) -> None:
+    pkg = _tree(tmp_path, {"bridge/x.py": "from ..store import db\nfrom . import ports\n"})
+    (pkg / "bridge" / "deep").mkdir()
+    (pkg / "bridge" / "deep" / "__init__.py").write_text("from ... import logs\nfrom .. import x\n")
+    assert imports_of(pkg, pkg / "bridge" / "x.py") == {
+        "cpo_gateway.store",
+        "cpo_gateway.store.db",
+        "cpo_gateway.bridge",
+        "cpo_gateway.bridge.ports",
+    }
+    assert imports_of(pkg, pkg / "bridge" / "deep" / "__init__.py") == {
+        "cpo_gateway",
+        "cpo_gateway.logs",
+        "cpo_gateway.bridge",
+        "cpo_gateway.bridge.x",
+    }

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import websockets
+from websockets.typing import Subprotocol
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.model import AuthPath, AuthStatus
@@ -56,8 +58,8 @@ class World:
     def client(self, p: Partner) -> EmpClient:
         return EmpClient(self.oioi_url, p.inbound)
 
-    def charger(self, cp_id: str, **kw: object) -> SimCharger:
-        return SimCharger(cp_id, self.ocpp_url, call_timeout=10, **kw)  # type: ignore[arg-type]
+    def charger(self, cp_id: str, **kw: Any) -> SimCharger:
+        return SimCharger(cp_id, self.ocpp_url, call_timeout=10, **kw)
 
 
 def _emp_table(name: str, url: str, inbound: str, partner: str, online: bool, policy: str) -> str:
@@ -314,7 +316,9 @@ async def test_whitelist_reaches_chargers_and_not_supported_is_remembered(world:
 
 async def test_start_transaction_before_remote_start_answer(world: World) -> None:
     """A charger that sends StartTransaction before answering RemoteStartTransaction."""
-    async with websockets.connect(world.ocpp_url + "/CP-BER-001", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(
+        world.ocpp_url + "/CP-BER-001", subprotocols=[Subprotocol("ocpp1.6")]
+    ) as ws:
 
         async def call(uid: str, action: str, payload: dict[str, object]) -> object:
             await ws.send(orjson.dumps([2, uid, action, payload]).decode())

@@ -70,7 +70,7 @@ async def test_no_supported_subprotocol_gets_400_before_upgrade(
         error = await refused(f"{h.ocpp_url}/{CP}", subprotocols=offered)
         assert error.response.status_code == 400
         assert "ocpp1.6" in body(error)
-        assert not h.gateway.csms.connections  # type: ignore[union-attr]
+        assert not h.csms.connections
 
 
 async def test_unknown_charger_and_wrong_path_get_404(tmp_path: Path, emp: SandboxEmp) -> None:
@@ -88,7 +88,7 @@ async def test_unknown_charger_allowed_boots_pending(tmp_path: Path, emp: Sandbo
     async with running(cfg, emp) as h, h.charger("CP-NEW-0001") as cp:
         await cp.connect()
         assert cp.boot_status == "Pending"
-        assert h.gateway.csms.registry.is_connected("CP-NEW-0001")  # type: ignore[union-attr]
+        assert h.csms.registry.is_connected("CP-NEW-0001")
         row = await h.store.db.one("SELECT boot_status FROM chargers WHERE id = 'CP-NEW-0001'")
         assert row is not None and row["boot_status"] == "Pending"
 
@@ -103,8 +103,8 @@ async def test_profile_1_basic_auth(tmp_path: Path, emp: SandboxEmp) -> None:
             error = await refused(url, subprotocols=[OCPP16], additional_headers=extra)
             assert error.response.status_code == 401
             assert error.response.headers["WWW-Authenticate"].startswith("Basic")
-        assert h.gateway.csms.auth_failures == 3  # type: ignore[union-attr]
-        assert not h.gateway.csms.connections  # type: ignore[union-attr]
+        assert h.csms.auth_failures == 3
+        assert not h.csms.connections
         async with h.charger(CP, password=PASSWORD) as cp:
             await cp.connect()
             assert cp.boot_status == "Accepted"
@@ -186,7 +186,7 @@ async def test_profile_2_over_tls(tmp_path: Path, emp: SandboxEmp) -> None:
     stations = password_stations(tmp_path, 2, hash_password(PASSWORD))
     tls = f'[ocpp.tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n'
     async with running(config(tmp_path, emp, stations=stations, extra=tls), emp) as h:
-        port = h.gateway.csms.port  # type: ignore[union-attr]
+        port = h.csms.port
         url = f"wss://127.0.0.1:{port}{h.gateway.config.ocpp.path}"
         client = ssl.create_default_context(cafile=str(cert))
         async with SimCharger(CP, url, password=PASSWORD, ssl=client, call_timeout=10) as cp:
@@ -205,4 +205,4 @@ async def test_profile_2_over_tls(tmp_path: Path, emp: SandboxEmp) -> None:
         tls12.maximum_version = ssl.TLSVersion.TLSv1_2
         error = await refused(f"{url}/{CP}", subprotocols=[OCPP16], ssl=tls12)
         assert error.response.status_code == 401
-        assert not h.gateway.csms.connections  # type: ignore[union-attr]
+        assert not h.csms.connections

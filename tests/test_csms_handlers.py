@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ async def raw(h: Harness) -> AsyncIterator[RawCharger]:
         yield charger
 
 
-async def result(raw: RawCharger, action: str, payload: dict[str, object]) -> dict[str, object]:
+async def result(raw: RawCharger, action: str, payload: dict[str, object]) -> dict[str, Any]:
     frame = await raw.call(action, payload)
     assert frame[0] == 3, frame
     answer = frame[2]
@@ -83,10 +84,10 @@ async def test_authorize(h: Harness, raw: RawCharger) -> None:
         status, _ = await client.rfid_post(PARTNER, [TAG])
         assert status == 200
     accepted = await result(raw, "Authorize", {"idTag": TAG.lower()})
-    assert accepted["idTagInfo"]["status"] == "Accepted"  # type: ignore[index]
-    assert "expiryDate" in accepted["idTagInfo"]  # type: ignore[operator]
+    assert accepted["idTagInfo"]["status"] == "Accepted"
+    assert "expiryDate" in accepted["idTagInfo"]
     invalid = await result(raw, "Authorize", {"idTag": "not a card"})
-    assert invalid["idTagInfo"]["status"] == "Invalid"  # type: ignore[index]
+    assert invalid["idTagInfo"]["status"] == "Invalid"
 
 
 async def test_start_transaction_without_boot(h: Harness, raw: RawCharger) -> None:
@@ -122,7 +123,9 @@ async def test_stop_transaction_with_data_reason_and_no_id_tag(h: Harness, raw: 
         {"transactionId": tx, "meterStop": 4000, "timestamp": "2024-05-01T10:30:00Z",
          "idTag": TAG},
     )  # fmt: skip
-    assert with_tag["idTagInfo"]["status"] in ("Accepted", "Invalid")  # type: ignore[index]
+    info = with_tag["idTagInfo"]
+    # The tag is in no whitelist and the sandbox EMP does not know it.
+    assert isinstance(info, dict) and info["status"] == "Invalid"
 
 
 @pytest.mark.parametrize(
@@ -169,9 +172,9 @@ async def test_data_transfer(raw: RawCharger) -> None:
 
 async def test_diagnostics_status_notification(h: Harness, raw: RawCharger) -> None:
     assert await result(raw, "DiagnosticsStatusNotification", {"status": "Uploaded"}) == {}
-    assert h.gateway.csms.handlers.counts["DiagnosticsStatusNotification"] == 1  # type: ignore[union-attr]
+    assert h.csms.handlers.counts["DiagnosticsStatusNotification"] == 1
 
 
 async def test_firmware_status_notification(h: Harness, raw: RawCharger) -> None:
     assert await result(raw, "FirmwareStatusNotification", {"status": "Installed"}) == {}
-    assert h.gateway.csms.handlers.counts["FirmwareStatusNotification"] == 1  # type: ignore[union-attr]
+    assert h.csms.handlers.counts["FirmwareStatusNotification"] == 1

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import websockets
+from websockets.typing import Subprotocol
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
@@ -203,7 +204,7 @@ async def test_start_bound_before_a_late_answer_is_reported_as_started(tmp_path:
     the deadline: the session runs and will be billed, so the EMP is told it started."""
     async with _setup(tmp_path, deadline_s=4.0) as setup, setup.client() as client:
         url = setup.ocpp_url + "/CP-BER-001"
-        async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        async with websockets.connect(url, subprotocols=[Subprotocol("ocpp1.6")]) as ws:
 
             async def call(uid: str, action: str, payload: dict[str, object]) -> object:
                 await ws.send(orjson.dumps([2, uid, action, payload]).decode())

@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 import websockets
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from cpo_gateway.csms.passwords import hash_password
 from cpo_gateway.ratelimit import LoginLimiter
@@ -45,7 +46,7 @@ async def _status(url: str, password: str, source: str = "127.0.0.1") -> int:
     try:
         async with websockets.connect(
             f"{url}/{CP}",
-            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            subprotocols=[Subprotocol("ocpp1.6")],
             additional_headers={"Authorization": f"Basic {token}"},
             local_addr=(source, 0),
             open_timeout=10,

@@ -9,6 +9,7 @@ import aiohttp
 import structlog
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from cpo_gateway.csms.refusals import Refusal, Refusals
 from cpo_gateway.sim.emp import SandboxEmp
@@ -17,7 +18,8 @@ from tests.test_csms_support import CP, config, running
 
 async def _status(url: str, subprotocols: list[str]) -> int:
     try:
-        async with connect(url, subprotocols=subprotocols, open_timeout=5):  # type: ignore[list-item]
+        offered = [Subprotocol(p) for p in subprotocols]
+        async with connect(url, subprotocols=offered, open_timeout=5):
             return 101
     except InvalidStatus as exc:
         return int(exc.response.status_code)

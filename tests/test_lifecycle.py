@@ -46,7 +46,7 @@ def test_ready_then_sigterm_exits_zero_within_grace(tmp_path: Path) -> None:
     sock, path = _notify_socket(tmp_path)
     proc = _spawn(write_config(tmp_path), {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
     try:
-        messages = []
+        messages: list[str] = []
         while not any(m.startswith("READY=1") for m in messages):
             messages.append(sock.recv(4096).decode())
         ready = next(m for m in messages if m.startswith("READY=1"))

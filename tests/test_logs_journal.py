@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from cpo_gateway import __version__, logs
 from cpo_gateway.sim import soak_gateway as sg
@@ -37,7 +38,7 @@ async def test_journal_lines_carry_their_priority(
             with pytest.raises(InvalidStatus):  # an unknown charger: a warning
                 async with connect(
                     f"ws://127.0.0.1:{ocpp_port}/ocpp/NOT-A-CHARGER",
-                    subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                    subprotocols=[Subprotocol("ocpp1.6")],
                 ):
                     pass
             await emp.wait_for(lambda: len(emp.stations) == 1, timeout=30)

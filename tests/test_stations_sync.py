@@ -5,6 +5,7 @@ connector change of a posted station."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cpo_gateway.sim.emp import SandboxEmp
 from tests.conftest import Harness, write_config
@@ -28,7 +29,7 @@ def without_hamburg(config: Path) -> None:
     stations.write_text(text[:start] + text[end:])
 
 
-async def delivered_station_posts(config: Path, emp: SandboxEmp) -> list[dict[str, object]]:
+async def delivered_station_posts(config: Path, emp: SandboxEmp) -> list[dict[str, Any]]:
     """Run the gateway until every queued station-post is delivered; the bodies it sent."""
     before = len(emp.calls("station-post"))
     async with running(config) as gw:
@@ -46,24 +47,24 @@ async def test_stations_are_posted_once_and_again_only_when_changed(
 ) -> None:
     config = write_config(tmp_path, emp_url=emp.url)
     first = await delivered_station_posts(config, emp)
-    assert sorted(b["station"]["id"] for b in first) == [  # type: ignore[index]
+    assert sorted(b["station"]["id"] for b in first) == [
         "DE-BER-ALEX-01",
         "DE-HH-HAFEN-01",
         "DE-MUC-MAX-01",
     ]
-    assert all(b["station"]["deleted"] is False for b in first)  # type: ignore[index]
+    assert all(b["station"]["deleted"] is False for b in first)
 
     assert await delivered_station_posts(config, emp) == []  # unchanged: nothing
 
     edit_stations(config, 'name = "Alexanderplatz Parkhaus"', 'name = "Alexanderplatz P2"')
     (changed,) = await delivered_station_posts(config, emp)
-    assert changed["station"]["name"] == "Alexanderplatz P2"  # type: ignore[index]
+    assert changed["station"]["name"] == "Alexanderplatz P2"
     assert emp.stations["DE-BER-ALEX-01"]["name"] == "Alexanderplatz P2"
 
     without_hamburg(config)
     (removed,) = await delivered_station_posts(config, emp)
-    assert removed["station"]["id"] == "DE-HH-HAFEN-01"  # type: ignore[index]
-    assert removed["station"]["deleted"] is True  # type: ignore[index]
+    assert removed["station"]["id"] == "DE-HH-HAFEN-01"
+    assert removed["station"]["deleted"] is True
     assert sorted(emp.stations) == ["DE-BER-ALEX-01", "DE-MUC-MAX-01"]
 
     assert await delivered_station_posts(config, emp) == []  # the deletion is not repeated

@@ -22,7 +22,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
-from cpo_gateway import logs
+from cpo_gateway import logs, runtime
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
@@ -108,6 +108,7 @@ class CsmsServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        tuned = runtime.tuning_enabled()
         self._server = await serve(
             self._handle,
             self._host,
@@ -122,11 +123,11 @@ class CsmsServer:
             max_queue=16,
             compression="deflate" if self._compression else None,
             ssl=self._ssl,
-            backlog=ACCEPT_BATCH,
+            backlog=ACCEPT_BATCH if tuned else LISTEN_QUEUE,
         )
-        for listening in self._server.sockets:
+        for listening in self._server.sockets if tuned else ():
             _deepen_queue(listening)
-        self._watch = self._tasks.spawn(self._watch_silence(), name="csms-silence-check")
+        self._watch = self._tasks.service(self._watch_silence(), name="csms-silence-check")
         if self._admin_path is not None:
             try:
                 await self.open_admin(self._admin_path)
@@ -143,7 +144,7 @@ class CsmsServer:
     async def close(self, code: int = 1012) -> None:
         """Stop accepting, close every charger with `code` (1012: service restart), wait."""
         if self._watch is not None:
-            self._watch.cancel()
+            self._tasks.retire(self._watch)
             await asyncio.gather(self._watch, return_exceptions=True)
             self._watch = None
         if self.admin is not None:

@@ -17,6 +17,11 @@ from cpo_gateway.bridge.core import Core
 
 log = logs.get(__name__)
 
+# A job is run afresh on each tick (its schedule is its restart policy); one whose last
+# FAILING_AFTER runs all failed makes the gateway unhealthy, so the systemd watchdog restarts
+# the process instead of leaving it retrying a broken job forever.
+FAILING_AFTER = 3
+
 
 class Jobs:
     def __init__(
@@ -34,6 +39,7 @@ class Jobs:
         self.scheduler = AsyncIOScheduler()
         self.runs: dict[str, int] = {}
         self.failures: dict[str, int] = {}
+        self._in_a_row: dict[str, int] = {}  # consecutive failed runs
         self._running: set[asyncio.Task[Any]] = set()
         every = self.every
         # One delivery job per EMP: a slow or unreachable EMP delays only its own queue.
@@ -47,6 +53,10 @@ class Jobs:
         every("reconcile-ghosts", ghost_tick, core.reconciler.run)
         every("status-resync", status_resync_h * 3600.0, self._resync)
         every("housekeeping", 3600.0, self._housekeeping)
+
+    def failing(self) -> list[str]:
+        """Jobs whose last `FAILING_AFTER` runs failed."""
+        return sorted(n for n, k in self._in_a_row.items() if k >= FAILING_AFTER)
 
     @property
     def running(self) -> int:
@@ -63,8 +73,10 @@ class Jobs:
             try:
                 await fn()
                 self.runs[name] = self.runs.get(name, 0) + 1
+                self._in_a_row.pop(name, None)
             except Exception:
                 self.failures[name] = self.failures.get(name, 0) + 1
+                self._in_a_row[name] = self._in_a_row.get(name, 0) + 1
                 log.exception("job.failed", job=name)
             except asyncio.CancelledError:
                 # Only stop()/shutdown() cancel runs: end quietly, the scheduler would log it
