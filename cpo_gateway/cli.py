@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import getpass
-import json
 import os
 import signal
 import sqlite3
@@ -22,7 +21,6 @@ from typing import NoReturn
 
 from cpo_gateway import __version__, logs, runtime
 from cpo_gateway.bridge.clock import rfc3339
-from cpo_gateway.bridge.ports import OutboxItem
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.store import DatabaseUnusable, Store
 
@@ -207,7 +205,6 @@ async def _show_local_lists(store: Store, cfg: Config, args: argparse.Namespace)
     """Per charger: the whitelist version it holds, how the last push went, what comes next."""
     import time
 
-    from cpo_gateway.bridge.clock import rfc3339
     from cpo_gateway.bridge.locallist import ListState, list_state
     from cpo_gateway.bridge.ports import LocalListRecord
 
@@ -304,65 +301,16 @@ def cmd_whitelist(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    import time
+    from cpo_gateway import cli_outbox
 
-    async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
-        if args.ob_cmd == "list":
-            state = "dead" if args.dead else "delivered" if args.delivered else None
-            items = await store.list_outbox(state, args.limit)
-            for i in items:
-                print(
-                    f"{i.id}\t{i.state}\t{i.emp}\t{i.kind}\t{i.key}\tattempts={i.attempts}\t{i.last_error or ''}"
-                )
-            print(f"{len(items)} row(s)")
-            return EXIT_OK
-        if args.ob_cmd == "show":
-            item = await store.outbox_item(args.id)
-            if item is None:
-                print("no such row", file=sys.stderr)
-                return 1
-            print(json.dumps(_outbox_view(item), indent=2, ensure_ascii=False))
-            return EXIT_OK
-        if args.ob_cmd == "retry":
-            if sum((bool(args.ids), args.all_dead, args.all_pending)) != 1:
-                print("give row ids, --all-dead or --all-pending", file=sys.stderr)
-                return EXIT_USAGE
-            if args.all_pending:
-                n = await store.retry_pending_now(time.time())
-                print(f"{n} pending row(s) due now")
-                return EXIT_OK
-            n = await store.requeue(None if args.all_dead else args.ids, time.time())
-            print(f"{n} row(s) queued again")
-            return EXIT_OK
-        ok = await store.purge(args.id)
-        print("purged" if ok else "no such row")
-        return EXIT_OK if ok else 1
-
-    return _with_store(args, run)
-
-
-def _outbox_view(item: OutboxItem) -> dict[str, object]:
-    def when(ts: float | None) -> str | None:
-        return None if ts is None else rfc3339(ts)
-
-    return {
-        "id": item.id,
-        "emp": item.emp,
-        "kind": item.kind,
-        "key": item.key,
-        "state": item.state,
-        "attempts": item.attempts,
-        "created_at": when(item.created_at),
-        "next_attempt_at": when(item.next_at) if item.state == "pending" else None,
-        "done_at": when(item.done_at),
-        "last_answer": item.last_error,
-        "payload": item.payload,
-    }
+    return cli_outbox.cmd_outbox(args)
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    if args.ss_cmd in REVIEW_COMMANDS:
-        return cmd_sessions_review(args)
+    from cpo_gateway import cli_review
+
+    if args.ss_cmd in cli_review.REVIEW_COMMANDS:
+        return cli_review.cmd_sessions_review(args)
 
     async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
         if args.ss_cmd == "close":
@@ -374,51 +322,6 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         from cpo_gateway.cli_tables import session_table
 
         print(session_table(await store.session_rows(args.limit, args.state), tsv=args.tsv))
-        return EXIT_OK
-
-    return _with_store(args, run)
-
-
-REVIEW_COMMANDS = ("review", "release", "correct")
-
-
-def add_review_parsers(
-    sss: argparse._SubParsersAction[argparse.ArgumentParser],
-    leaf: Callable[..., argparse.ArgumentParser],
-) -> None:
-    """`sessions review|release|correct`: CDRs held as implausible (see bridge/cdr.review)."""
-    leaf(sss, "review", help="list sessions whose CDR is held for review, with the reason")
-    rel = leaf(sss, "release", help="queue a held CDR as it is")
-    rel.add_argument("session_id")
-    cor = leaf(sss, "correct", help="correct a held CDR's energy (and stop time) and queue it")
-    cor.add_argument("session_id")
-    cor.add_argument("--kwh", type=float, required=True, help="the energy to bill, in kWh")
-    cor.add_argument("--stop", help="the session's stop time (ISO 8601; UTC if no offset)")
-
-
-def cmd_sessions_review(args: argparse.Namespace) -> int:
-    async def run(store: Store, cfg: Config, args: argparse.Namespace) -> int:
-        if args.ss_cmd == "review":
-            held = await store.list_sessions(10_000, "needs_review")
-            for s in held:
-                print(
-                    f"{s.id}\t{s.evse_id or '-'}\t{s.emp or '(local)'}\ttx={s.transaction_id}\t"
-                    f"{s.created_at}\t{s.detail or ''}"
-                )
-            print(f"{len(held)} session(s) need review")
-            return EXIT_OK
-        from cpo_gateway.app import offline_core
-
-        correct = args.ss_cmd == "correct"
-        released = await offline_core(cfg, store).release_held_cdr(
-            args.session_id,
-            kwh=args.kwh if correct else None,
-            stop=args.stop if correct else None,
-        )
-        if not released.ok:
-            print(f"{args.session_id}: {released.detail}", file=sys.stderr)
-            return EXIT_USAGE if released.usage else 1
-        print(f"{args.session_id}: {released.detail}")
         return EXIT_OK
 
     return _with_store(args, run)
@@ -519,10 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     sl = leaf(sss, "list")
     sl.add_argument("--limit", type=int, default=50)
     sl.add_argument("--state", choices=("pending", "active", "finished", "failed", "needs_review"))
-    from cpo_gateway import cli_backup, cli_chargers, cli_completion, cli_tables
+    from cpo_gateway import cli_backup, cli_chargers, cli_completion, cli_review, cli_tables
 
     cli_tables.add_tsv(sl)
-    add_review_parsers(sss, leaf)
+    cli_review.add_review_parsers(sss, leaf)
     sc = leaf(sss, "close", help="end a session the charger will not end (CDR of the energy known)")
     sc.add_argument("id", metavar="SESSION_ID")
     sc.add_argument("--reason", required=True, help="why, kept on the session")
