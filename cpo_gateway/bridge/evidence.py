@@ -79,8 +79,11 @@ class Evidence:
             self._tx[(charge_point, connector)] = Reading(transaction_id, self._clock(), None)
 
     def ended(self, charge_point: str, transaction_id: int) -> None:
-        for key, reading in list(self._tx.items()):
-            if key[0] == charge_point and reading.transaction_id == transaction_id:
+        # Only the catalogue's connectors are kept: look at this charger's, not the fleet's.
+        for conn in self._catalogue.connectors_of(charge_point):
+            key = (charge_point, conn.connector)
+            reading = self._tx.get(key)
+            if reading is not None and reading.transaction_id == transaction_id:
                 del self._tx[key]
 
     def last(self, charge_point: str, connector: int) -> Reading | None:
