@@ -19,7 +19,7 @@ from cpo_gateway.bridge.core import Core, CoreSettings, Partner
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
-from cpo_gateway.csms.registry import ChargerRegistry
+from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs

@@ -92,7 +92,7 @@ async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
     ]
     if not cfg.gateway.database.exists():
         return [], unprotected
-    from cpo_gateway.bridge.stations import changed_connectors
+    from cpo_gateway.bridge.station_sync import changed_connectors
     from cpo_gateway.store import Database, Store
 
     db = Database(cfg.gateway.database)

@@ -24,7 +24,7 @@ from cpo_gateway.bridge.cdr import CDR_KIND
 from cpo_gateway.bridge.delivery import STATUS_KIND
 from cpo_gateway.bridge.locallist import ListState
 from cpo_gateway.bridge.model import DeliveryStatus
-from cpo_gateway.bridge.stations import STATION_KIND
+from cpo_gateway.bridge.station_sync import STATION_KIND
 from cpo_gateway.oioi.client import VERIFY_KIND
 
 if TYPE_CHECKING:

@@ -20,8 +20,9 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "cpo_gateway"
 CORE = "bridge"
 ADAPTERS = frozenset({"csms", "oioi", "store", "jobs", "console"})
-# Modules that wire adapters together: no adapter may import them.
-COMPOSITION = frozenset({"app", "cli", "admin_cli", "__main__"})
+# Modules that wire adapters together, and the simulated peers and benchmarks: no adapter
+# may import them.
+COMPOSITION = frozenset({"app", "cli", "admin_cli", "__main__", "sim", "bench"})
 # What the core may import (a module or any of its submodules).
 CORE_ALLOWED_STDLIB = frozenset(
     {
@@ -108,7 +109,8 @@ def adapter_violations(pkg: Path) -> list[str]:
 
 
 def test_packages_exist() -> None:
-    for sub in ("bridge", "csms", "oioi", "store", "jobs", "sim"):
+    packages = "bridge csms oioi store jobs console sim sim/charger sim/emp bench bench/soak"
+    for sub in packages.split():
         assert (PKG / sub / "__init__.py").is_file(), sub
     assert not (PKG / "ocpp").exists(), "a cpo_gateway/ocpp package would shadow the library"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cpo_gateway.sim.load_bench import SCENARIOS, parser
-from cpo_gateway.sim.load_scenarios import Context, mixed
-from cpo_gateway.sim.load_wire import OP_PING, OP_TEXT, RawWebsocket
+from cpo_gateway.bench.main import SCENARIOS, parser
+from cpo_gateway.bench.ocpp_scenarios import Context, mixed
+from cpo_gateway.bench.wire import OP_PING, OP_TEXT, RawWebsocket
 
 COLUMNS = ("system", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "server CPU s",
            "peak RSS MB", "loadgen CPU s", "errors")  # fmt: skip

@@ -20,8 +20,8 @@ from websockets.typing import Subprotocol
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.model import AuthPath, AuthStatus
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from tests.conftest import write_config
 
 EVSE = "DE*CPO*E1001*1"

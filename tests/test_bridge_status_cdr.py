@@ -11,7 +11,7 @@ from cpo_gateway.bridge.cdr import build_cdr, cdr_from_dict, cdr_to_dict
 from cpo_gateway.bridge.model import ConnectorState, EnergySample, EvseStatus, UserKind
 from cpo_gateway.bridge.ports import SessionRecord, TxRecord
 from cpo_gateway.bridge.status import aggregate, map_state
-from cpo_gateway.store.charging import _merge_samples
+from cpo_gateway.store.sessions import _merge_samples
 from tests.conftest import Harness
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import write_config
 
 

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "cpo_gateway"
-FORBIDDEN = {"csms", "oioi", "store", "jobs", "app", "cli", "ops", "sim"}
+FORBIDDEN = {"csms", "oioi", "store", "jobs", "app", "cli", "ops", "sim", "bench"}
 
 
 def _offenders(root: Path) -> list[str]:
@@ -34,10 +34,10 @@ def test_the_console_imports_no_other_adapter() -> None:
 
 def test_the_guard_sees_a_console_that_imports_the_store(tmp_path: Path) -> None:
     (tmp_path / "bad.py").write_text(
-        "import cpo_gateway.csms.registry\nfrom cpo_gateway.store import Store\n",
+        "import cpo_gateway.csms.connected\nfrom cpo_gateway.store import Store\n",
         encoding="utf-8",
     )
     assert _offenders(tmp_path) == [
-        "bad.py: cpo_gateway.csms.registry",
+        "bad.py: cpo_gateway.csms.connected",
         "bad.py: cpo_gateway.store",
     ]

@@ -15,7 +15,7 @@ import aiohttp
 import structlog
 
 from cpo_gateway.bridge.ports import OutboxItem
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import PARTNER, Harness
 from tests.test_console_support import (
     OPERATOR,

@@ -9,7 +9,7 @@ import aiohttp
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import running_gateway, write_config
 from tests.test_console_support import TOKEN, admin_table
 from tests.test_edge_oioi_connections import closed_by_server, connect, slowloris

@@ -10,7 +10,7 @@ import orjson
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import PARTNER, write_config
 from tests.test_console_support import (
     TOKEN,

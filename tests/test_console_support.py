@@ -16,7 +16,7 @@ import aiohttp
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.passwords import hash_password
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import Harness, running_gateway, write_config
 
 OPERATOR = "alice"

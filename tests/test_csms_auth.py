@@ -18,8 +18,8 @@ from websockets.typing import Subprotocol
 
 from cpo_gateway import cli
 from cpo_gateway.csms.passwords import hash_password
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.test_csms_support import (
     CP,
     OCPP16,

@@ -18,8 +18,8 @@ import pytest
 
 from cpo_gateway import admin_cli
 from cpo_gateway.bridge.model import AuthStatus, CommandResult, CommandStatus
-from cpo_gateway.csms.registry import ChargerRegistry
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.csms.connected import ChargerRegistry
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import Harness
 from tests.test_csms_support import (
     CP,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import PARTNER, Harness
 from tests.test_csms_support import CP, TS, RawCharger, config, running
 

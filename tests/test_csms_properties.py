@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpo_gateway.bridge.model import EnergySample
-from cpo_gateway.csms import registry, v16
+from cpo_gateway.csms import connected, v16
 from cpo_gateway.csms.frames import (
     Call,
     CallError,
@@ -229,7 +229,7 @@ def test_error_round_trip(
 @RELAXED
 @given(st.text(max_size=12), st.integers(min_value=1, max_value=10**7))
 def test_a_list_length_in_the_charger_configuration_is_read_or_ignored(raw: str, most: int) -> None:
-    value = registry._count(raw, most=most)
+    value = connected._count(raw, most=most)
     if value is None:
         assert not (raw.strip().isascii() and raw.strip().isdigit()) or not (
             0 < int(raw.strip()) <= most

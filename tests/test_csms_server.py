@@ -17,8 +17,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from cpo_gateway.csms import server as csms_server
-from cpo_gateway.csms.registry import ChargerRegistry
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.csms.connected import ChargerRegistry
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import Harness
 from tests.test_csms_support import (
     CP,

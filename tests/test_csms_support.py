@@ -23,7 +23,7 @@ from websockets.typing import Subprotocol
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import Config, load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import EXAMPLE_STATIONS, Harness, running_gateway, write_config
 
 OCPP16 = Subprotocol("ocpp1.6")

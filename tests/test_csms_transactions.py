@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from tests.conftest import INBOUND_KEY, PARTNER, ROOT, Harness, write_config
 from tests.test_csms_support import CP, RawCharger, config, running
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cpo_gateway.csms.connection import CallSlot
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import PARTNER
 from tests.test_csms_support import (
     TS,

@@ -12,7 +12,7 @@ import aiohttp
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import PARTNER, Harness, running_gateway, write_config
 from tests.test_oioi_whitelist import cli
 

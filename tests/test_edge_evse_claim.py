@@ -12,8 +12,8 @@ import pytest
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from cpo_gateway.store.db import Database
 from tests.conftest import write_config
 

@@ -23,8 +23,8 @@ from websockets import Subprotocol
 from cpo_gateway import cli
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import ConfigError, load_config
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.store import Store
 from tests.conftest import Harness, running_gateway, write_config
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.test_csms_support import TS, RawCharger, config, running
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "X1"}

@@ -9,7 +9,7 @@ import asyncio
 from pathlib import Path
 
 from cpo_gateway import cli
-from cpo_gateway.sim.charger import SimCharger
+from cpo_gateway.sim.charger.simulator import SimCharger
 from tests.test_edge_late_start import EVCO, EVSE, _finished, _remote_stops, _setup, _until
 
 

@@ -16,7 +16,7 @@ import structlog
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge import locallist
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import PARTNER, running_gateway, write_config
 from tests.test_csms_support import CP, RawCharger, accept_all
 

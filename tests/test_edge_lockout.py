@@ -14,7 +14,7 @@ from websockets.typing import Subprotocol
 
 from cpo_gateway.csms.passwords import hash_password
 from cpo_gateway.ratelimit import LoginLimiter
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.test_csms_support import CP, config, running
 
 GOOD = "correct-horse-battery-01"

@@ -23,7 +23,7 @@ from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.connlimit import descriptor_budget
 from cpo_gateway.httpguard import GuardedListener
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import INBOUND_KEY, Harness, running_gateway, write_config
 
 EVSE = "DE*CPO*E1001*1"

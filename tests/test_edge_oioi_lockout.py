@@ -10,7 +10,7 @@ from __future__ import annotations
 import aiohttp
 import orjson
 
-from cpo_gateway.sim.emp import EmpClient
+from cpo_gateway.sim.emp.sandbox import EmpClient
 from tests.conftest import PARTNER, Harness
 
 WHITELIST = ["0A0B0C0D", "11223344"]

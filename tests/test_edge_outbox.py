@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from cpo_gateway.bench.soak import gateway as soak_gateway
 from cpo_gateway.bridge.cdr import cdr_to_dict
 from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
 from cpo_gateway.bridge.ports import NewOutbox
-from cpo_gateway.sim import soak_gateway as sg
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.store import Database, Store
 from tests.test_outbox_delivery import HOUR, Rig, cdr_row, rig  # noqa: F401  (rig: a fixture)
 
@@ -77,10 +77,10 @@ async def test_each_delivery_is_marked_as_soon_as_its_answer_is_in(rig: Rig) -> 
 def _cdr(session_id: str) -> NewOutbox:
     cdr = Cdr(
         session_id=session_id,
-        evse_id=sg.evse_id(1, 1),
+        evse_id=soak_gateway.evse_id(1, 1),
         user=User(UserKind.RFID, "0A0B0C0D"),
         session_interval=Interval("2027-01-15T07:00:00+00:00", "2027-01-15T08:00:00+00:00"),
-        partner_identifier=sg.PARTNER,
+        partner_identifier=soak_gateway.PARTNER,
         energy_kwh=2.5,
     )
     return NewOutbox("sandbox", "session-post", session_id, cdr_to_dict(cdr))
@@ -88,10 +88,10 @@ def _cdr(session_id: str) -> NewOutbox:
 
 async def test_a_sigkill_mid_pass_re_sends_only_what_was_in_flight(tmp_path: Path) -> None:
     sessions = 120
-    emp = SandboxEmp(api_key=sg.OUTBOUND_KEY)
+    emp = SandboxEmp(api_key=soak_gateway.OUTBOUND_KEY)
     async with emp:
-        ocpp_port, oioi_port = sg.free_port(), sg.free_port()
-        config = sg.write_config(
+        ocpp_port, oioi_port = soak_gateway.free_port(), soak_gateway.free_port()
+        config = soak_gateway.write_config(
             tmp_path, emp_url=emp.url, chargers=1, ocpp_port=ocpp_port, oioi_port=oioi_port
         )
         # A backlog written before the daemon starts: its first pass takes all of it.
@@ -102,7 +102,9 @@ async def test_a_sigkill_mid_pass_re_sends_only_what_was_in_flight(tmp_path: Pat
         finally:
             await db.close()
         emp.set_delay(0.05)  # a slow EMP: the pass lasts well over a second
-        gateway = sg.GatewayProcess(config, ocpp_port, oioi_port, tmp_path / "gateway.log")
+        gateway = soak_gateway.GatewayProcess(
+            config, ocpp_port, oioi_port, tmp_path / "gateway.log"
+        )
         await gateway.start()
         try:
             await emp.wait_for(lambda: len(emp.calls("session-post")) >= 40, timeout=60)

@@ -12,7 +12,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from cpo_gateway.csms.refusals import Refusal, Refusals
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.test_csms_support import CP, config, running
 
 

@@ -15,8 +15,8 @@ from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.bridge.model import BootInfo, ConnectorState, StatusReport
 from cpo_gateway.bridge.status import StatusTracker
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.stations import load_stations
 from cpo_gateway.store import Database, Store
 from tests.conftest import EXAMPLE_STATIONS, Harness

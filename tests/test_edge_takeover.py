@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import write_config
 from tests.test_csms_support import CP, RawCharger, config, eventually, running
 

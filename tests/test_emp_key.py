@@ -13,7 +13,7 @@ import aiohttp
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.delivery import PAUSE_BASE_S, PAUSE_MAX_S
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import OUTBOUND_KEY, running_gateway, write_config
 from tests.test_outbox_delivery import Rig, cdr_row, rig  # noqa: F401  (rig: a fixture)
 from tests.test_outbox_e2e import outbox_rows, until

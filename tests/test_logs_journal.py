@@ -15,16 +15,16 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from cpo_gateway import __version__, logs
-from cpo_gateway.sim import soak_gateway as sg
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.bench.soak import gateway as soak_gateway
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 
 
 async def test_journal_lines_carry_their_priority(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with SandboxEmp(api_key=sg.OUTBOUND_KEY) as emp:
-        ocpp_port, oioi_port = sg.free_port(), sg.free_port()
-        config = sg.write_config(
+    async with SandboxEmp(api_key=soak_gateway.OUTBOUND_KEY) as emp:
+        ocpp_port, oioi_port = soak_gateway.free_port(), soak_gateway.free_port()
+        config = soak_gateway.write_config(
             tmp_path, emp_url=emp.url, chargers=1, ocpp_port=ocpp_port, oioi_port=oioi_port,
             log_level="info",
         )  # fmt: skip
@@ -32,7 +32,7 @@ async def test_journal_lines_carry_their_priority(
         log_path.touch()
         st = os.stat(log_path)
         monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")  # as systemd sets it
-        gateway = sg.GatewayProcess(config, ocpp_port, oioi_port, log_path)
+        gateway = soak_gateway.GatewayProcess(config, ocpp_port, oioi_port, log_path)
         await gateway.start()
         try:
             with pytest.raises(InvalidStatus):  # an unknown charger: a warning

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.runtime import Collector
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import ROOT, running_gateway, write_config
 
 DASHBOARD = ROOT / "config" / "grafana-dashboard.json"

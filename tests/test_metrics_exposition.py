@@ -16,7 +16,7 @@ from cpo_gateway import __version__
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.metrics import OUTBOX_KINDS, OUTBOX_STATES
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import Harness, running_gateway, write_config
 
 CP = "CP-BER-001"

@@ -12,9 +12,9 @@ import pytest
 
 from cpo_gateway.bridge.catalogue import Station
 from cpo_gateway.bridge.model import DeliveryStatus, VerifyOutcome
-from cpo_gateway.bridge.stations import station_payload
+from cpo_gateway.bridge.station_sync import station_payload
 from cpo_gateway.oioi.client import EmpClients, Endpoint
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.stations import load_stations
 from tests.conftest import EXAMPLE_STATIONS, OUTBOUND_KEY, PARTNER
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cpo_gateway.sim.charger import SimCharger
+from cpo_gateway.sim.charger.simulator import SimCharger
 from tests.conftest import Harness
 
 EVSE = "DE*CPO*E1001*1"

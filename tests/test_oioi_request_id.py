@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cpo_gateway import logs
 from cpo_gateway.oioi.request_id import MAX_LENGTH, request_id
-from cpo_gateway.sim.emp_client import session_start_body
+from cpo_gateway.sim.emp.client import session_start_body
 from tests.conftest import INBOUND_KEY, Harness
 
 EVSE = "DE*CPO*E1001*1"

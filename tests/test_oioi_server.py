@@ -14,7 +14,7 @@ import pytest
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from tests.conftest import (
     INBOUND_KEY,
     OUTBOUND_KEY,

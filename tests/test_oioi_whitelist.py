@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from cpo_gateway.sim.emp import EmpClient
+from cpo_gateway.sim.emp.sandbox import EmpClient
 from tests.conftest import INBOUND_KEY, PARTNER, Harness
 from tests.test_oioi_server import OTHER_KEY, OTHER_PARTNER, pair  # noqa: F401 (fixture)
 

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import write_config
 from tests.test_oioi_whitelist import cli
 from tests.test_outbox_e2e import outbox_rows, running, until

@@ -16,9 +16,9 @@ from cpo_gateway.bridge.cdr import cdr_to_dict
 from cpo_gateway.bridge.delivery import Deliverer, backoff_s
 from cpo_gateway.bridge.model import Cdr, Delivery, Interval, User, UserKind
 from cpo_gateway.bridge.ports import NewOutbox
-from cpo_gateway.bridge.stations import digest, station_payload
+from cpo_gateway.bridge.station_sync import digest, station_payload
 from cpo_gateway.oioi.client import EmpClients, Endpoint
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.stations import load_stations
 from cpo_gateway.store import Database, Store
 from tests.conftest import EXAMPLE_STATIONS, OUTBOUND_KEY, PARTNER

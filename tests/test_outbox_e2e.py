@@ -12,7 +12,7 @@ from typing import Any
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import PARTNER, Harness, write_config
 from tests.test_oioi_whitelist import cli
 

@@ -58,7 +58,7 @@ async def test_failed_logins_are_rate_limited(
 
 
 async def test_wrong_oioi_keys_are_rate_limited(harness: Harness) -> None:
-    from cpo_gateway.sim.emp import EmpClient
+    from cpo_gateway.sim.emp.sandbox import EmpClient
 
     async with EmpClient(harness.oioi_url, "not-the-key") as bad, harness.client() as good:
         codes = [

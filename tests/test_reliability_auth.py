@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidMessage
 
 from cpo_gateway.csms.passwords import hash_password
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER
 from tests.test_csms_auth import PASSWORD, password_stations, refused, self_signed
 from tests.test_csms_support import CP, OCPP16, basic, config, running, tls11_client

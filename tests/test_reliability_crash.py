@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpo_gateway.sim.soak import run_crash
+from cpo_gateway.bench.soak.crash import run_crash
 
 
 async def test_sigkill_at_random_moments_loses_no_cdr(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import PARTNER, Harness, running_gateway, write_config
 
 CARD = "0A0B0C0D"

@@ -30,7 +30,7 @@ from websockets.typing import Subprotocol
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, write_config
 
 CP = "CP-HH-001"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cpo_gateway.sim.charger import SimCharger
+from cpo_gateway.sim.charger.simulator import SimCharger
 from tests.conftest import PARTNER, Harness
 
 CARD = "0A0B0C0D"  # on the EMP's whitelist

@@ -13,10 +13,17 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
-from cpo_gateway.sim.soak import CARDS, CrashReport, cdr_key, check, drain, drive, plan, try_connect
-from cpo_gateway.sim.soak_gateway import (
+from cpo_gateway.bench.soak.crash import (
+    CARDS,
+    CrashReport,
+    cdr_key,
+    check,
+    drain,
+    drive,
+    plan,
+    try_connect,
+)
+from cpo_gateway.bench.soak.gateway import (
     INBOUND_KEY,
     OUTBOUND_KEY,
     PARTNER,
@@ -26,6 +33,8 @@ from cpo_gateway.sim.soak_gateway import (
     free_port,
     write_config,
 )
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 
 GRACE_S = 5.0
 CHARGERS = 4  # running sessions; charger 5 ignores remote starts, charger 6 is a raw socket

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cpo_gateway.sim.soak_storm import StormReport, run_storm
+from cpo_gateway.bench.soak.storm import StormReport, run_storm
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from cpo_gateway.app import Gateway
+from cpo_gateway.bench.soak import gateway as soak_gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.csms.passwords import hash_password
-from cpo_gateway.sim import soak_gateway as sg
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import Harness, running_gateway, write_config
 from tests.test_stations_sync import edit_stations, without_hamburg
 
@@ -147,18 +147,18 @@ async def test_an_invalid_file_is_refused_and_the_running_one_kept(
 
 
 async def test_sighup_reloads_the_daemon_instead_of_killing_it(tmp_path: Path) -> None:
-    async with SandboxEmp(api_key=sg.OUTBOUND_KEY) as emp:
-        ocpp_port, oioi_port = sg.free_port(), sg.free_port()
-        config = sg.write_config(
+    async with SandboxEmp(api_key=soak_gateway.OUTBOUND_KEY) as emp:
+        ocpp_port, oioi_port = soak_gateway.free_port(), soak_gateway.free_port()
+        config = soak_gateway.write_config(
             tmp_path, emp_url=emp.url, chargers=2, ocpp_port=ocpp_port, oioi_port=oioi_port,
             log_level="info",
         )  # fmt: skip
         log_path = tmp_path / "gateway.log"
-        gateway = sg.GatewayProcess(config, ocpp_port, oioi_port, log_path)
+        gateway = soak_gateway.GatewayProcess(config, ocpp_port, oioi_port, log_path)
         await gateway.start()
         try:
             await emp.wait_for(lambda: len(emp.stations) == 2, timeout=30)
-            (tmp_path / "stations.toml").write_text(sg.stations_toml(3))
+            (tmp_path / "stations.toml").write_text(soak_gateway.stations_toml(3))
             assert gateway.pid is not None
             os.kill(gateway.pid, signal.SIGHUP)
             await emp.wait_for(lambda: len(emp.stations) == 3, timeout=30)

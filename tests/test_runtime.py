@@ -17,7 +17,7 @@ from cpo_gateway import runtime
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.runtime import Collector
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import write_config
 
 

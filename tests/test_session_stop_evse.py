@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cpo_gateway.sim.charger import SimCharger
+from cpo_gateway.sim.charger.simulator import SimCharger
 from tests.conftest import Harness
 
 EVSE = "DE*CPO*E1001*1"

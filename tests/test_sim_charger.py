@@ -27,8 +27,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 from websockets.typing import Subprotocol
 
-from cpo_gateway.sim.charger import ChargerOffline, SimCharger
-from cpo_gateway.sim.charger_state import ChargerState, ocpp_timestamp
+from cpo_gateway.sim.charger.simulator import ChargerOffline, SimCharger
+from cpo_gateway.sim.charger.state import ChargerState, ocpp_timestamp
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -16,9 +16,9 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp, curl_example
-from cpo_gateway.sim.emp_ledger import EmpLedger
-from cpo_gateway.sim.emp_wire import WireError, check_authorization, parse_envelope
+from cpo_gateway.sim.emp.ledger import EmpLedger
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp, curl_example
+from cpo_gateway.sim.emp.wire import WireError, check_authorization, parse_envelope
 
 API_KEY = "sandbox-key-4f1c2a9e"
 PARTNER = "partner-7d2e9b41c0a6f385"

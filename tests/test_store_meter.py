@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpo_gateway.bridge.model import EnergySample
-from cpo_gateway.store.charging import _METER_SQL, _merge_samples
 from cpo_gateway.store.db import _statements
 from cpo_gateway.store.migrations import MIGRATIONS
+from cpo_gateway.store.sessions import _METER_SQL, _merge_samples
 
 COLUMNS = ("first_wh", "first_wh_at", "last_wh", "last_wh_at", "charge_start_at", "charge_stop_at")
 samples = st.lists(

@@ -16,7 +16,7 @@ import pytest
 
 from cpo_gateway.app import Gateway, ServiceDied
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.systemd import Notifier
 from tests.conftest import running_gateway, write_config
 

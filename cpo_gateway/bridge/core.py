@@ -12,7 +12,6 @@ from typing import Any
 from cpo_gateway import logs
 from cpo_gateway.bridge.auth import Authorizer, EmpPolicy
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.charging import Charging
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.delivery import Deliverer
 from cpo_gateway.bridge.evidence import Evidence
@@ -32,9 +31,10 @@ from cpo_gateway.bridge.model import (
 from cpo_gateway.bridge.ports import ChargerControl, EmpLink
 from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
-from cpo_gateway.bridge.stations import changed_connectors, sync_stations
+from cpo_gateway.bridge.station_sync import changed_connectors, sync_stations
 from cpo_gateway.bridge.status import StatusTracker
-from cpo_gateway.bridge.store import StorePort
+from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.transactions import Charging
 
 log = logs.get(__name__)
 
@@ -68,6 +68,16 @@ class CoreSettings:
 
 
 class Core:
+    """The core of the gateway: what chargers report becomes sessions, CDRs and statuses owed
+    to EMPs; what EMPs ask becomes commands to chargers.
+
+    Owns the catalogue, the authorization chain, the remote starts and stops, the status
+    engine, the local lists and the outbox's delivery loop; it reaches storage, chargers and
+    EMPs only through the ports it is given. It never names a protocol, a storage engine or
+    a scheduler, never answers a peer before the commit that holds what it was told, and
+    never lets one EMP's failure hold up another's deliveries.
+    """
+
     def __init__(
         self,
         store: StorePort,

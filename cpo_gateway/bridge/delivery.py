@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import DeliveryStatus
 from cpo_gateway.bridge.ports import EmpLink, OutboxItem
-from cpo_gateway.bridge.store import StorePort
+from cpo_gateway.bridge.storage import StorePort
 
 log = logs.get(__name__)
 STATUS_KIND = "connector-post-status"

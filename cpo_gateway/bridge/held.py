@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import review
-from cpo_gateway.bridge.charging import cdr_row, session_cdr
 from cpo_gateway.bridge.clock import to_rfc3339
 from cpo_gateway.bridge.model import Interval
-from cpo_gateway.bridge.store import StorePort
+from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.transactions import cdr_row, session_cdr
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from enum import StrEnum
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import AuthStatus, CommandStatus
 from cpo_gateway.bridge.ports import ChargerControl, LocalListRecord
-from cpo_gateway.bridge.store import StorePort
+from cpo_gateway.bridge.storage import StorePort
 
 log = logs.get(__name__)
 MAX_FAILURES = 6

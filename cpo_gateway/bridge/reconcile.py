@@ -29,12 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cpo_gateway import logs
-from cpo_gateway.bridge.charging import Charging
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.model import CommandStatus, ConnectorState
 from cpo_gateway.bridge.ports import ChargerControl, SessionRecord, TxRecord
-from cpo_gateway.bridge.store import StorePort
+from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.transactions import Charging
 
 log = logs.get(__name__)
 _FREE = frozenset({ConnectorState.AVAILABLE, ConnectorState.PREPARING})

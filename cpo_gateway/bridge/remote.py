@@ -40,7 +40,7 @@ from cpo_gateway.bridge.model import (
     UserKind,
 )
 from cpo_gateway.bridge.ports import ChargerControl, SessionRecord
-from cpo_gateway.bridge.store import StorePort
+from cpo_gateway.bridge.storage import StorePort
 
 log = logs.get(__name__)
 

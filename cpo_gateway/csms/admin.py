@@ -27,7 +27,7 @@ import orjson
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import AuthStatus, CommandResult
-from cpo_gateway.csms.registry import ChargerRegistry
+from cpo_gateway.csms.connected import ChargerRegistry
 
 log = logs.get(__name__)
 MAX_LINE = 64 * 1024

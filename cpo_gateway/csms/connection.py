@@ -136,6 +136,14 @@ class HandlerError(Exception):
 
 
 class ChargerConnection:
+    """One connected charger: its websocket, the Calls it sends us and the Calls we send it.
+
+    Owns the receive loop, the dispatch of each inbound Call to its handler, the single
+    outbound Call in flight (the rest queue behind it) and the deadlines of both. It never
+    drops a charger's Call unanswered while the socket is up, and never has two of our Calls
+    outstanding at once (OCPP-J allows one).
+    """
+
     def __init__(
         self,
         charge_point_id: str,

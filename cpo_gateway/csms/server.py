@@ -25,12 +25,12 @@ from websockets.typing import Subprotocol
 from cpo_gateway import logs, runtime
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
+from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
 from cpo_gateway.csms.frames import Call
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.passwords import parse_basic, verify_password
 from cpo_gateway.csms.refusals import Refusal, Refusals
-from cpo_gateway.csms.registry import ChargerRegistry
 from cpo_gateway.ratelimit import LoginLimiter
 from cpo_gateway.tasks import TaskSet
 from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
@@ -47,6 +47,15 @@ LISTEN_QUEUE = 4096  # the kernel caps it at net.core.somaxconn
 
 
 class CsmsServer:
+    """The OCPP side: the websocket listener chargers connect to, as their central system.
+
+    Owns the listener, the handshake (path, subprotocol, TLS, Basic auth, rate limits), one
+    ChargerConnection per charger and the takeover of a charger that reconnects. It turns
+    OCPP messages into the core's terms and back; it never decides what a message means for
+    a session or an EMP (the core does), and never answers a transaction message before the
+    core has committed it.
+    """
+
     def __init__(
         self,
         core: Core,

@@ -26,7 +26,7 @@ from cpo_gateway.bridge.model import (
     TransactionStart,
     TransactionStop,
 )
-from cpo_gateway.csms import fields as f
+from cpo_gateway.csms import fields
 from cpo_gateway.csms.frames import ErrorCode, PayloadError
 from cpo_gateway.csms.v16_commands import (
     change_availability_req,
@@ -90,15 +90,15 @@ _STATES = {s.value: s for s in ConnectorState}
 # --- inbound: what a charger sends --------------------------------------------------------
 def parse_boot(cp_id: str, p: dict[str, object]) -> BootInfo:
     path = "BootNotification"
-    serial = f.opt_str(p, path, "chargePointSerialNumber", 25)
+    serial = fields.opt_str(p, path, "chargePointSerialNumber", 25)
     if serial is None:
-        serial = f.opt_str(p, path, "chargeBoxSerialNumber", 25)
+        serial = fields.opt_str(p, path, "chargeBoxSerialNumber", 25)
     return BootInfo(
         charge_point_id=cp_id,
-        vendor=f.req_str(p, path, "chargePointVendor", 20),
-        model=f.req_str(p, path, "chargePointModel", 20),
+        vendor=fields.req_str(p, path, "chargePointVendor", 20),
+        model=fields.req_str(p, path, "chargePointModel", 20),
         serial=serial,
-        firmware=f.opt_str(p, path, "firmwareVersion", 50),
+        firmware=fields.opt_str(p, path, "firmwareVersion", 50),
     )
 
 
@@ -109,31 +109,31 @@ def parse_heartbeat(p: dict[str, object]) -> None:
 
 def parse_status(cp_id: str, p: dict[str, object]) -> StatusReport:
     path = "StatusNotification"
-    status = f.req_str(p, path, "status")
+    status = fields.req_str(p, path, "status")
     return StatusReport(
         charge_point_id=cp_id,
-        connector_id=f.connector_id(p, path),
+        connector_id=fields.connector_id(p, path),
         state=_STATES.get(status),
-        error_code=f.req_str(p, path, "errorCode", 50),
-        timestamp=f.opt_timestamp(p, path),
+        error_code=fields.req_str(p, path, "errorCode", 50),
+        timestamp=fields.opt_timestamp(p, path),
     )
 
 
 def parse_authorize(p: dict[str, object]) -> str:
     """The idTag exactly as sent (normalising it is the core's job); over 20 characters it is
     refused (PropertyConstraintViolation naming the field)."""
-    return f.id_token(p, "Authorize")
+    return fields.id_token(p, "Authorize")
 
 
 def parse_start(cp_id: str, p: dict[str, object]) -> TransactionStart:
     path = "StartTransaction"
     return TransactionStart(
         charge_point_id=cp_id,
-        connector_id=f.connector_id(p, path),
-        id_tag=f.id_token(p, path),
-        meter_start_wh=f.req_int(p, path, "meterStart"),
-        timestamp=f.req_timestamp(p, path),
-        reservation_id=f.opt_int(p, path, "reservationId"),
+        connector_id=fields.connector_id(p, path),
+        id_tag=fields.id_token(p, path),
+        meter_start_wh=fields.req_int(p, path, "meterStart"),
+        timestamp=fields.req_timestamp(p, path),
+        reservation_id=fields.opt_int(p, path, "reservationId"),
     )
 
 
@@ -143,23 +143,23 @@ def parse_stop(cp_id: str, p: dict[str, object]) -> TransactionStop:
     and the idTag is optional in a stop. It is not cut either: a cut token is another card."""
     path = "StopTransaction"
     data = p.get("transactionData")
-    id_tag = f.opt_str(p, path, "idTag")
-    if id_tag is not None and len(id_tag) > f.MAX_ID_TOKEN:
+    id_tag = fields.opt_str(p, path, "idTag")
+    if id_tag is not None and len(id_tag) > fields.MAX_ID_TOKEN:
         log.warning(
             "ocpp.id_tag_dropped",
             charge_point_id=cp_id,
             field=f"{path}.idTag",
             length=len(id_tag),
-            max_length=f.MAX_ID_TOKEN,
+            max_length=fields.MAX_ID_TOKEN,
         )
         id_tag = None
     return TransactionStop(
         charge_point_id=cp_id,
-        transaction_id=f.req_int(p, path, "transactionId"),
-        meter_stop_wh=f.req_int(p, path, "meterStop"),
-        timestamp=f.req_timestamp(p, path),
+        transaction_id=fields.req_int(p, path, "transactionId"),
+        meter_stop_wh=fields.req_int(p, path, "meterStop"),
+        timestamp=fields.req_timestamp(p, path),
         id_tag=id_tag,
-        reason=f.opt_str(p, path, "reason", 50),
+        reason=fields.opt_str(p, path, "reason", 50),
         samples=() if data is None else energy_samples(data, f"{path}.transactionData"),
     )
 
@@ -168,9 +168,9 @@ def parse_meter_values(cp_id: str, p: dict[str, object]) -> MeterReport:
     path = "MeterValues"
     return MeterReport(
         charge_point_id=cp_id,
-        connector_id=f.connector_id(p, path),
-        transaction_id=f.opt_int(p, path, "transactionId"),
-        samples=energy_samples(f.req_list(p, path, "meterValue"), f"{path}.meterValue"),
+        connector_id=fields.connector_id(p, path),
+        transaction_id=fields.opt_int(p, path, "transactionId"),
+        samples=energy_samples(fields.req_list(p, path, "meterValue"), f"{path}.meterValue"),
     )
 
 
@@ -178,15 +178,19 @@ def parse_data_transfer(p: dict[str, object]) -> tuple[str, str | None, object]:
     """(vendorId, messageId, data). data is returned as sent: the schema says string, but
     vendors send objects too."""
     path = "DataTransfer"
-    return f.req_str(p, path, "vendorId", 255), f.opt_str(p, path, "messageId", 50), p.get("data")
+    return (
+        fields.req_str(p, path, "vendorId", 255),
+        fields.opt_str(p, path, "messageId", 50),
+        p.get("data"),
+    )
 
 
 def parse_diagnostics_status(p: dict[str, object]) -> str:
-    return f.req_str(p, "DiagnosticsStatusNotification", "status", 50)
+    return fields.req_str(p, "DiagnosticsStatusNotification", "status", 50)
 
 
 def parse_firmware_status(p: dict[str, object]) -> str:
-    return f.req_str(p, "FirmwareStatusNotification", "status", 50)
+    return fields.req_str(p, "FirmwareStatusNotification", "status", 50)
 
 
 Parser = Callable[[str, dict[str, object]], object]

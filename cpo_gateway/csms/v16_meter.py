@@ -7,7 +7,7 @@ import math
 from typing import NoReturn
 
 from cpo_gateway.bridge.model import EnergySample
-from cpo_gateway.csms import fields as f
+from cpo_gateway.csms import fields
 from cpo_gateway.csms.frames import ErrorCode
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
@@ -25,20 +25,20 @@ def energy_samples(
     other measurands are not checked beyond being objects: they are not used.
     """
     if not isinstance(meter_value, list):
-        f.wrong_type(path, "", "array", meter_value)
+        fields.wrong_type(path, "", "array", meter_value)
     samples: list[EnergySample] = []
     for i, mv in enumerate(meter_value):
         if not isinstance(mv, dict):
-            f.wrong_type(f"{path}[{i}]", "", "object", mv)
+            fields.wrong_type(f"{path}[{i}]", "", "object", mv)
         timestamp: str | None = None  # read only when the MeterValue holds a register value
         sampled = mv.get("sampledValue")
         if not isinstance(sampled, list):
             if "sampledValue" not in mv:
-                f.missing(f"{path}[{i}]", "sampledValue")
-            f.wrong_type(f"{path}[{i}]", "sampledValue", "array", sampled)
+                fields.missing(f"{path}[{i}]", "sampledValue")
+            fields.wrong_type(f"{path}[{i}]", "sampledValue", "array", sampled)
         for j, sv in enumerate(sampled):
             if not isinstance(sv, dict):
-                f.wrong_type(f"{path}[{i}].sampledValue[{j}]", "", "object", sv)
+                fields.wrong_type(f"{path}[{i}].sampledValue[{j}]", "", "object", sv)
             measurand = sv.get("measurand")
             if (
                 (measurand is not None and measurand != ENERGY_REGISTER)
@@ -54,9 +54,9 @@ def energy_samples(
 
 def _timestamp(mv: dict[str, object], path: str, i: int) -> str:
     value = mv.get("timestamp")
-    if type(value) is str and f.is_iso_datetime(value):
+    if type(value) is str and fields.is_iso_datetime(value):
         return value
-    return f.req_timestamp(mv, f"{path}[{i}]")  # raises, naming the full path
+    return fields.req_timestamp(mv, f"{path}[{i}]")  # raises, naming the full path
 
 
 def _wh(sv: dict[str, object], path: str, i: int, j: int) -> float:
@@ -82,22 +82,22 @@ def _bad_sample(sv: dict[str, object], path: str) -> NoReturn:
     """Raise the error that describes why _wh could not read this sampled value."""
     unit = sv.get("unit")
     if unit is not None and not isinstance(unit, str):
-        f.wrong_type(path, "unit", "string", unit)
+        fields.wrong_type(path, "unit", "string", unit)
     if unit is not None and unit.lower() not in _UNIT_FACTOR:
-        f.fail(
+        fields.fail(
             ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
             path,
             "unit",
-            f"expected Wh or kWh for {ENERGY_REGISTER}, got {f.show(unit)}",
+            f"expected Wh or kWh for {ENERGY_REGISTER}, got {fields.show(unit)}",
         )
     if "value" not in sv:
-        f.missing(path, "value")
+        fields.missing(path, "value")
     value = sv["value"]
     if not isinstance(value, str | int | float) or isinstance(value, bool):
-        f.wrong_type(path, "value", "decimal string", value)
-    f.fail(
+        fields.wrong_type(path, "value", "decimal string", value)
+    fields.fail(
         ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
         path,
         "value",
-        f"expected a decimal number of {unit or 'Wh'}, got {f.show(value)}",
+        f"expected a decimal number of {unit or 'Wh'}, got {fields.show(value)}",
     )

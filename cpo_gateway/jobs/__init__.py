@@ -24,6 +24,14 @@ FAILING_AFTER = 3
 
 
 class Jobs:
+    """The scheduled work, on APScheduler 3: outbox delivery ticks, station sync, the status
+    resync, pending-start expiry, local-list pushes and pruning of delivered rows.
+
+    Owns the scheduler and its job definitions only: each job calls the core and holds no
+    state of its own, so a missed or coalesced run is caught up by the next one. It never
+    runs two instances of a job at once.
+    """
+
     def __init__(
         self,
         core: Core,

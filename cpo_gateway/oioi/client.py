@@ -24,7 +24,7 @@ from cpo_gateway.bridge.model import (
     StatusUpdate,
     VerifyOutcome,
 )
-from cpo_gateway.bridge.stations import station_from_dict
+from cpo_gateway.bridge.station_sync import station_from_dict
 from cpo_gateway.oioi.render import (
     render_cdr,
     render_rfid_verify,

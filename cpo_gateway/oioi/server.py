@@ -15,7 +15,7 @@ from aiohttp import web
 from cpo_gateway import logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.httpguard import GuardedListener, GuardedSite, ListenerLimits
-from cpo_gateway.oioi import messages as m
+from cpo_gateway.oioi import messages
 from cpo_gateway.oioi.request_id import HEADER as REQUEST_ID
 from cpo_gateway.oioi.request_id import request_id
 from cpo_gateway.ratelimit import FailureLimiter
@@ -47,6 +47,14 @@ def _json(status: int, body: dict[str, object]) -> web.Response:
 
 
 class OioiServer:
+    """The OIOI v4 listener EMPs call (`session-start`, `session-stop`, `rfid-post`).
+
+    Owns the HTTP listener, the EMP key check and lockout, request ids and the rendering of
+    OIOI results; every request body is validated here and reaches the core as typed values.
+    It never talks to a charger or the store directly, and never answers success for
+    something the core has not accepted.
+    """
+
     def __init__(
         self,
         core: Core,
@@ -111,7 +119,7 @@ class OioiServer:
 
     def _partner(self, header: str | None) -> InboundPartner:
         if not header or not header.startswith("key="):
-            raise m.OioiError.unauthorized("Missing 'Authorization: key=<api key>' header.")
+            raise messages.OioiError.unauthorized("Missing 'Authorization: key=<api key>' header.")
         # Digests have one length: the comparison time tells neither the key nor its length,
         # and every partner is checked so it does not tell which one matched either.
         given = _digest(header[4:].strip())
@@ -120,7 +128,7 @@ class OioiServer:
             if hmac.compare_digest(given, _digest(p.inbound_key)):
                 found = p
         if found is None:
-            raise m.OioiError.unauthorized("Invalid API key.")
+            raise messages.OioiError.unauthorized("Invalid API key.")
         return found
 
     def _authorized(self, request: web.Request) -> InboundPartner:
@@ -133,12 +141,14 @@ class OioiServer:
         source = request.remote or "?"
         try:
             return self._partner(request.headers.get("Authorization"))
-        except m.OioiError:
+        except messages.OioiError:
             blocked = self.limiter.blocked(f"ip:{source}")
             self.limiter.failed(f"ip:{source}")  # a guesser that keeps guessing stays limited
             if blocked:
                 log.warning("security.oioi_rate_limited", source=source)
-                raise m.OioiError(429, 210, "Too many failed requests; retry later.") from None
+                raise messages.OioiError(
+                    429, 210, "Too many failed requests; retry later."
+                ) from None
             log.warning("security.oioi_auth_failed", source=source)
             raise
 
@@ -154,16 +164,16 @@ class OioiServer:
         call = "?"
         try:
             if not self.accepting:
-                raise m.OioiError.unavailable()
+                raise messages.OioiError.unavailable()
             partner = self._authorized(request)
             body = await self._body(request)
             if len(body) > _INLINE_PARSE_BYTES:
-                call, obj = await asyncio.to_thread(m.parse_envelope, body)
+                call, obj = await asyncio.to_thread(messages.parse_envelope, body)
             else:
-                call, obj = m.parse_envelope(body)
+                call, obj = messages.parse_envelope(body)
             log.info("oioi.request", call=call, partner=partner.name)
             status, reply = await self._calls[call](partner, obj)
-        except m.OioiError as exc:
+        except messages.OioiError as exc:
             status, reply = exc.http_status, exc.body()
             if exc.http_status >= 500:
                 log.warning("oioi.unavailable", call=call)
@@ -171,7 +181,7 @@ class OioiServer:
                 log.info("oioi.refused", call=call, status=status, message=exc.message)
         except Exception:
             log.exception("oioi.internal_error", call=call)
-            err = m.OioiError.internal()
+            err = messages.OioiError.internal()
             status, reply = err.http_status, err.body()
         result = reply.get("result")
         code = int(result.get("code", 0)) if isinstance(result, dict) else 0
@@ -194,8 +204,10 @@ class OioiServer:
         """
         charset = request.charset
         if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
-            raise m.OioiError.bad_request(f"body: expected UTF-8 JSON, got charset {charset!r}")
-        too_large = m.OioiError(413, 230, f"body is larger than {self._max_body} bytes")
+            raise messages.OioiError.bad_request(
+                f"body: expected UTF-8 JSON, got charset {charset!r}"
+            )
+        too_large = messages.OioiError(413, 230, f"body is larger than {self._max_body} bytes")
         if request.content_length is not None and request.content_length > self._max_body:
             raise too_large
         within_s = self.listener.limits.body_timeout_s
@@ -206,41 +218,43 @@ class OioiServer:
             raise too_large from None
         except TimeoutError:
             self.listener.timed_out["body"] += 1
-            raise m.OioiError(408, 230, f"body: not complete within {within_s:g} s") from None
+            raise messages.OioiError(
+                408, 230, f"body: not complete within {within_s:g} s"
+            ) from None
 
     async def _session_start(
         self, p: InboundPartner, obj: dict[str, object]
     ) -> tuple[int, dict[str, object]]:
-        req = m.parse_session_start(obj)
+        req = messages.parse_session_start(obj)
         result = await self._core.session_start(p.name, req.user, req.evse_id)
         extra = {"session-start": {"session-id": result.session_id, "is-stoppable": True}}
         if result.detail:
             log.info("oioi.session_start", outcome=result.outcome.value, detail=result.detail)
-        return m.outcome_response(result.outcome, extra, result.detail)
+        return messages.outcome_response(result.outcome, extra, result.detail)
 
     async def _session_stop(
         self, p: InboundPartner, obj: dict[str, object]
     ) -> tuple[int, dict[str, object]]:
-        req = m.parse_session_stop(obj)
+        req = messages.parse_session_stop(obj)
         result = await self._core.session_stop(p.name, req.evse_id, req.session_id)
         if result.detail:
             log.info("oioi.session_stop", outcome=result.outcome.value, detail=result.detail)
-        return m.outcome_response(result.outcome, detail=result.detail)
+        return messages.outcome_response(result.outcome, detail=result.detail)
 
     async def _rfid_post(
         self, p: InboundPartner, obj: dict[str, object]
     ) -> tuple[int, dict[str, object]]:
         rfids = obj.get("rfids")
         if isinstance(rfids, list) and len(rfids) > _INLINE_PARSE_UIDS:
-            req = await asyncio.to_thread(m.parse_rfid_post, obj)
+            req = await asyncio.to_thread(messages.parse_rfid_post, obj)
         else:
-            req = m.parse_rfid_post(obj)
+            req = messages.parse_rfid_post(obj)
         if not hmac.compare_digest(req.partner_identifier.encode(), p.partner_identifier.encode()):
-            raise m.OioiError.forbidden(
+            raise messages.OioiError.forbidden(
                 "rfid-post.partner-identifier: not a partner identifier of this API key"
             )
         new, _total = await self._core.rfid_post(p.name, req.uids)
-        return 200, m.success_body({"rfid": {"processed": new}})
+        return 200, messages.success_body({"rfid": {"processed": new}})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         assert self._health is not None

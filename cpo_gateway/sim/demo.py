@@ -26,8 +26,8 @@ from ocpp.exceptions import OCPPError
 from cpo_gateway import logs, runtime
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.sim.charger import ChargerOffline, SimCharger
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
+from cpo_gateway.sim.charger.simulator import ChargerOffline, SimCharger
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from cpo_gateway.sim.timeline import Timeline
 
 INBOUND_KEY = "demo-inbound-key-0001"

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from cpo_gateway.sim.charger import SimCharger
-from cpo_gateway.sim.emp import SandboxEmp
+from cpo_gateway.sim.charger.simulator import SimCharger
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 
 WIDTH = 58
 HOLD_S = 0.3  # how long an event waits for earlier ones reported later

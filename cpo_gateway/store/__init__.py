@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from cpo_gateway.store.charging import ChargingRepo
 from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
 from cpo_gateway.store.outbox import OutboxRepo
 from cpo_gateway.store.registry import RegistryRepo
 from cpo_gateway.store.reports import ReportsRepo
+from cpo_gateway.store.sessions import ChargingRepo
 
 
 class Store(ChargingRepo, OutboxRepo, RegistryRepo, ReportsRepo):

@@ -10,7 +10,7 @@ import aiosqlite
 
 from cpo_gateway.bridge.model import EnergySample, TransactionStart, TransactionStop
 from cpo_gateway.bridge.ports import NewOutbox, SessionRecord, TxRecord
-from cpo_gateway.bridge.store import OutboxBuilder, StopOutbox
+from cpo_gateway.bridge.storage import OutboxBuilder, StopOutbox
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import insert_outbox_sync
 

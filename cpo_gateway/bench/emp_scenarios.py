@@ -10,15 +10,10 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from cpo_gateway.bridge.cdr import CDR_KIND, cdr_to_dict
-from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
-from cpo_gateway.bridge.ports import NewOutbox
-from cpo_gateway.config import load_config
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
-from cpo_gateway.sim.load_charger import LoadCharger
-from cpo_gateway.sim.load_report import Table, ms, num, percentile
-from cpo_gateway.sim.load_scenarios import Context
-from cpo_gateway.sim.load_servers import (
+from cpo_gateway.bench.charger import LoadCharger
+from cpo_gateway.bench.ocpp_scenarios import Context
+from cpo_gateway.bench.report import Table, ms, num, percentile
+from cpo_gateway.bench.servers import (
     INBOUND_KEY,
     OCPP_PATH,
     OUTBOUND_KEY,
@@ -28,6 +23,11 @@ from cpo_gateway.sim.load_servers import (
     evse_id,
     write_gateway_config,
 )
+from cpo_gateway.bridge.cdr import CDR_KIND, cdr_to_dict
+from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
+from cpo_gateway.bridge.ports import NewOutbox
+from cpo_gateway.config import load_config
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from cpo_gateway.store import Database, Store
 
 EVCO = "DE-BEN-C00001-4"

@@ -19,7 +19,7 @@ from cpo_gateway.bridge.catalogue import (
     Station,
 )
 from cpo_gateway.bridge.ports import NewOutbox
-from cpo_gateway.bridge.store import StorePort
+from cpo_gateway.bridge.storage import StorePort
 
 log = logs.get(__name__)
 STATION_KIND = "station-post"

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
-from cpo_gateway.sim.load import LoadResult, LoadRun, LoadSpec
-from cpo_gateway.sim.load_report import Table, ms, num, percentile, ratio
-from cpo_gateway.sim.load_servers import (
+from cpo_gateway.bench.generator import LoadResult, LoadRun, LoadSpec
+from cpo_gateway.bench.report import Table, ms, num, percentile, ratio
+from cpo_gateway.bench.servers import (
     CHARGERS_PER_STATION,
     INBOUND_KEY,
     OCPP_PATH,
@@ -23,6 +22,7 @@ from cpo_gateway.sim.load_servers import (
     cards,
     charger_ids,
 )
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 
 SYSTEMS = ("gateway", "baseline")
 

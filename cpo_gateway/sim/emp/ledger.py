@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cpo_gateway.bridge.ids import try_normalise_uid
-from cpo_gateway.sim.emp_wire import SUCCESS, bad_request, require_obj, require_str
+from cpo_gateway.sim.emp.wire import SUCCESS, bad_request, require_obj, require_str
 
 EVSE_NOT_FOUND = 181
 EVCO_NOT_FOUND = 191

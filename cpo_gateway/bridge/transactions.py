@@ -30,7 +30,7 @@ from cpo_gateway.bridge.model import (
     UserKind,
 )
 from cpo_gateway.bridge.ports import NewOutbox, Outgoing, SessionRecord, TxRecord
-from cpo_gateway.bridge.store import StorePort
+from cpo_gateway.bridge.storage import StorePort
 
 log = logs.get(__name__)
 # The origin of a session a charger began for a remote start the EMP was told failed.

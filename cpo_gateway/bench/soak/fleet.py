@@ -1,7 +1,7 @@
 """A fleet of light OCPP 1.6J chargers for the reconnect storm, run as its own process so the
 gateway's event loop measures only the gateway's work.
 
-`python -m cpo_gateway.sim.soak_fleet URL FIRST COUNT WINDOW_S SEED`: connects COUNT chargers
+`python -m cpo_gateway.bench.soak.fleet URL FIRST COUNT WINDOW_S SEED`: connects COUNT chargers
 (ids from soak_gateway.charger_id), boots them, drops every connection at once (the TCP
 connection is aborted, as when a site router reboots), reconnects each after a random delay
 within WINDOW_S, prints `{"phase": "dropped"}` at the drop, then `{"phase": "holding", ...}`
@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 from websockets.typing import Subprotocol
 
-from cpo_gateway.sim.soak_gateway import charger_id
+from cpo_gateway.bench.soak.gateway import charger_id
 
 OCPP16 = Subprotocol("ocpp1.6")
 _CONNECT_TRIES = 20

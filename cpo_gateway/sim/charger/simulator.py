@@ -17,10 +17,15 @@ from typing import Any, Literal
 
 from ocpp.exceptions import OCPPError
 
-from cpo_gateway.sim.charger_commands import ChargerCommands
-from cpo_gateway.sim.charger_queue import OfflineQueue, QueuedMessage
-from cpo_gateway.sim.charger_state import ChargerState, Transaction, ocpp_timestamp, sampled_values
-from cpo_gateway.sim.charger_wire import ChargerOffline, ChargerWire, SimChargerError
+from cpo_gateway.sim.charger.commands import ChargerCommands
+from cpo_gateway.sim.charger.offline_queue import OfflineQueue, QueuedMessage
+from cpo_gateway.sim.charger.state import (
+    ChargerState,
+    Transaction,
+    ocpp_timestamp,
+    sampled_values,
+)
+from cpo_gateway.sim.charger.wire import ChargerOffline, ChargerWire, SimChargerError
 
 __all__ = ["ChargerOffline", "SimCharger", "SimChargerError"]
 

@@ -19,9 +19,7 @@ from pathlib import Path
 
 from websockets.exceptions import WebSocketException
 
-from cpo_gateway.sim.charger import SimCharger, SimChargerError
-from cpo_gateway.sim.emp import EmpClient, SandboxEmp
-from cpo_gateway.sim.soak_gateway import (
+from cpo_gateway.bench.soak.gateway import (
     INBOUND_KEY,
     OUTBOUND_KEY,
     PARTNER,
@@ -31,6 +29,8 @@ from cpo_gateway.sim.soak_gateway import (
     free_port,
     write_config,
 )
+from cpo_gateway.sim.charger.simulator import SimCharger, SimChargerError
+from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 
 CARDS = [f"{0x0A0B0C00 + i:08X}" for i in range(8)]
 # Recent and whole minutes: a CDR from long ago is held for review (bridge/cdr.review).

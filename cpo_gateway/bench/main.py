@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cpo_gateway import logs
-from cpo_gateway.sim import load_oioi, load_scenarios
-from cpo_gateway.sim.load_report import Table
-from cpo_gateway.sim.load_scenarios import Context
+from cpo_gateway.bench import emp_scenarios, ocpp_scenarios
+from cpo_gateway.bench.ocpp_scenarios import Context
+from cpo_gateway.bench.report import Table
 
 SCENARIOS = ("mixed", "idle10k", "burst", "storm", "authorize", "rfid", "session-start", "outbox")
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
@@ -52,16 +52,16 @@ def plan(
     idle_n = scaled(n or (50 if quick else 10_000), fds)
     crowd_n = scaled(n or (50 if quick else 5_000), fds)
     steps: dict[str, Callable[[Context], Awaitable[Table]]] = {
-        "mixed": lambda c: load_scenarios.mixed(c, n or (5 if quick else 100), s or (2 if quick else 20)),
-        "idle10k": lambda c: load_scenarios.idle(c, idle_n, s or (3 if quick else 30), 1 if quick else 10),
-        "burst": lambda c: load_scenarios.burst(c, crowd_n),
-        "storm": lambda c: load_scenarios.storm(c, crowd_n, 1 if quick else 10),
-        "authorize": lambda c: load_scenarios.authorize(
+        "mixed": lambda c: ocpp_scenarios.mixed(c, n or (5 if quick else 100), s or (2 if quick else 20)),
+        "idle10k": lambda c: ocpp_scenarios.idle(c, idle_n, s or (3 if quick else 30), 1 if quick else 10),
+        "burst": lambda c: ocpp_scenarios.burst(c, crowd_n),
+        "storm": lambda c: ocpp_scenarios.storm(c, crowd_n, 1 if quick else 10),
+        "authorize": lambda c: ocpp_scenarios.authorize(
             c, n or (5 if quick else 50), 50 if quick else 1000, s or (2 if quick else 10)
         ),
-        "rfid": lambda c: load_oioi.rfid(c, (1_000, 10_000) if quick else (100_000, 1_000_000)),
-        "session-start": lambda c: load_oioi.session_start(c, 10 if quick else 200),
-        "outbox": lambda c: load_oioi.outbox(c, 200 if quick else 5_000),
+        "rfid": lambda c: emp_scenarios.rfid(c, (1_000, 10_000) if quick else (100_000, 1_000_000)),
+        "session-start": lambda c: emp_scenarios.session_start(c, 10 if quick else 200),
+        "outbox": lambda c: emp_scenarios.outbox(c, 200 if quick else 5_000),
     }  # fmt: skip
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     return [(name, steps[name]) for name in chosen]

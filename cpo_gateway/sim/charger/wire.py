@@ -23,13 +23,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from cpo_gateway.sim.charger_link import (
+from cpo_gateway.sim.charger.link import (
     ChargePointLink,
     CommandHandler,
     cancel_and_wait,
     is_call_error,
 )
-from cpo_gateway.sim.charger_queue import TRANSACTION_ACTIONS
+from cpo_gateway.sim.charger.offline_queue import TRANSACTION_ACTIONS
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from cpo_gateway.sim.load_wire import RawWebsocket, open_websocket
+from cpo_gateway.bench.wire import RawWebsocket, open_websocket
 
 Payload = dict[str, Any]
 VENDOR = {"chargePointVendor": "LoadGen", "chargePointModel": "Bench-1"}

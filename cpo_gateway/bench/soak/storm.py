@@ -19,10 +19,10 @@ import structlog
 from websockets.protocol import State
 
 from cpo_gateway.app import Gateway
+from cpo_gateway.bench.soak.gateway import OUTBOUND_KEY, write_config
 from cpo_gateway.config import load_config
 from cpo_gateway.runtime import Collector
-from cpo_gateway.sim.emp import SandboxEmp
-from cpo_gateway.sim.soak_gateway import OUTBOUND_KEY, write_config
+from cpo_gateway.sim.emp.sandbox import SandboxEmp
 
 _TICK_S = 0.01
 
@@ -99,7 +99,7 @@ class StormReport:
 
 async def _fleet(url: str, chargers: int, window_s: float, seed: int) -> Any:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cpo_gateway.sim.soak_fleet", url, "1", str(chargers),
+        sys.executable, "-m", "cpo_gateway.bench.soak.fleet", url, "1", str(chargers),
         str(window_s), str(seed),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip

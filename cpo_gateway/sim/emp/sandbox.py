@@ -20,10 +20,10 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from cpo_gateway.sim.emp_client import EmpClient, curl_example
-from cpo_gateway.sim.emp_faults import Fault, FaultPlan
-from cpo_gateway.sim.emp_ledger import EmpLedger
-from cpo_gateway.sim.emp_wire import (
+from cpo_gateway.sim.emp.client import EmpClient, curl_example
+from cpo_gateway.sim.emp.faults import Fault, FaultPlan
+from cpo_gateway.sim.emp.ledger import EmpLedger
+from cpo_gateway.sim.emp.wire import (
     MAX_BODY_BYTES,
     WireError,
     bad_request,

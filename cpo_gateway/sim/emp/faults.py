@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from cpo_gateway.sim.emp_wire import SYSTEM_ERROR
+from cpo_gateway.sim.emp.wire import SYSTEM_ERROR
 
 
 @dataclass(frozen=True, slots=True)

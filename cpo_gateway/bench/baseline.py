@@ -6,7 +6,7 @@ answer from memory (no database, no EMP, every card accepted), library defaults 
 (schema validation on, 30 s response timeout). Any path is taken as the charge point id.
 Logging stays at the library default (warnings only), as the gateway's in the benchmark.
 
-Run: python -m cpo_gateway.sim.baseline --port 9000
+Run: python -m cpo_gateway.bench.baseline --port 9000
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
-from cpo_gateway.sim.load_charger import CallFailed, LoadCharger, Payload
+from cpo_gateway.bench.charger import CallFailed, LoadCharger, Payload
 
 BEHAVIOURS = ("mixed", "idle", "burst", "storm", "authorize")
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from ocpp.exceptions import OCPPError
 
-from cpo_gateway.sim.charger_link import FollowUp, Reply
-from cpo_gateway.sim.charger_state import CHARGE_POWER_W, Transaction
-from cpo_gateway.sim.charger_wire import ChargerOffline
+from cpo_gateway.sim.charger.link import FollowUp, Reply
+from cpo_gateway.sim.charger.state import CHARGE_POWER_W, Transaction
+from cpo_gateway.sim.charger.wire import ChargerOffline
 
 if TYPE_CHECKING:
-    from cpo_gateway.sim.charger import SimCharger
+    from cpo_gateway.sim.charger.simulator import SimCharger
 
 log = structlog.get_logger(__name__)
 

@@ -135,7 +135,7 @@ class ServerProcess:
     def baseline(cls, directory: Path) -> ServerProcess:
         directory.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        argv = [sys.executable, "-m", "cpo_gateway.sim.baseline", "--port", str(port)]
+        argv = [sys.executable, "-m", "cpo_gateway.bench.baseline", "--port", str(port)]
         return cls("baseline", argv, directory / "baseline.log", port)
 
     oioi_port: int = 0
