@@ -346,7 +346,7 @@ class Gateway:
         for emp in new.emps:
             if emp.api_key != old[emp.name].api_key and self.core is not None:
                 self.emp_clients.set_key(emp.name, emp.api_key)
-                await self.core.delivery.resume(emp.name)
+                await self.core.resume_delivery(emp.name)
                 log.info("emp.key_changed", emp=emp.name)
         self.config = dataclasses.replace(self.config, emps=new.emps)
         return True
@@ -403,8 +403,8 @@ class Gateway:
         if self.core is not None and self.db.is_open:
             try:
                 async with asyncio.timeout(grace / 4):
-                    await self.core.status.flush()
-                    await self.core.delivery.tick()
+                    await self.core.flush_statuses()
+                    await self.core.deliver_all()
             except TimeoutError:
                 log.warning("gateway.flush_timeout")
         if self.oioi is not None:
@@ -439,7 +439,7 @@ class Gateway:
         jobs_ok = jobs is not None and jobs.scheduler.running and not failing
         db_state = "closed" if not db_open else "open" if failure is None else "writes failing"
         extra: dict[str, object] = {} if failure is None else {"db_error": failure}
-        paused = self.core.delivery.paused if self.core is not None else {}
+        paused = self.core.paused_emps if self.core is not None else {}
         ok = db_open and failure is None and listeners and jobs_ok and self.died is None
         return ok, {
             # degraded: the gateway works, an EMP does not take our messages (no restart helps).
@@ -464,7 +464,7 @@ class Gateway:
                 for s in stats
             ]
             if self.core is not None:
-                figures.local_list = await self.core.local_list.states()
+                figures.local_list = await self.core.local_list_states()
             figures.needing_review = await self.store.count_needing_review()
             figures.whitelist = await self.store.whitelist_counts()
         return self.exposition.text(figures)

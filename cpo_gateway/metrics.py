@@ -28,7 +28,7 @@ from cpo_gateway.bridge.station_sync import STATION_KIND
 from cpo_gateway.oioi.client import VERIFY_KIND
 
 if TYPE_CHECKING:
-    from cpo_gateway.bridge.core import Core
+    from cpo_gateway.bridge.core_ports import CoreCounters
     from cpo_gateway.csms.server import CsmsServer
     from cpo_gateway.oioi.server import OioiServer
     from cpo_gateway.runtime import CollectorStats
@@ -67,7 +67,7 @@ class Parts:
 
     csms: CsmsServer | None
     oioi: OioiServer | None
-    core: Core | None
+    core: CoreCounters | None
     pacing: CollectorStats | None
     figures: Figures
 
@@ -175,8 +175,8 @@ class GatewayCollector(Collector):
             [((c, o), n) for (c, o), n in limited],
         )
 
-    def _core(self, core: Core | None) -> Iterator[Metric]:
-        results = dict(core.delivery.results) if core else {}
+    def _core(self, core: CoreCounters | None) -> Iterator[Metric]:
+        results = dict(core.delivery_results) if core else {}
         for emp in self._emps:  # configured EMPs read 0 before their first message
             for kind in OUTBOX_KINDS:
                 for status in DeliveryStatus:
@@ -189,14 +189,14 @@ class GatewayCollector(Collector):
             ),
             [((e, k, r.value), n) for (e, k, r), n in results.items()],
         )
-        decisions = core.authorizer.decisions.items() if core else []
+        decisions = core.authorization_decisions.items() if core else []
         yield _filled(
             _counter(
                 "authorizations", "Authorization decisions by path and status", ["path", "status"]
             ),
             [((path.value, status.value), n) for (path, status), n in decisions],
         )
-        pushes = core.local_list.outcomes.items() if core else []
+        pushes = core.local_list_outcomes.items() if core else []
         yield _filled(
             _counter("local_list_pushes", "Local-list pushes to chargers by result", ["result"]),
             [((r,), n) for r, n in pushes],

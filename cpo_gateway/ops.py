@@ -15,7 +15,7 @@ import orjson
 
 from cpo_gateway.bridge.cdr import CDR_KIND
 from cpo_gateway.bridge.clock import rfc3339, to_epoch
-from cpo_gateway.bridge.core import Core
+from cpo_gateway.bridge.core_ports import OperatorSide
 from cpo_gateway.bridge.ids import try_normalise_uid
 from cpo_gateway.bridge.model import CommandResult, CommandStatus
 from cpo_gateway.bridge.ports import OutboxItem, SessionRecord, TxRecord
@@ -82,7 +82,7 @@ class GatewayOps:
         self,
         config: Config,
         store: Store,
-        core: Core,
+        core: OperatorSide,
         csms: CsmsServer,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -98,7 +98,7 @@ class GatewayOps:
         boots = await self._store.boot_infos()
         booted = await self._store.boot_times()
         lists = {r.charge_point: r for r in await self._store.local_list_records()}
-        known = set(self._core.catalogue.charge_point_ids()) | set(boots)
+        known = set(self._core.charge_point_ids()) | set(boots)
         connections = self._csms.connections
         now_wall, now_mono = self._clock(), time.monotonic()
         views = []
@@ -147,9 +147,7 @@ class GatewayOps:
                 status=states.get((c.charge_point, c.connector)) or "",
                 emp_status=sent(c.evse_id),
             )
-            for c in sorted(
-                self._core.catalogue.connectors(), key=lambda c: (c.charge_point, c.connector)
-            )
+            for c in sorted(self._core.connectors(), key=lambda c: (c.charge_point, c.connector))
         ]
 
     async def sessions(self, state: str | None, emp: str | None, limit: int) -> list[SessionView]:
@@ -204,7 +202,7 @@ class GatewayOps:
     async def emps(self) -> list[EmpView]:
         delivered = await self._store.list_outbox("delivered", _OUTBOX_ROWS_FOR_HEALTH)
         waiting = await self._store.list_outbox(None, _OUTBOX_ROWS_FOR_HEALTH)
-        paused = self._core.delivery.paused
+        paused = self._core.paused_emps
         views = []
         for e in self._cfg.emps:
             done = [i.done_at for i in delivered if i.emp == e.name and i.done_at is not None]
@@ -252,7 +250,7 @@ class GatewayOps:
     async def push_local_list(self, charge_point: str) -> ActionResult:
         if not self._registry.is_connected(charge_point):
             return ActionResult(False, "offline: the charger is not connected")
-        status = await self._core.local_list.push(charge_point, fresh=True)
+        status = await self._core.push_local_list(charge_point)
         if status is None:
             return ActionResult(True, "the charger's list is up to date")
         return ActionResult(status is CommandStatus.ACCEPTED, status.value)

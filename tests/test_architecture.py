@@ -6,6 +6,8 @@
   storage or scheduling library, an adapter, the app) is a violation.
 - An adapter (`ADAPTERS`) imports no other adapter, and never the composition modules.
 - `app.py` and the cli/composition modules may import everything.
+- Only `app.py` (and the core itself) imports the concrete core, `cpo_gateway.bridge.core`:
+  every adapter, ops.py and metrics.py see it through their port (`bridge/core_ports.py`).
 
 Every rule is a function over a package directory, tested here on the real tree and on a
 small fake tree that breaks it.
@@ -32,6 +34,9 @@ CORE_ALLOWED_STDLIB = frozenset(
 )  # fmt: skip
 CORE_ALLOWED_THIRD_PARTY = frozenset({"orjson"})
 CORE_ALLOWED_OWN = frozenset({"cpo_gateway.bridge", "cpo_gateway.logs"})
+CONCRETE_CORE = "bridge.core"
+# Who may build the concrete core: the composition root.
+CONCRETE_CORE_USERS = frozenset({"app"})
 
 
 def _module_name(pkg: Path, path: Path) -> tuple[str, bool]:
@@ -108,6 +113,21 @@ def adapter_violations(pkg: Path) -> list[str]:
     return sorted(offenders)
 
 
+def concrete_core_violations(pkg: Path) -> list[str]:
+    """Modules outside the core and the composition root that import the concrete core."""
+    root = pkg.name
+    concrete = f"{root}.{CONCRETE_CORE}"
+    offenders = []
+    for path in sorted(pkg.rglob("*.py")):
+        rel = path.relative_to(pkg)
+        if rel.parts[0] == CORE or rel.with_suffix("").parts[0] in CONCRETE_CORE_USERS:
+            continue
+        for name in imports_of(pkg, path):
+            if _within(name, concrete):
+                offenders.append(f"{rel}: {name}")
+    return sorted(offenders)
+
+
 def test_packages_exist() -> None:
     packages = "bridge csms oioi store jobs console sim sim/charger sim/emp bench bench/soak"
     for sub in packages.split():
@@ -121,6 +141,10 @@ def test_core_imports_only_what_it_is_allowed() -> None:
 
 def test_adapters_do_not_import_each_other() -> None:
     assert adapter_violations(PKG) == []
+
+
+def test_only_the_composition_root_imports_the_concrete_core() -> None:
+    assert concrete_core_violations(PKG) == []
 
 
 # --- the rules on a fake tree ---------------------------------------------------------------
@@ -159,6 +183,7 @@ def test_a_clean_fake_tree_passes(tmp_path: Path) -> None:
     )
     assert core_violations(pkg) == []
     assert adapter_violations(pkg) == []
+    assert concrete_core_violations(pkg) == []
 
 
 def test_core_rule_catches_each_kind_of_import(tmp_path: Path) -> None:
@@ -224,3 +249,29 @@ def test_relative_imports_resolve_to_absolute_names(tmp_path: Path) -> None:
         "cpo_gateway.bridge",
         "cpo_gateway.bridge.x",
     }
+
+
+def test_concrete_core_rule_catches_adapters_and_top_level_modules(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "bridge/core.py": CLEAN_CORE,
+            "bridge/core_ports.py": "",
+            "bridge/other.py": "from .core import Core\n",  # the core may use itself
+            "app.py": "from cpo_gateway.bridge.core import Core\n",  # the composition root
+            "csms/server.py": "from cpo_gateway.bridge.core import Core\n"
+            "from cpo_gateway.bridge.core_ports import ChargerSide\n",
+            "oioi/server.py": "from ..bridge import core\n",
+            "jobs/db.py": "import cpo_gateway.bridge.core\n",
+            "ops.py": "from cpo_gateway.bridge.core_ports import OperatorSide\n",
+            "metrics.py": "from .bridge.core import Core\n",
+        },
+    )
+    assert concrete_core_violations(pkg) == [
+        "csms/server.py: cpo_gateway.bridge.core",
+        "csms/server.py: cpo_gateway.bridge.core.Core",
+        "jobs/db.py: cpo_gateway.bridge.core",
+        "metrics.py: cpo_gateway.bridge.core",
+        "metrics.py: cpo_gateway.bridge.core.Core",
+        "oioi/server.py: cpo_gateway.bridge.core",
+    ]

@@ -5,22 +5,36 @@ It speaks of chargers, sessions, authorizations and statuses; adapters translate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.auth import Authorizer, EmpPolicy
-from cpo_gateway.bridge.catalogue import Catalogue
+from cpo_gateway.bridge.catalogue import Catalogue, Connector
 from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.core_ports import (
+    ChargerSide,
+    CoreCounters,
+    EmpSide,
+    OperatorSide,
+    Pruned,
+    ScheduledWork,
+    WhitelistReplaced,
+)
 from cpo_gateway.bridge.delivery import Deliverer
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.held import Released, release_held
-from cpo_gateway.bridge.locallist import LocalListPusher
+from cpo_gateway.bridge.locallist import ListState, LocalListPusher
 from cpo_gateway.bridge.model import (
     AuthDecision,
+    AuthPath,
+    AuthStatus,
     BootInfo,
+    CommandStatus,
+    DeliveryStatus,
     MeterReport,
+    Started,
     StartResult,
     StatusReport,
     StopResult,
@@ -67,7 +81,7 @@ class CoreSettings:
     ghost_grace_s: float = 300.0
 
 
-class Core:
+class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
     """The core of the gateway: what chargers report becomes sessions, CDRs and statuses owed
     to EMPs; what EMPs ask becomes commands to chargers.
 
@@ -76,6 +90,9 @@ class Core:
     EMPs only through the ports it is given. It never names a protocol, a storage engine or
     a scheduler, never answers a peer before the commit that holds what it was told, and
     never lets one EMP's failure hold up another's deliveries.
+
+    Each consumer sees it through its own port (bridge/core_ports.py): the methods below
+    are those ports, so no adapter reaches into the parts.
     """
 
     def __init__(
@@ -235,7 +252,7 @@ class Core:
     async def authorize(self, charge_point_id: str, id_tag: str) -> AuthDecision:
         return await self.authorizer.authorize(id_tag)
 
-    async def start_transaction(self, start: TransactionStart) -> tuple[int, AuthDecision]:
+    async def start_transaction(self, start: TransactionStart) -> Started:
         return await self.charging.start(start)
 
     async def stop_transaction(self, stop: TransactionStop) -> AuthDecision | None:
@@ -272,10 +289,79 @@ class Core:
     async def session_stop(self, emp: str, evse_id: str, session_id: str | None) -> StopResult:
         return await self.remote.stop(emp, evse_id, session_id)
 
-    async def rfid_post(self, emp: str, uids: Sequence[str]) -> tuple[int, int]:
-        """Replace an EMP's whitelist; returns (new UIDs, total)."""
+    async def rfid_post(self, emp: str, uids: Sequence[str]) -> WhitelistReplaced:
+        """Replace an EMP's whitelist, then push it to the chargers in a task of its own."""
         new, total = await self.store.replace_whitelist(emp, uids, rfc3339(self._clock()))
         self.authorizer.clear_cache()
         log.info("whitelist.replaced", emp=emp, new=new, total=total)
         self._spawn(self.local_list.push_all(), "locallist-push-all")
-        return new, total
+        return WhitelistReplaced(new, total)
+
+    async def push_local_list(self, charge_point_id: str) -> CommandStatus | None:
+        return await self.local_list.push(charge_point_id, fresh=True)
+
+    # --- the scheduled work --------------------------------------------------------------------
+    @property
+    def delivering_to(self) -> tuple[str, ...]:
+        return self.delivery.emps
+
+    @property
+    def ghost_grace_s(self) -> float:
+        return self.reconciler.grace_s
+
+    async def deliver(self, emp: str) -> int:
+        """One pass over one EMP's due outbox rows; returns how many were delivered."""
+        return await self.delivery.tick_emp(emp)
+
+    async def deliver_all(self) -> int:
+        return await self.delivery.tick()
+
+    async def flush_statuses(self, *, force: bool = False) -> int:
+        return await self.status.flush(force=force)
+
+    async def expire_pending_starts(self) -> int:
+        return await self.remote.expire_pending()
+
+    async def push_local_lists(self) -> int:
+        return await self.local_list.push_all()
+
+    async def reconcile_ghosts(self) -> int:
+        return await self.reconciler.run()
+
+    async def prune(self, before: float) -> Pruned:
+        """Forget delivered outbox rows and ignored statuses older than `before` (epoch s)."""
+        return Pruned(
+            await self.store.prune_delivered(before),
+            await self.store.prune_ignored_statuses(before),
+        )
+
+    async def resume_delivery(self, emp: str) -> None:
+        """Our key for `emp` changed: its paused messages are due at once."""
+        await self.delivery.resume(emp)
+
+    # --- the operators' views ------------------------------------------------------------------
+    def charge_point_ids(self) -> frozenset[str]:
+        return self.catalogue.charge_point_ids()
+
+    def connectors(self) -> Iterator[Connector]:
+        return self.catalogue.connectors()
+
+    @property
+    def paused_emps(self) -> Mapping[str, str]:
+        return self.delivery.paused
+
+    # --- the counters /metrics reads -----------------------------------------------------------
+    @property
+    def delivery_results(self) -> Mapping[tuple[str, str, DeliveryStatus], int]:
+        return self.delivery.results
+
+    @property
+    def authorization_decisions(self) -> Mapping[tuple[AuthPath, AuthStatus], int]:
+        return self.authorizer.decisions
+
+    @property
+    def local_list_outcomes(self) -> Mapping[str, int]:
+        return self.local_list.outcomes
+
+    async def local_list_states(self) -> Mapping[ListState, int]:
+        return await self.local_list.states()

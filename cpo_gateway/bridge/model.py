@@ -52,6 +52,15 @@ class AuthDecision:
     uid: str | None = None  # normalised UID when the idTag is one
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A StartTransaction as the core took it: the transaction id to give the charger and
+    the verdict on its idTag."""
+
+    transaction_id: int
+    decision: AuthDecision
+
+
 class CommandStatus(StrEnum):
     """Outcome of a command sent to a charger."""
 

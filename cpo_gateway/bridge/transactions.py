@@ -25,6 +25,7 @@ from cpo_gateway.bridge.model import (
     AuthStatus,
     Cdr,
     MeterReport,
+    Started,
     TransactionStart,
     TransactionStop,
     UserKind,
@@ -89,7 +90,7 @@ class Charging:
             return Outgoing(hold=reason if tx.stopped_at else None)
         return Outgoing((cdr_row(session.emp or "", cdr),))
 
-    async def start(self, start: TransactionStart) -> tuple[int, AuthDecision]:
+    async def start(self, start: TransactionStart) -> Started:
         remote_emp = self._auth.remote_tags.get(start.id_tag)
         # A remote start the EMP was told failed, begun late at this charger; unless a pending
         # retry with the same idTag binds it below.
@@ -108,7 +109,7 @@ class Charging:
             if existing is not None:
                 session = await self._store.session(existing.session_id)
                 log.info("tx.start_duplicate", transaction_id=existing.id)
-                return existing.id, _stored_decision(session)
+                return Started(existing.id, _stored_decision(session))
             decision = await self._auth.authorize(start.id_tag)
         uid = decision.uid or try_normalise_uid(start.id_tag)
         new = SessionRecord(
@@ -158,7 +159,7 @@ class Charging:
         )
         if dup:
             log.info("tx.start_duplicate", transaction_id=tx.id)
-            return tx.id, _stored_decision(session)
+            return Started(tx.id, _stored_decision(session))
         if session.origin == LATE:
             # Acknowledged (after the commit) and stopped at once, in its own task: a handler
             # never awaits a call to its own charger.
@@ -188,7 +189,7 @@ class Charging:
             auth_path=decision.path.value,
             auth_status=decision.status.value,
         )
-        return tx.id, decision
+        return Started(tx.id, decision)
 
     async def stop(self, stop: TransactionStop) -> AuthDecision | None:
         # One trip to the database, except for a stop of a transaction never seen that

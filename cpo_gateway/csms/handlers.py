@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from cpo_gateway import logs
-from cpo_gateway.bridge.core import Core
+from cpo_gateway.bridge.core_ports import ChargerSide
 from cpo_gateway.bridge.model import (
     AuthDecision,
     BootInfo,
@@ -36,7 +36,7 @@ def _now_iso() -> str:
 class Handlers:
     def __init__(
         self,
-        core: Core,
+        core: ChargerSide,
         *,
         heartbeat_interval_s: int,
         id_tag_expiry_s: int,
@@ -114,8 +114,8 @@ class Handlers:
 
     async def _start(self, conn: ChargerConnection, start: object) -> dict[str, object]:
         assert isinstance(start, TransactionStart)
-        tx_id, decision = await self._core.start_transaction(start)
-        return v16.start_conf(tx_id, self._id_tag_info(decision))
+        started = await self._core.start_transaction(start)
+        return v16.start_conf(started.transaction_id, self._id_tag_info(started.decision))
 
     async def _stop(self, conn: ChargerConnection, stop: object) -> dict[str, object]:
         assert isinstance(stop, TransactionStop)

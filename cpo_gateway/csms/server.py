@@ -23,7 +23,7 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from cpo_gateway import logs, runtime
-from cpo_gateway.bridge.core import Core
+from cpo_gateway.bridge.core_ports import ChargerSide
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
 from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
@@ -58,7 +58,7 @@ class CsmsServer:
 
     def __init__(
         self,
-        core: Core,
+        core: ChargerSide,
         registry: ChargerRegistry,
         tasks: TaskSet,
         *,
@@ -366,7 +366,7 @@ class CsmsServer:
         """After an accepted boot has been answered: the list (its statuses come by themselves)."""
         if call.action == "BootNotification" and conn.booted:
             self._tasks.spawn(
-                self._core.local_list.push(conn.charge_point_id, fresh=True),
+                self._core.push_local_list(conn.charge_point_id),
                 name=f"locallist-push-{conn.charge_point_id}",
             )
 
@@ -384,7 +384,7 @@ class CsmsServer:
         cp_id = conn.charge_point_id
         log.info("charger.resync", charge_point_id=cp_id, first_message=conn.first_action)
         await self.registry.trigger_status(cp_id)
-        await self._core.local_list.push(cp_id, fresh=True)
+        await self._core.push_local_list(cp_id)
 
 
 def _source(conn: ServerConnection) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from cpo_gateway import logs
-from cpo_gateway.bridge.core import Core
+from cpo_gateway.bridge.core_ports import ScheduledWork
 
 log = logs.get(__name__)
 
@@ -34,7 +34,7 @@ class Jobs:
 
     def __init__(
         self,
-        core: Core,
+        core: ScheduledWork,
         *,
         outbox_tick_s: float,
         status_resync_h: float,
@@ -51,14 +51,14 @@ class Jobs:
         self._running: set[asyncio.Task[Any]] = set()
         every = self.every
         # One delivery job per EMP: a slow or unreachable EMP delays only its own queue.
-        for emp in core.delivery.emps:
-            every(f"outbox:{emp}", outbox_tick_s, functools.partial(core.delivery.tick_emp, emp))
-        every("status-flush", 0.5, core.status.flush)
-        every("expire-starts", 5.0, core.remote.expire_pending)
-        every("local-list", 60.0, core.local_list.push_all)
+        for emp in core.delivering_to:
+            every(f"outbox:{emp}", outbox_tick_s, functools.partial(core.deliver, emp))
+        every("status-flush", 0.5, core.flush_statuses)
+        every("expire-starts", 5.0, core.expire_pending_starts)
+        every("local-list", 60.0, core.push_local_lists)
         # Often enough that a ghost is closed soon after its grace, never more than 4 per second.
-        ghost_tick = max(0.25, min(60.0, core.reconciler.grace_s / 2))
-        every("reconcile-ghosts", ghost_tick, core.reconciler.run)
+        ghost_tick = max(0.25, min(60.0, core.ghost_grace_s / 2))
+        every("reconcile-ghosts", ghost_tick, core.reconcile_ghosts)
         every("status-resync", status_resync_h * 3600.0, self._resync)
         every("housekeeping", 3600.0, self._housekeeping)
 
@@ -101,15 +101,14 @@ class Jobs:
         )  # fmt: skip
 
     async def _resync(self) -> None:
-        await self._core.status.flush(force=True)
+        await self._core.flush_statuses(force=True)
 
     async def _housekeeping(self) -> None:
-        pruned = await self._core.store.prune_delivered(self._clock() - self._prune_s)
-        if pruned:
-            log.info("outbox.pruned", rows=pruned)
-        statuses = await self._core.store.prune_ignored_statuses(self._clock() - self._prune_s)
-        if statuses:
-            log.info("status.ignored_pruned", rows=statuses)
+        pruned = await self._core.prune(self._clock() - self._prune_s)
+        if pruned.outbox_rows:
+            log.info("outbox.pruned", rows=pruned.outbox_rows)
+        if pruned.ignored_statuses:
+            log.info("status.ignored_pruned", rows=pruned.ignored_statuses)
 
     def start(self) -> None:
         self.scheduler.start()

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from cpo_gateway import logs
-from cpo_gateway.bridge.core import Core
+from cpo_gateway.bridge.core_ports import EmpSide
 from cpo_gateway.httpguard import GuardedListener, GuardedSite, ListenerLimits
 from cpo_gateway.oioi import messages
 from cpo_gateway.oioi.request_id import HEADER as REQUEST_ID
@@ -57,7 +57,7 @@ class OioiServer:
 
     def __init__(
         self,
-        core: Core,
+        core: EmpSide,
         partners: Sequence[InboundPartner],
         *,
         host: str,
@@ -253,8 +253,8 @@ class OioiServer:
             raise messages.OioiError.forbidden(
                 "rfid-post.partner-identifier: not a partner identifier of this API key"
             )
-        new, _total = await self._core.rfid_post(p.name, req.uids)
-        return 200, messages.success_body({"rfid": {"processed": new}})
+        replaced = await self._core.rfid_post(p.name, req.uids)
+        return 200, messages.success_body({"rfid": {"processed": replaced.new}})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         assert self._health is not None

@@ -1,0 +1,153 @@
+"""What each consumer of the core may ask of it: one narrow Protocol per consumer.
+
+The core (`bridge.core.Core`) implements them all; app.py hands each adapter the one it
+needs, typed as that port. An adapter never imports `bridge.core` (tests/test_architecture.py
+checks it), so it cannot reach into the core's parts, and a fake of its port for a test is a
+few lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cpo_gateway.bridge.catalogue import Connector
+from cpo_gateway.bridge.held import Released
+from cpo_gateway.bridge.locallist import ListState
+from cpo_gateway.bridge.model import (
+    AuthDecision,
+    AuthPath,
+    AuthStatus,
+    BootInfo,
+    CommandStatus,
+    DeliveryStatus,
+    MeterReport,
+    Started,
+    StartResult,
+    StatusReport,
+    StopResult,
+    TransactionStart,
+    TransactionStop,
+    User,
+)
+from cpo_gateway.bridge.reconcile import CloseResult
+
+
+@dataclass(frozen=True, slots=True)
+class WhitelistReplaced:
+    """An rfid-post as stored: UIDs new to the list, and the list's size now."""
+
+    new: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Rows removed by housekeeping: delivered outbox rows, ignored statuses."""
+
+    outbox_rows: int
+    ignored_statuses: int
+
+
+class ChargerSide(Protocol):
+    """What the OCPP side (csms/) asks of the core: identity, presence, and each message a
+    charger sends, answered from what the core has committed."""
+
+    def is_known_charger(self, charge_point_id: str) -> bool: ...
+
+    async def password_hash(self, charge_point_id: str) -> str | None: ...
+
+    def security_profile(self, charge_point_id: str) -> int: ...
+
+    def charger_connected(self, charge_point_id: str) -> None: ...
+
+    def charger_disconnected(self, charge_point_id: str) -> None: ...
+
+    async def boot(self, info: BootInfo) -> bool: ...
+
+    async def authorize(self, charge_point_id: str, id_tag: str) -> AuthDecision: ...
+
+    async def start_transaction(self, start: TransactionStart) -> Started: ...
+
+    async def stop_transaction(self, stop: TransactionStop) -> AuthDecision | None: ...
+
+    async def meter_values(self, report: MeterReport) -> None: ...
+
+    async def status_notification(self, report: StatusReport) -> None: ...
+
+    async def push_local_list(self, charge_point_id: str) -> CommandStatus | None:
+        """Send the charger its whitelist now (after a boot or a resync); None: up to date."""
+        ...
+
+
+class EmpSide(Protocol):
+    """What the EMP side (oioi/) asks of the core, in the core's words."""
+
+    async def session_start(self, emp: str, user: User, evse_id: str) -> StartResult: ...
+
+    async def session_stop(self, emp: str, evse_id: str, session_id: str | None) -> StopResult: ...
+
+    async def rfid_post(self, emp: str, uids: Sequence[str]) -> WhitelistReplaced: ...
+
+
+class ScheduledWork(Protocol):
+    """What the scheduler (jobs/) runs of the core: each call is one idempotent pass."""
+
+    @property
+    def delivering_to(self) -> tuple[str, ...]:
+        """The EMPs with an outbox queue of their own."""
+        ...
+
+    @property
+    def ghost_grace_s(self) -> float: ...
+
+    async def deliver(self, emp: str) -> int: ...
+
+    async def flush_statuses(self, *, force: bool = False) -> int: ...
+
+    async def expire_pending_starts(self) -> int: ...
+
+    async def push_local_lists(self) -> int: ...
+
+    async def reconcile_ghosts(self) -> int: ...
+
+    async def prune(self, before: float) -> Pruned: ...
+
+
+class OperatorSide(Protocol):
+    """What the operators' views (ops.py behind the console) ask of the core."""
+
+    def charge_point_ids(self) -> frozenset[str]: ...
+
+    def connectors(self) -> Iterable[Connector]: ...
+
+    def security_profile(self, charge_point_id: str) -> int: ...
+
+    @property
+    def paused_emps(self) -> Mapping[str, str]:
+        """EMPs whose deliveries are paused (they refuse our key), with what they answered."""
+        ...
+
+    async def push_local_list(self, charge_point_id: str) -> CommandStatus | None: ...
+
+    async def close_session(self, session_id: str, reason: str) -> CloseResult: ...
+
+    async def release_held_cdr(
+        self, session_id: str, *, kwh: float | None = None, stop: str | None = None
+    ) -> Released: ...
+
+
+class CoreCounters(Protocol):
+    """The core's counters and figures as /metrics (metrics.py) reads them."""
+
+    @property
+    def delivery_results(self) -> Mapping[tuple[str, str, DeliveryStatus], int]: ...
+
+    @property
+    def authorization_decisions(self) -> Mapping[tuple[AuthPath, AuthStatus], int]: ...
+
+    @property
+    def local_list_outcomes(self) -> Mapping[str, int]: ...
+
+    async def local_list_states(self) -> Mapping[ListState, int]: ...
