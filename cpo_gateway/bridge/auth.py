@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from cpo_gateway import logs
 from cpo_gateway.bridge.ids import try_normalise_uid
 from cpo_gateway.bridge.model import AuthDecision, AuthPath, AuthStatus, VerifyOutcome
+from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.bridge.ports import EmpLink
 
 log = logs.get(__name__)
@@ -41,6 +42,7 @@ class Authorizer:
         emps: Sequence[EmpPolicy],
         link: EmpLink,
         whitelist_lookup: Callable[[str], Awaitable[list[str]]],
+        pending: PendingStarts,
         *,
         cache_ttl_s: float,
         clock: Callable[[], float],
@@ -55,36 +57,11 @@ class Authorizer:
         # card seen before is answered without a trip to the database.
         self._listed: dict[str, list[str]] = {}
         self._generation = 0
-        self.remote_tags: dict[str, str] = {}  # idTag of a pending remote start -> EMP name
-        # (charge point, idTag) of a remote start the EMP was told failed -> (EMP, until when),
-        # so a charger that begins it late is recognised (and stopped), not judged as a card.
-        self._failed_starts: dict[tuple[str, str], tuple[str, float]] = {}
+        self._pending = pending  # read only: Remote and Charging change it
         self.decisions: Counter[tuple[AuthPath, AuthStatus]] = Counter()  # for /metrics
 
     def forget(self, uid: str) -> None:
         self._cache.pop(uid, None)
-
-    def remember_failed_start(self, charge_point: str, id_tag: str, emp: str, until: float) -> None:
-        """Keep the idTag of a remote start the EMP was told failed recognisable at the
-        charger that was asked, until `until` (the pending start's own expiry)."""
-        if len(self._failed_starts) >= 10_000:  # bounded: expired first, then the oldest
-            now = self._clock()
-            for key in [k for k, (_, t) in self._failed_starts.items() if t <= now]:
-                del self._failed_starts[key]
-            for key in list(self._failed_starts)[: len(self._failed_starts) - 9_000]:
-                del self._failed_starts[key]
-        self._failed_starts[(charge_point, id_tag)] = (emp, until)
-
-    def failed_start(self, charge_point: str, id_tag: str) -> str | None:
-        """The EMP told that a remote start with this idTag at this charger failed, while
-        that is recent enough to matter."""
-        entry = self._failed_starts.get((charge_point, id_tag))
-        if entry is None:
-            return None
-        if entry[1] <= self._clock():
-            del self._failed_starts[(charge_point, id_tag)]
-            return None
-        return entry[0]
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -140,7 +117,7 @@ class Authorizer:
         """Whitelist, pending remote idTags, cached online answers; None: ask an EMP."""
         if partners:
             return AuthDecision(AuthStatus.ACCEPTED, AuthPath.WHITELIST, partners[0], uid)
-        remote_emp = self.remote_tags.get(id_tag)
+        remote_emp = self._pending.emp_of(id_tag)
         if remote_emp is not None:
             return AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, remote_emp, uid)
         if uid is None:

@@ -42,6 +42,7 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
     User,
 )
+from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.bridge.ports import ChargerControl, EmpLink
 from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
@@ -115,6 +116,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         self._partner_ids = {p.name: p.partner_identifier for p in partners}
         self._clock = clock
         self._spawn = spawn
+        self.pending = PendingStarts(clock)
         self.authorizer = Authorizer(
             [
                 EmpPolicy(
@@ -124,6 +126,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             ],
             emp_link,
             store.whitelist_partners,
+            self.pending,
             cache_ttl_s=settings.auth_cache_ttl_s,
             clock=clock,
         )
@@ -141,6 +144,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             store,
             catalogue,
             self.authorizer,
+            self.pending,
             self._partner_ids,
             cdr_on_start=settings.cdr_on_start,
             clock=clock,
@@ -151,7 +155,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             store,
             catalogue,
             chargers,
-            self.authorizer,
+            self.pending,
             self.status.state,
             id_tag_strategy=settings.id_tag_strategy,
             pending_timeout_s=settings.pending_start_timeout_s,

@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable
 
 from cpo_gateway import logs
-from cpo_gateway.bridge.auth import Authorizer
 from cpo_gateway.bridge.catalogue import Catalogue, Connector
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.ids import is_evco_id, normalise_evco_id, try_normalise_uid
@@ -39,6 +38,7 @@ from cpo_gateway.bridge.model import (
     User,
     UserKind,
 )
+from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.bridge.ports import ChargerControl, SessionRecord
 from cpo_gateway.bridge.storage import StorePort
 
@@ -74,7 +74,7 @@ class Remote:
         store: StorePort,
         catalogue: Catalogue,
         chargers: ChargerControl,
-        authorizer: Authorizer,
+        pending: PendingStarts,
         states: Callable[[str, int], ConnectorState | None],
         *,
         id_tag_strategy: str,
@@ -86,7 +86,7 @@ class Remote:
         self._store = store
         self._catalogue = catalogue
         self._chargers = chargers
-        self._auth = authorizer
+        self._pending = pending
         self._states = states
         self._strategy = id_tag_strategy
         self._pending_timeout_s = pending_timeout_s
@@ -146,7 +146,7 @@ class Remote:
         if not await self._store.claim_evse(session, places):
             log.info("session.remote_start_lost", evse_id=evse_id, emp=emp)
             return StartResult(Outcome.EVSE_IN_USE, detail="a session is running on this EVSE")
-        self._auth.remote_tags[id_tag] = emp
+        self._pending.add(id_tag, emp)
         log.info("session.remote_start", session_id=session.id, evse_id=evse_id, emp=emp)
         try:
             async with asyncio.timeout(self._deadline_s):
@@ -164,10 +164,9 @@ class Remote:
             if current is not None and current.state == "active":
                 # Its StartTransaction came before the answer: it runs, so it succeeded.
                 return StartResult(Outcome.OK, session.id)
-        self._auth.remote_tags.pop(id_tag, None)
         # The charger may still begin it (its answer came too late): recognise it there.
         until = session.expires_at or self._clock()
-        self._auth.remember_failed_start(choice.charge_point, id_tag, emp, until)
+        self._pending.fail(choice.charge_point, id_tag, emp, until)
         if result is None or result.status is CommandStatus.TIMEOUT:
             return StartResult(Outcome.EVSE_TIMEOUT, detail=_ANSWERED[CommandStatus.TIMEOUT])
         return StartResult(Outcome.EVSE_ERROR, detail=_ANSWERED.get(result.status, "failed"))
@@ -219,11 +218,8 @@ class Remote:
                 session.id, "failed", "stopped before it began", only_from="pending"
             ):
                 if session.id_tag:
-                    self._auth.remote_tags.pop(session.id_tag, None)
                     until = session.expires_at or self._clock() + self._pending_timeout_s
-                    self._auth.remember_failed_start(
-                        session.charge_point, session.id_tag, emp, until
-                    )
+                    self._pending.fail(session.charge_point, session.id_tag, emp, until)
                 return StopResult(Outcome.OK, "the session had not begun")
             # Its StartTransaction was bound meanwhile: it runs, so the charger must stop it.
             current = await self._store.session(session.id)
@@ -256,20 +252,14 @@ class Remote:
                     expired += 1
                     log.info("session.start_expired", session_id=session.id)
                 if session.id_tag:
-                    self._auth.remote_tags.pop(session.id_tag, None)
+                    self._pending.expire(session.id_tag)
         return expired
 
     async def restore(self) -> None:
         """Re-learn the idTags of pending starts, and of failed ones within their expiry,
         after a restart."""
-        for session in await self._store.failed_remote_starts(self._clock()):
-            if session.id_tag and session.emp and session.expires_at is not None:
-                self._auth.remember_failed_start(
-                    session.charge_point, session.id_tag, session.emp, session.expires_at
-                )
-        for session in await self._store.pending_sessions():
-            if session.id_tag and session.emp:
-                self._auth.remote_tags[session.id_tag] = session.emp
+        failed = await self._store.failed_remote_starts(self._clock())
+        self._pending.restore(await self._store.pending_sessions(), failed)
 
     async def stop_late_start(
         self, charge_point: str, transaction_id: int, session_id: str

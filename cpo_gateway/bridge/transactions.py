@@ -30,6 +30,7 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
     UserKind,
 )
+from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.bridge.ports import NewOutbox, Outgoing, SessionRecord, TxRecord
 from cpo_gateway.bridge.storage import StorePort
 
@@ -45,6 +46,7 @@ class Charging:
         store: StorePort,
         catalogue: Catalogue,
         authorizer: Authorizer,
+        pending: PendingStarts,
         partners: Mapping[str, str],  # EMP name -> partner identifier
         *,
         cdr_on_start: bool,
@@ -57,6 +59,7 @@ class Charging:
         self._store = store
         self._catalogue = catalogue
         self._auth = authorizer
+        self._pending = pending
         self._partners = partners
         self._cdr_on_start = cdr_on_start
         self._clock = clock
@@ -91,10 +94,10 @@ class Charging:
         return Outgoing((cdr_row(session.emp or "", cdr),))
 
     async def start(self, start: TransactionStart) -> Started:
-        remote_emp = self._auth.remote_tags.get(start.id_tag)
+        remote_emp = self._pending.emp_of(start.id_tag)
         # A remote start the EMP was told failed, begun late at this charger; unless a pending
         # retry with the same idTag binds it below.
-        late_emp = self._auth.failed_start(start.charge_point_id, start.id_tag)
+        late_emp = self._pending.failed_emp(start.charge_point_id, start.id_tag)
         if late_emp is not None:
             decision: AuthDecision | None = AuthDecision(
                 AuthStatus.INVALID, AuthPath.REMOTE, late_emp, None
@@ -164,7 +167,7 @@ class Charging:
             # Acknowledged (after the commit) and stopped at once, in its own task: a handler
             # never awaits a call to its own charger.
             decision = AuthDecision(AuthStatus.INVALID, AuthPath.REMOTE, session.emp, None)
-            self._auth.remote_tags.pop(start.id_tag, None)
+            self._pending.bind(start.id_tag)
             await self._store.set_session_state(
                 session.id, "active", LATE_DETAIL, only_from="active"
             )
@@ -177,7 +180,7 @@ class Charging:
             )
             self._stop_late_start(start.charge_point_id, tx.id, session.id)
         elif session.id != new.id:  # a pending remote start was bound
-            self._auth.remote_tags.pop(start.id_tag, None)
+            self._pending.bind(start.id_tag)
             decision = AuthDecision(AuthStatus.ACCEPTED, AuthPath.REMOTE, session.emp, None)
         self._evidence.started(start.charge_point_id, start.connector_id, tx.id)
         log.info(
