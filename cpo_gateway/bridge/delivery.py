@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import DeliveryStatus
 from cpo_gateway.bridge.ports import EmpLink, OutboxItem
-from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.storage import DeliveryStore
 
 log = logs.get(__name__)
 STATUS_KIND = "connector-post-status"
@@ -44,7 +44,7 @@ def backoff_s(attempts: int, base_s: float, cap_s: float, rand: Callable[[], flo
 class Deliverer:
     def __init__(
         self,
-        store: StorePort,
+        store: DeliveryStore,
         link: EmpLink,
         *,
         station_of_evse: Callable[[str], str | None],

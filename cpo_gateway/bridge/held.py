@@ -15,7 +15,7 @@ from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import review
 from cpo_gateway.bridge.clock import to_rfc3339
 from cpo_gateway.bridge.model import Interval
-from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.storage import ReviewStore
 from cpo_gateway.bridge.transactions import cdr_row, session_cdr
 
 
@@ -27,7 +27,7 @@ class Released:
 
 
 async def release_held(
-    store: StorePort,
+    store: ReviewStore,
     catalogue: Catalogue,
     partners: Mapping[str, str],  # EMP name -> partner identifier
     session_id: str,

@@ -19,7 +19,7 @@ from enum import StrEnum
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import AuthStatus, CommandStatus
 from cpo_gateway.bridge.ports import ChargerControl, LocalListRecord
-from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.storage import LocalListStore
 
 log = logs.get(__name__)
 MAX_FAILURES = 6
@@ -62,7 +62,7 @@ def retry_delay(failures: int) -> float:
 class LocalListPusher:
     def __init__(
         self,
-        store: StorePort,
+        store: LocalListStore,
         chargers: ChargerControl,
         connected: Callable[[], Iterable[str]],
         *,

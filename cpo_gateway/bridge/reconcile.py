@@ -33,7 +33,7 @@ from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.model import CommandStatus, ConnectorState
 from cpo_gateway.bridge.ports import ChargerControl, SessionRecord, TxRecord
-from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.storage import ReconcileStore
 from cpo_gateway.bridge.transactions import Charging
 
 log = logs.get(__name__)
@@ -53,7 +53,7 @@ class CloseResult:
 class Reconciler:
     def __init__(
         self,
-        store: StorePort,
+        store: ReconcileStore,
         chargers: ChargerControl,
         charging: Charging,
         states: Callable[[str, int], ConnectorState | None],

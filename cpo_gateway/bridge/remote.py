@@ -40,7 +40,7 @@ from cpo_gateway.bridge.model import (
 )
 from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.bridge.ports import ChargerControl, SessionRecord
-from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.storage import RemoteStartStore
 
 log = logs.get(__name__)
 
@@ -71,7 +71,7 @@ def hashed_id_tag(evco_id: str, attempt: int) -> str:
 class Remote:
     def __init__(
         self,
-        store: StorePort,
+        store: RemoteStartStore,
         catalogue: Catalogue,
         chargers: ChargerControl,
         pending: PendingStarts,

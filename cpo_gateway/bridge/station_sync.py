@@ -19,7 +19,7 @@ from cpo_gateway.bridge.catalogue import (
     Station,
 )
 from cpo_gateway.bridge.ports import NewOutbox
-from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.storage import StationStore
 
 log = logs.get(__name__)
 STATION_KIND = "station-post"
@@ -45,7 +45,10 @@ def digest(station: Station) -> str:
 
 
 async def sync_stations(
-    store: StorePort, catalogue: Catalogue, partners: Mapping[str, str], clock: Callable[[], float]
+    store: StationStore,
+    catalogue: Catalogue,
+    partners: Mapping[str, str],
+    clock: Callable[[], float],
 ) -> int:
     """Queue station-posts per EMP for what changed since the last sync; returns the count."""
     queued = 0

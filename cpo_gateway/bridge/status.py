@@ -38,7 +38,7 @@ from cpo_gateway.bridge.clock import to_epoch
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus, StatusReport, StatusUpdate
 from cpo_gateway.bridge.ports import NewOutbox
-from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.storage import StatusStore
 
 log = logs.get(__name__)
 STATUS_KIND = "connector-post-status"
@@ -87,7 +87,7 @@ def aggregate(statuses: list[EvseStatus]) -> EvseStatus:
 class StatusTracker:
     def __init__(
         self,
-        store: StorePort,
+        store: StatusStore,
         catalogue: Catalogue,
         partners: Mapping[str, str],  # EMP name -> partner identifier
         *,

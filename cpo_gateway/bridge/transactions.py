@@ -32,7 +32,7 @@ from cpo_gateway.bridge.model import (
 )
 from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.bridge.ports import NewOutbox, Outgoing, SessionRecord, TxRecord
-from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.storage import TransactionStore
 
 log = logs.get(__name__)
 # The origin of a session a charger began for a remote start the EMP was told failed.
@@ -43,7 +43,7 @@ LATE_DETAIL = "late start after the EMP was told it failed: stopped, CDR kept lo
 class Charging:
     def __init__(
         self,
-        store: StorePort,
+        store: TransactionStore,
         catalogue: Catalogue,
         authorizer: Authorizer,
         pending: PendingStarts,
