@@ -16,6 +16,7 @@ from typing import Any
 
 from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core, CoreSettings, Partner
+from cpo_gateway.bridge.ports import OutboxState
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
@@ -23,7 +24,7 @@ from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
-from cpo_gateway.metrics import Figures, GatewayMetrics, OutboxFigure, Parts
+from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.ops import GatewayOps
@@ -432,7 +433,8 @@ class Gateway:
         oldest = 0.0
         if db_open:
             stats = await self.store.outbox_stats(self.clock())
-            oldest = max((s["oldest_age_s"] for s in stats if s["state"] == "pending"), default=0.0)
+            pending = [s.oldest_age_s for s in stats if s.state is OutboxState.PENDING]
+            oldest = max(pending, default=0.0)
         listeners = self.csms is not None and self.oioi is not None and self.oioi.accepting
         jobs = self.jobs
         failing = jobs.failing() if jobs is not None else []
@@ -458,11 +460,7 @@ class Gateway:
         database figures, then every part's counters as they stand)."""
         figures = Figures()
         if self.db.is_open:
-            stats = await self.store.outbox_stats(self.clock())
-            figures.outbox = [
-                OutboxFigure(s["emp"], s["kind"], s["state"], s["depth"], s["oldest_age_s"])
-                for s in stats
-            ]
+            figures.outbox = await self.store.outbox_stats(self.clock())
             if self.core is not None:
                 figures.local_list = await self.core.local_list_states()
             figures.needing_review = await self.store.count_needing_review()

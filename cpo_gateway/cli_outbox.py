@@ -8,7 +8,7 @@ import sys
 import time
 
 from cpo_gateway.bridge.clock import rfc3339
-from cpo_gateway.bridge.ports import OutboxItem
+from cpo_gateway.bridge.ports import OutboxItem, OutboxState
 from cpo_gateway.cli import EXIT_OK, EXIT_USAGE, _with_store
 from cpo_gateway.config import Config
 from cpo_gateway.store import Store
@@ -62,7 +62,7 @@ def _outbox_view(item: OutboxItem) -> dict[str, object]:
         "state": item.state,
         "attempts": item.attempts,
         "created_at": when(item.created_at),
-        "next_attempt_at": when(item.next_at) if item.state == "pending" else None,
+        "next_attempt_at": when(item.next_at) if item.state is OutboxState.PENDING else None,
         "done_at": when(item.done_at),
         "last_answer": item.last_error,
         "payload": item.payload,

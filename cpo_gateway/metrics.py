@@ -24,6 +24,7 @@ from cpo_gateway.bridge.cdr import CDR_KIND
 from cpo_gateway.bridge.delivery import STATUS_KIND
 from cpo_gateway.bridge.locallist import ListState
 from cpo_gateway.bridge.model import DeliveryStatus
+from cpo_gateway.bridge.ports import OutboxStat, OutboxState
 from cpo_gateway.bridge.station_sync import STATION_KIND
 from cpo_gateway.oioi.client import VERIFY_KIND
 
@@ -35,27 +36,18 @@ if TYPE_CHECKING:
 
 P = "cpo_gateway_"
 OUTBOX_KINDS = (STATION_KIND, STATUS_KIND, CDR_KIND)
-OUTBOX_STATES = ("pending", "dead")
+OUTBOX_STATES = (OutboxState.PENDING, OutboxState.DEAD)
 # A charger's Call is answered from local state plus one commit: milliseconds, seconds when
 # the database stalls. EMP requests and charger commands cross a network: up to their timeouts.
 OCPP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REMOTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxFigure:
-    emp: str
-    kind: str
-    state: str
-    depth: int
-    oldest_age_s: float
-
-
 @dataclass(slots=True)
 class Figures:
     """What the database says, read before each scrape (the collection itself cannot await)."""
 
-    outbox: list[OutboxFigure] = field(default_factory=list)
+    outbox: list[OutboxStat] = field(default_factory=list)
     local_list: Mapping[ListState, int] = field(default_factory=dict)
     needing_review: int = 0
     whitelist: Mapping[str, int] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from cpo_gateway.bridge.clock import rfc3339, to_epoch
 from cpo_gateway.bridge.core_ports import OperatorSide
 from cpo_gateway.bridge.ids import try_normalise_uid
 from cpo_gateway.bridge.model import CommandResult, CommandStatus
-from cpo_gateway.bridge.ports import OutboxItem, SessionRecord, TxRecord
+from cpo_gateway.bridge.ports import OutboxItem, OutboxState, SessionRecord, SessionState, TxRecord
 from cpo_gateway.config import Config
 from cpo_gateway.console.port import (
     ActionResult,
@@ -70,7 +70,7 @@ def _outbox_view(item: OutboxItem) -> OutboxView:
         state=item.state,
         attempts=item.attempts,
         last_error=item.last_error or "",
-        next_attempt=_when(item.next_at) if item.state == "pending" else "",
+        next_attempt=_when(item.next_at) if item.state is OutboxState.PENDING else "",
         payload=orjson.dumps(item.payload, option=orjson.OPT_INDENT_2).decode(),
     )
 
@@ -165,7 +165,7 @@ class GatewayOps:
     def _session_view(
         self, s: SessionRecord, tx: TxRecord | None, cdr: str | None, now: float
     ) -> SessionView:
-        cdr_state = "held" if s.state == "needs_review" else cdr or "none"
+        cdr_state = "held" if s.state == SessionState.NEEDS_REVIEW else cdr or "none"
         return SessionView(
             id=s.id,
             state=s.state,
@@ -213,8 +213,8 @@ class GatewayOps:
                     name=e.name,
                     last_success=_when(max(done)) if done else "",
                     last_error=errors[-1].last_error or "" if errors else "",
-                    queue_depth=sum(1 for i in mine if i.state == "pending"),
-                    dead=sum(1 for i in mine if i.state == "dead"),
+                    queue_depth=sum(1 for i in mine if i.state is OutboxState.PENDING),
+                    dead=sum(1 for i in mine if i.state is OutboxState.DEAD),
                     paused=paused.get(e.name, ""),
                 )
             )
@@ -223,7 +223,11 @@ class GatewayOps:
     # --- acting --------------------------------------------------------------------------------
     async def remote_stop(self, session_id: str) -> ActionResult:
         session = await self._store.session(session_id)
-        if session is None or session.state != "active" or session.transaction_id is None:
+        if (
+            session is None
+            or session.state != SessionState.ACTIVE
+            or session.transaction_id is None
+        ):
             return ActionResult(False, "no running session with that id")
         return _command(
             await self._registry.remote_stop(session.charge_point, session.transaction_id)

@@ -4,7 +4,7 @@ the charger that was asked until their expiry, the bound on what it remembers, r
 from __future__ import annotations
 
 from cpo_gateway.bridge.pending import FAILED_CAP, FAILED_KEEP, PendingStarts
-from cpo_gateway.bridge.ports import SessionRecord
+from cpo_gateway.bridge.ports import SessionOrigin, SessionRecord, SessionState
 
 
 class Clock:
@@ -16,7 +16,7 @@ class Clock:
 
 
 def _session(
-    state: str, *, id_tag: str | None, emp: str | None, expires_at: float | None
+    state: SessionState, *, id_tag: str | None, emp: str | None, expires_at: float | None
 ) -> SessionRecord:
     return SessionRecord(
         id=f"s-{id_tag}",
@@ -24,7 +24,7 @@ def _session(
         charge_point="CP1",
         connector=1,
         emp=emp,
-        origin="remote",
+        origin=SessionOrigin.REMOTE,
         user_kind="evco-id",
         user_id="DE-8AA-1A2B3C4D5-X",
         id_tag=id_tag,
@@ -93,13 +93,13 @@ def test_restore_learns_pending_and_failed_starts_again() -> None:
     pending = PendingStarts(clock)
     pending.restore(
         [
-            _session("pending", id_tag="P1", emp="emp-a", expires_at=1090.0),
-            _session("pending", id_tag=None, emp="emp-a", expires_at=1090.0),
-            _session("pending", id_tag="P3", emp=None, expires_at=1090.0),
+            _session(SessionState.PENDING, id_tag="P1", emp="emp-a", expires_at=1090.0),
+            _session(SessionState.PENDING, id_tag=None, emp="emp-a", expires_at=1090.0),
+            _session(SessionState.PENDING, id_tag="P3", emp=None, expires_at=1090.0),
         ],
         [
-            _session("failed", id_tag="F1", emp="emp-b", expires_at=1050.0),
-            _session("failed", id_tag="F2", emp="emp-b", expires_at=None),
+            _session(SessionState.FAILED, id_tag="F1", emp="emp-b", expires_at=1050.0),
+            _session(SessionState.FAILED, id_tag="F2", emp="emp-b", expires_at=None),
         ],
     )
     assert pending.emp_of("P1") == "emp-a"

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cpo_gateway.bridge.ports import SessionState
 from tests.conftest import Harness, write_config
 
 
@@ -166,13 +167,13 @@ async def test_healthz_is_unhealthy_while_commits_fail(harness: Harness) -> None
     try:
         blocker.execute("BEGIN IMMEDIATE")
         with pytest.raises(sqlite3.OperationalError, match="locked"):
-            await h.store.set_session_state("no-such-session", "failed")
+            await h.store.set_session_state("no-such-session", SessionState.FAILED)
         status, body = await _healthz(h)
         assert status == 503 and body["db"] == "writes failing", body
         assert "locked" in str(body["db_error"])
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert await h.store.set_session_state("no-such-session", "failed") is False
+    assert await h.store.set_session_state("no-such-session", SessionState.FAILED) is False
     status, body = await _healthz(h)
     assert status == 200 and body["db"] == "open", body

@@ -15,6 +15,7 @@ from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import review
 from cpo_gateway.bridge.clock import to_rfc3339
 from cpo_gateway.bridge.model import Interval
+from cpo_gateway.bridge.ports import SessionState
 from cpo_gateway.bridge.storage import ReviewStore
 from cpo_gateway.bridge.transactions import cdr_row, session_cdr
 
@@ -38,7 +39,7 @@ async def release_held(
 ) -> Released:
     """Queue a held session's CDR; with `kwh` (and `stop`, ISO 8601) corrected first."""
     session = await store.session(session_id)
-    if session is None or session.state != "needs_review":
+    if session is None or session.state != SessionState.NEEDS_REVIEW:
         return Released(False, "no session held for review")
     tx = await store.transaction(session.transaction_id) if session.transaction_id else None
     owed = None if tx is None else session_cdr(catalogue, partners, tx, session)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from cpo_gateway.bridge.model import (
@@ -74,6 +75,29 @@ class TxRecord:
     charge_stop_at: str | None
 
 
+class SessionState(StrEnum):
+    """Where a session stands (the values are what the database stores)."""
+
+    PENDING = "pending"  # a remote start the charger has not begun
+    ACTIVE = "active"
+    FINISHED = "finished"
+    FAILED = "failed"
+    NEEDS_REVIEW = "needs_review"  # ended; its CDR is held until an operator releases it
+
+    @property
+    def ended(self) -> bool:
+        return self in (SessionState.FINISHED, SessionState.FAILED)
+
+
+class SessionOrigin(StrEnum):
+    """How a session began (the values are what the database stores)."""
+
+    REMOTE = "remote"  # an EMP's session-start
+    CARD = "card"  # an idTag at the charger
+    ORPHAN = "orphan"  # a stop of a transaction the gateway never saw start
+    LATE = "late"  # a remote start the charger began after the EMP was told it failed
+
+
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
     id: str
@@ -81,17 +105,36 @@ class SessionRecord:
     charge_point: str
     connector: int
     emp: str | None
-    origin: str  # remote | card | orphan | late (a remote start begun after it failed)
+    origin: SessionOrigin
     user_kind: str | None
     user_id: str | None
     id_tag: str | None
     auth_status: str | None
     auth_path: str | None
-    state: str  # pending | active | finished | failed | needs_review
+    state: SessionState
     created_at: str
     expires_at: float | None
     transaction_id: int | None
     detail: str | None = None  # why it failed, or why it needs review
+
+
+class OutboxState(StrEnum):
+    """Where an outbox row stands (the values are what the database stores)."""
+
+    PENDING = "pending"
+    DEAD = "dead"  # a 4xx that retrying cannot fix, or out of its retry window
+    DELIVERED = "delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStat:
+    """Undelivered outbox rows of one EMP, kind and state: how many, and the oldest's age."""
+
+    emp: str
+    kind: str
+    state: OutboxState
+    depth: int
+    oldest_age_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +147,7 @@ class OutboxItem:
     attempts: int
     created_at: float
     next_at: float
-    state: str
+    state: OutboxState
     last_error: str | None
     done_at: float | None = None
 
@@ -161,8 +204,12 @@ __all__ = [
     "LocalListRecord",
     "NewOutbox",
     "OutboxItem",
+    "OutboxStat",
+    "OutboxState",
     "Outgoing",
+    "SessionOrigin",
     "SessionRecord",
+    "SessionState",
     "TransactionStart",
     "TransactionStop",
     "TxRecord",

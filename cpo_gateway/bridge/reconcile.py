@@ -32,7 +32,7 @@ from cpo_gateway import logs
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.model import CommandStatus, ConnectorState
-from cpo_gateway.bridge.ports import ChargerControl, SessionRecord, TxRecord
+from cpo_gateway.bridge.ports import ChargerControl, SessionRecord, SessionState, TxRecord
 from cpo_gateway.bridge.storage import ReconcileStore
 from cpo_gateway.bridge.transactions import Charging
 
@@ -171,7 +171,7 @@ class Reconciler:
         session = await self._store.session(session_id)
         if session is None:
             return CloseResult(False, "no such session")
-        if session.state not in ("pending", "active"):
+        if session.state not in (SessionState.PENDING, SessionState.ACTIVE):
             return CloseResult(False, f"the session has already ended ({session.state})")
         detail = f"{CLOSED_BY_OPERATOR}: {reason}"
         tx = (
@@ -181,7 +181,7 @@ class Reconciler:
         )
         if tx is None:
             ok = await self._store.set_session_state(
-                session.id, "failed", detail, only_from=session.state
+                session.id, SessionState.FAILED, detail, only_from=session.state
             )
             return CloseResult(ok, "closed; it had not begun" if ok else "it changed meanwhile")
         closed = await self._charging.close(tx, detail, CLOSED_BY_OPERATOR)

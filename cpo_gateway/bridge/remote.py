@@ -39,7 +39,7 @@ from cpo_gateway.bridge.model import (
     UserKind,
 )
 from cpo_gateway.bridge.pending import PendingStarts
-from cpo_gateway.bridge.ports import ChargerControl, SessionRecord
+from cpo_gateway.bridge.ports import ChargerControl, SessionOrigin, SessionRecord, SessionState
 from cpo_gateway.bridge.storage import RemoteStartStore
 
 log = logs.get(__name__)
@@ -129,13 +129,13 @@ class Remote:
             charge_point=choice.charge_point,
             connector=choice.connector,
             emp=emp,
-            origin="remote",
+            origin=SessionOrigin.REMOTE,
             user_kind=user.kind.value,
             user_id=user.identifier,
             id_tag=id_tag,
             auth_status="Accepted",
             auth_path="remote",
-            state="pending",
+            state=SessionState.PENDING,
             created_at=rfc3339(self._clock()),
             expires_at=self._clock() + self._pending_timeout_s,
             transaction_id=None,
@@ -158,10 +158,13 @@ class Remote:
         if result is not None and result.accepted:
             return StartResult(Outcome.OK, session.id)
         if not await self._store.set_session_state(
-            session.id, "failed", "charger did not accept", only_from="pending"
+            session.id,
+            SessionState.FAILED,
+            "charger did not accept",
+            only_from=SessionState.PENDING,
         ):
             current = await self._store.session(session.id)
-            if current is not None and current.state == "active":
+            if current is not None and current.state == SessionState.ACTIVE:
                 # Its StartTransaction came before the answer: it runs, so it succeeded.
                 return StartResult(Outcome.OK, session.id)
         # The charger may still begin it (its answer came too late): recognise it there.
@@ -211,11 +214,14 @@ class Remote:
                 Outcome.SESSION_NOT_FOUND,
                 f"session {session.id} is not on EVSE {evse_id} (it is on {where})",
             )
-        if session.state in ("finished", "failed"):
+        if session.state.ended:
             return StopResult(Outcome.OK, "the session has already ended")
-        if session.state == "pending" or session.transaction_id is None:
+        if session.state == SessionState.PENDING or session.transaction_id is None:
             if await self._store.set_session_state(
-                session.id, "failed", "stopped before it began", only_from="pending"
+                session.id,
+                SessionState.FAILED,
+                "stopped before it began",
+                only_from=SessionState.PENDING,
             ):
                 if session.id_tag:
                     until = session.expires_at or self._clock() + self._pending_timeout_s
@@ -223,7 +229,11 @@ class Remote:
                 return StopResult(Outcome.OK, "the session had not begun")
             # Its StartTransaction was bound meanwhile: it runs, so the charger must stop it.
             current = await self._store.session(session.id)
-            if current is None or current.state != "active" or current.transaction_id is None:
+            if (
+                current is None
+                or current.state != SessionState.ACTIVE
+                or current.transaction_id is None
+            ):
                 return StopResult(Outcome.OK, "the session has already ended")
             session = current
         assert session.transaction_id is not None
@@ -247,7 +257,10 @@ class Remote:
         for session in await self._store.pending_sessions():
             if session.expires_at is not None and session.expires_at <= now:
                 if await self._store.set_session_state(
-                    session.id, "failed", "the charger never began", only_from="pending"
+                    session.id,
+                    SessionState.FAILED,
+                    "the charger never began",
+                    only_from=SessionState.PENDING,
                 ):
                     expired += 1
                     log.info("session.start_expired", session_id=session.id)
@@ -272,7 +285,7 @@ class Remote:
         for attempt in range(1, _LATE_STOP_ATTEMPTS + 1):
             await asyncio.sleep(_LATE_STOP_PAUSE_S)
             session = await self._store.session(session_id)
-            if session is None or session.state != "active":
+            if session is None or session.state != SessionState.ACTIVE:
                 return  # the charger ended it on its own
             result = await self._chargers.remote_stop(charge_point, transaction_id)
             if result.accepted:

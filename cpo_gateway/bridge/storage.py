@@ -9,16 +9,18 @@ beside the core. The concrete store (store/) implements them all.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from cpo_gateway.bridge.model import BootInfo, EnergySample, TransactionStart, TransactionStop
 from cpo_gateway.bridge.ports import (
     LocalListRecord,
     NewOutbox,
     OutboxItem,
+    OutboxStat,
     Outgoing,
     PostedStation,
     SessionRecord,
+    SessionState,
     TxRecord,
 )
 
@@ -36,7 +38,12 @@ class SessionReads(Protocol):
     async def transaction(self, tx_id: int) -> TxRecord | None: ...
 
     async def set_session_state(
-        self, session_id: str, state: str, detail: str = "", *, only_from: str | None = None
+        self,
+        session_id: str,
+        state: SessionState,
+        detail: str = "",
+        *,
+        only_from: SessionState | None = None,
     ) -> bool: ...
 
 
@@ -212,7 +219,7 @@ class OpsStore(Protocol):
 
     async def list_outbox(self, state: str | None = None, limit: int = 100) -> list[OutboxItem]: ...
 
-    async def outbox_stats(self, now: float) -> list[dict[str, Any]]: ...
+    async def outbox_stats(self, now: float) -> list[OutboxStat]: ...
 
     async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None: ...
 

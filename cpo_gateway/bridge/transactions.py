@@ -31,12 +31,19 @@ from cpo_gateway.bridge.model import (
     UserKind,
 )
 from cpo_gateway.bridge.pending import PendingStarts
-from cpo_gateway.bridge.ports import NewOutbox, Outgoing, SessionRecord, TxRecord
+from cpo_gateway.bridge.ports import (
+    NewOutbox,
+    Outgoing,
+    SessionOrigin,
+    SessionRecord,
+    SessionState,
+    TxRecord,
+)
 from cpo_gateway.bridge.storage import TransactionStore
 
 log = logs.get(__name__)
 # The origin of a session a charger began for a remote start the EMP was told failed.
-LATE = "late"
+LATE = SessionOrigin.LATE
 LATE_DETAIL = "late start after the EMP was told it failed: stopped, CDR kept locally"
 
 
@@ -121,13 +128,13 @@ class Charging:
             charge_point=start.charge_point_id,
             connector=start.connector_id,
             emp=decision.partner,
-            origin="card" if late_emp is None else LATE,
+            origin=SessionOrigin.CARD if late_emp is None else LATE,
             user_kind=UserKind.RFID.value,
             user_id=uid or start.id_tag,
             id_tag=start.id_tag,
             auth_status=decision.status.value,
             auth_path=decision.path.value,
-            state="active",
+            state=SessionState.ACTIVE,
             created_at=rfc3339(self._clock()),
             expires_at=None,
             transaction_id=None,
@@ -169,7 +176,7 @@ class Charging:
             decision = AuthDecision(AuthStatus.INVALID, AuthPath.REMOTE, session.emp, None)
             self._pending.bind(start.id_tag)
             await self._store.set_session_state(
-                session.id, "active", LATE_DETAIL, only_from="active"
+                session.id, SessionState.ACTIVE, LATE_DETAIL, only_from=SessionState.ACTIVE
             )
             log.warning(
                 "session.late_start",
@@ -228,7 +235,7 @@ class Charging:
                 reported_wh=stop.meter_stop_wh,
                 difference_wh=stop.meter_stop_wh - tx.meter_stop_wh,
             )
-        made_orphan = not dup and session.origin == "orphan"
+        made_orphan = not dup and session.origin == SessionOrigin.ORPHAN
         log.info(
             "tx.stopped" if not dup else "tx.stop_duplicate",
             transaction_id=tx.id,
@@ -254,13 +261,13 @@ class Charging:
             charge_point=stop.charge_point_id,
             connector=0,
             emp=decision.partner if decision and decision.status is AuthStatus.ACCEPTED else None,
-            origin="orphan",
+            origin=SessionOrigin.ORPHAN,
             user_kind=UserKind.RFID.value,
             user_id=(decision.uid if decision else None) or stop.id_tag,
             id_tag=stop.id_tag,
             auth_status=decision.status.value if decision else None,
             auth_path=decision.path.value if decision else AuthPath.NONE.value,
-            state="active",
+            state=SessionState.ACTIVE,
             created_at=rfc3339(self._clock()),
             expires_at=None,
             transaction_id=None,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import aiosqlite
 import orjson
 
-from cpo_gateway.bridge.ports import NewOutbox, OutboxItem
+from cpo_gateway.bridge.ports import NewOutbox, OutboxItem, OutboxStat, OutboxState
 from cpo_gateway.store.db import Database
 
 STATUS_KIND = "connector-post-status"
@@ -45,7 +44,7 @@ def _item(row: aiosqlite.Row) -> OutboxItem:
         attempts=row["attempts"],
         created_at=row["created_at"],
         next_at=row["next_at"],
-        state=row["state"],
+        state=OutboxState(row["state"]),
         last_error=row["last_error"],
         done_at=row["done_at"],
     )
@@ -254,19 +253,15 @@ class OutboxRepo:
             )
             return cur.rowcount
 
-    async def outbox_stats(self, now: float) -> list[dict[str, Any]]:
+    async def outbox_stats(self, now: float) -> list[OutboxStat]:
         """Depth and oldest age (s) per EMP, kind and state, for /metrics and /healthz."""
         rows = await self.db.all(
             "SELECT emp, kind, state, COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox "
             "WHERE state != 'delivered' GROUP BY emp, kind, state"
         )
         return [
-            {
-                "emp": r["emp"],
-                "kind": r["kind"],
-                "state": r["state"],
-                "depth": r["n"],
-                "oldest_age_s": max(0.0, now - r["oldest"]),
-            }
+            OutboxStat(
+                r["emp"], r["kind"], OutboxState(r["state"]), r["n"], max(0.0, now - r["oldest"])
+            )
             for r in rows
         ]

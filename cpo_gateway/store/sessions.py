@@ -9,7 +9,13 @@ from dataclasses import replace
 import aiosqlite
 
 from cpo_gateway.bridge.model import EnergySample, TransactionStart, TransactionStop
-from cpo_gateway.bridge.ports import NewOutbox, SessionRecord, TxRecord
+from cpo_gateway.bridge.ports import (
+    NewOutbox,
+    SessionOrigin,
+    SessionRecord,
+    SessionState,
+    TxRecord,
+)
 from cpo_gateway.bridge.storage import OutboxBuilder, StopOutbox
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import insert_outbox_sync
@@ -54,13 +60,13 @@ def _session(row: aiosqlite.Row) -> SessionRecord:
         charge_point=row["charge_point"],
         connector=row["connector"],
         emp=row["emp"],
-        origin=row["origin"],
+        origin=SessionOrigin(row["origin"]),
         user_kind=row["user_kind"],
         user_id=row["user_id"],
         id_tag=row["id_tag"],
         auth_status=row["auth_status"],
         auth_path=row["auth_path"],
-        state=row["state"],
+        state=SessionState(row["state"]),
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         transaction_id=row["transaction_id"],
@@ -243,7 +249,12 @@ class ChargingRepo:
         return await self.db.run_write(work)
 
     async def set_session_state(
-        self, session_id: str, state: str, detail: str = "", *, only_from: str | None = None
+        self,
+        session_id: str,
+        state: SessionState,
+        detail: str = "",
+        *,
+        only_from: SessionState | None = None,
     ) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
             if only_from:
@@ -446,7 +457,7 @@ class ChargingRepo:
                     "UPDATE sessions SET state = 'needs_review', detail = ? WHERE id = ?",
                     (detail, session.id),
                 )
-                session = replace(session, state="needs_review", detail=detail)
+                session = replace(session, state=SessionState.NEEDS_REVIEW, detail=detail)
             insert_outbox_sync(conn, out.rows, now)
             return tx, session, False
 
