@@ -138,6 +138,16 @@ class OutboxStat:
 
 
 @dataclass(frozen=True, slots=True)
+class Recorded:
+    """A transaction message as stored: the transaction, its session, and whether it was a
+    duplicate (then nothing changed: it is answered from what was stored)."""
+
+    tx: TxRecord
+    session: SessionRecord
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxItem:
     id: int
     emp: str
@@ -207,6 +217,7 @@ __all__ = [
     "OutboxStat",
     "OutboxState",
     "Outgoing",
+    "Recorded",
     "SessionOrigin",
     "SessionRecord",
     "SessionState",

@@ -19,6 +19,7 @@ from cpo_gateway.bridge.ports import (
     OutboxStat,
     Outgoing,
     PostedStation,
+    Recorded,
     SessionRecord,
     SessionState,
     TxRecord,
@@ -61,7 +62,7 @@ class TransactionStore(SessionReads, Protocol):
         outbox: OutboxBuilder,
         now: float,
         late_session: SessionRecord | None = None,
-    ) -> tuple[TxRecord, SessionRecord, bool]: ...
+    ) -> Recorded: ...
 
     async def record_stop(
         self,
@@ -71,7 +72,7 @@ class TransactionStore(SessionReads, Protocol):
         outbox: StopOutbox,
         now: float,
         session_detail: str | None = None,
-    ) -> tuple[TxRecord, SessionRecord, bool] | None: ...
+    ) -> Recorded | None: ...
 
     async def record_meter(
         self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]

@@ -159,7 +159,7 @@ class Charging:
 
         # One trip to the database: the replay check, binding a pending remote start (its
         # idTag is known in memory) and the insert happen in one transaction.
-        tx, session, dup = await self._store.record_start(
+        recorded = await self._store.record_start(
             start,
             bind_pending=remote_emp is not None,
             new_session=new,
@@ -167,7 +167,8 @@ class Charging:
             now=self._clock(),
             late_session=late,
         )
-        if dup:
+        tx, session = recorded.tx, recorded.session
+        if recorded.duplicate:
             log.info("tx.start_duplicate", transaction_id=tx.id)
             return Started(tx.id, _stored_decision(session))
         if session.origin == LATE:
@@ -222,7 +223,7 @@ class Charging:
                 stop, orphan_session=orphan, outbox=self._cdr_rows, now=self._clock()
             )
             assert recorded is not None, "an orphan session is always made with a decision"
-        tx, session, dup = recorded
+        tx, session, dup = recorded.tx, recorded.session, recorded.duplicate
         self._evidence.ended(stop.charge_point_id, tx.id)
         if dup and tx.meter_stop_wh is not None and stop.meter_stop_wh != tx.meter_stop_wh:
             # A late stop of a transaction closed without it (reconciled or by ops): its
@@ -287,10 +288,10 @@ class Charging:
             now=self._clock(),
             session_detail=detail,
         )
-        if recorded is None or recorded[2]:
+        if recorded is None or recorded.duplicate:
             return None
         self._evidence.ended(tx.charge_point, tx.id)
-        return recorded[0]
+        return recorded.tx
 
     async def meter(self, report: MeterReport) -> None:
         if report.samples:

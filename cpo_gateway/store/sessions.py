@@ -11,6 +11,7 @@ import aiosqlite
 from cpo_gateway.bridge.model import EnergySample, TransactionStart, TransactionStop
 from cpo_gateway.bridge.ports import (
     NewOutbox,
+    Recorded,
     SessionOrigin,
     SessionRecord,
     SessionState,
@@ -281,8 +282,8 @@ class ChargingRepo:
         outbox: OutboxBuilder,
         now: float,
         late_session: SessionRecord | None = None,
-    ) -> tuple[TxRecord, SessionRecord, bool]:
-        """Store a StartTransaction; returns (transaction, session, duplicate).
+    ) -> Recorded:
+        """Store a StartTransaction; returns the transaction, its session and whether it was a duplicate.
 
         With bind_pending, a pending remote start on the connector with the same idTag
         becomes the transaction's session; otherwise `new_session` is stored, or
@@ -292,12 +293,12 @@ class ChargingRepo:
         """
         key = start_key(start)
 
-        def work(conn: sqlite3.Connection) -> tuple[TxRecord, SessionRecord, bool]:
+        def work(conn: sqlite3.Connection) -> Recorded:
             row = _one_sync(conn, "SELECT * FROM transactions WHERE start_key = ?", (key,))
             if row is not None:
                 srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
                 assert srow is not None
-                return _tx(row), _session(srow), True
+                return Recorded(_tx(row), _session(srow), True)
             pending = (
                 _one_sync(
                     conn,
@@ -357,7 +358,7 @@ class ChargingRepo:
             assert trow is not None and srow is not None
             tx, session = _tx(trow), _session(srow)
             insert_outbox_sync(conn, outbox(tx, session), now)
-            return tx, session, False
+            return Recorded(tx, session, False)
 
         # One hop to the database thread for the whole transaction.
         return await self.db.run_write(work)
@@ -385,8 +386,8 @@ class ChargingRepo:
         outbox: StopOutbox,
         now: float,
         session_detail: str | None = None,
-    ) -> tuple[TxRecord, SessionRecord, bool] | None:
-        """Store a StopTransaction; returns (transaction, session, duplicate).
+    ) -> Recorded | None:
+        """Store a StopTransaction; returns the transaction, its session and whether it was a duplicate.
 
         A stop for a transaction we never saw (unknown, -1, 0) becomes an orphan transaction
         with its own session, so it still reaches a CDR; if `orphan_session` gives none
@@ -397,7 +398,7 @@ class ChargingRepo:
         """
         key = stop_key(stop)
 
-        def work(conn: sqlite3.Connection) -> tuple[TxRecord, SessionRecord, bool] | None:
+        def work(conn: sqlite3.Connection) -> Recorded | None:
             row = _one_sync(
                 conn,
                 "SELECT * FROM transactions WHERE stop_key = ? OR (id = ? AND charge_point = ?) "
@@ -407,7 +408,7 @@ class ChargingRepo:
             if row is not None and row["stopped_at"] is not None:
                 srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
                 assert srow is not None
-                return _tx(row), _session(srow), True
+                return Recorded(_tx(row), _session(srow), True)
             if row is None:
                 s = orphan_session()
                 if s is None:
@@ -459,7 +460,7 @@ class ChargingRepo:
                 )
                 session = replace(session, state=SessionState.NEEDS_REVIEW, detail=detail)
             insert_outbox_sync(conn, out.rows, now)
-            return tx, session, False
+            return Recorded(tx, session, False)
 
         return await self.db.run_write(work)
 
