@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cpo_gateway import __version__, logs
-from cpo_gateway.bridge.core import Core, CoreSettings, Partner
+from cpo_gateway.bridge.core import Core
 from cpo_gateway.bridge.ports import OutboxState
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
@@ -68,33 +68,6 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return ctx
 
 
-def core_settings(cfg: Config) -> CoreSettings:
-    return CoreSettings(
-        id_tag_strategy=cfg.sessions.id_tag_strategy,
-        pending_start_timeout_s=cfg.sessions.pending_start_timeout_s,
-        status_debounce_s=cfg.sessions.status_debounce_s,
-        offline_grace_s=cfg.ocpp.offline_grace_s,
-        cdr_on_start=cfg.sessions.cdr_on_start,
-        auth_cache_ttl_s=cfg.sessions.auth_cache_ttl_s,
-        request_deadline_s=cfg.oioi.request_deadline_s,
-        base_backoff_s=cfg.outbox.base_backoff_s,
-        max_backoff_s=cfg.outbox.max_backoff_s,
-        retry_window_s=cfg.outbox.retry_window_s,
-        batch_size=cfg.outbox.batch_size,
-        ghost_grace_s=cfg.sessions.ghost_grace_s,
-    )
-
-
-def _partners(cfg: Config) -> list[Partner]:
-    return [
-        Partner(
-            e.name, e.partner_identifier, e.online_authorization,
-            e.offline_policy == "accept", e.verify_timeout_s, e.concurrency,
-        )
-        for e in cfg.emps
-    ]  # fmt: skip
-
-
 def _listener_limits(cfg: Config) -> ListenerLimits:
     return ListenerLimits(
         header_timeout_s=cfg.oioi.header_timeout_s,
@@ -124,9 +97,16 @@ def offline_core(cfg: Config, store: Store, clock: Callable[[], float] = time.ti
 
     emp_link = EmpClients(_endpoints(cfg), clock=clock)
     return Core(
-        store, cfg.catalogue, _partners(cfg), ChargerRegistry(), emp_link, core_settings(cfg),
-        connected=list, spawn=no_spawn, clock=clock,
-    )  # fmt: skip
+        store,
+        cfg.catalogue,
+        cfg.partners,
+        ChargerRegistry(),
+        emp_link,
+        cfg.core_settings,
+        connected=list,
+        spawn=no_spawn,
+        clock=clock,
+    )
 
 
 class Gateway:
@@ -186,14 +166,18 @@ class Gateway:
         except DatabaseUnusable as exc:
             raise StartupError(f"database not usable: {exc}", EXIT_CANTCREATE) from exc
         await self.emp_clients.start()
-        partners = _partners(cfg)
-        settings = core_settings(cfg)
         chargers = ChargerRegistry(self.exposition.charger_command_seconds)
         self.core = Core(
-            self.store, cfg.catalogue, partners, chargers, self.emp_clients, settings,
+            self.store,
+            cfg.catalogue,
+            cfg.partners,
+            chargers,
+            self.emp_clients,
+            cfg.core_settings,
             connected=chargers.connected_ids,
-            spawn=lambda coro, name: self.tasks.spawn(coro, name=name), clock=self.clock,
-        )  # fmt: skip
+            spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
+            clock=self.clock,
+        )
         self.csms = CsmsServer(
             self.core,
             chargers,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cpo_gateway import tlsfiles
 from cpo_gateway.bridge.catalogue import Catalogue
+from cpo_gateway.bridge.settings import CoreSettings, OutboxConfig, Partner, SessionsConfig
 from cpo_gateway.stations import load_stations
 from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table, read_toml
 
@@ -80,27 +81,17 @@ class EmpConfig:
     request_timeout_s: float = 30.0
     concurrency: int = 4
 
-
-@dataclass(frozen=True)
-class SessionsConfig:
-    id_tag_strategy: str = "evco"  # evco | hash
-    pending_start_timeout_s: float = 90.0
-    status_debounce_s: float = 2.0
-    cdr_on_start: bool = False
-    auth_cache_ttl_s: float = 300.0
-    id_tag_expiry_s: int = 3600
-    ghost_grace_s: float = 300.0
-
-
-@dataclass(frozen=True)
-class OutboxConfig:
-    max_backoff_s: float = 3600.0
-    base_backoff_s: float = 2.0
-    retry_window_s: float = 48 * 3600.0
-    tick_s: float = 0.25
-    batch_size: int = 500
-    prune_after_days: int = 7
-    status_resync_h: float = 24.0
+    @property
+    def partner(self) -> Partner:
+        """This EMP as the core sees it."""
+        return Partner(
+            self.name,
+            self.partner_identifier,
+            self.online_authorization,
+            accept_when_unreachable=self.offline_policy == "accept",
+            verify_timeout_s=self.verify_timeout_s,
+            concurrency=self.concurrency,
+        )
 
 
 @dataclass(frozen=True)
@@ -146,6 +137,19 @@ class Config:
 
     def emp(self, name: str) -> EmpConfig | None:
         return next((e for e in self.emps if e.name == name), None)
+
+    @property
+    def core_settings(self) -> CoreSettings:
+        return CoreSettings(
+            offline_grace_s=self.ocpp.offline_grace_s,
+            request_deadline_s=self.oioi.request_deadline_s,
+            sessions=self.sessions,
+            outbox=self.outbox,
+        )
+
+    @property
+    def partners(self) -> list[Partner]:
+        return [e.partner for e in self.emps]
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -6,7 +6,6 @@ It speaks of chargers, sessions, authorizations and statuses; adapters translate
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cpo_gateway import logs
@@ -46,40 +45,13 @@ from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.bridge.ports import ChargerControl, EmpLink
 from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
+from cpo_gateway.bridge.settings import CoreSettings, Partner
 from cpo_gateway.bridge.station_sync import changed_connectors, sync_stations
 from cpo_gateway.bridge.status import StatusTracker
 from cpo_gateway.bridge.storage import StorePort
 from cpo_gateway.bridge.transactions import Charging
 
 log = logs.get(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Partner:
-    """An EMP as the core sees it."""
-
-    name: str
-    partner_identifier: str
-    online_authorization: bool
-    accept_when_unreachable: bool
-    verify_timeout_s: float
-    concurrency: int
-
-
-@dataclass(frozen=True, slots=True)
-class CoreSettings:
-    id_tag_strategy: str = "evco"
-    pending_start_timeout_s: float = 90.0
-    status_debounce_s: float = 2.0
-    offline_grace_s: float = 60.0
-    cdr_on_start: bool = False
-    auth_cache_ttl_s: float = 300.0
-    request_deadline_s: float = 10.0
-    base_backoff_s: float = 2.0
-    max_backoff_s: float = 3600.0
-    retry_window_s: float = 48 * 3600.0
-    batch_size: int = 500
-    ghost_grace_s: float = 300.0
 
 
 class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
@@ -127,7 +99,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             emp_link,
             store.whitelist_partners,
             self.pending,
-            cache_ttl_s=settings.auth_cache_ttl_s,
+            cache_ttl_s=settings.sessions.auth_cache_ttl_s,
             clock=clock,
         )
         self.evidence = Evidence(catalogue, clock)
@@ -135,7 +107,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             store,
             catalogue,
             self._partner_ids,
-            debounce_s=settings.status_debounce_s,
+            debounce_s=settings.sessions.status_debounce_s,
             offline_grace_s=settings.offline_grace_s,
             clock=clock,
             evidence=self.evidence,
@@ -146,7 +118,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             self.authorizer,
             self.pending,
             self._partner_ids,
-            cdr_on_start=settings.cdr_on_start,
+            cdr_on_start=settings.sessions.cdr_on_start,
             clock=clock,
             stop_late_start=self._stop_late_start,
             evidence=self.evidence,
@@ -157,8 +129,8 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             chargers,
             self.pending,
             self.status.state,
-            id_tag_strategy=settings.id_tag_strategy,
-            pending_timeout_s=settings.pending_start_timeout_s,
+            id_tag_strategy=settings.sessions.id_tag_strategy,
+            pending_timeout_s=settings.sessions.pending_start_timeout_s,
             deadline_s=max(0.5, settings.request_deadline_s - 0.5),
             clock=clock,
         )
@@ -166,10 +138,10 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             store,
             emp_link,
             station_of_evse=self._station_of_evse,
-            base_backoff_s=settings.base_backoff_s,
-            max_backoff_s=settings.max_backoff_s,
-            retry_window_s=settings.retry_window_s,
-            batch_size=settings.batch_size,
+            base_backoff_s=settings.outbox.base_backoff_s,
+            max_backoff_s=settings.outbox.max_backoff_s,
+            retry_window_s=settings.outbox.retry_window_s,
+            batch_size=settings.outbox.batch_size,
             concurrency={p.name: p.concurrency for p in partners},
             clock=clock,
         )
@@ -180,7 +152,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             self.charging,
             self.status.state,
             self.evidence,
-            grace_s=settings.ghost_grace_s,
+            grace_s=settings.sessions.ghost_grace_s,
             clock=clock,
         )
 
