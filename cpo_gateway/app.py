@@ -182,21 +182,12 @@ class Gateway:
             self.core,
             chargers,
             self.tasks,
-            host=cfg.ocpp.host,
-            port=cfg.ocpp.port,
-            path=cfg.ocpp.path,
-            heartbeat_interval_s=cfg.ocpp.heartbeat_interval_s,
+            cfg.ocpp,
             id_tag_expiry_s=cfg.sessions.id_tag_expiry_s,
-            allow_unknown=cfg.ocpp.allow_unknown_chargers,
-            ping_interval_s=cfg.ocpp.ping_interval_s,
-            ping_timeout_s=cfg.ocpp.ping_timeout_s,
-            max_frame_bytes=cfg.ocpp.max_frame_bytes,
-            compression=cfg.ocpp.compression,
-            call_timeout_s=cfg.ocpp.call_timeout_s,
-            open_timeout_s=cfg.ocpp.open_timeout_s,
             ssl_context=_tls_context(cfg),
             admin_socket=cfg.gateway.state_dir / "admin.sock",
             call_timings=self.exposition.ocpp_call_seconds,
+            clock=self.clock,
         )
         await self.core.start()
         self.oioi = OioiServer(

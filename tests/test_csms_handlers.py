@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from cpo_gateway.app import Gateway
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
-from tests.conftest import PARTNER, Harness
+from tests.conftest import PARTNER, Harness, running_gateway
 from tests.test_csms_support import CP, TS, RawCharger, config, running
 
 TAG = "04A2B3C4"
@@ -178,3 +179,24 @@ async def test_diagnostics_status_notification(h: Harness, raw: RawCharger) -> N
 async def test_firmware_status_notification(h: Harness, raw: RawCharger) -> None:
     assert await result(raw, "FirmwareStatusNotification", {"status": "Installed"}) == {}
     assert h.csms.handlers.counts["FirmwareStatusNotification"] == 1
+
+
+async def test_answers_carry_the_gateways_injected_clock(tmp_path: Path, emp: SandboxEmp) -> None:
+    """The times in our answers come from the gateway's clock, as the core's do: a gateway
+    on a fixed clock answers with that time, whatever the machine's clock says."""
+    fixed = 1_767_268_800.0  # 2026-01-01T12:00:00Z
+    gateway = Gateway(config(tmp_path, emp), clock=lambda: fixed)
+    async with (
+        running_gateway(gateway, emp) as harness,
+        RawCharger.open(harness.ocpp_url, CP) as charger,
+    ):
+        boot = await result(
+            charger,
+            "BootNotification",
+            {"chargePointVendor": "ACME", "chargePointModel": "Wallbox"},
+        )
+        assert boot["currentTime"] == "2026-01-01T12:00:00Z"
+        assert (await result(charger, "Heartbeat", {}))["currentTime"] == boot["currentTime"]
+        answer = await result(charger, "Authorize", {"idTag": TAG})
+        expiry = fixed + gateway.config.sessions.id_tag_expiry_s
+        assert iso(answer["idTagInfo"]["expiryDate"]).timestamp() == expiry

@@ -6,8 +6,9 @@ is returned only when persisting really failed, so the charger retries.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.core_ports import ChargerSide
@@ -29,8 +30,9 @@ _TRANSACTIONAL = frozenset({"StartTransaction", "StopTransaction", "MeterValues"
 _OTHER = "(unhandled)"
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _iso(epoch: float) -> str:
+    """An OCPP timestamp: UTC, whole seconds, with a Z."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Handlers:
@@ -40,8 +42,12 @@ class Handlers:
         *,
         heartbeat_interval_s: int,
         id_tag_expiry_s: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock`: epoch seconds, for the times our answers carry (injectable, as the
+        core's clock is)."""
         self._core = core
+        self._clock = clock
         self._interval = heartbeat_interval_s
         self._expiry_s = id_tag_expiry_s
         self.counts: dict[str, int] = {}
@@ -88,19 +94,18 @@ class Handlers:
             ) from exc
 
     def _id_tag_info(self, decision: AuthDecision) -> dict[str, object]:
-        expiry = (datetime.now(UTC) + timedelta(seconds=self._expiry_s)).isoformat(
-            timespec="seconds"
-        )
-        return v16.id_tag_info(decision, expiry.replace("+00:00", "Z"))
+        return v16.id_tag_info(decision, _iso(self._clock() + self._expiry_s))
 
     async def _boot(self, conn: ChargerConnection, info: object) -> dict[str, object]:
         assert isinstance(info, BootInfo)
         accepted = await self._core.boot(info)
         conn.booted = accepted
-        return v16.boot_conf("Accepted" if accepted else "Pending", self._interval, _now_iso())
+        return v16.boot_conf(
+            "Accepted" if accepted else "Pending", self._interval, _iso(self._clock())
+        )
 
     async def _heartbeat(self, conn: ChargerConnection, _: object) -> dict[str, object]:
-        return v16.heartbeat_conf(_now_iso())
+        return v16.heartbeat_conf(_iso(self._clock()))
 
     async def _status(self, conn: ChargerConnection, report: object) -> dict[str, object]:
         assert isinstance(report, StatusReport)

@@ -14,7 +14,7 @@ import http
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -24,6 +24,7 @@ from websockets.typing import Subprotocol
 
 from cpo_gateway import logs, runtime
 from cpo_gateway.bridge.core_ports import ChargerSide
+from cpo_gateway.config import OcppConfig
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
 from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
@@ -61,46 +62,41 @@ class CsmsServer:
         core: ChargerSide,
         registry: ChargerRegistry,
         tasks: TaskSet,
+        ocpp: OcppConfig,
         *,
-        host: str,
-        port: int,
-        path: str,
-        heartbeat_interval_s: int,
         id_tag_expiry_s: int,
-        allow_unknown: bool,
-        ping_interval_s: float,
-        ping_timeout_s: float,
-        max_frame_bytes: int,
-        compression: bool,
-        call_timeout_s: float,
-        open_timeout_s: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
         admin_socket: Path | None = None,
         call_timings: Timings = NO_TIMINGS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """`call_timings`: seconds from a charger's Call to our answer, by action."""
+        """`ocpp`: the [ocpp] table (listener, heartbeats, pings, frame and call limits);
+        `id_tag_expiry_s`: how long a charger may keep an idTag verdict ([sessions]);
+        `call_timings`: seconds from a charger's Call to our answer, by action; `clock`:
+        the wall clock the answers' timestamps come from."""
         self._core = core
         self.registry = registry
         self.connections = registry.connections
         self._tasks = tasks
-        self._host, self._port, self._path = host, port, path.rstrip("/")
-        self._allow_unknown = allow_unknown
-        self._ping = (ping_interval_s, ping_timeout_s)
-        self._max_frame = max_frame_bytes
-        self._compression = compression
-        self._call_timeout_s = call_timeout_s
-        self._open_timeout_s = open_timeout_s  # closes handshakes that never complete
+        self._host, self._port, self._path = ocpp.host, ocpp.port, ocpp.path.rstrip("/")
+        self._allow_unknown = ocpp.allow_unknown_chargers
+        self._ping = (ocpp.ping_interval_s, ocpp.ping_timeout_s)
+        self._max_frame = ocpp.max_frame_bytes
+        self._compression = ocpp.compression
+        self._call_timeout_s = ocpp.call_timeout_s
+        self._open_timeout_s = ocpp.open_timeout_s  # closes handshakes that never complete
         if ssl_context is not None and ssl_context.minimum_version < ssl.TLSVersion.TLSv1_2:
             ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
         self._ssl = ssl_context
-        self._silence_s = float(SILENT_HEARTBEATS * heartbeat_interval_s)
+        self._silence_s = float(SILENT_HEARTBEATS * ocpp.heartbeat_interval_s)
         self._admin_path = admin_socket
         self.admin: AdminServer | None = None
         self._watch: asyncio.Task[None] | None = None
         self.handlers = Handlers(
             core,
-            heartbeat_interval_s=heartbeat_interval_s,
+            heartbeat_interval_s=ocpp.heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
+            clock=clock,
         )
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
