@@ -407,13 +407,15 @@ def _sessions(t: Table | None, path: Path, errors: list[str]) -> SessionsConfig:
     d = SessionsConfig()
     cfg = SessionsConfig(
         id_tag_strategy=t.string("id_tag_strategy", d.id_tag_strategy, choices=("evco", "hash")),
-        pending_start_timeout_s=t.number("pending_start_timeout_s", d.pending_start_timeout_s, lo=5.0, hi=3600.0),
+        pending_start_timeout_s=t.number(
+            "pending_start_timeout_s", d.pending_start_timeout_s, lo=5.0, hi=3600.0
+        ),
         status_debounce_s=t.number("status_debounce_s", d.status_debounce_s, lo=0.0, hi=600.0),
         cdr_on_start=t.boolean("cdr_on_start", d.cdr_on_start),
         auth_cache_ttl_s=t.number("auth_cache_ttl_s", d.auth_cache_ttl_s, lo=0.0, hi=86400.0),
         id_tag_expiry_s=t.integer("id_tag_expiry_s", d.id_tag_expiry_s, lo=60, hi=30 * 86400),
         ghost_grace_s=t.number("ghost_grace_s", d.ghost_grace_s, lo=0.1, hi=86400.0),
-    )  # fmt: skip
+    )
     t.finish()
     return cfg
 
@@ -478,9 +480,12 @@ def _admin(t: Table, base: Path, env: Mapping[str, str]) -> AdminConfig:
 def _logging(t: Table | None, path: Path, errors: list[str]) -> LoggingConfig:
     t = t or _empty(path, "logging", errors)
     level = t.value(
-        "level", str, "one of " + ", ".join(LOG_LEVELS), "info",
+        "level",
+        str,
+        "one of " + ", ".join(LOG_LEVELS),
+        "info",
         check=lambda v: v.lower() in LOG_LEVELS,
-    )  # fmt: skip
+    )
     fmt = t.string("format", "auto", choices=("auto", "json", "console"))
     t.finish()
     return LoggingConfig(level=str(level).lower(), format=fmt)

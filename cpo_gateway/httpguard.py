@@ -107,8 +107,15 @@ class GuardedConnection(asyncio.Protocol):
     """One accepted socket: forwards to aiohttp's RequestHandler, enforces the deadlines."""
 
     __slots__ = (
-        "_deadline", "_inner", "_listener", "_loop", "_phase", "_server", "_timer", "_transport",
-    )  # fmt: skip
+        "_deadline",
+        "_inner",
+        "_listener",
+        "_loop",
+        "_phase",
+        "_server",
+        "_timer",
+        "_transport",
+    )
 
     def __init__(self, listener: GuardedListener, server: web.Server) -> None:
         self._listener = listener

@@ -375,12 +375,17 @@ def _same_operator(evse_id: str, cpo_id: str) -> bool:
 
 def _hours(t: Table) -> OpeningHours:
     times = t.value(
-        "times", list, 'two times ["HH:MM", "HH:MM"]', check=lambda v: len(v) == 2 and all(x in _TIME_OK for x in v)
-    )  # fmt: skip
+        "times",
+        list,
+        'two times ["HH:MM", "HH:MM"]',
+        check=lambda v: len(v) == 2 and all(x in _TIME_OK for x in v),
+    )
     days = t.value(
-        "days", list, "two weekdays out of " + ", ".join(WEEKDAYS),
+        "days",
+        list,
+        "two weekdays out of " + ", ".join(WEEKDAYS),
         check=lambda v: len(v) == 2 and all(d in WEEKDAYS for d in v),
-    )  # fmt: skip
+    )
     t.finish()
     return OpeningHours(tuple(times or ("", "")), tuple(days or ("", "")))
 

@@ -111,43 +111,75 @@ class Table:
         return raw
 
     def string(
-        self, name: str, default: Any = REQUIRED, *, choices: Iterable[str] | None = None,
-        hint: str = "", allow_empty: bool = False,
-    ) -> Any:  # fmt: skip
+        self,
+        name: str,
+        default: Any = REQUIRED,
+        *,
+        choices: Iterable[str] | None = None,
+        hint: str = "",
+        allow_empty: bool = False,
+    ) -> Any:
         if choices is not None:
             options = tuple(choices)
             return self.value(
-                name, str, "one of " + ", ".join(repr(c) for c in options), default,
-                check=lambda v: v in options, hint=hint,
-            )  # fmt: skip
+                name,
+                str,
+                "one of " + ", ".join(repr(c) for c in options),
+                default,
+                check=lambda v: v in options,
+                hint=hint,
+            )
         value = self.value(
-            name, str, "a non-empty string" if not allow_empty else "a string", default,
-            check=lambda v: allow_empty or bool(v.strip()), hint=hint,
-        )  # fmt: skip
+            name,
+            str,
+            "a non-empty string" if not allow_empty else "a string",
+            default,
+            check=lambda v: allow_empty or bool(v.strip()),
+            hint=hint,
+        )
         if isinstance(value, str) and value.strip().lower() in PLACEHOLDERS:
             self.error(name, "a real value", describe(value), "replace the placeholder")
         return value
 
     def integer(
-        self, name: str, default: Any = REQUIRED, *, lo: int | None = None, hi: int | None = None,
+        self,
+        name: str,
+        default: Any = REQUIRED,
+        *,
+        lo: int | None = None,
+        hi: int | None = None,
         hint: str = "",
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         expected = "an integer" + _range(lo, hi)
         return self.value(
-            name, int, expected, default,
-            check=lambda v: (lo is None or v >= lo) and (hi is None or v <= hi), hint=hint,
-        )  # fmt: skip
+            name,
+            int,
+            expected,
+            default,
+            check=lambda v: (lo is None or v >= lo) and (hi is None or v <= hi),
+            hint=hint,
+        )
 
     def number(
-        self, name: str, default: Any = REQUIRED, *, lo: float | None = None,
-        hi: float | None = None, hint: str = "",
-    ) -> Any:  # fmt: skip
+        self,
+        name: str,
+        default: Any = REQUIRED,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        hint: str = "",
+    ) -> Any:
         expected = "a number" + _range(lo, hi)
         value = self.value(
-            name, (int, float), expected, default,
-            check=lambda v: math.isfinite(v) and (lo is None or v >= lo) and (hi is None or v <= hi),
+            name,
+            (int, float),
+            expected,
+            default,
+            check=lambda v: (
+                math.isfinite(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
+            ),
             hint=hint,
-        )  # fmt: skip
+        )
         return float(value) if isinstance(value, int | float) else value
 
     def boolean(self, name: str, default: Any = REQUIRED, *, hint: str = "") -> Any:

@@ -30,14 +30,19 @@ def now_iso() -> str:
 def meter_payload(connector: int, tx_id: int | None, wh: int) -> Payload:
     """A MeterValues request with several sampled values, as a 22 kW AC charger sends them."""
     sampled = [
-        {"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh",
-         "context": "Sample.Periodic", "location": "Outlet"},
+        {
+            "value": str(wh),
+            "measurand": "Energy.Active.Import.Register",
+            "unit": "Wh",
+            "context": "Sample.Periodic",
+            "location": "Outlet",
+        },
         {"value": "11040", "measurand": "Power.Active.Import", "unit": "W"},
         {"value": "16.0", "measurand": "Current.Import", "unit": "A", "phase": "L1"},
         {"value": "16.1", "measurand": "Current.Import", "unit": "A", "phase": "L2"},
         {"value": "15.9", "measurand": "Current.Import", "unit": "A", "phase": "L3"},
         {"value": "230.2", "measurand": "Voltage", "unit": "V", "phase": "L1-N"},
-    ]  # fmt: skip
+    ]
     body: Payload = {
         "connectorId": connector,
         "meterValue": [{"timestamp": now_iso(), "sampledValue": sampled}],
@@ -166,8 +171,12 @@ class LoadCharger:
 
     async def start_transaction(self, id_tag: str, connector: int = 1) -> Payload:
         self.meter_wh += 1
-        body = {"connectorId": connector, "idTag": id_tag, "meterStart": self.meter_wh,
-                "timestamp": now_iso()}  # fmt: skip
+        body = {
+            "connectorId": connector,
+            "idTag": id_tag,
+            "meterStart": self.meter_wh,
+            "timestamp": now_iso(),
+        }
         reply = await self.call("StartTransaction", body)
         tx = reply.get("transactionId")
         self.tx_id = tx if isinstance(tx, int) else None
@@ -179,9 +188,13 @@ class LoadCharger:
         return await self.call("MeterValues", meter_payload(connector, self.tx_id, self.meter_wh))
 
     async def stop_transaction(self) -> Payload:
-        body: Payload = {"transactionId": self.tx_id if self.tx_id is not None else -1,
-                         "meterStop": self.meter_wh, "timestamp": now_iso(), "reason": "Local",
-                         "idTag": self.id_tag}  # fmt: skip
+        body: Payload = {
+            "transactionId": self.tx_id if self.tx_id is not None else -1,
+            "meterStop": self.meter_wh,
+            "timestamp": now_iso(),
+            "reason": "Local",
+            "idTag": self.id_tag,
+        }
         reply = await self.call("StopTransaction", body)
         self.tx_id = None
         return reply

@@ -48,9 +48,16 @@ async def _gateway(ctx: Context, name: str, n_chargers: int) -> tuple[ServerProc
 async def rfid(ctx: Context, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> Table:
     table = Table(
         "rfid-post of a whitelist (fresh gateway per size)",
-        ("UIDs", "processed", "request s", "server CPU s", "RSS before MB", "RSS growth MB",
-         "RSS after MB"),
-    )  # fmt: skip
+        (
+            "UIDs",
+            "processed",
+            "request s",
+            "server CPU s",
+            "RSS before MB",
+            "RSS growth MB",
+            "RSS after MB",
+        ),
+    )
     for size in sizes:
         server, emp = await _gateway(ctx, f"rfid-{size}", 10)
         try:
@@ -62,9 +69,15 @@ async def rfid(ctx: Context, sizes: tuple[int, ...] = (100_000, 1_000_000)) -> T
                 elapsed = time.perf_counter() - started
                 after = server.usage()
             processed = body.get("rfid", {}).get("processed", f"HTTP {status}")
-            table.add(f"{size:,}", processed, num(elapsed, 2), num(after.cpu_s - before.cpu_s, 2),
-                      num(before.rss_mb), num(after.peak_rss_mb - before.rss_mb),
-                      num(after.rss_mb))  # fmt: skip
+            table.add(
+                f"{size:,}",
+                processed,
+                num(elapsed, 2),
+                num(after.cpu_s - before.cpu_s, 2),
+                num(before.rss_mb),
+                num(after.peak_rss_mb - before.rss_mb),
+                num(after.rss_mb),
+            )
         finally:
             await server.stop()
             await emp.stop()
@@ -80,10 +93,11 @@ async def session_start(ctx: Context, sessions: int = 200, n_chargers: int = 10)
     table = Table(
         f"session-start end to end (EMP -> gateway -> charger -> EMP), {sessions} sessions",
         ("call", "count", "p50 ms", "p99 ms", "max ms", "charger reply p50 ms", "errors"),
-    )  # fmt: skip
+    )
     server, emp = await _gateway(ctx, "session-start", n_chargers)
-    chargers = [LoadCharger(cp, "127.0.0.1", server.port, OCPP_PATH)
-                for cp in charger_ids(n_chargers)]  # fmt: skip
+    chargers = [
+        LoadCharger(cp, "127.0.0.1", server.port, OCPP_PATH) for cp in charger_ids(n_chargers)
+    ]
     tasks: set[asyncio.Task[object]] = set()
     starts: list[float] = []
     stops: list[float] = []
@@ -116,8 +130,15 @@ async def session_start(ctx: Context, sessions: int = 200, n_chargers: int = 10)
     replies = [x for ch in chargers for x in ch.reply_seconds]
     reply_p50 = ms(percentile(replies, 50))
     for name, values in (("session-start", starts), ("session-stop", stops)):
-        table.add(name, len(values), ms(percentile(values, 50)), ms(percentile(values, 99)),
-                  ms(max(values, default=float("nan"))), reply_p50, errors)  # fmt: skip
+        table.add(
+            name,
+            len(values),
+            ms(percentile(values, 50)),
+            ms(percentile(values, 99)),
+            ms(max(values, default=float("nan"))),
+            reply_p50,
+            errors,
+        )
     table.notes.append(
         "times are the EMP's HTTP round trip minus the charger's own time to answer "
         "RemoteStart/Stop; target: session-start p50 < 5 ms"
@@ -169,7 +190,7 @@ async def outbox(ctx: Context, rows: int = 5_000) -> Table:
     table = Table(
         f"outbox: {rows} session-posts queued, delivered to the sandbox EMP",
         ("rows", "delivered", "seconds", "posts/s", "steady posts/s", "server CPU s", "dead"),
-    )  # fmt: skip
+    )
     directory = ctx.directory("outbox")
     emp = SandboxEmp(api_key=OUTBOUND_KEY)
     await emp.start()
@@ -191,8 +212,15 @@ async def outbox(ctx: Context, rows: int = 5_000) -> Table:
     total = (times[-1] - started) if times else float("nan")
     steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
     dead = sum(1 for r in emp.requests if r.call == CDR_KIND and r.answered_status != 200)
-    table.add(rows, delivered, num(total), num(delivered / total if times else float("nan")),
-              num(steady), num(after.cpu_s - before.cpu_s, 2), dead)  # fmt: skip
+    table.add(
+        rows,
+        delivered,
+        num(total),
+        num(delivered / total if times else float("nan")),
+        num(steady),
+        num(after.cpu_s - before.cpu_s, 2),
+        dead,
+    )
     table.notes.append(
         "seconds from the gateway's process start to the last session-post received; "
         "steady = between the first and the last; target: >= 1,000 posts/s"
@@ -214,8 +242,14 @@ async def _prefill(database: object, rows: int) -> None:
         batch: list[NewOutbox] = []
         for i in range(rows):
             sid = str(uuid.uuid4())
-            cdr = Cdr(sid, evse_id(i % 10), User(UserKind.RFID, f"{0xB0000000 + i:08X}"),
-                      Interval(stamp, end), PARTNER, energy_kwh=12.5)  # fmt: skip
+            cdr = Cdr(
+                sid,
+                evse_id(i % 10),
+                User(UserKind.RFID, f"{0xB0000000 + i:08X}"),
+                Interval(stamp, end),
+                PARTNER,
+                energy_kwh=12.5,
+            )
             batch.append(NewOutbox("sandbox", CDR_KIND, sid, cdr_to_dict(cdr)))
         await Store(db).enqueue(batch, now)
     finally:

@@ -143,8 +143,12 @@ async def _authorize(ch: LoadCharger, index: int, spec: LoadSpec, rec: Recorder)
 
 
 BEHAVIOUR: dict[str, Behaviour] = {
-    "mixed": _mixed, "idle": _idle, "burst": _burst, "storm": _storm, "authorize": _authorize,
-}  # fmt: skip
+    "mixed": _mixed,
+    "idle": _idle,
+    "burst": _burst,
+    "storm": _storm,
+    "authorize": _authorize,
+}
 
 
 # -- one worker process ----------------------------------------------------------------------
@@ -155,8 +159,11 @@ async def _setup(ch: LoadCharger, index: int, spec: LoadSpec, limit: asyncio.Sem
     try:
         async with limit:
             await ch.connect(timeout=spec.call_timeout_s)
-        boot = await ch.call("BootNotification", {"chargePointVendor": "LoadGen",
-                             "chargePointModel": "Bench-1"}, spec.call_timeout_s)  # fmt: skip
+        boot = await ch.call(
+            "BootNotification",
+            {"chargePointVendor": "LoadGen", "chargePointModel": "Bench-1"},
+            spec.call_timeout_s,
+        )
         if boot.get("status") != "Accepted":
             return f"boot {boot.get('status')}"
         await ch.status("Available")
@@ -179,8 +186,16 @@ async def run_worker(spec: LoadSpec, pipe: Connection) -> None:
         if p:
             failed[p] = failed.get(p, 0) + 1
     setup_s = time.perf_counter() - setup_started
-    pipe.send(("ready", {"connected": sum(1 for c in chargers if c.connected), "failed": failed,
-                         "setup_s": setup_s}))  # fmt: skip
+    pipe.send(
+        (
+            "ready",
+            {
+                "connected": sum(1 for c in chargers if c.connected),
+                "failed": failed,
+                "setup_s": setup_s,
+            },
+        )
+    )
     message = await asyncio.to_thread(pipe.recv)
     start, end = float(message[1]), float(message[2])
     rec = Recorder(start=start, end=end)

@@ -52,8 +52,12 @@ def plan(
     idle_n = scaled(n or (50 if quick else 10_000), fds)
     crowd_n = scaled(n or (50 if quick else 5_000), fds)
     steps: dict[str, Callable[[Context], Awaitable[Table]]] = {
-        "mixed": lambda c: ocpp_scenarios.mixed(c, n or (5 if quick else 100), s or (2 if quick else 20)),
-        "idle10k": lambda c: ocpp_scenarios.idle(c, idle_n, s or (3 if quick else 30), 1 if quick else 10),
+        "mixed": lambda c: ocpp_scenarios.mixed(
+            c, n or (5 if quick else 100), s or (2 if quick else 20)
+        ),
+        "idle10k": lambda c: ocpp_scenarios.idle(
+            c, idle_n, s or (3 if quick else 30), 1 if quick else 10
+        ),
         "burst": lambda c: ocpp_scenarios.burst(c, crowd_n),
         "storm": lambda c: ocpp_scenarios.storm(c, crowd_n, 1 if quick else 10),
         "authorize": lambda c: ocpp_scenarios.authorize(
@@ -62,7 +66,7 @@ def plan(
         "rfid": lambda c: emp_scenarios.rfid(c, (1_000, 10_000) if quick else (100_000, 1_000_000)),
         "session-start": lambda c: emp_scenarios.session_start(c, 10 if quick else 200),
         "outbox": lambda c: emp_scenarios.outbox(c, 200 if quick else 5_000),
-    }  # fmt: skip
+    }
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     return [(name, steps[name]) for name in chosen]
 
@@ -70,9 +74,12 @@ def plan(
 def machine() -> str:
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
             cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()  # fmt: skip
+        ).stdout.strip()
     except OSError:
         commit = "?"
     return (
@@ -111,8 +118,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--chargers", type=int, default=0, help="override the scenario's size")
     p.add_argument("--seconds", type=float, default=0.0, help="override the measured window")
     p.add_argument("--quick", action="store_true", help="small sizes, a few seconds each")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
-                   help="load generator processes (default: one per core)")  # fmt: skip
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="load generator processes (default: one per core)",
+    )
     p.add_argument("--workdir", help="keep configs, databases and server logs here")
     return p
 

@@ -67,8 +67,16 @@ async def ocpp_run(
         await server.start()
         if emp is not None:
             await _prepare_gateway(server, emp, n, whitelist)
-        load_spec = LoadSpec(behaviour, "127.0.0.1", server.port, OCPP_PATH, charger_ids(n),
-                             cards=whitelist, seconds=window_s, **spec)  # fmt: skip
+        load_spec = LoadSpec(
+            behaviour,
+            "127.0.0.1",
+            server.port,
+            OCPP_PATH,
+            charger_ids(n),
+            cards=whitelist,
+            seconds=window_s,
+            **spec,
+        )
         run = LoadRun(load_spec, ctx.workers, whitelist)
         setup_started = time.monotonic()
         await run.start()
@@ -121,24 +129,49 @@ def _error_notes(table: Table, figures: list[Figures]) -> None:
 async def mixed(ctx: Context, n: int = 100, seconds: float = 20.0) -> Table:
     table = Table(
         f"mixed load, {n} chargers, {seconds:g} s closed loop",
-        ("system", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "server CPU s",
-         "peak RSS MB", "loadgen CPU s", "errors"),
-    )  # fmt: skip
+        (
+            "system",
+            "calls",
+            "calls/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "server CPU s",
+            "peak RSS MB",
+            "loadgen CPU s",
+            "errors",
+        ),
+    )
     figures = [await ocpp_run(ctx, s, "mixed", n, seconds) for s in SYSTEMS]
     rates = []
     for f in figures:
         lat = f.load.all_latencies()
         rates.append(f.load.answered / f.window_s)
-        table.add(f.system, f.load.answered, num(rates[-1]), ms(percentile(lat, 50)),
-                  ms(percentile(lat, 99)), ms(max(lat, default=float("nan"))),
-                  num(f.server.cpu_s, 2), num(f.server.peak_rss_mb), num(f.load.cpu_s, 2),
-                  _errors(f.load))  # fmt: skip
+        table.add(
+            f.system,
+            f.load.answered,
+            num(rates[-1]),
+            ms(percentile(lat, 50)),
+            ms(percentile(lat, 99)),
+            ms(max(lat, default=float("nan"))),
+            num(f.server.cpu_s, 2),
+            num(f.server.peak_rss_mb),
+            num(f.load.cpu_s, 2),
+            _errors(f.load),
+        )
     g, b = (f.load.all_latencies() for f in figures)
-    table.add("gateway/baseline", "", ratio(rates[0], rates[1]),
-              ratio(percentile(g, 50), percentile(b, 50)), ratio(percentile(g, 99), percentile(b, 99)),
-              ratio(max(g, default=0.0), max(b, default=0.0)),
-              ratio(figures[0].server.cpu_s, figures[1].server.cpu_s),
-              ratio(figures[0].server.peak_rss_mb, figures[1].server.peak_rss_mb), "", "")  # fmt: skip
+    table.add(
+        "gateway/baseline",
+        "",
+        ratio(rates[0], rates[1]),
+        ratio(percentile(g, 50), percentile(b, 50)),
+        ratio(percentile(g, 99), percentile(b, 99)),
+        ratio(max(g, default=0.0), max(b, default=0.0)),
+        ratio(figures[0].server.cpu_s, figures[1].server.cpu_s),
+        ratio(figures[0].server.peak_rss_mb, figures[1].server.peak_rss_mb),
+        "",
+        "",
+    )
     for f in figures:
         per_action = ", ".join(
             f"{a} {len(v)} p99 {ms(percentile(v, 99))}" for a, v in sorted(f.load.latencies.items())
@@ -158,18 +191,36 @@ async def idle(
 ) -> Table:
     table = Table(
         f"{n} chargers connected, heartbeat every {heartbeat_s:g} s for {seconds:g} s",
-        ("system", "connected", "connect s", "heartbeats", "p50 ms", "p99 ms", "max ms",
-         "server CPU s", "peak RSS MB", "errors"),
-    )  # fmt: skip
+        (
+            "system",
+            "connected",
+            "connect s",
+            "heartbeats",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "server CPU s",
+            "peak RSS MB",
+            "errors",
+        ),
+    )
     figures = []
     for system in SYSTEMS:
         f = await ocpp_run(ctx, system, "idle", n, seconds, heartbeat_s=heartbeat_s)
         figures.append(f)
         lat = f.load.all_latencies()
-        table.add(system, f.load.connected_at_end, num(f.setup_s), len(lat),
-                  ms(percentile(lat, 50)), ms(percentile(lat, 99)),
-                  ms(max(lat, default=float("nan"))), num(f.server.cpu_s, 2),
-                  num(f.server.peak_rss_mb), _errors(f.load))  # fmt: skip
+        table.add(
+            system,
+            f.load.connected_at_end,
+            num(f.setup_s),
+            len(lat),
+            ms(percentile(lat, 50)),
+            ms(percentile(lat, 99)),
+            ms(max(lat, default=float("nan"))),
+            num(f.server.cpu_s, 2),
+            num(f.server.peak_rss_mb),
+            _errors(f.load),
+        )
     table.notes.append("target: all served, gateway peak RSS <= 512 MB")
     _error_notes(table, figures)
     return table
@@ -178,18 +229,34 @@ async def idle(
 async def burst(ctx: Context, n: int = 5_000, spread_s: float = 1.0) -> Table:
     table = Table(
         f"burst: {n} MeterValues from {n} chargers (in transactions) within {spread_s:g} s",
-        ("system", "answered", "p50 ms", "p99 ms", "max ms", "server CPU s", "peak RSS MB",
-         "errors"),
-    )  # fmt: skip
+        (
+            "system",
+            "answered",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "server CPU s",
+            "peak RSS MB",
+            "errors",
+        ),
+    )
     figures = []
     for system in SYSTEMS:
-        f = await ocpp_run(ctx, system, "burst", n, spread_s + 60.0, spread_s=spread_s,
-                           start_transaction=True)  # fmt: skip
+        f = await ocpp_run(
+            ctx, system, "burst", n, spread_s + 60.0, spread_s=spread_s, start_transaction=True
+        )
         figures.append(f)
         lat = f.load.latencies.get("MeterValues", [])
-        table.add(system, len(lat), ms(percentile(lat, 50)), ms(percentile(lat, 99)),
-                  ms(max(lat, default=float("nan"))), num(f.server.cpu_s, 2),
-                  num(f.server.peak_rss_mb), _errors(f.load))  # fmt: skip
+        table.add(
+            system,
+            len(lat),
+            ms(percentile(lat, 50)),
+            ms(percentile(lat, 99)),
+            ms(max(lat, default=float("nan"))),
+            num(f.server.cpu_s, 2),
+            num(f.server.peak_rss_mb),
+            _errors(f.load),
+        )
     table.notes.append("target: all answered, gateway p99 < 3 s (answered after commit)")
     _error_notes(table, figures)
     return table
@@ -198,9 +265,17 @@ async def burst(ctx: Context, n: int = 5_000, spread_s: float = 1.0) -> Table:
 async def storm(ctx: Context, n: int = 5_000, spread_s: float = 10.0) -> Table:
     table = Table(
         f"reconnect storm: {n} chargers drop and reconnect within {spread_s:g} s",
-        ("system", "back", "p50 back s", "all back s", "Boot p99 ms", "server CPU s",
-         "peak RSS MB", "errors"),
-    )  # fmt: skip
+        (
+            "system",
+            "back",
+            "p50 back s",
+            "all back s",
+            "Boot p99 ms",
+            "server CPU s",
+            "peak RSS MB",
+            "errors",
+        ),
+    )
     figures = []
     for system in SYSTEMS:
         f = await ocpp_run(ctx, system, "storm", n, 60.0, spread_s=spread_s)
@@ -208,9 +283,16 @@ async def storm(ctx: Context, n: int = 5_000, spread_s: float = 10.0) -> Table:
         back = f.load.back_at
         boots = f.load.latencies.get("BootNotification", [])
         everyone = max(back) if len(back) == n else float("nan")
-        table.add(system, len(back), num(percentile(back, 50)), num(everyone),
-                  ms(percentile(boots, 99)), num(f.server.cpu_s, 2), num(f.server.peak_rss_mb),
-                  _errors(f.load))  # fmt: skip
+        table.add(
+            system,
+            len(back),
+            num(percentile(back, 50)),
+            num(everyone),
+            ms(percentile(boots, 99)),
+            num(f.server.cpu_s, 2),
+            num(f.server.peak_rss_mb),
+            _errors(f.load),
+        )
     table.notes.append(
         "back = reconnected, BootNotification Accepted and StatusNotification answered; "
         "target: all back within 30 s"
@@ -225,15 +307,22 @@ async def authorize(
     table = Table(
         f"Authorize of whitelisted cards at {rate:g}/s from {n} chargers for {seconds:g} s",
         ("system", "answered", "rate/s", "p50 ms", "p99 ms", "max ms", "server CPU s", "errors"),
-    )  # fmt: skip
+    )
     figures = []
     for system in SYSTEMS:
         f = await ocpp_run(ctx, system, "authorize", n, seconds, rate=rate)
         figures.append(f)
         lat = f.load.latencies.get("Authorize", [])
-        table.add(system, len(lat), num(len(lat) / seconds), ms(percentile(lat, 50)),
-                  ms(percentile(lat, 99)), ms(max(lat, default=float("nan"))),
-                  num(f.server.cpu_s, 2), _errors(f.load))  # fmt: skip
+        table.add(
+            system,
+            len(lat),
+            num(len(lat) / seconds),
+            ms(percentile(lat, 50)),
+            ms(percentile(lat, 99)),
+            ms(max(lat, default=float("nan"))),
+            num(f.server.cpu_s, 2),
+            _errors(f.load),
+        )
     table.notes.append("target: gateway p99 < 5 ms; the baseline accepts every card from memory")
     _error_notes(table, figures)
     return table

@@ -135,9 +135,12 @@ class ConsoleServer:
         r.add_static("/static", HERE / "static")
         # shutdown_timeout: SSE streams end within one poll once closing is set.
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, keepalive_timeout=30.0,
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=30.0,
             shutdown_timeout=5.0,
-        )  # fmt: skip
+        )
         await self._runner.setup()
         site = self.listener.site(self._runner, self._host, self._port)
         await site.start()
@@ -195,9 +198,14 @@ class ConsoleServer:
         nonce = secrets.token_urlsafe(24)
         response = self._render("login.html", None, nonce=nonce, error=error)
         response.set_cookie(
-            LOGIN_COOKIE, nonce, max_age=600, httponly=True, samesite="Strict",
-            secure=self._secure, path="/login",
-        )  # fmt: skip
+            LOGIN_COOKIE,
+            nonce,
+            max_age=600,
+            httponly=True,
+            samesite="Strict",
+            secure=self._secure,
+            path="/login",
+        )
         if error:
             response.set_status(401 if "wrong" in error else 429)
         return response
@@ -220,9 +228,14 @@ class ConsoleServer:
         response = web.HTTPSeeOther("/chargers")
         # Secure only when configured: on plain loopback http a browser would not send it back.
         response.set_cookie(
-            SESSION_COOKIE, session.id, max_age=int(self._ttl), httponly=True,
-            samesite="Strict", secure=self._secure, path="/",
-        )  # fmt: skip
+            SESSION_COOKIE,
+            session.id,
+            max_age=int(self._ttl),
+            httponly=True,
+            samesite="Strict",
+            secure=self._secure,
+            path="/",
+        )
         response.del_cookie(LOGIN_COOKIE, path="/login")
         raise response
 
@@ -265,9 +278,15 @@ class ConsoleServer:
         state, emp, limit = self._session_filters(request)
         rows = await self._ops.sessions(state, emp, limit)
         return self._render(
-            "sessions.html", session, page="sessions", sessions=rows, states=SESSION_STATES,
-            state=state or "", emp=emp or "", query=request.query_string,
-        )  # fmt: skip
+            "sessions.html",
+            session,
+            page="sessions",
+            sessions=rows,
+            states=SESSION_STATES,
+            state=state or "",
+            emp=emp or "",
+            query=request.query_string,
+        )
 
     async def _sessions_csv(self, request: web.Request) -> web.Response:
         self._page_session(request)
@@ -276,15 +295,38 @@ class ConsoleServer:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(
-            ["session_id", "state", "origin", "evse_id", "charge_point", "emp", "started_at",
-             "stopped_at", "energy_kwh", "duration_s", "cdr_state", "detail"]
-        )  # fmt: skip
+            [
+                "session_id",
+                "state",
+                "origin",
+                "evse_id",
+                "charge_point",
+                "emp",
+                "started_at",
+                "stopped_at",
+                "energy_kwh",
+                "duration_s",
+                "cdr_state",
+                "detail",
+            ]
+        )
         for s in rows:
             writer.writerow(
-                [s.id, s.state, s.origin, s.evse_id, s.charge_point, s.emp, s.started_at,
-                 s.stopped_at, "" if s.energy_kwh is None else s.energy_kwh,
-                 "" if s.duration_s is None else round(s.duration_s), s.cdr_state, s.detail]
-            )  # fmt: skip
+                [
+                    s.id,
+                    s.state,
+                    s.origin,
+                    s.evse_id,
+                    s.charge_point,
+                    s.emp,
+                    s.started_at,
+                    s.stopped_at,
+                    "" if s.energy_kwh is None else s.energy_kwh,
+                    "" if s.duration_s is None else round(s.duration_s),
+                    s.cdr_state,
+                    s.detail,
+                ]
+            )
         return web.Response(
             text=out.getvalue(),
             content_type="text/csv",
@@ -315,9 +357,15 @@ class ConsoleServer:
         session = self._page_session(request)
         ok, health = await self._health()
         return self._render(
-            "emps.html", session, page="emps", emps=await self._ops.emps(), healthy=ok,
-            health=health, security=self._ops.security_events(), recent=list(self.recent),
-        )  # fmt: skip
+            "emps.html",
+            session,
+            page="emps",
+            emps=await self._ops.emps(),
+            healthy=ok,
+            health=health,
+            security=self._ops.security_events(),
+            recent=list(self.recent),
+        )
 
     # --- actions -------------------------------------------------------------------------------
     async def _action(self, request: web.Request) -> web.Response:
@@ -337,9 +385,12 @@ class ConsoleServer:
             session.flash.append((False, f"{name}: {exc}"))
         else:
             self._audit(
-                action.event, operator=session.operator, **targets, ok=result.ok,
+                action.event,
+                operator=session.operator,
+                **targets,
+                ok=result.ok,
                 detail=result.detail,
-            )  # fmt: skip
+            )
             session.flash.append((result.ok, f"{name}: {result.detail}"))
         raise web.HTTPSeeOther(_back(form.get("back")))
 

@@ -96,9 +96,15 @@ class Jobs:
 
         # max_instances=1 and coalesce: a job never overlaps itself, missed runs merge into one.
         self.scheduler.add_job(
-            run, "interval", seconds=seconds, id=name, name=name, max_instances=1, coalesce=True,
+            run,
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            max_instances=1,
+            coalesce=True,
             misfire_grace_time=None,
-        )  # fmt: skip
+        )
 
     async def _resync(self) -> None:
         await self._core.flush_statuses(force=True)

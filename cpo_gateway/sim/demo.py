@@ -89,11 +89,14 @@ def _write_config(directory: Path, emp_url: str) -> Path:
     path = directory / "gateway.toml"
     path.write_text(
         CONFIG.format(
-            state=directory / "state", emp_url=emp_url, outbound=OUTBOUND_KEY,
-            inbound=INBOUND_KEY, partner=PARTNER,
+            state=directory / "state",
+            emp_url=emp_url,
+            outbound=OUTBOUND_KEY,
+            inbound=INBOUND_KEY,
+            partner=PARTNER,
         ),
         encoding="utf-8",
-    )  # fmt: skip
+    )
     return path
 
 

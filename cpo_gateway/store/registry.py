@@ -227,10 +227,15 @@ class RegistryRepo:
                 "INSERT INTO connector_status_ignored (charge_point, connector, state, "
                 "error_code, reported_at, received_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    charge_point, connector, state, error_code, at,
-                    time.time() if now is None else now, ignored,
+                    charge_point,
+                    connector,
+                    state,
+                    error_code,
+                    at,
+                    time.time() if now is None else now,
+                    ignored,
                 ),
-            )  # fmt: skip
+            )
             return
         await self.db.write(
             "INSERT INTO connector_status (charge_point, connector, state, error_code, "

@@ -238,11 +238,22 @@ class ChargingRepo:
                     "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, "
                     "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.origin,
-                        s.user_kind, s.user_id, s.id_tag, s.auth_status, s.auth_path, s.state,
-                        s.created_at, s.expires_at,
+                        s.id,
+                        s.evse_id,
+                        s.charge_point,
+                        s.connector,
+                        s.emp,
+                        s.origin,
+                        s.user_kind,
+                        s.user_id,
+                        s.id_tag,
+                        s.auth_status,
+                        s.auth_path,
+                        s.state,
+                        s.created_at,
+                        s.expires_at,
                     ),
-                )  # fmt: skip
+                )
             except sqlite3.IntegrityError:
                 return False  # a remote start that did not come through here holds it
             return True
@@ -333,21 +344,39 @@ class ChargingRepo:
                     "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
                     (
-                        s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.origin,
-                        s.user_kind, s.user_id, s.id_tag, s.auth_status, s.auth_path, s.created_at,
+                        s.id,
+                        s.evse_id,
+                        s.charge_point,
+                        s.connector,
+                        s.emp,
+                        s.origin,
+                        s.user_kind,
+                        s.user_id,
+                        s.id_tag,
+                        s.auth_status,
+                        s.auth_path,
+                        s.created_at,
                     ),
-                )  # fmt: skip
+                )
                 session_id = s.id
             cur = conn.execute(
                 "INSERT INTO transactions (charge_point, connector, id_tag, start_key, started_at, "
                 "meter_start_wh, first_wh, first_wh_at, last_wh, last_wh_at, session_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    start.charge_point_id, start.connector_id, start.id_tag, key, start.timestamp,
-                    start.meter_start_wh, start.meter_start_wh, start.timestamp,
-                    start.meter_start_wh, start.timestamp, session_id,
+                    start.charge_point_id,
+                    start.connector_id,
+                    start.id_tag,
+                    key,
+                    start.timestamp,
+                    start.meter_start_wh,
+                    start.meter_start_wh,
+                    start.timestamp,
+                    start.meter_start_wh,
+                    start.timestamp,
+                    session_id,
                 ),
-            )  # fmt: skip
+            )
             tx_id = cur.lastrowid
             conn.execute(
                 "UPDATE sessions SET transaction_id = ?, state = 'active' WHERE id = ?",
@@ -418,10 +447,19 @@ class ChargingRepo:
                     "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at) "
                     "VALUES (?, ?, ?, ?, ?, 'orphan', ?, ?, ?, ?, ?, 'active', ?)",
                     (
-                        s.id, s.evse_id, s.charge_point, s.connector, s.emp, s.user_kind,
-                        s.user_id, s.id_tag, s.auth_status, s.auth_path, s.created_at,
+                        s.id,
+                        s.evse_id,
+                        s.charge_point,
+                        s.connector,
+                        s.emp,
+                        s.user_kind,
+                        s.user_id,
+                        s.id_tag,
+                        s.auth_status,
+                        s.auth_path,
+                        s.created_at,
                     ),
-                )  # fmt: skip
+                )
                 cur = conn.execute(
                     "INSERT INTO transactions (charge_point, connector, id_tag, reported_id, "
                     "session_id) VALUES (?, ?, ?, ?, ?)",

@@ -112,11 +112,16 @@ def plan(sessions: int, chargers: int) -> list[Planned]:
         meter_start = 100_000 + i * 10_000
         out.append(
             Planned(
-                index=i, charger=1 + i % chargers, connector=1 + (i // chargers) % 2,
-                card=CARDS[i % len(CARDS)], start=start, stop=start + timedelta(seconds=45),
-                meter_start=meter_start, meter_stop=meter_start + 100 + i % 900,  # < 1 kWh in 45 s
+                index=i,
+                charger=1 + i % chargers,
+                connector=1 + (i // chargers) % 2,
+                card=CARDS[i % len(CARDS)],
+                start=start,
+                stop=start + timedelta(seconds=45),
+                meter_start=meter_start,
+                meter_stop=meter_start + 100 + i % 900,  # < 1 kWh in 45 s
             )
-        )  # fmt: skip
+        )
     return out
 
 
@@ -241,9 +246,11 @@ async def run_crash(
                     _killer(gateway, rng, kill_every_s, stop_killing), name="soak-killer"
                 )
                 await asyncio.gather(
-                    *(drive(cp, mine[i], random.Random(rng.random()), pause_s)
-                      for i, cp in enumerate(cps))
-                )  # fmt: skip
+                    *(
+                        drive(cp, mine[i], random.Random(rng.random()), pause_s)
+                        for i, cp in enumerate(cps)
+                    )
+                )
                 stop_killing.set()
                 await killer
                 drain_from = time.monotonic()

@@ -53,12 +53,14 @@ class LightCharger:
         self.ws = await connect(self.url, subprotocols=[OCPP16], open_timeout=30)
         self.reader = asyncio.create_task(self._read(self.ws))
         if boot:
-            await self.call("BootNotification", {"chargePointVendor": "soak",
-                                                 "chargePointModel": "fleet"})  # fmt: skip
+            await self.call(
+                "BootNotification", {"chargePointVendor": "soak", "chargePointModel": "fleet"}
+            )
         else:
             await self.call("Heartbeat", {})
-        await self.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
-                                               "status": "Available"})  # fmt: skip
+        await self.call(
+            "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+        )
 
     async def call(self, action: str, payload: dict[str, Any]) -> list[Any]:
         assert self.ws is not None

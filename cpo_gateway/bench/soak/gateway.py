@@ -106,10 +106,17 @@ def write_config(
     (directory / "stations.toml").write_text(stations_toml(chargers), encoding="utf-8")
     path = directory / "gateway.toml"
     text = CONFIG.format(
-        state=directory / "state", grace=grace_s, ocpp_port=ocpp_port, oioi_port=oioi_port,
-        allow_unknown="true" if allow_unknown else "false", emp_url=emp_url,
-        outbound=OUTBOUND_KEY, inbound=INBOUND_KEY, partner=PARTNER, log_level=log_level,
-    )  # fmt: skip
+        state=directory / "state",
+        grace=grace_s,
+        ocpp_port=ocpp_port,
+        oioi_port=oioi_port,
+        allow_unknown="true" if allow_unknown else "false",
+        emp_url=emp_url,
+        outbound=OUTBOUND_KEY,
+        inbound=INBOUND_KEY,
+        partner=PARTNER,
+        log_level=log_level,
+    )
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -151,10 +158,16 @@ class GatewayProcess:
             raise RuntimeError("gateway process already running")
         with self.log_path.open("ab") as log_file:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cpo_gateway", "run", "-c", str(self.config),
-                stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+                sys.executable,
+                "-m",
+                "cpo_gateway",
+                "run",
+                "-c",
+                str(self.config),
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
+            )
         self.starts += 1
         for _ in range(int(timeout_s / _READY_POLL_S) + 1):
             if self._proc.returncode is not None:

@@ -78,11 +78,17 @@ class StormReport:
     def ok(self) -> bool:
         n = self.chargers
         return (
-            self.opened == n and self.reconnected == n and self.registered == n
-            and self.open_sockets == n and self.extra_per_charger == 0 and self.call_errors == 0
-            and self.handler_errors == 0 and self.task_failures == 0 and self.max_lag_ms <= 100
+            self.opened == n
+            and self.reconnected == n
+            and self.registered == n
+            and self.open_sockets == n
+            and self.extra_per_charger == 0
+            and self.call_errors == 0
+            and self.handler_errors == 0
+            and self.task_failures == 0
+            and self.max_lag_ms <= 100
             and not self.timed_out
-        )  # fmt: skip
+        )
 
     def lines(self) -> list[str]:
         return [
@@ -99,10 +105,17 @@ class StormReport:
 
 async def _fleet(url: str, chargers: int, window_s: float, seed: int) -> Any:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cpo_gateway.bench.soak.fleet", url, "1", str(chargers),
-        str(window_s), str(seed),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "cpo_gateway.bench.soak.fleet",
+        url,
+        "1",
+        str(chargers),
+        str(window_s),
+        str(seed),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
 
 
 async def run_storm(
