@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -42,8 +43,8 @@ def test_occupied_wins_on_a_shared_evse() -> None:
     assert aggregate([]) is EvseStatus.UNKNOWN
 
 
-def _tx(**kw: object) -> TxRecord:
-    base: dict[str, object] = {
+def _tx(**kw: Any) -> TxRecord:
+    base: dict[str, Any] = {
         "id": 7, "session_id": "s-1", "charge_point": "CP", "connector": 1, "id_tag": "AABBCCDD",
         "started_at": "2026-01-01T10:00:00Z", "meter_start_wh": 1000.0,
         "stopped_at": "2026-01-01T11:00:00+01:00", "meter_stop_wh": 12500.0,
@@ -52,18 +53,18 @@ def _tx(**kw: object) -> TxRecord:
         "charge_start_at": "2026-01-01T10:01:00Z", "charge_stop_at": "2026-01-01T10:50:00Z",
     }  # fmt: skip
     base.update(kw)
-    return TxRecord(**base)  # type: ignore[arg-type]
+    return TxRecord(**base)
 
 
-def _session(**kw: object) -> SessionRecord:
-    base: dict[str, object] = {
+def _session(**kw: Any) -> SessionRecord:
+    base: dict[str, Any] = {
         "id": "s-1", "evse_id": "DE*CPO*E1", "charge_point": "CP", "connector": 1, "emp": "e", "origin": "card",
         "user_kind": "rfid", "user_id": "AABBCCDD", "id_tag": "aabbccdd", "auth_status": "Accepted",
         "auth_path": "whitelist", "state": "finished", "created_at": "2026-01-01T10:00:00+00:00",
         "expires_at": None, "transaction_id": 7,
     }  # fmt: skip
     base.update(kw)
-    return SessionRecord(**base)  # type: ignore[arg-type]
+    return SessionRecord(**base)
 
 
 def test_cdr_fields_and_round_trip() -> None:
