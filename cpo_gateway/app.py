@@ -142,11 +142,54 @@ class Gateway:
         self.emp_clients = EmpClients(
             _endpoints(config), clock=clock, timings=self.exposition.emp_request_seconds
         )
-        self.csms: CsmsServer | None = None
-        self.oioi: OioiServer | None = None
-        self.core: Core | None = None
-        self.jobs: Jobs | None = None
-        self.console: ConsoleServer | None = None
+        # Every part is built here and only started by start(): none is None while the
+        # gateway lives, so neither the code nor its tests guard against a missing part.
+        cfg = config
+        chargers = ChargerRegistry(self.exposition.charger_command_seconds)
+        self.core = Core(
+            self.store,
+            cfg.catalogue,
+            cfg.partners,
+            chargers,
+            self.emp_clients,
+            cfg.core_settings,
+            connected=chargers.connected_ids,
+            spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
+            clock=clock,
+        )
+        self.csms = CsmsServer(
+            self.core,
+            chargers,
+            self.tasks,
+            cfg.ocpp,
+            id_tag_expiry_s=cfg.sessions.id_tag_expiry_s,
+            ssl_context=_tls_context(cfg),
+            admin_socket=cfg.gateway.state_dir / "admin.sock",
+            call_timings=self.exposition.ocpp_call_seconds,
+            clock=clock,
+        )
+        on_oioi = cfg.admin is None or cfg.admin.metrics_on_oioi
+        self.oioi = OioiServer(
+            self.core,
+            [InboundPartner(e.name, e.inbound_api_key, e.partner_identifier) for e in cfg.emps],
+            host=cfg.oioi.host,
+            port=cfg.oioi.port,
+            path=cfg.oioi.path,
+            max_body_bytes=cfg.oioi.max_body_bytes,
+            health=self.health if on_oioi else None,
+            metrics=self.metrics if on_oioi else None,
+            limits=_listener_limits(cfg),
+        )
+        self.jobs = Jobs(
+            self.core,
+            outbox_tick_s=cfg.outbox.tick_s,
+            status_resync_h=cfg.outbox.status_resync_h,
+            prune_after_days=cfg.outbox.prune_after_days,
+            clock=clock,
+        )
+        self.console = self._console()  # None: no [admin] table, or disabled
+        self._core_started = False
+        self._listening = False  # both listeners bound
         self.started_at = 0.0
 
     async def start(self) -> None:
@@ -166,53 +209,14 @@ class Gateway:
         except DatabaseUnusable as exc:
             raise StartupError(f"database not usable: {exc}", EXIT_CANTCREATE) from exc
         await self.emp_clients.start()
-        chargers = ChargerRegistry(self.exposition.charger_command_seconds)
-        self.core = Core(
-            self.store,
-            cfg.catalogue,
-            cfg.partners,
-            chargers,
-            self.emp_clients,
-            cfg.core_settings,
-            connected=chargers.connected_ids,
-            spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
-            clock=self.clock,
-        )
-        self.csms = CsmsServer(
-            self.core,
-            chargers,
-            self.tasks,
-            cfg.ocpp,
-            id_tag_expiry_s=cfg.sessions.id_tag_expiry_s,
-            ssl_context=_tls_context(cfg),
-            admin_socket=cfg.gateway.state_dir / "admin.sock",
-            call_timings=self.exposition.ocpp_call_seconds,
-            clock=self.clock,
-        )
+        self._core_started = True  # from here on, stop() flushes what the core queued
         await self.core.start()
-        self.oioi = OioiServer(
-            self.core,
-            [InboundPartner(e.name, e.inbound_api_key, e.partner_identifier) for e in cfg.emps],
-            host=cfg.oioi.host,
-            port=cfg.oioi.port,
-            path=cfg.oioi.path,
-            max_body_bytes=cfg.oioi.max_body_bytes,
-            health=self.health if cfg.admin is None or cfg.admin.metrics_on_oioi else None,
-            metrics=self.metrics if cfg.admin is None or cfg.admin.metrics_on_oioi else None,
-            limits=_listener_limits(cfg),
-        )
         try:
             await self.oioi.start()
             await self.csms.start()
         except OSError as exc:
             raise StartupError(f"cannot listen: {exc.strerror or exc}", EXIT_CANTBIND) from exc
-        self.jobs = Jobs(
-            self.core,
-            outbox_tick_s=cfg.outbox.tick_s,
-            status_resync_h=cfg.outbox.status_resync_h,
-            prune_after_days=cfg.outbox.prune_after_days,
-            clock=self.clock,
-        )
+        self._listening = True
         self.jobs.start()
         await self._start_console()
         if self.notifier.watchdog_interval_s:
@@ -237,11 +241,11 @@ class Gateway:
             ms=round((time.monotonic() - started) * 1000, 1),
         )
 
-    async def _start_console(self) -> None:
+    def _console(self) -> ConsoleServer | None:
         admin = self.config.admin
-        if admin is None or not admin.enabled or self.core is None or self.csms is None:
-            return
-        self.console = ConsoleServer(
+        if admin is None or not admin.enabled:
+            return None
+        return ConsoleServer(
             GatewayOps(self.config, self.store, self.core, self.csms, clock=self.clock),
             host=admin.host,
             port=admin.port,
@@ -254,6 +258,11 @@ class Gateway:
             # The same deadlines as the OIOI port; the caps count for this listener alone.
             limits=_listener_limits(self.config),
         )
+
+    async def _start_console(self) -> None:
+        admin = self.config.admin
+        if self.console is None or admin is None:
+            return
         try:
             await self.console.start()
         except OSError as exc:
@@ -278,7 +287,7 @@ class Gateway:
         that need a restart (listeners, EMPs, ...) are named in the log and kept as running.
         True when the new files were applied."""
         core, csms = self.core, self.csms
-        if core is None or csms is None:
+        if not self._listening:
             log.warning("config.reload_ignored", reason="the gateway is not running")
             return False
         try:
@@ -320,7 +329,7 @@ class Gateway:
         ):
             return False
         for emp in new.emps:
-            if emp.api_key != old[emp.name].api_key and self.core is not None:
+            if emp.api_key != old[emp.name].api_key:
                 self.emp_clients.set_key(emp.name, emp.api_key)
                 await self.core.resume_delivery(emp.name)
                 log.info("emp.key_changed", emp=emp.name)
@@ -364,27 +373,23 @@ class Gateway:
         log.info("gateway.stopping", grace_s=grace)
         if self.console is not None:
             await self.console.close()  # no operator action during shutdown; live views end
-        if self.oioi is not None:
-            await self.oioi.stop_accepting()
-        if self.jobs is not None:
-            # Jobs still running get a quarter of the grace; the flush below delivers once more.
-            await self.jobs.stop(grace / 4)
-        if self.csms is not None:
-            await self.csms.close(1012)
+        await self.oioi.stop_accepting()
+        # Jobs still running get a quarter of the grace; the flush below delivers once more.
+        await self.jobs.stop(grace / 4)
+        await self.csms.close(1012)
         for task in self._endless:
             task.cancel()  # loops with nothing in flight: the grace is for the others
         await self.tasks.drain(grace / 2)
         if self.collector is not None:
             self.collector.uninstall()
-        if self.core is not None and self.db.is_open:
+        if self._core_started and self.db.is_open:
             try:
                 async with asyncio.timeout(grace / 4):
                     await self.core.flush_statuses()
                     await self.core.deliver_all()
             except TimeoutError:
                 log.warning("gateway.flush_timeout")
-        if self.oioi is not None:
-            await self.oioi.close()
+        await self.oioi.close()
         await self.emp_clients.close()
         await self.db.close()
         log.info("gateway.stopped", ms=round((time.monotonic() - started) * 1000, 1))
@@ -410,13 +415,12 @@ class Gateway:
             stats = await self.store.outbox_stats(self.clock())
             pending = [s.oldest_age_s for s in stats if s.state is OutboxState.PENDING]
             oldest = max(pending, default=0.0)
-        listeners = self.csms is not None and self.oioi is not None and self.oioi.accepting
-        jobs = self.jobs
-        failing = jobs.failing() if jobs is not None else []
-        jobs_ok = jobs is not None and jobs.scheduler.running and not failing
+        listeners = self._listening and self.oioi.accepting
+        failing = self.jobs.failing()
+        jobs_ok = self.jobs.scheduler.running and not failing
         db_state = "closed" if not db_open else "open" if failure is None else "writes failing"
         extra: dict[str, object] = {} if failure is None else {"db_error": failure}
-        paused = self.core.paused_emps if self.core is not None else {}
+        paused = self.core.paused_emps
         ok = db_open and failure is None and listeners and jobs_ok and self.died is None
         return ok, {
             # degraded: the gateway works, an EMP does not take our messages (no restart helps).
@@ -427,7 +431,7 @@ class Gateway:
             "tasks": "up" if self.died is None else f"{self.died} ended",
             "jobs": "up" if jobs_ok else f"failing: {', '.join(failing)}" if failing else "down",
             "outbox_oldest_pending_s": round(oldest, 1),
-            "chargers_connected": len(self.csms.connections) if self.csms else 0,
+            "chargers_connected": len(self.csms.connections),
         }
 
     async def metrics(self) -> str:
@@ -436,8 +440,7 @@ class Gateway:
         figures = Figures()
         if self.db.is_open:
             figures.outbox = await self.store.outbox_stats(self.clock())
-            if self.core is not None:
-                figures.local_list = await self.core.local_list_states()
+            figures.local_list = await self.core.local_list_states()
             figures.needing_review = await self.store.count_needing_review()
             figures.whitelist = await self.store.whitelist_counts()
         return self.exposition.text(figures)
