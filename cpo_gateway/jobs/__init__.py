@@ -49,6 +49,7 @@ class Jobs:
         self.failures: dict[str, int] = {}
         self._in_a_row: dict[str, int] = {}  # consecutive failed runs
         self._running: set[asyncio.Task[Any]] = set()
+        self._defined: dict[str, tuple[float, Callable[[], Awaitable[None]]]] = {}
         every = self.every
         # One delivery job per EMP: a slow or unreachable EMP delays only its own queue.
         for emp in core.delivering_to:
@@ -94,6 +95,10 @@ class Jobs:
                 if task is not None:
                     self._running.discard(task)
 
+        self._defined[name] = (seconds, run)
+        self._schedule(name, seconds, run)
+
+    def _schedule(self, name: str, seconds: float, run: Callable[[], Awaitable[None]]) -> None:
         # max_instances=1 and coalesce: a job never overlaps itself, missed runs merge into one.
         self.scheduler.add_job(
             run,
@@ -104,6 +109,7 @@ class Jobs:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,
+            replace_existing=True,
         )
 
     async def _resync(self) -> None:
@@ -117,6 +123,10 @@ class Jobs:
             log.info("status.ignored_pruned", rows=pruned.ignored_statuses)
 
     def start(self) -> None:
+        """Start the scheduler; each job's first run is one interval from now (jobs defined
+        while the gateway was being built count from its start, not from their definition)."""
+        for name, (seconds, run) in self._defined.items():
+            self._schedule(name, seconds, run)
         self.scheduler.start()
 
     def pause(self) -> None:
