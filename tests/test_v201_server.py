@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
@@ -21,7 +23,7 @@ async def test_2_0_1_is_chosen_when_both_are_offered(harness: Harness) -> None:
         assert ws.subprotocol == "ocpp1.6"
 
 
-async def _answer(ws: ClientConnection) -> list[object]:
+async def _answer(ws: ClientConnection) -> list[Any]:
     """The next answer to us, past the gateway's own Calls (a charger that did not boot is
     asked for its statuses and list)."""
     for _ in range(20):
