@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import CommandResult, CommandStatus
+from cpo_gateway.csms.codes import respell
 from cpo_gateway.csms.frames import (
     Call,
     CallError,
@@ -155,8 +156,12 @@ class ChargerConnection:
         greeting_grace_s: float = FIRST_MESSAGE_GRACE_S,
         after_reply: Replied | None = None,
         answered: Answered | None = None,
+        version: str = "1.6",
     ) -> None:
+        """`version`: the OCPP version of the subprotocol, which spells the CallError codes of
+        broken frames (codes.py)."""
         self.charge_point_id = charge_point_id
+        self.version = version
         self.ws = ws
         self._dispatch = dispatch
         self._call_timeout_s = call_timeout_s
@@ -214,7 +219,7 @@ class ChargerConnection:
             log.warning(
                 "ocpp.bad_frame", charge_point_id=self.charge_point_id, error=exc.description
             )
-            reply = encode_frame_error(exc)
+            reply = encode_frame_error(exc, self.version)
             if reply is not None:
                 await self._send(reply)
             return
@@ -255,14 +260,17 @@ class ChargerConnection:
                 action=call.action,
                 error=exc.description,
             )
-            reply = encode_error(call.unique_id, exc.error_code, exc.description, exc.details)
+            code = respell(exc.error_code, self.version)
+            reply = encode_error(call.unique_id, code, exc.description, exc.details)
         except HandlerError as exc:
-            reply = encode_error(call.unique_id, exc.code, exc.description)
+            reply = encode_error(call.unique_id, respell(exc.code, self.version), exc.description)
         except Exception:
             log.exception(
                 "ocpp.handler_failed", charge_point_id=self.charge_point_id, action=call.action
             )
-            reply = encode_error(call.unique_id, ErrorCode.INTERNAL_ERROR, "internal error")
+            reply = encode_error(
+                call.unique_id, ErrorCode.INTERNAL_ERROR, "internal error"
+            )  # same in both
         await self._send(reply)
         if self._answered is not None:
             self._answered(call.action, time.perf_counter() - received)

@@ -74,6 +74,7 @@ class CsmsServer:
         compression: bool,
         call_timeout_s: float,
         open_timeout_s: float = 10.0,
+        validate_schemas: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         admin_socket: Path | None = None,
         call_timings: Timings = NO_TIMINGS,
@@ -101,6 +102,7 @@ class CsmsServer:
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
+            validate_schemas=validate_schemas,
         )
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
