@@ -194,10 +194,9 @@ def _message(rule: str, definition: object, fallback: str) -> str:
         return f"must be at most {definition} characters"
     if rule == "minLength":
         return f"must be at least {definition} characters"
-    if rule == "minItems":
-        return f"must have at least {definition} items"
-    if rule == "maxItems":
-        return f"must have at most {definition} items"
+    if rule in ("minItems", "maxItems"):
+        most = "least" if rule == "minItems" else "most"
+        return f"must have at {most} {definition} item{'' if definition == 1 else 's'}"
     if rule == "minimum":
         return f"must be at least {definition}"
     if rule == "maximum":
