@@ -136,7 +136,7 @@ def _results() -> list[tuple[str, dict[str, object]]]:
         ("BootNotification", v16.boot_conf("Accepted", 300, NOW)),
         ("BootNotification", v16.boot_conf("Pending", 60, NOW)),
         ("Heartbeat", v16.heartbeat_conf(NOW)),
-        *[("Authorize", {"idTagInfo": info}) for info in infos],
+        *[("Authorize", dict[str, object](idTagInfo=info)) for info in infos],
         *[("StartTransaction", v16.start_conf(17, info)) for info in infos],
         ("StopTransaction", v16.stop_conf()),
         *[("StopTransaction", v16.stop_conf(info)) for info in infos],
