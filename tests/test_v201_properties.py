@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cpo_gateway.csms import v201, v201_rpc
-from cpo_gateway.csms.frames import FrameError, PayloadError, parse_frame
+from cpo_gateway.csms import v201
+from cpo_gateway.csms.frames import FrameError, PayloadError, encode_frame_error, parse_frame
 from cpo_gateway.csms.v201_meter import energy_samples
 from cpo_gateway.csms.v201_tx import parse_transaction_event
 
@@ -114,7 +114,7 @@ def test_any_frame_gets_a_2_0_1_answer_or_none(data: bytes | str) -> None:
     try:
         parse_frame(data)
     except FrameError as exc:
-        reply = v201_rpc.encode_frame_error(exc)
+        reply = encode_frame_error(exc, "2.0.1")
         if reply is not None:
             assert ("FormationViolation" not in reply) and ("OccurenceConstraint" not in reply)
             if exc.unique_id is None:
