@@ -110,6 +110,7 @@ class CsmsServer:
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
+            validate_schemas=validate_schemas,
         )
         registry.use_addresses(core.address_of)
         self._server: Server | None = None
