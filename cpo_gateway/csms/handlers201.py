@@ -240,6 +240,8 @@ class Handlers201:
                     reply["idTokenInfo"] = self._token_info(decision)
                 if ev.remote_start_id is not None:
                     conn.remote_starts.pop(ev.remote_start_id, None)
+            elif ev.kind is StepKind.STARTED:
+                await self._core.start_earlier(known.id, ev.timestamp)
             if known is not None or len(ev.samples) > 1 or ev.kind is StepKind.UPDATED:
                 await self._core.meter_values(
                     MeterReport(cp, connector, None, ev.samples, charger_key=key)
