@@ -8,9 +8,12 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ocpp.messages import Call, CallResult, validate_payload
 
+from cpo_gateway.bench.charger import Payload
+from cpo_gateway.bench.charger201 import LoadCharger201, transaction_event
 from cpo_gateway.bench.main import SCENARIOS, parser
-from cpo_gateway.bench.ocpp_scenarios import Context, mixed
+from cpo_gateway.bench.ocpp_scenarios import Context, mixed, ocpp_run
 from cpo_gateway.bench.wire import OP_PING, OP_TEXT, RawWebsocket
 
 COLUMNS = ("system", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "server CPU s",
@@ -29,11 +32,52 @@ async def test_mixed_smoke_against_both_systems(tmp_path: Path) -> None:
     assert rows["gateway/baseline"]["calls/s"].endswith("x")
 
 
+async def test_mixed201_load_against_the_libraries_2_0_1_server(tmp_path: Path) -> None:
+    figures = await ocpp_run(Context(tmp_path, workers=1), "baseline", "mixed201", 3, 1.5,
+                             protocol="2.0.1", start_transaction=True)  # fmt: skip
+    assert figures.load.errors == {}
+    assert [r["failed"] for r in figures.load.ready] == [{}]
+    assert set(figures.load.latencies) == {
+        "Heartbeat", "Authorize", "StatusNotification", "TransactionEvent"
+    }  # fmt: skip
+
+
+async def test_the_2_0_1_load_station_speaks_schema_valid_2_0_1() -> None:
+    station = LoadCharger201("BENCH-00001", "127.0.0.1", 9, "/ocpp")
+    sent = [
+        ("TransactionEvent", transaction_event("Started", "T-1", 0, 10, "Authorized")),
+        ("TransactionEvent", transaction_event("Updated", "T-1", 1, 260, "MeterValuePeriodic")),
+    ]
+    for action, payload in sent:
+        await validate_payload(Call("1", action, payload), "2.0.1")
+    requests: dict[str, Payload] = {
+        "GetVariables": {"getVariableData": [
+            {"component": {"name": "LocalAuthListCtrlr"}, "variable": {"name": "ItemsPerMessage"}},
+            {"component": {"name": "LocalAuthListCtrlr"}, "variable": {"name": "Enabled"}},
+        ]},
+        "SendLocalList": {"versionNumber": 1, "updateType": "Full"},
+        "GetLocalListVersion": {},
+        "TriggerMessage": {"requestedMessage": "StatusNotification"},
+        "RequestStartTransaction": {"idToken": {"idToken": "X", "type": "eMAID"},
+                                    "remoteStartId": 1},
+        "RequestStopTransaction": {"transactionId": "T-1"},
+        "GetTransactionStatus": {"transactionId": "T-1"},
+        "UnlockConnector": {"evseId": 1, "connectorId": 1},
+        "ChangeAvailability": {"operationalStatus": "Operative"},
+        "Reset": {"type": "OnIdle"},
+    }  # fmt: skip
+    for action, payload in requests.items():
+        await validate_payload(Call("1", action, payload), "2.0.1")
+        await validate_payload(CallResult("1", station.reply_to(action, payload), action), "2.0.1")
+    reply = station.reply_to("GetVariables", requests["GetVariables"])
+    assert [r["attributeValue"] for r in reply["getVariableResult"]] == ["1000", "true"]
+
+
 def test_cli_knows_every_scenario() -> None:
-    args = parser().parse_args(["--scenario", "mixed", "--quick", "--chargers", "5"])
-    assert args.scenario == "mixed" and args.quick and args.chargers == 5
-    assert set(SCENARIOS) >= {"mixed", "idle10k", "burst", "storm", "authorize", "rfid",
-                              "session-start", "outbox"}  # fmt: skip
+    args = parser().parse_args(["--scenario", "mixed201", "--quick", "--chargers", "5"])
+    assert args.scenario == "mixed201" and args.quick and args.chargers == 5
+    assert set(SCENARIOS) >= {"mixed", "mixed201", "idle10k", "burst", "storm", "authorize",
+                              "rfid", "session-start", "outbox"}  # fmt: skip
 
 
 def _server_frame(opcode: int, payload: bytes) -> bytes:
