@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import CommandResult, CommandStatus
+from cpo_gateway.csms import v201_rpc
 from cpo_gateway.csms.frames import (
     Call,
     CallError,
@@ -41,6 +42,7 @@ from cpo_gateway.csms.frames import (
     parse_frame,
 )
 from cpo_gateway.csms.v16_commands import read_call_error, read_command_status
+from cpo_gateway.csms.v201_commands import read_command_status as read_command_status201
 
 log = logs.get(__name__)
 
@@ -115,7 +117,10 @@ class CallSlot:
 # Routine Calls that may give way: they only read or ask, so abandoning one changes nothing
 # at the charger. A SendLocalList is never abandoned: the charger may be writing the list, and
 # a second Call meanwhile is what OCPP-J forbids and strict firmware refuses.
-MAY_GIVE_WAY = frozenset({"TriggerMessage", "GetConfiguration", "GetLocalListVersion"})
+MAY_GIVE_WAY = frozenset(
+    {"TriggerMessage", "GetConfiguration", "GetLocalListVersion", "GetVariables"}
+    | {"GetTransactionStatus"}
+)
 
 
 @dataclass(slots=True)
@@ -155,8 +160,16 @@ class ChargerConnection:
         greeting_grace_s: float = FIRST_MESSAGE_GRACE_S,
         after_reply: Replied | None = None,
         answered: Answered | None = None,
+        version: str = "1.6",
     ) -> None:
+        """`version`: the OCPP version the subprotocol chose ("1.6" or "2.0.1")."""
         self.charge_point_id = charge_point_id
+        self.version = version
+        self.v201 = version == "2.0.1"
+        # 2.0.1: remoteStartId -> the idToken of our RequestStartTransaction, to bind the
+        # Started event that names it; and each connector's running transaction (by key).
+        self.remote_starts: dict[int, str] = {}
+        self.running: dict[int, str] = {}
         self.ws = ws
         self._dispatch = dispatch
         self._call_timeout_s = call_timeout_s
@@ -214,7 +227,7 @@ class ChargerConnection:
             log.warning(
                 "ocpp.bad_frame", charge_point_id=self.charge_point_id, error=exc.description
             )
-            reply = encode_frame_error(exc)
+            reply = v201_rpc.encode_frame_error(exc) if self.v201 else encode_frame_error(exc)
             if reply is not None:
                 await self._send(reply)
             return
@@ -255,9 +268,11 @@ class ChargerConnection:
                 action=call.action,
                 error=exc.description,
             )
-            reply = encode_error(call.unique_id, exc.error_code, exc.description, exc.details)
+            reply = encode_error(
+                call.unique_id, self._spell(exc.error_code), exc.description, exc.details
+            )
         except HandlerError as exc:
-            reply = encode_error(call.unique_id, exc.code, exc.description)
+            reply = encode_error(call.unique_id, self._spell(exc.code), exc.description)
         except Exception:
             log.exception(
                 "ocpp.handler_failed", charge_point_id=self.charge_point_id, action=call.action
@@ -270,6 +285,9 @@ class ChargerConnection:
         self._greet()
         if self._after_reply is not None:
             self._after_reply(self, call)
+
+    def _spell(self, code: str) -> str:
+        return v201_rpc.error_code(code) if self.v201 else str(code)
 
     async def _send(self, text: str) -> None:
         try:
@@ -338,6 +356,8 @@ class ChargerConnection:
             self._slot.release()
         if isinstance(answer, CallError):
             return read_call_error(answer)
+        if self.v201:
+            return read_command_status201(action, answer.payload)
         return read_command_status(action, answer.payload)
 
     def _urgent_waits(self) -> None:

@@ -29,6 +29,7 @@ from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
 from cpo_gateway.csms.frames import Call
 from cpo_gateway.csms.handlers import Handlers
+from cpo_gateway.csms.handlers201 import Handlers201
 from cpo_gateway.csms.passwords import parse_basic, verify_password
 from cpo_gateway.csms.refusals import Refusal, Refusals
 from cpo_gateway.ratelimit import LoginLimiter
@@ -36,7 +37,8 @@ from cpo_gateway.tasks import TaskSet
 from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
 
 log = logs.get(__name__)
-SUBPROTOCOLS = ("ocpp1.6",)  # our order of preference; ocpp2.0.1 joins here
+SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")  # our order of preference: 2.0.1 when offered
+VERSIONS = {"ocpp2.0.1": "2.0.1", "ocpp1.6": "1.6"}
 SILENT_HEARTBEATS = 3  # heartbeat intervals without a frame before a charger counts as gone
 CLOSE_SILENT = 1001
 # asyncio accepts up to `backlog` connections each time the listening socket is ready and
@@ -102,6 +104,12 @@ class CsmsServer:
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
         )
+        self.handlers201 = Handlers201(
+            core,
+            heartbeat_interval_s=heartbeat_interval_s,
+            id_tag_expiry_s=id_tag_expiry_s,
+        )
+        registry.use_addresses(core.address_of)
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
         self.auth_failures = 0
@@ -300,10 +308,12 @@ class CsmsServer:
         cp_id = self._charge_point_id(ws.request.path if ws.request else "")
         if cp_id is None:
             return
+        version = VERSIONS.get(ws.subprotocol or "", "1.6")
         conn = ChargerConnection(
             cp_id,
             ws,
-            self.handlers.dispatch,
+            self.handlers201.dispatch if version == "2.0.1" else self.handlers.dispatch,
+            version=version,
             call_timeout_s=self._call_timeout_s,
             greeting_grace_s=min(FIRST_MESSAGE_GRACE_S, self._call_timeout_s),
             after_reply=self._after_reply,
@@ -356,7 +366,7 @@ class CsmsServer:
                     )
 
     def _answered(self, action: str, seconds: float) -> None:
-        label = self.handlers.label(action)
+        label = action if self.handlers201.handles(action) else self.handlers.label(action)
         timing = self._timing_by_label.get(label)
         if timing is None:
             timing = self._timing_by_label[label] = self._call_timings.labels(label)
@@ -379,12 +389,32 @@ class CsmsServer:
             or self.connections.get(conn.charge_point_id) is not conn
         ):
             return
+        cp_id = conn.charge_point_id
+        if conn.v201:
+            await self._ask_open_transactions(conn)
         if conn.first_action == "BootNotification":
             return
-        cp_id = conn.charge_point_id
         log.info("charger.resync", charge_point_id=cp_id, first_message=conn.first_action)
         await self.registry.trigger_status(cp_id)
         await self._core.local_list.push(cp_id, fresh=True)
+
+    async def _ask_open_transactions(self, conn: ChargerConnection) -> None:
+        """After a 2.0.1 charger (re)connects: ask about each transaction the gateway holds
+        open for it. Its answer says whether the charger still runs it and has events for it
+        queued (which it sends on its own); the answer is logged for operators."""
+        cp_id = conn.charge_point_id
+        for key, connector in await self._core.open_charger_keys(cp_id):
+            result = await self.registry.get_transaction_status(cp_id, key)
+            log.info(
+                "charger.transaction_status",
+                charge_point_id=cp_id,
+                charger_key=key,
+                result=result.status.value,
+                ongoing=result.data.get("ongoingIndicator"),
+                queued=result.data.get("messagesInQueue"),
+            )
+            if result.data.get("ongoingIndicator") is True:
+                conn.running.setdefault(connector, key)
 
 
 def _source(conn: ServerConnection) -> str:

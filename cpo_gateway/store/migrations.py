@@ -180,4 +180,25 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE chargers ADD COLUMN connected INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: transactions a charger names itself (its key, unique per charger), and the numbered
+    # reports it sent about them, one row per (charger, key, sequence): a report resent is
+    # the row already there, and the sequence orders them whatever order they came in
+    """
+    ALTER TABLE transactions ADD COLUMN charger_key TEXT;
+    CREATE UNIQUE INDEX transactions_charger_key ON transactions (charge_point, charger_key)
+        WHERE charger_key IS NOT NULL;
+    CREATE TABLE transaction_steps (
+        charge_point TEXT NOT NULL,
+        charger_key TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        reason TEXT,
+        remote_id INTEGER,
+        queued INTEGER NOT NULL DEFAULT 0,
+        happened_at TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (charge_point, charger_key, sequence)
+    ) WITHOUT ROWID;
+    """,
 )
