@@ -104,6 +104,11 @@ class Point(ChargePoint):  # type: ignore[misc]  # the ocpp wheel ships no types
             suppress=False,
         )
 
+    async def call_authorize(self, token: str, type_: str = "ISO14443") -> Any:
+        return await self.call(
+            call.Authorize(id_token={"id_token": token, "type": type_}), suppress=False
+        )
+
     async def status(self, evse: int, status: str, at: float = 0.0) -> None:
         await self.call(
             call.StatusNotification(
@@ -119,7 +124,9 @@ class Point(ChargePoint):  # type: ignore[misc]  # the ocpp wheel ships no types
 
     @on(Action.request_start_transaction)
     async def on_start(self, id_token: dict[str, Any], remote_start_id: int, **kw: Any) -> Any:
-        self._record("RequestStartTransaction", id_token=id_token, remote_start_id=remote_start_id, **kw)
+        self._record(
+            "RequestStartTransaction", id_token=id_token, remote_start_id=remote_start_id, **kw
+        )
         tx_id = f"TX-{remote_start_id}"
         evse = int(kw.get("evse_id", 1))
         self.memory.transactions[tx_id] = evse

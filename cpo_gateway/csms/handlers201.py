@@ -11,6 +11,8 @@ Each is idempotent in the core (the key makes a resent start or end the same one
 readings are folded by their timestamps), so a resent event changes nothing, and events that
 arrive out of order give the same result: an Updated or Ended whose Started has not come
 starts the transaction itself. Each event is then kept as a TransactionStep by its seqNo.
+An Ended closes the transaction and its CDR goes with what is known then: readings of
+earlier events arriving after it are kept, as for a late stop in 1.6, but do not change it.
 """
 
 from __future__ import annotations
@@ -187,7 +189,9 @@ class Handlers201:
                         cp,
                         connector,
                         id_tag or "",
-                        first_wh(ev.samples),
+                        # An Updated that came before its Started: its readings are not the
+                        # start's; the earliest reading, whenever it comes, stands in.
+                        first_wh(ev.samples) if ev.kind is StepKind.STARTED else None,
                         ev.timestamp,
                         charger_key=key,
                     )
