@@ -13,7 +13,7 @@ from ocpp.messages import Call, CallResult, validate_payload
 from cpo_gateway.bench.charger import Payload
 from cpo_gateway.bench.charger201 import LoadCharger201, transaction_event
 from cpo_gateway.bench.main import SCENARIOS, parser
-from cpo_gateway.bench.ocpp_scenarios import Context, mixed, ocpp_run
+from cpo_gateway.bench.ocpp_scenarios import Context, mixed, mixed201, ocpp_run
 from cpo_gateway.bench.wire import OP_PING, OP_TEXT, RawWebsocket
 
 COLUMNS = ("system", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "server CPU s",
@@ -30,6 +30,18 @@ async def test_mixed_smoke_against_both_systems(tmp_path: Path) -> None:
         assert int(rows[system]["calls"]) > 0, table.render()
         assert rows[system]["errors"] == "0", table.render()
     assert rows["gateway/baseline"]["calls/s"].endswith("x")
+
+
+async def test_mixed201_smoke_against_both_systems(tmp_path: Path) -> None:
+    table = await mixed201(Context(tmp_path, workers=1), n=5, seconds=2.0)
+    print(table.render())
+    assert table.columns == COLUMNS
+    rows = {row[0]: dict(zip(table.columns, row, strict=True)) for row in table.rows}
+    assert set(rows) == {"gateway", "baseline", "gateway/baseline"}
+    for system in ("gateway", "baseline"):
+        assert int(rows[system]["calls"]) > 0, table.render()
+        assert rows[system]["errors"] == "0", table.render()
+    assert any(n.startswith("gateway: ") and "TransactionEvent" in n for n in table.notes)
 
 
 async def test_mixed201_load_against_the_libraries_2_0_1_server(tmp_path: Path) -> None:
