@@ -5,11 +5,13 @@ and out-of-order TransactionEvents, an Ended without its Started, and a 1.6 char
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from cpo_gateway.sim.charger201.commands import REPORT_ITEMS_PER_MESSAGE
 from cpo_gateway.sim.charger201.simulator import SimCharger201
 from tests.conftest import PARTNER, Harness
 
@@ -200,3 +202,75 @@ async def test_a_1_6_and_a_2_0_1_charger_side_by_side(harness: Harness) -> None:
         await emp.wait_for(lambda: all(emp.statuses.get(e) == "Occupied" for e in both), 10)
     assert [a for a, _ in old.received].count("RemoteStartTransaction") == 1
     assert [a for a, _ in new.received].count("RequestStartTransaction") == 1
+
+
+async def test_the_whitelist_reaches_the_station_in_chunks_of_its_items_per_message(
+    harness: Harness,
+) -> None:
+    uids = [f"{0xA0000000 + i:08X}" for i in range(120)]
+    async with station(harness, local_list_max_length=50) as cs:
+        await cs.connect()
+        await _whitelist(harness, *uids)
+        await harness.emp.wait_for(lambda: len(cs.local_list) == 120, timeout=10)
+        await cs.disconnect()
+        assert cs.authorize_locally(uids[-1])  # the station decides alone while cut off
+    pushes = [p for a, p in cs.received if a == "SendLocalList"]
+    assert [(p["updateType"], len(p["localAuthorizationList"])) for p in pushes] == [
+        ("Full", 50), ("Differential", 50), ("Differential", 20)
+    ]  # fmt: skip
+    assert cs.local_list_version == pushes[-1]["versionNumber"]
+    (read,) = [p for a, p in cs.received if a == "GetVariables"]
+    asked = {(v["component"]["name"], v["variable"]["name"]) for v in read["getVariableData"]}
+    assert ("LocalAuthListCtrlr", "ItemsPerMessage") in asked
+
+
+async def test_a_reconnect_asks_for_the_open_transactions_status(harness: Harness) -> None:
+    async with station(harness) as cs:
+        await cs.connect()
+        tx = await cs.start_transaction(1, CARD, meter_start=10)
+        await cs.disconnect()
+        await cs.meter_values(1, tx, 500)
+        await cs.connect(boot=False)
+        await harness.emp.wait_for(
+            lambda: any(a == "GetTransactionStatus" for a, _ in cs.received), timeout=10
+        )
+    asked = [p for a, p in cs.received if a == "GetTransactionStatus"]
+    assert asked == [{"transactionId": tx}]
+    assert cs.pending == 0
+
+
+async def test_the_gateways_commands_reach_the_station(harness: Harness) -> None:
+    registry = harness.csms.registry
+    cp = "CP-BER-001"
+    async with station(harness) as cs:
+        await cs.connect()
+        read = await registry.get_variables(cp, [("OCPPCommCtrlr", "HeartbeatInterval")])
+        assert read.accepted, read
+        results = read.data["getVariableResult"]
+        assert isinstance(results, list) and len(results) == 1
+        assert results[0]["attributeValue"] == str(cs.heartbeat_interval)
+        written = await registry.set_variables(cp, [("OCPPCommCtrlr", "HeartbeatInterval", "30")])
+        assert written.accepted and cs.heartbeat_interval == 30, written
+        report = await registry.get_base_report(cp, 9)
+        assert report.accepted, report
+        chunks = math.ceil(len(cs.state.variables) / REPORT_ITEMS_PER_MESSAGE)
+        await harness.emp.wait_for(
+            lambda: sum(1 for a, _ in cs.answers if a == "NotifyReport") == chunks, timeout=10
+        )
+        off = await registry.change_availability(cp, 2, "Inoperative")
+        assert off.accepted and cs.availability == {2: "Inoperative"}, off
+        await harness.emp.wait_for(
+            lambda: harness.emp.statuses.get("DE*CPO*E1001*2") == "Offline", timeout=10
+        )
+        unlock = await registry.unlock_connector(cp, 1)
+        assert unlock.accepted, unlock
+        beats = sum(1 for a, _ in cs.answers if a == "Heartbeat")
+        trigger = await registry.trigger_message(cp, "Heartbeat")
+        assert trigger.accepted, trigger
+        await harness.emp.wait_for(
+            lambda: sum(1 for a, _ in cs.answers if a == "Heartbeat") == beats + 1, timeout=10
+        )
+        reset = await registry.reset(cp, "Hard")
+        assert reset.accepted, reset
+        await harness.emp.wait_for(lambda: cs.boots == 2 and cs.connected, timeout=10)
+    assert cs.invalid_answers == [] and cs.call_errors == []
