@@ -209,6 +209,7 @@ class Gateway:
             compression=cfg.ocpp.compression,
             call_timeout_s=cfg.ocpp.call_timeout_s,
             open_timeout_s=cfg.ocpp.open_timeout_s,
+            validate_schemas=cfg.ocpp.validate_schemas,
             ssl_context=_tls_context(cfg),
             admin_socket=cfg.gateway.state_dir / "admin.sock",
             call_timings=self.exposition.ocpp_call_seconds,

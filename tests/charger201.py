@@ -54,11 +54,12 @@ class Memory:
     transactions: dict[str, int] = field(default_factory=dict)  # id -> evse
     seq: int = 0
     meter_wh: float = 1000.0
+    stop_delta_wh: float = 5000.0  # energy by the Ended a remote stop brings
     started: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class Point(ChargePoint):  # type: ignore[misc]  # the ocpp wheel ships no types
+class Point(ChargePoint):
     memory: Memory
     tasks: set[asyncio.Task[None]]
 
@@ -161,7 +162,7 @@ class Point(ChargePoint):  # type: ignore[misc]  # the ocpp wheel ships no types
                 trigger="RemoteStop",
                 evse=evse,
                 at=600,
-                meter_value=meter(self.memory.meter_wh + 5000, 600),
+                meter_value=meter(self.memory.meter_wh + self.memory.stop_delta_wh, 600),
                 stopped_reason="Remote",
             )
             self.memory.ended.set()

@@ -51,16 +51,24 @@ class Figures:
 
 
 async def ocpp_run(
-    ctx: Context, system: str, behaviour: str, n: int, window_s: float, **spec: Any
+    ctx: Context,
+    system: str,
+    behaviour: str,
+    n: int,
+    window_s: float,
+    *,
+    validate_schemas: bool = True,
+    **spec: Any,
 ) -> Figures:
-    """Start the system, connect n chargers, play `behaviour` for window_s, measure."""
+    """Start the system, connect n chargers, play `behaviour` for window_s, measure.
+    `validate_schemas` False runs the gateway without its schema check (for comparison)."""
     directory = ctx.directory(f"{behaviour}-{system}")
     whitelist = cards(max(1, min(n, 1000)))
     emp: SandboxEmp | None = None
     if system == "gateway":
         emp = SandboxEmp(api_key=OUTBOUND_KEY)
         await emp.start()
-        server = ServerProcess.gateway(directory, n, emp.url)
+        server = ServerProcess.gateway(directory, n, emp.url, validate_schemas)
     else:
         server = ServerProcess.baseline(directory, spec.get("protocol", "1.6"))
     run: LoadRun | None = None

@@ -69,9 +69,15 @@ def write_stations(path: Path, n_chargers: int) -> int:
 
 
 def write_gateway_config(
-    directory: Path, n_chargers: int, emp_url: str, ocpp_port: int, oioi_port: int
+    directory: Path,
+    n_chargers: int,
+    emp_url: str,
+    ocpp_port: int,
+    oioi_port: int,
+    validate_schemas: bool = True,
 ) -> Path:
-    """The gateway's default configuration, but for loopback ports, the EMP and quiet logs."""
+    """The gateway's default configuration, but for loopback ports, the EMP and quiet logs.
+    `validate_schemas` False only to measure what the schema check costs."""
     directory.mkdir(parents=True, exist_ok=True)
     write_stations(directory / "stations.toml", n_chargers)
     text = f"""
@@ -83,6 +89,7 @@ def write_gateway_config(
         host = "127.0.0.1"
         port = {ocpp_port}
         path = "{OCPP_PATH}"
+        validate_schemas = {"true" if validate_schemas else "false"}
 
         [oioi]
         host = "127.0.0.1"
@@ -123,9 +130,13 @@ class ServerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def gateway(cls, directory: Path, n_chargers: int, emp_url: str) -> ServerProcess:
+    def gateway(
+        cls, directory: Path, n_chargers: int, emp_url: str, validate_schemas: bool = True
+    ) -> ServerProcess:
         ocpp_port, oioi_port = free_port(), free_port()
-        config = write_gateway_config(directory, n_chargers, emp_url, ocpp_port, oioi_port)
+        config = write_gateway_config(
+            directory, n_chargers, emp_url, ocpp_port, oioi_port, validate_schemas
+        )
         argv = [sys.executable, "-m", "cpo_gateway", "run", "-c", str(config)]
         server = cls("gateway", argv, directory / "gateway.log", ocpp_port)
         server.oioi_port = oioi_port

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import CommandResult, CommandStatus
-from cpo_gateway.csms import v201_rpc
+from cpo_gateway.csms.codes import respell
 from cpo_gateway.csms.frames import (
     Call,
     CallError,
@@ -162,7 +162,8 @@ class ChargerConnection:
         answered: Answered | None = None,
         version: str = "1.6",
     ) -> None:
-        """`version`: the OCPP version the subprotocol chose ("1.6" or "2.0.1")."""
+        """`version`: the OCPP version the subprotocol chose ("1.6" or "2.0.1"): it spells
+        the CallError codes (codes.py) and picks how answers to our Calls are read."""
         self.charge_point_id = charge_point_id
         self.version = version
         self.v201 = version == "2.0.1"
@@ -227,7 +228,7 @@ class ChargerConnection:
             log.warning(
                 "ocpp.bad_frame", charge_point_id=self.charge_point_id, error=exc.description
             )
-            reply = v201_rpc.encode_frame_error(exc) if self.v201 else encode_frame_error(exc)
+            reply = encode_frame_error(exc, self.version)
             if reply is not None:
                 await self._send(reply)
             return
@@ -268,16 +269,17 @@ class ChargerConnection:
                 action=call.action,
                 error=exc.description,
             )
-            reply = encode_error(
-                call.unique_id, self._spell(exc.error_code), exc.description, exc.details
-            )
+            code = respell(exc.error_code, self.version)
+            reply = encode_error(call.unique_id, code, exc.description, exc.details)
         except HandlerError as exc:
-            reply = encode_error(call.unique_id, self._spell(exc.code), exc.description)
+            reply = encode_error(call.unique_id, respell(exc.code, self.version), exc.description)
         except Exception:
             log.exception(
                 "ocpp.handler_failed", charge_point_id=self.charge_point_id, action=call.action
             )
-            reply = encode_error(call.unique_id, ErrorCode.INTERNAL_ERROR, "internal error")
+            reply = encode_error(
+                call.unique_id, ErrorCode.INTERNAL_ERROR, "internal error"
+            )  # same in both
         await self._send(reply)
         if self._answered is not None:
             self._answered(call.action, time.perf_counter() - received)
@@ -285,9 +287,6 @@ class ChargerConnection:
         self._greet()
         if self._after_reply is not None:
             self._after_reply(self, call)
-
-    def _spell(self, code: str) -> str:
-        return v201_rpc.error_code(code) if self.v201 else str(code)
 
     async def _send(self, text: str) -> None:
         try:

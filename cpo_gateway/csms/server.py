@@ -76,6 +76,7 @@ class CsmsServer:
         compression: bool,
         call_timeout_s: float,
         open_timeout_s: float = 10.0,
+        validate_schemas: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         admin_socket: Path | None = None,
         call_timings: Timings = NO_TIMINGS,
@@ -103,6 +104,7 @@ class CsmsServer:
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
+            validate_schemas=validate_schemas,
         )
         self.handlers201 = Handlers201(
             core,

@@ -3,7 +3,7 @@
 Tolerant readers under the rules of fields.py, as for 1.6 (v16.py): unknown enum values are
 kept as sent, vendor strings are cut to the schema's maximum, an idToken is kept exactly as
 sent. What cannot be read raises PayloadError naming the field; the connection spells its
-error code the 2.0.1 way (v201_rpc.py). TransactionEvent is read in v201_tx.py.
+error code the 2.0.1 way (codes.py). TransactionEvent is read in v201_tx.py.
 
 Connectors: a 2.0.1 charger names one by EVSE and connector on that EVSE; the server turns
 that into the stations file's connector number (Core.connector_by_address), so these
