@@ -89,7 +89,7 @@ async def test_out_of_order_and_offline_events_keep_the_chargers_times(
     tx = await harness.store.transaction_by_key(CP, "T-9")
     assert tx is not None
     assert (tx.first_wh, tx.last_wh) == (20_000, 22_000)
-    assert tx.stopped_at == stamp(1200)
+    assert (tx.started_at, tx.stopped_at) == (stamp(5), stamp(1200))
     assert cdr["energy-consumed"] == 2.0
 
 

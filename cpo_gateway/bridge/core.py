@@ -255,6 +255,11 @@ class Core:
         """The transaction a charger named `charger_key`, if the gateway has seen it."""
         return await self.store.transaction_by_key(charge_point_id, charger_key)
 
+    async def start_earlier(self, tx_id: int, started_at: str) -> None:
+        """A transaction's own start report came after a later one had begun it: its time
+        stands (the session's interval runs from when the charger began)."""
+        await self.store.start_earlier(tx_id, started_at)
+
     async def open_charger_keys(self, charge_point_id: str) -> list[tuple[str, int]]:
         """(the charger's own name, connector) of its transactions the gateway holds open."""
         return [

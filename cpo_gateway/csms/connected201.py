@@ -114,6 +114,26 @@ class Commands201:
             cmd.get_transaction_status_req(charger_key),
         )
 
+    async def ask_open_transactions(
+        self, conn: ChargerConnection, open_here: Sequence[tuple[str, int]]
+    ) -> None:
+        """After a charger (re)connects: ask about each transaction the gateway holds open
+        there, (charger's id, connector). The answer says whether the charger still runs it
+        and has events for it queued (which it sends on its own); it is logged for
+        operators, and a transaction still running marks its connector busy."""
+        for key, connector in open_here:
+            result = await self.get_transaction_status(conn, key)
+            log.info(
+                "charger.transaction_status",
+                charge_point_id=conn.charge_point_id,
+                charger_key=key,
+                result=result.status.value,
+                ongoing=result.data.get("ongoingIndicator"),
+                queued=result.data.get("messagesInQueue"),
+            )
+            if result.data.get("ongoingIndicator") is True:
+                conn.running.setdefault(connector, key)
+
     # --- local list ---------------------------------------------------------------------------
     async def list_variables(self, conn: ChargerConnection) -> dict[str, str]:
         """LocalAuthListCtrlr's variables, read once per connection (unknown ones as "")."""

@@ -11,6 +11,11 @@ Each is idempotent in the core (the key makes a resent start or end the same one
 readings are folded by their timestamps), so a resent event changes nothing, and events that
 arrive out of order give the same result: an Updated or Ended whose Started has not come
 starts the transaction itself. Each event is then kept as a TransactionStep by its seqNo.
+
+Every Call payload meets its OCA 2.0.1 schema first, under the rules of the 1.6 handlers
+(handlers.py): known quirks mended, a refused payload answered with the problem's CallError
+naming the field, except a TransactionEvent the parser can still read (acknowledged, the
+problem logged: a charger refused drops it, and the session's energy with it).
 An Ended closes the transaction and its CDR goes with what is known then: readings of
 earlier events arriving after it are kept, as for a late stop in 1.6, but do not change it.
 """
@@ -33,9 +38,11 @@ from cpo_gateway.bridge.model import (
     TransactionStep,
     TransactionStop,
 )
-from cpo_gateway.csms import v201
+from cpo_gateway.csms import quirks, v201
 from cpo_gateway.csms.connection import ChargerConnection, HandlerError
 from cpo_gateway.csms.frames import Call, ErrorCode
+from cpo_gateway.csms.handlers import schema_error
+from cpo_gateway.csms.schemas import SchemaSet
 from cpo_gateway.csms.v201_tx import TransactionEvent, first_wh, last_wh, parse_transaction_event
 
 log = logs.get(__name__)
@@ -52,8 +59,16 @@ def _now_iso() -> str:
 class Handlers201:
     """Answers a 2.0.1 charger's Calls from the core, one table entry per action."""
 
-    def __init__(self, core: Core, *, heartbeat_interval_s: int, id_tag_expiry_s: int) -> None:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        heartbeat_interval_s: int,
+        id_tag_expiry_s: int,
+        validate_schemas: bool = True,
+    ) -> None:
         self._core = core
+        self._schemas = SchemaSet.load("2.0.1") if validate_schemas else None
         self._interval = heartbeat_interval_s
         self._expiry_s = id_tag_expiry_s
         self.counts: dict[str, int] = {}
@@ -85,7 +100,7 @@ class Handlers201:
             raise HandlerError(code, f"{call.action[:64]} is not handled by this central system")
         self.counts[call.action] = self.counts.get(call.action, 0) + 1
         parse, handle = entry
-        parsed = parse(conn.charge_point_id, call.payload)  # raises PayloadError
+        parsed = self._checked(conn, call, parse)  # raises PayloadError
         if call.action not in _TRANSACTIONAL:
             return await handle(conn, parsed)
         try:
@@ -99,6 +114,31 @@ class Handlers201:
             raise HandlerError(
                 ErrorCode.INTERNAL_ERROR, "could not store the message; retry"
             ) from exc
+
+    def _checked(self, conn: ChargerConnection, call: Call, parse: Parse) -> object:
+        """The parsed payload, once it has met its schema (module docstring)."""
+        if self._schemas is None or call.action not in self._schemas.actions():
+            return parse(conn.charge_point_id, call.payload)
+        action, payload = call.action, call.payload
+        problem = self._schemas.check_call(action, payload)
+        if problem is None:
+            return parse(conn.charge_point_id, payload)
+        mended = quirks.normalise(self._schemas.request_schema(action), payload)
+        assert isinstance(mended, dict)  # an object's schema mends an object into an object
+        problem = self._schemas.check_call(action, mended)
+        if problem is None:
+            return parse(conn.charge_point_id, mended)
+        parsed = parse(conn.charge_point_id, mended)  # its own error, when it has one
+        if action not in _TRANSACTIONAL:
+            raise schema_error(action, problem)
+        log.warning(
+            "ocpp.schema_tolerated",
+            charge_point_id=conn.charge_point_id,
+            action=action,
+            field=problem.field,
+            problem=problem.message,
+        )
+        return parsed
 
     def _token_info(self, decision: AuthDecision) -> dict[str, object]:
         expiry = datetime.now(UTC) + timedelta(seconds=self._expiry_s)
@@ -200,6 +240,8 @@ class Handlers201:
                     reply["idTokenInfo"] = self._token_info(decision)
                 if ev.remote_start_id is not None:
                     conn.remote_starts.pop(ev.remote_start_id, None)
+            elif ev.kind is StepKind.STARTED:
+                await self._core.start_earlier(known.id, ev.timestamp)
             if known is not None or len(ev.samples) > 1 or ev.kind is StepKind.UPDATED:
                 await self._core.meter_values(
                     MeterReport(cp, connector, None, ev.samples, charger_key=key)

@@ -110,6 +110,7 @@ class CsmsServer:
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
+            validate_schemas=validate_schemas,
         )
         registry.use_addresses(core.address_of)
         self._server: Server | None = None
@@ -393,30 +394,13 @@ class CsmsServer:
             return
         cp_id = conn.charge_point_id
         if conn.v201:
-            await self._ask_open_transactions(conn)
+            open_here = await self._core.open_charger_keys(cp_id)
+            await self.registry.v201.ask_open_transactions(conn, open_here)
         if conn.first_action == "BootNotification":
             return
         log.info("charger.resync", charge_point_id=cp_id, first_message=conn.first_action)
         await self.registry.trigger_status(cp_id)
         await self._core.local_list.push(cp_id, fresh=True)
-
-    async def _ask_open_transactions(self, conn: ChargerConnection) -> None:
-        """After a 2.0.1 charger (re)connects: ask about each transaction the gateway holds
-        open for it. Its answer says whether the charger still runs it and has events for it
-        queued (which it sends on its own); the answer is logged for operators."""
-        cp_id = conn.charge_point_id
-        for key, connector in await self._core.open_charger_keys(cp_id):
-            result = await self.registry.get_transaction_status(cp_id, key)
-            log.info(
-                "charger.transaction_status",
-                charge_point_id=cp_id,
-                charger_key=key,
-                result=result.status.value,
-                ongoing=result.data.get("ongoingIndicator"),
-                queued=result.data.get("messagesInQueue"),
-            )
-            if result.data.get("ongoingIndicator") is True:
-                conn.running.setdefault(connector, key)
 
 
 def _source(conn: ServerConnection) -> str:

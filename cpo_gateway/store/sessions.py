@@ -136,13 +136,6 @@ class ChargingRepo:
         )
         return None if row is None else _tx(row)
 
-    async def transaction_by_key(self, charge_point: str, charger_key: str) -> TxRecord | None:
-        row = await self.db.one(
-            "SELECT * FROM transactions WHERE charge_point = ? AND charger_key = ?",
-            (charge_point, charger_key),
-        )
-        return None if row is None else _tx(row)
-
     async def transaction(self, tx_id: int) -> TxRecord | None:
         row = await self.db.one("SELECT * FROM transactions WHERE id = ?", (tx_id,))
         return None if row is None else _tx(row)

@@ -1,4 +1,5 @@
-"""The numbered reports a charger sends about a transaction it named (see model.TransactionStep).
+"""Transactions a charger named itself: found by its name, and the numbered reports it sent
+about them (see model.TransactionStep).
 
 One row per (charger, key, sequence): a report resent finds its row, so it is one record
 however often it comes, and reading them by sequence gives the charger's own order.
@@ -7,11 +8,27 @@ however often it comes, and reading them by sequence gives the charger's own ord
 from __future__ import annotations
 
 from cpo_gateway.bridge.model import StepKind, TransactionStep
+from cpo_gateway.bridge.ports import TxRecord
 from cpo_gateway.store.db import Database
+from cpo_gateway.store.sessions import _tx
 
 
 class StepsRepo:
     db: Database
+
+    async def transaction_by_key(self, charge_point: str, charger_key: str) -> TxRecord | None:
+        row = await self.db.one(
+            "SELECT * FROM transactions WHERE charge_point = ? AND charger_key = ?",
+            (charge_point, charger_key),
+        )
+        return None if row is None else _tx(row)
+
+    async def start_earlier(self, tx_id: int, started_at: str) -> None:
+        """Move a transaction's start back to `started_at` (never forward)."""
+        await self.db.write(
+            "UPDATE transactions SET started_at = :at WHERE id = :tx AND started_at > :at",
+            {"tx": tx_id, "at": started_at},
+        )
 
     async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool:
         value = await self.db.scalar(
