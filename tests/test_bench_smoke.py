@@ -86,6 +86,27 @@ async def test_the_2_0_1_load_station_speaks_schema_valid_2_0_1() -> None:
     assert [r["attributeValue"] for r in reply["getVariableResult"]] == ["1000", "true"]
 
 
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["GetVariables", "SetVariables", "GetTransactionStatus", "Reset", "X"]),
+    st.dictionaries(
+        st.sampled_from(["getVariableData", "setVariableData", "transactionId"]), _JSON
+    ),
+)
+def test_the_2_0_1_load_station_answers_any_request_body(action: str, payload: Payload) -> None:
+    reply = LoadCharger201("BENCH-00001", "127.0.0.1", 9, "/ocpp").reply_to(action, payload)
+    assert isinstance(reply, dict) and reply
+
+
 def test_cli_knows_every_scenario() -> None:
     args = parser().parse_args(["--scenario", "mixed201", "--quick", "--chargers", "5"])
     assert args.scenario == "mixed201" and args.quick and args.chargers == 5

@@ -46,6 +46,18 @@ def transaction_event(
     return body
 
 
+def _items(payload: Payload, key: str) -> list[tuple[Payload, Payload]]:
+    """(component, variable) of each well-formed entry of a Get/SetVariables request."""
+    entries = payload.get(key)
+    found = []
+    for item in entries if isinstance(entries, list) else []:
+        if isinstance(item, dict):
+            component, variable = item.get("component"), item.get("variable")
+            if isinstance(component, dict) and isinstance(variable, dict):
+                found.append((component, variable))
+    return found
+
+
 class LoadCharger201(LoadCharger):
     """The 2.0.1 station: the same `call`, `connect` and messages as the 1.6 load charger."""
 
@@ -59,17 +71,15 @@ class LoadCharger201(LoadCharger):
     def reply_to(self, action: str, payload: Payload) -> Payload:
         if action == "GetVariables":
             results = []
-            for item in payload.get("getVariableData", []):
-                name = str(item.get("variable", {}).get("name", ""))
+            for component, variable in _items(payload, "getVariableData"):
+                name = str(variable.get("name", ""))
                 value = "true" if name in ("Enabled", "Available") else "1000"
                 results.append({"attributeStatus": "Accepted", "attributeValue": value,
-                                "component": item.get("component", {}),
-                                "variable": item.get("variable", {})})  # fmt: skip
+                                "component": component, "variable": variable})  # fmt: skip
             return {"getVariableResult": results}
         if action == "SetVariables":
-            results = [{"attributeStatus": "Accepted", "component": item.get("component", {}),
-                        "variable": item.get("variable", {})}
-                       for item in payload.get("setVariableData", [])]  # fmt: skip
+            results = [{"attributeStatus": "Accepted", "component": component, "variable": variable}
+                       for component, variable in _items(payload, "setVariableData")]  # fmt: skip
             return {"setVariableResult": results}
         if action == "GetLocalListVersion":
             return {"versionNumber": 0}
