@@ -44,6 +44,13 @@ async def test_rpc_framework_errors_and_2_0_1_spelling(harness: Harness) -> None
         missing = await _answer(ws)
         await ws.send(orjson.dumps([2, "a2", "Heartbeat", {}, "extra"]).decode())
         extra = await _answer(ws)
+        status = {"timestamp": "2026-05-01T12:00:00Z", "connectorStatus": "Bogus"}
+        await ws.send(
+            orjson.dumps(
+                [2, "a5", "StatusNotification", {**status, "evseId": 1, "connectorId": 1}]
+            ).decode()
+        )
+        schema_enum = await _answer(ws)
         await ws.send(orjson.dumps([2, "a3", "Heartbeat", {}]).decode())
         still_up = await _answer(ws)
     assert unreadable[:3] == [4, "-1", "RpcFrameworkError"]
@@ -51,6 +58,8 @@ async def test_rpc_framework_errors_and_2_0_1_spelling(harness: Harness) -> None
     assert missing[:3] == [4, "a1", "OccurrenceConstraintViolation"]
     assert missing[4] == {"field": "Authorize.idToken"}
     assert extra[:3] == [4, "a2", "FormatViolation"]
+    assert schema_enum[:3] == [4, "a5", "PropertyConstraintViolation"]
+    assert schema_enum[4] == {"field": "StatusNotification.connectorStatus"}
     assert still_up[0] == 3 and still_up[1] == "a3" and "currentTime" in still_up[2]
 
 

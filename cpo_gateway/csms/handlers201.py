@@ -39,10 +39,10 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
 )
 from cpo_gateway.csms import quirks, v201
+from cpo_gateway.csms.codes import codes_for
 from cpo_gateway.csms.connection import ChargerConnection, HandlerError
-from cpo_gateway.csms.frames import Call, ErrorCode
-from cpo_gateway.csms.handlers import schema_error
-from cpo_gateway.csms.schemas import SchemaSet
+from cpo_gateway.csms.frames import Call, ErrorCode, PayloadError
+from cpo_gateway.csms.schemas import SchemaProblem, SchemaSet
 from cpo_gateway.csms.v201_tx import TransactionEvent, first_wh, last_wh, parse_transaction_event
 
 log = logs.get(__name__)
@@ -261,3 +261,15 @@ class Handlers201:
             )
         )
         return reply
+
+
+# A schema problem comes in 2.0.1 spelling; a PayloadError carries the 1.6 code (the parsers'
+# classification), which the connection spells the 2.0.1 way again when it answers.
+_AS_1_6 = {code: codes_for("1.6")[problem] for problem, code in codes_for("2.0.1").items()}
+
+
+def schema_error(action: str, problem: SchemaProblem) -> PayloadError:
+    """The PayloadError of a 2.0.1 schema problem, naming the field as the parsers do."""
+    where = f"{action}.{problem.field}" if problem.field else action
+    code = ErrorCode(_AS_1_6.get(problem.error_code, ErrorCode.GENERIC_ERROR.value))
+    return PayloadError(code, f"{where}: {problem.message}", {"field": where})
