@@ -7,7 +7,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cpo_gateway.bridge.model import CommandStatus
 from cpo_gateway.csms import v201
+from cpo_gateway.csms import v201_commands as cmd
 from cpo_gateway.csms.frames import FrameError, PayloadError, encode_frame_error, parse_frame
 from cpo_gateway.csms.v201_meter import energy_samples
 from cpo_gateway.csms.v201_tx import parse_transaction_event
@@ -119,3 +121,19 @@ def test_any_frame_gets_a_2_0_1_answer_or_none(data: bytes | str) -> None:
             assert ("FormationViolation" not in reply) and ("OccurenceConstraint" not in reply)
             if exc.unique_id is None:
                 assert reply.startswith('[4,"-1","RpcFrameworkError"')
+
+
+ANSWERED = [
+    "RequestStartTransaction", "RequestStopTransaction", "TriggerMessage", "Reset",
+    "ChangeAvailability", "UnlockConnector", "SendLocalList", "GetLocalListVersion",
+    "GetVariables", "SetVariables", "GetBaseReport", "GetTransactionStatus",
+]  # fmt: skip
+
+
+@RELAXED
+@given(st.sampled_from(ANSWERED), PAYLOADS | st.dictionaries(st.just("status"), JSON))
+def test_a_chargers_answer_is_read_without_raising(action: str, payload: dict[str, object]) -> None:
+    result = cmd.read_command_status(action, payload)
+    assert isinstance(result.status, CommandStatus)
+    values = cmd.variable_values(result)
+    assert all(isinstance(v, str) for v in values.values())

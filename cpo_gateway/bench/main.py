@@ -66,7 +66,7 @@ def plan(
         "outbox": lambda c: emp_scenarios.outbox(c, 200 if quick else 5_000),
         # The 1.6 mixed load with the schema check off and on, alternating, and the validators.
         "schemas": lambda c: schema_scenarios.schemas(
-            c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 2
+            c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 3
         ),
     }  # fmt: skip
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)

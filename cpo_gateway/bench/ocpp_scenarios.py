@@ -58,10 +58,12 @@ async def ocpp_run(
     window_s: float,
     *,
     validate_schemas: bool = True,
+    together: asyncio.Barrier | None = None,
     **spec: Any,
 ) -> Figures:
     """Start the system, connect n chargers, play `behaviour` for window_s, measure.
-    `validate_schemas` False runs the gateway without its schema check (for comparison)."""
+    `validate_schemas` False runs the gateway without its schema check (for comparison);
+    runs sharing `together` start their measured windows at the same moment."""
     directory = ctx.directory(f"{behaviour}-{system}")
     whitelist = cards(max(1, min(n, 1000)))
     emp: SandboxEmp | None = None
@@ -84,6 +86,9 @@ async def ocpp_run(
         setup_s = time.monotonic() - setup_started
         # Commands the gateway sends after a connect (local list, status trigger) settle first.
         await asyncio.sleep(1.0 if n < 1000 else 5.0)
+        if together is not None:
+            async with asyncio.timeout(120):  # the other run failed to start: give up too
+                await together.wait()
         before = server.usage()
         start = time.time() + 0.3
         run.go(start, start + window_s)

@@ -171,6 +171,7 @@ class ChargerConnection:
         # Started event that names it; and each connector's running transaction (by key).
         self.remote_starts: dict[int, str] = {}
         self.running: dict[int, str] = {}
+        self.transactions: dict[str, tuple[int, int]] = {}  # key -> (our id, connector)
         self.ws = ws
         self._dispatch = dispatch
         self._call_timeout_s = call_timeout_s

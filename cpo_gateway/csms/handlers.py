@@ -3,8 +3,9 @@
 Transaction messages are answered only after the core has committed their data; a CallError
 is returned only when persisting really failed, so the charger retries.
 
-Every Call payload meets the OCA schema of its action first (schemas.py), once known firmware
-quirks are mended (quirks.py); the tolerant parsers of v16.py then read the mended payload.
+Every Call payload meets the OCA schema of its action first (schemas.py); one the schema
+refuses as sent is mended of known firmware quirks (quirks.py) and checked again, and the
+tolerant parsers of v16.py read what passed.
 A payload the schema refuses gets the CallError of the problem, naming the field, with one
 exception: a transaction message (Start/StopTransaction, MeterValues) that the parser can
 still read is acknowledged and the schema problem logged, because a charger refused keeps

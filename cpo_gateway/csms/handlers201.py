@@ -22,6 +22,7 @@ earlier events arriving after it are kept, as for a late stop in 1.6, but do not
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -198,8 +199,12 @@ class Handlers201:
         assert isinstance(parsed, TransactionEvent)
         ev, cp = parsed, conn.charge_point_id
         key = ev.transaction_id
-        known = await self._core.charger_transaction(cp, key)
-        connector = known.connector if known is not None else self._connector(cp, ev)
+        # (our transaction id, connector): asked of the store once per connection and key.
+        known = conn.transactions.get(key)
+        if known is None:
+            tx = await self._core.charger_transaction(cp, key)
+            known = None if tx is None else (tx.id, tx.connector)
+        connector = known[1] if known is not None else self._connector(cp, ev)
         id_tag = ev.id_token.value if ev.id_token is not None else None
         if id_tag is None and ev.remote_start_id is not None:
             # Bound by remoteStartId: the token our RequestStartTransaction carried.
@@ -220,11 +225,14 @@ class Handlers201:
                 )
             )
             conn.running.pop(connector, None)
+            conn.transactions.pop(key, None)  # bounded: only running ones are kept
             if decision is not None and ev.id_token is not None:
                 reply["idTokenInfo"] = self._token_info(decision)
         else:
+            # Readings a start did not take: an Updated's, a late Started's, any but the first.
+            fold = ev.kind is StepKind.UPDATED or known is not None or len(ev.samples) > 1
             if known is None:
-                _, decision = await self._core.start_transaction(
+                tx_id, decision = await self._core.start_transaction(
                     TransactionStart(
                         cp,
                         connector,
@@ -240,27 +248,36 @@ class Handlers201:
                     reply["idTokenInfo"] = self._token_info(decision)
                 if ev.remote_start_id is not None:
                     conn.remote_starts.pop(ev.remote_start_id, None)
+                known = (tx_id, connector)
             elif ev.kind is StepKind.STARTED:
-                await self._core.start_earlier(known.id, ev.timestamp)
-            if known is not None or len(ev.samples) > 1 or ev.kind is StepKind.UPDATED:
-                await self._core.meter_values(
-                    MeterReport(cp, connector, None, ev.samples, charger_key=key)
-                )
+                await self._core.start_earlier(known[0], ev.timestamp)
+            conn.transactions[key] = known
             conn.running[connector] = key
-        await self._core.record_step(
-            TransactionStep(
-                charge_point_id=cp,
-                charger_key=key,
-                sequence=ev.seq_no,
-                kind=ev.kind,
-                timestamp=ev.timestamp,
-                trigger=ev.trigger_reason,
-                reason=ev.stopped_reason,
-                remote_id=ev.remote_start_id,
-                queued=ev.offline,
-            )
-        )
+            if ev.samples and fold:
+                # The readings and the report share one group commit.
+                await asyncio.gather(
+                    self._core.meter_values(
+                        MeterReport(cp, connector, known[0], ev.samples, charger_key=key)
+                    ),
+                    self._core.record_step(self._step(cp, ev)),
+                )
+                return reply
+        await self._core.record_step(self._step(cp, ev))
         return reply
+
+    @staticmethod
+    def _step(cp: str, ev: TransactionEvent) -> TransactionStep:
+        return TransactionStep(
+            charge_point_id=cp,
+            charger_key=ev.transaction_id,
+            sequence=ev.seq_no,
+            kind=ev.kind,
+            timestamp=ev.timestamp,
+            trigger=ev.trigger_reason,
+            reason=ev.stopped_reason,
+            remote_id=ev.remote_start_id,
+            queued=ev.offline,
+        )
 
 
 # A schema problem comes in 2.0.1 spelling; a PayloadError carries the 1.6 code (the parsers'

@@ -129,7 +129,11 @@ class SchemaSet:
     ) -> SchemaProblem | None:
         validate = table.get(action)
         if validate is None:
-            return SchemaProblem("", f"has no schema: {action[:64]} is not an action", "")
+            return SchemaProblem(
+                "",
+                f"has no schema: {action[:64]} is not an OCPP {self._version} action",
+                self._codes[Problem.NOT_IMPLEMENTED],
+            )
         try:
             validate(payload)
         except fastjsonschema.JsonSchemaValueException as exc:
