@@ -23,8 +23,8 @@ from cpo_gateway.bench import emp_scenarios, ocpp_scenarios, schema_scenarios
 from cpo_gateway.bench.ocpp_scenarios import Context
 from cpo_gateway.bench.report import Table
 
-SCENARIOS = ("mixed", "idle10k", "burst", "storm", "authorize", "rfid", "session-start", "outbox",
-             "schemas")  # fmt: skip
+SCENARIOS = ("mixed", "mixed201", "idle10k", "burst", "storm", "authorize", "rfid",
+             "session-start", "outbox", "schemas")  # fmt: skip
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
 NEEDED_FDS = 10_500
 
@@ -54,6 +54,7 @@ def plan(
     crowd_n = scaled(n or (50 if quick else 5_000), fds)
     steps: dict[str, Callable[[Context], Awaitable[Table]]] = {
         "mixed": lambda c: ocpp_scenarios.mixed(c, n or (5 if quick else 100), s or (2 if quick else 20)),
+        "mixed201": lambda c: ocpp_scenarios.mixed201(c, n or (5 if quick else 100), s or (2 if quick else 20)),
         "idle10k": lambda c: ocpp_scenarios.idle(c, idle_n, s or (3 if quick else 30), 1 if quick else 10),
         "burst": lambda c: ocpp_scenarios.burst(c, crowd_n),
         "storm": lambda c: ocpp_scenarios.storm(c, crowd_n, 1 if quick else 10),

@@ -1,5 +1,6 @@
 """Benchmark scenarios on the OCPP side, each run against the gateway and the baseline:
-mixed load, 10,000 idle chargers, a MeterValues burst, a reconnect storm, paced Authorize."""
+mixed load (1.6 and 2.0.1), 10,000 idle chargers, a MeterValues burst, a reconnect storm,
+paced Authorize."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ async def ocpp_run(
         await emp.start()
         server = ServerProcess.gateway(directory, n, emp.url, validate_schemas)
     else:
-        server = ServerProcess.baseline(directory)
+        server = ServerProcess.baseline(directory, spec.get("protocol", "1.6"))
     run: LoadRun | None = None
     try:
         await server.start()
@@ -132,12 +133,26 @@ def _error_notes(table: Table, figures: list[Figures]) -> None:
 
 
 async def mixed(ctx: Context, n: int = 100, seconds: float = 20.0) -> Table:
+    figures = [await ocpp_run(ctx, s, "mixed", n, seconds) for s in SYSTEMS]
+    return _mixed_table(f"mixed load, {n} chargers, {seconds:g} s closed loop", figures)
+
+
+async def mixed201(ctx: Context, n: int = 100, seconds: float = 20.0) -> Table:
+    """The 2.0.1 mix against the gateway and the `ocpp` library's 2.0.1 README server."""
+    figures = [
+        await ocpp_run(ctx, s, "mixed201", n, seconds, protocol="2.0.1", start_transaction=True)
+        for s in SYSTEMS
+    ]
+    title = f"OCPP 2.0.1 mixed load, {n} stations, {seconds:g} s closed loop"
+    return _mixed_table(title, figures)
+
+
+def _mixed_table(title: str, figures: list[Figures]) -> Table:
     table = Table(
-        f"mixed load, {n} chargers, {seconds:g} s closed loop",
+        title,
         ("system", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "server CPU s",
          "peak RSS MB", "loadgen CPU s", "errors"),
     )  # fmt: skip
-    figures = [await ocpp_run(ctx, s, "mixed", n, seconds) for s in SYSTEMS]
     rates = []
     for f in figures:
         lat = f.load.all_latencies()

@@ -143,10 +143,14 @@ class ServerProcess:
         return server
 
     @classmethod
-    def baseline(cls, directory: Path) -> ServerProcess:
+    def baseline(cls, directory: Path, protocol: str = "1.6") -> ServerProcess:
+        """The `ocpp` library's README central system of that OCPP version."""
         directory.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        argv = [sys.executable, "-m", "cpo_gateway.bench.baseline", "--port", str(port)]
+        module = (
+            "cpo_gateway.bench.baseline201" if protocol == "2.0.1" else "cpo_gateway.bench.baseline"
+        )
+        argv = [sys.executable, "-m", module, "--port", str(port)]
         return cls("baseline", argv, directory / "baseline.log", port)
 
     oioi_port: int = 0
