@@ -33,6 +33,7 @@ from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.passwords import parse_basic, verify_password
 from cpo_gateway.csms.proxycert import CertHeaderError, Network, is_trusted, parse_cert_header
 from cpo_gateway.csms.refusals import PROXY_HEADER_IGNORED, Refusal, Refusals
+from cpo_gateway.csms.security import CertificateService
 from cpo_gateway.ratelimit import LoginLimiter
 from cpo_gateway.tasks import TaskSet
 from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
@@ -82,6 +83,7 @@ class CsmsServer:
         client_certs: ClientCertPolicy | None = None,
         trusted_proxies: tuple[Network, ...] = (),
         client_cert_header: str = "X-Client-Cert",
+        certificates: CertificateService | None = None,
     ) -> None:
         """`call_timings`: seconds from a charger's Call to our answer, by action.
         `client_certs`: the checks of security profile 3 (None: no profile-3 charger can
@@ -109,7 +111,9 @@ class CsmsServer:
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
+            certificates=certificates,
         )
+        self._certificates = certificates
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
         self.auth_failures = 0
@@ -429,6 +433,11 @@ class CsmsServer:
 
     def _after_reply(self, conn: ChargerConnection, call: Call) -> None:
         """After an accepted boot has been answered: the list (its statuses come by themselves)."""
+        if call.action == "SignCertificate" and self._certificates is not None:
+            self._tasks.spawn(
+                self._certificates.deliver(conn.charge_point_id),
+                name=f"certificate-signed-{conn.charge_point_id}",
+            )
         if call.action == "BootNotification" and conn.booted:
             self._tasks.spawn(
                 self._core.local_list.push(conn.charge_point_id, fresh=True),
