@@ -33,7 +33,7 @@ def test_cli_knows_every_scenario() -> None:
     args = parser().parse_args(["--scenario", "mixed", "--quick", "--chargers", "5"])
     assert args.scenario == "mixed" and args.quick and args.chargers == 5
     assert set(SCENARIOS) >= {"mixed", "idle10k", "burst", "storm", "authorize", "rfid",
-                              "session-start", "outbox"}  # fmt: skip
+                              "session-start", "outbox", "profile3"}  # fmt: skip
 
 
 def _server_frame(opcode: int, payload: bytes) -> bytes:
@@ -73,3 +73,13 @@ def test_frames_in_any_pieces_come_out_whole(messages: list[bytes], cut: int) ->
 def test_arbitrary_server_bytes_never_raise(data: bytes) -> None:
     got = _feed([data, _server_frame(OP_PING, b"x")])
     assert all(isinstance(m, bytes) for m in got)
+
+
+async def test_profile3_smoke_every_charger_is_accepted(tmp_path: Path) -> None:
+    from cpo_gateway.bench.tls_scenarios import profile3
+
+    table = await profile3(Context(tmp_path, workers=1), n=20, in_flight=10)
+    print(table.render())
+    row = dict(zip(table.columns, table.rows[0], strict=True))
+    assert row["chargers"] == "20" and row["accepted"] == "20", table.render()
+    assert row["refused"] == "0", table.render()
