@@ -230,6 +230,7 @@ class Gateway:
             compression=cfg.ocpp.compression,
             call_timeout_s=cfg.ocpp.call_timeout_s,
             open_timeout_s=cfg.ocpp.open_timeout_s,
+            validate_schemas=cfg.ocpp.validate_schemas,
             ssl_context=_tls_context(cfg),
             client_certs=_client_cert_policy(cfg),
             trusted_proxies=proxycert.parse_networks(cfg.ocpp.client_certs.trusted_proxies),

@@ -68,6 +68,9 @@ class OcppConfig:
     call_timeout_s: float = 30.0
     offline_grace_s: float = 60.0
     open_timeout_s: float = 10.0  # a websocket handshake not complete by then is closed
+    # Check every Call payload against the OCA schema of its version (csms/schemas.py). Off
+    # only to measure what the check costs (scripts/bench does, for its "before" figure).
+    validate_schemas: bool = True
     tls: TlsConfig | None = None
     client_certs: ClientCertConfig = field(default_factory=ClientCertConfig)
 
@@ -327,6 +330,7 @@ def _ocpp(
         call_timeout_s=t.number("call_timeout_s", d.call_timeout_s, lo=1.0, hi=600.0),
         offline_grace_s=t.number("offline_grace_s", d.offline_grace_s, lo=0.0, hi=3600.0),
         open_timeout_s=t.number("open_timeout_s", d.open_timeout_s, lo=0.1, hi=600.0),
+        validate_schemas=t.boolean("validate_schemas", d.validate_schemas),
         tls=tls,
         client_certs=certs,
     )

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from cpo_gateway.bench.main import SCENARIOS, parser
 from cpo_gateway.bench.ocpp_scenarios import Context, mixed
+from cpo_gateway.bench.schema_scenarios import mixed_checked, validators
 from cpo_gateway.bench.wire import OP_PING, OP_TEXT, RawWebsocket
 
 COLUMNS = ("system", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "server CPU s",
@@ -33,7 +34,24 @@ def test_cli_knows_every_scenario() -> None:
     args = parser().parse_args(["--scenario", "mixed", "--quick", "--chargers", "5"])
     assert args.scenario == "mixed" and args.quick and args.chargers == 5
     assert set(SCENARIOS) >= {"mixed", "idle10k", "burst", "storm", "authorize", "rfid",
-                              "session-start", "outbox", "profile3"}  # fmt: skip
+                              "session-start", "outbox", "schemas", "profile3"}  # fmt: skip
+
+
+async def test_schemas_smoke_runs_the_gateway_with_the_check_off_and_on(tmp_path: Path) -> None:
+    table = await mixed_checked(Context(tmp_path, workers=1), n=5, seconds=2.0, rounds=1)
+    print(table.render())
+    runs = [dict(zip(table.columns, row, strict=True)) for row in table.rows[:2]]
+    assert [r["schemas"] for r in runs] == ["off", "on"], table.render()
+    for r in runs:
+        assert int(r["calls"]) > 0 and r["errors"] == "0", table.render()
+    assert table.rows[-1][0] == "on/off" and table.rows[-1][3].endswith("x")
+
+
+def test_validator_figures_cover_the_mixed_load() -> None:
+    table = validators(repeat_s=0.01)
+    actions = {row[0] for row in table.rows}
+    assert {"Heartbeat", "StatusNotification", "MeterValues", "Authorize"} <= actions
+    assert all(row[3].endswith("x") for row in table.rows), table.render()
 
 
 def _server_frame(opcode: int, payload: bytes) -> bytes:

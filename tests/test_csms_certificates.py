@@ -22,7 +22,11 @@ from hypothesis import strategies as st
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, CertificateSignedStatus, TriggerMessageStatus
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as call_result201
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from cpo_gateway.csms.certificates import CertificateSigner, CsrRejected
 from cpo_gateway.csms.clientcert import ClientCertPolicy
@@ -220,3 +224,71 @@ def test_any_csr_text_is_signed_or_rejected_never_a_crash(text: str) -> None:
         assert str(exc)
     else:
         pytest.fail("random text is never a valid CSR")
+
+
+class LibCharger201(ChargePoint201):
+    """The library's 2.0.1 charging station: a CSR on TriggerMessage."""
+
+    def __init__(self, cp_id: str, ws: Any) -> None:
+        super().__init__(cp_id, ws)
+        self.key = new_key()
+        self.chains: list[str] = []
+        self.csr_answers: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @on("TriggerMessage")
+    def on_trigger(self, requested_message: str, **_: Any) -> Any:
+        if requested_message == "SignChargingStationCertificate":
+            task = asyncio.get_running_loop().create_task(self.send_csr())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return call_result201.TriggerMessage(status="Accepted")
+
+    async def send_csr(self) -> None:
+        await asyncio.sleep(0.05)
+        request = call201.SignCertificate(
+            csr=csr_for(self.key, self.id), certificate_type="ChargingStationCertificate"
+        )
+        self.csr_answers.append(str((await self.call(request)).status))
+
+    @on("CertificateSigned")
+    def on_signed(self, certificate_chain: str, **_: Any) -> Any:
+        self.chains.append(certificate_chain)
+        return call_result201.CertificateSigned(status="Accepted")
+
+
+async def test_a_2_0_1_charger_gets_a_certificate_and_its_events_are_stored(
+    tmp_path: Path, emp: SandboxEmp
+) -> None:
+    pki = SimPki(tmp_path / "pki", ORG)
+    cfg = config(tmp_path, emp, stations=charger_stations(tmp_path, 2), extra=tls_extra(pki))
+    async with running(cfg, emp) as h:
+        url = f"wss://127.0.0.1:{h.csms.port}{cfg.ocpp.path}"
+        ws = await connect(
+            f"{url}/{CP}",
+            subprotocols=[Subprotocol("ocpp2.0.1")],
+            ssl=pki.client_context(),
+            additional_headers={"Authorization": basic(CP, PASSWORD)},
+            open_timeout=5,
+        )
+        cp = LibCharger201(CP, ws)
+        reader = asyncio.create_task(cp.start())
+        try:
+            station = {"model": "M", "vendor_name": "V"}
+            await cp.call(call201.BootNotification(charging_station=station, reason="PowerUp"))
+            await cp.call(
+                call201.SecurityEventNotification(type="TamperDetectionActivated", timestamp=TS)
+            )
+            result = await h.csms.registry.renew_certificate(CP, 10)
+            events = await h.store.security_events(CP)
+            issued = await h.store.issued_certificates(CP)
+        finally:
+            await ws.close()
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+    assert result.status.value == "accepted", result
+    assert cp.csr_answers == ["Accepted"] and len(cp.chains) == 1
+    leaf = x509.load_pem_x509_certificates(cp.chains[0].encode())[0]
+    assert leaf.public_key() == cp.key.public_key()
+    assert [e.type for e in events] == ["TamperDetectionActivated"]
+    assert [c.status for c in issued] == ["accepted"]

@@ -50,16 +50,26 @@ class Figures:
 
 
 async def ocpp_run(
-    ctx: Context, system: str, behaviour: str, n: int, window_s: float, **spec: Any
+    ctx: Context,
+    system: str,
+    behaviour: str,
+    n: int,
+    window_s: float,
+    *,
+    validate_schemas: bool = True,
+    together: asyncio.Barrier | None = None,
+    **spec: Any,
 ) -> Figures:
-    """Start the system, connect n chargers, play `behaviour` for window_s, measure."""
+    """Start the system, connect n chargers, play `behaviour` for window_s, measure.
+    `validate_schemas` False runs the gateway without its schema check (for comparison);
+    runs sharing `together` start their measured windows at the same moment."""
     directory = ctx.directory(f"{behaviour}-{system}")
     whitelist = cards(max(1, min(n, 1000)))
     emp: SandboxEmp | None = None
     if system == "gateway":
         emp = SandboxEmp(api_key=OUTBOUND_KEY)
         await emp.start()
-        server = ServerProcess.gateway(directory, n, emp.url)
+        server = ServerProcess.gateway(directory, n, emp.url, validate_schemas)
     else:
         server = ServerProcess.baseline(directory)
     run: LoadRun | None = None
@@ -75,6 +85,9 @@ async def ocpp_run(
         setup_s = time.monotonic() - setup_started
         # Commands the gateway sends after a connect (local list, status trigger) settle first.
         await asyncio.sleep(1.0 if n < 1000 else 5.0)
+        if together is not None:
+            async with asyncio.timeout(120):  # the other run failed to start: give up too
+                await together.wait()
         before = server.usage()
         start = time.time() + 0.3
         run.go(start, start + window_s)

@@ -80,12 +80,14 @@ def write_gateway_config(
     emp_url: str,
     ocpp_port: int,
     oioi_port: int,
+    validate_schemas: bool = True,
     *,
     security_profile: int = 0,
     tls: str = "",
 ) -> Path:
     """The gateway's default configuration, but for loopback ports, the EMP and quiet logs.
-    `tls`: the keys of an [ocpp.tls] table."""
+    `validate_schemas` False only to measure what the schema check costs; `tls`: the keys
+    of an [ocpp.tls] table."""
     directory.mkdir(parents=True, exist_ok=True)
     write_stations(directory / "stations.toml", n_chargers, security_profile)
     tls_table = f"[ocpp.tls]\n{tls}" if tls else ""
@@ -98,6 +100,8 @@ def write_gateway_config(
         host = "127.0.0.1"
         port = {ocpp_port}
         path = "{OCPP_PATH}"
+        validate_schemas = {"true" if validate_schemas else "false"}
+
 {textwrap.indent(tls_table, "        ")}
         [oioi]
         host = "127.0.0.1"
@@ -143,6 +147,7 @@ class ServerProcess:
         directory: Path,
         n_chargers: int,
         emp_url: str,
+        validate_schemas: bool = True,
         *,
         security_profile: int = 0,
         tls: str = "",
@@ -154,6 +159,7 @@ class ServerProcess:
             emp_url,
             ocpp_port,
             oioi_port,
+            validate_schemas,
             security_profile=security_profile,
             tls=tls,
         )

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from cpo_gateway.bridge.model import BootInfo, EnergySample, TransactionStart, TransactionStop
+from cpo_gateway.bridge.model import (
+    BootInfo,
+    EnergySample,
+    TransactionStart,
+    TransactionStep,
+    TransactionStop,
+)
 from cpo_gateway.bridge.ports import (
     LocalListRecord,
     NewOutbox,
@@ -159,6 +165,16 @@ class StorePort(Protocol):
     ) -> bool: ...
 
     async def transaction(self, tx_id: int) -> TxRecord | None: ...
+
+    async def transaction_by_key(self, charge_point: str, charger_key: str) -> TxRecord | None: ...
+
+    async def start_earlier(self, tx_id: int, started_at: str) -> None: ...
+
+    async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool: ...
+
+    async def record_step(self, step: TransactionStep, now: float) -> None: ...
+
+    async def steps_of(self, charge_point: str, charger_key: str) -> list[TransactionStep]: ...
 
     async def whitelist_counts(self) -> dict[str, int]: ...
 

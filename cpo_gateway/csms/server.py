@@ -24,12 +24,14 @@ from websockets.typing import Subprotocol
 
 from cpo_gateway import logs, runtime
 from cpo_gateway.bridge.core import Core
+from cpo_gateway.csms import v201_security
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
 from cpo_gateway.csms.clientcert import ClientCertPolicy
 from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
 from cpo_gateway.csms.frames import Call
 from cpo_gateway.csms.handlers import Handlers
+from cpo_gateway.csms.handlers201 import Handlers201
 from cpo_gateway.csms.passwords import parse_basic, verify_password
 from cpo_gateway.csms.proxycert import CertHeaderError, Network, is_trusted, parse_cert_header
 from cpo_gateway.csms.refusals import PROXY_HEADER_IGNORED, Refusal, Refusals
@@ -39,7 +41,8 @@ from cpo_gateway.tasks import TaskSet
 from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
 
 log = logs.get(__name__)
-SUBPROTOCOLS = ("ocpp1.6",)  # our order of preference; ocpp2.0.1 joins here
+SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")  # our order of preference: 2.0.1 when offered
+VERSIONS = {"ocpp2.0.1": "2.0.1", "ocpp1.6": "1.6"}
 SILENT_HEARTBEATS = 3  # heartbeat intervals without a frame before a charger counts as gone
 CLOSE_SILENT = 1001
 # asyncio accepts up to `backlog` connections each time the listening socket is ready and
@@ -77,6 +80,7 @@ class CsmsServer:
         compression: bool,
         call_timeout_s: float,
         open_timeout_s: float = 10.0,
+        validate_schemas: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         admin_socket: Path | None = None,
         call_timings: Timings = NO_TIMINGS,
@@ -111,9 +115,18 @@ class CsmsServer:
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
+            validate_schemas=validate_schemas,
             certificates=certificates,
         )
         self._certificates = certificates
+        self.handlers201 = Handlers201(
+            core,
+            heartbeat_interval_s=heartbeat_interval_s,
+            id_tag_expiry_s=id_tag_expiry_s,
+            validate_schemas=validate_schemas,
+        )
+        v201_security.register(self.handlers201, certificates)
+        registry.use_addresses(core.address_of)
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
         self.auth_failures = 0
@@ -369,10 +382,12 @@ class CsmsServer:
         cp_id = self._charge_point_id(ws.request.path if ws.request else "")
         if cp_id is None:
             return
+        version = VERSIONS.get(ws.subprotocol or "", "1.6")
         conn = ChargerConnection(
             cp_id,
             ws,
-            self.handlers.dispatch,
+            self.handlers201.dispatch if version == "2.0.1" else self.handlers.dispatch,
+            version=version,
             call_timeout_s=self._call_timeout_s,
             greeting_grace_s=min(FIRST_MESSAGE_GRACE_S, self._call_timeout_s),
             after_reply=self._after_reply,
@@ -425,7 +440,7 @@ class CsmsServer:
                     )
 
     def _answered(self, action: str, seconds: float) -> None:
-        label = self.handlers.label(action)
+        label = action if self.handlers201.handles(action) else self.handlers.label(action)
         timing = self._timing_by_label.get(label)
         if timing is None:
             timing = self._timing_by_label[label] = self._call_timings.labels(label)
@@ -453,9 +468,12 @@ class CsmsServer:
             or self.connections.get(conn.charge_point_id) is not conn
         ):
             return
+        cp_id = conn.charge_point_id
+        if conn.v201:
+            open_here = await self._core.open_charger_keys(cp_id)
+            await self.registry.v201.ask_open_transactions(conn, open_here)
         if conn.first_action == "BootNotification":
             return
-        cp_id = conn.charge_point_id
         log.info("charger.resync", charge_point_id=cp_id, first_message=conn.first_action)
         await self.registry.trigger_status(cp_id)
         await self._core.local_list.push(cp_id, fresh=True)

@@ -180,9 +180,29 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE chargers ADD COLUMN connected INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: transactions a charger names itself (its key, unique per charger), and the numbered
+    # reports it sent about them, one row per (charger, key, sequence): a report resent is
+    # the row already there, and the sequence orders them whatever order they came in
+    """
+    ALTER TABLE transactions ADD COLUMN charger_key TEXT;
+    CREATE UNIQUE INDEX transactions_charger_key ON transactions (charge_point, charger_key)
+        WHERE charger_key IS NOT NULL;
+    CREATE TABLE transaction_steps (
+        charge_point TEXT NOT NULL,
+        charger_key TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        reason TEXT,
+        remote_id INTEGER,
+        queued INTEGER NOT NULL DEFAULT 0,
+        happened_at TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (charge_point, charger_key, sequence)
+    ) WITHOUT ROWID;
+    """,
     # 8: security events chargers report (SecurityEventNotification), and the certificates
     # signed for them (SignCertificate) with the charger's answer to CertificateSigned.
-    # Numbered 8: it stays after any migration 7 merged beside it.
     """
     CREATE TABLE security_events (
         id INTEGER PRIMARY KEY,
