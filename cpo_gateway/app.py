@@ -19,7 +19,10 @@ from cpo_gateway.bridge.core import Core, CoreSettings, Partner
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
+from cpo_gateway.csms import clientcert, proxycert
+from cpo_gateway.csms.certificates import CertificateSigner
 from cpo_gateway.csms.connected import ChargerRegistry
+from cpo_gateway.csms.security import CertificateService
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
@@ -62,9 +65,27 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     tls = config.ocpp.tls
     if tls is None:
         return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # the OCPP server raises it to TLS >= 1.2
-    ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    return ctx
+    return clientcert.server_context(
+        tls.cert_file, tls.key_file, config.ocpp.client_certs.client_ca_file
+    )
+
+
+def _signer(config: Config) -> CertificateSigner | None:
+    certs = config.ocpp.client_certs
+    if certs.signing_ca_cert is None or certs.signing_ca_key is None or not certs.organization:
+        return None  # check-config has said why, if only part of it is set
+    return CertificateSigner.from_files(
+        certs.signing_ca_cert, certs.signing_ca_key, certs.organization
+    )
+
+
+def _client_cert_policy(config: Config) -> clientcert.ClientCertPolicy | None:
+    certs = config.ocpp.client_certs
+    if certs.client_ca_file is None or not certs.organization:
+        return None
+    return clientcert.ClientCertPolicy(
+        clientcert.load_ca_bundle(certs.client_ca_file), certs.organization
+    )
 
 
 def core_settings(cfg: Config) -> CoreSettings:
@@ -211,6 +232,10 @@ class Gateway:
             open_timeout_s=cfg.ocpp.open_timeout_s,
             validate_schemas=cfg.ocpp.validate_schemas,
             ssl_context=_tls_context(cfg),
+            client_certs=_client_cert_policy(cfg),
+            trusted_proxies=proxycert.parse_networks(cfg.ocpp.client_certs.trusted_proxies),
+            client_cert_header=cfg.ocpp.client_certs.client_cert_header,
+            certificates=CertificateService(chargers, self.store, _signer(cfg)),
             admin_socket=cfg.gateway.state_dir / "admin.sock",
             call_timings=self.exposition.ocpp_call_seconds,
         )

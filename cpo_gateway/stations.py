@@ -398,7 +398,11 @@ def _hours(t: Table) -> OpeningHours:
 def _charger(t: Table) -> ChargerAuth:
     cp_id = t.string("id", hint="the OCPP charge point id")
     profile = t.integer(
-        "security_profile", 0, lo=0, hi=2, hint="0 none, 1 Basic auth, 2 Basic auth + TLS"
+        "security_profile",
+        0,
+        lo=0,
+        hi=3,
+        hint="0 none, 1 Basic auth, 2 Basic auth + TLS, 3 TLS client certificate",
     )
     pw_hash = t.string("password_hash", None, hint="set with: cpo-gateway charger set-password ID")
     if isinstance(pw_hash, str) and not pw_hash.startswith("scrypt$"):

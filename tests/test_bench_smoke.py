@@ -111,7 +111,7 @@ def test_cli_knows_every_scenario() -> None:
     args = parser().parse_args(["--scenario", "mixed201", "--quick", "--chargers", "5"])
     assert args.scenario == "mixed201" and args.quick and args.chargers == 5
     assert set(SCENARIOS) >= {"mixed", "mixed201", "idle10k", "burst", "storm", "authorize",
-                              "rfid", "session-start", "outbox", "schemas"}  # fmt: skip
+                              "rfid", "session-start", "outbox", "schemas", "profile3"}  # fmt: skip
 
 
 async def test_schemas_smoke_runs_the_gateway_with_the_check_off_and_on(tmp_path: Path) -> None:
@@ -168,3 +168,13 @@ def test_frames_in_any_pieces_come_out_whole(messages: list[bytes], cut: int) ->
 def test_arbitrary_server_bytes_never_raise(data: bytes) -> None:
     got = _feed([data, _server_frame(OP_PING, b"x")])
     assert all(isinstance(m, bytes) for m in got)
+
+
+async def test_profile3_smoke_every_charger_is_accepted(tmp_path: Path) -> None:
+    from cpo_gateway.bench.tls_scenarios import profile3
+
+    table = await profile3(Context(tmp_path, workers=1), n=20, in_flight=10)
+    print(table.render())
+    row = dict(zip(table.columns, table.rows[0], strict=True))
+    assert row["chargers"] == "20" and row["accepted"] == "20", table.render()
+    assert row["refused"] == "0", table.render()

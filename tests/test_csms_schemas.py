@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpo_gateway.bridge.model import AuthDecision, AuthPath, AuthStatus
-from cpo_gateway.csms import quirks, v16
+from cpo_gateway.csms import quirks, v16, v16_security
 from cpo_gateway.csms.codes import CODES, Problem, codes_for, respell
 from cpo_gateway.csms.schemas import SchemaProblem, SchemaSet, schema_files
 from cpo_gateway.csms.v16_commands import TRIGGERABLE
@@ -156,9 +156,26 @@ def _results() -> list[tuple[str, dict[str, object]]]:
                 "MeterValues",
                 "DiagnosticsStatusNotification",
                 "FirmwareStatusNotification",
+                "SecurityEventNotification",
             )
         ],
+        ("SignCertificate", v16_security.sign_certificate_conf(True)),
+        ("SignCertificate", v16_security.sign_certificate_conf(False)),
     ]
+
+
+def test_every_certificate_command_fits_its_request_schema() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    commands = [
+        ("CertificateSigned", v16_security.certificate_signed_req(pem)),
+        ("InstallCertificate", v16_security.install_certificate_req("CentralSystemRootCertificate", pem)),
+        ("GetInstalledCertificateIds", v16_security.get_installed_certificate_ids_req("ManufacturerRootCertificate")),
+        ("DeleteCertificate", v16_security.delete_certificate_req("SHA256", "ab" * 32, "cd" * 32, "01")),
+        ("ExtendedTriggerMessage", v16_security.extended_trigger_req("SignChargePointCertificate")),
+        ("ExtendedTriggerMessage", v16_security.extended_trigger_req("StatusNotification", 1)),
+    ]  # fmt: skip
+    for action, payload in commands:
+        assert V16.check_call(action, payload) is None, (action, payload)
 
 
 def test_every_call_result_the_handlers_build_fits_its_response_schema() -> None:

@@ -19,12 +19,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cpo_gateway import logs
-from cpo_gateway.bench import emp_scenarios, ocpp_scenarios, schema_scenarios
+from cpo_gateway.bench import emp_scenarios, ocpp_scenarios, schema_scenarios, tls_scenarios
 from cpo_gateway.bench.ocpp_scenarios import Context
 from cpo_gateway.bench.report import Table
 
-SCENARIOS = ("mixed", "mixed201", "idle10k", "burst", "storm", "authorize", "rfid",
-             "session-start", "outbox", "schemas")  # fmt: skip
+SCENARIOS = (
+    "mixed", "mixed201", "idle10k", "burst", "storm", "authorize", "rfid", "session-start",
+    "outbox", "schemas", "profile3",
+)  # fmt: skip
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
 NEEDED_FDS = 10_500
 
@@ -68,6 +70,7 @@ def plan(
         "schemas": lambda c: schema_scenarios.schemas(
             c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 3
         ),
+        "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
     }  # fmt: skip
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     return [(name, steps[name]) for name in chosen]

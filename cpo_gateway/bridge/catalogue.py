@@ -88,7 +88,7 @@ class ChargerAuth:
     """Per-charger security settings from the stations file."""
 
     charge_point_id: str
-    security_profile: int = 0  # 0: none, 1: Basic auth, 2: Basic auth over TLS
+    security_profile: int = 0  # 0 none, 1 Basic auth, 2 Basic auth over TLS, 3 client cert
     password_hash: str | None = None  # scrypt$... ; the DB may hold a newer one
 
 

@@ -8,6 +8,7 @@ anywhere at any time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import AuthStatus, CommandResult, CommandStatus
 from cpo_gateway.csms import v16_commands as cmd
+from cpo_gateway.csms import v16_security as sec
 from cpo_gateway.csms import v201_commands as cmd201
 from cpo_gateway.csms.connected201 import Address, Commands201
 from cpo_gateway.csms.connection import ChargerConnection
@@ -34,6 +36,7 @@ class ChargerRegistry:
         self.connections: dict[str, ChargerConnection] = {}
         self.commands: Counter[tuple[str, CommandStatus]] = Counter()  # (action, result)
         self._timings = timings
+        self._renewals: dict[str, asyncio.Future[CommandResult]] = {}
         self._chunk_cache: (
             tuple[Sequence[tuple[str, AuthStatus]], int, list[list[dict[str, object]]]] | None
         ) = None
@@ -117,6 +120,77 @@ class ChargerRegistry:
 
     async def trigger_meter_values(self, charge_point_id: str, connector_id: int) -> CommandResult:
         return await self.trigger_message(charge_point_id, "MeterValues", connector_id)
+
+    # --- certificates (OCPP 1.6 security extension) ---------------------------------------------
+    async def extended_trigger(
+        self, charge_point_id: str, requested_message: str, connector_id: int | None = None
+    ) -> CommandResult:
+        return await self.command(
+            charge_point_id,
+            "ExtendedTriggerMessage",
+            sec.extended_trigger_req(requested_message, connector_id),
+        )
+
+    async def install_certificate(
+        self, charge_point_id: str, certificate_type: str, certificate_pem: str
+    ) -> CommandResult:
+        return await self.command(
+            charge_point_id,
+            "InstallCertificate",
+            sec.install_certificate_req(certificate_type, certificate_pem),
+        )
+
+    async def get_installed_certificate_ids(
+        self, charge_point_id: str, certificate_type: str
+    ) -> CommandResult:
+        return await self.command(
+            charge_point_id,
+            "GetInstalledCertificateIds",
+            sec.get_installed_certificate_ids_req(certificate_type),
+        )
+
+    async def delete_certificate(
+        self, charge_point_id: str, hash_data: tuple[str, str, str, str]
+    ) -> CommandResult:
+        return await self.command(
+            charge_point_id, "DeleteCertificate", sec.delete_certificate_req(*hash_data)
+        )
+
+    async def renew_certificate(self, charge_point_id: str, timeout_s: float) -> CommandResult:
+        """Ask the charger for a CSR (1.6: ExtendedTriggerMessage SignChargePointCertificate,
+        2.0.1: TriggerMessage SignChargingStationCertificate) and
+        wait, at most `timeout_s`, for its answer to the CertificateSigned that follows."""
+        if charge_point_id in self._renewals:
+            return CommandResult(CommandStatus.REJECTED, "a renewal is already under way")
+        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self._renewals[charge_point_id] = waiter
+        try:
+            conn = self.connections.get(charge_point_id)
+            if conn is not None and conn.v201:  # 2.0.1 has no ExtendedTriggerMessage
+                asked = await self.command(
+                    charge_point_id,
+                    "TriggerMessage",
+                    {"requestedMessage": "SignChargingStationCertificate"},
+                )
+            else:
+                asked = await self.extended_trigger(charge_point_id, "SignChargePointCertificate")
+            if asked.status is not CommandStatus.ACCEPTED:
+                return asked
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await waiter
+            except TimeoutError:
+                return CommandResult(
+                    CommandStatus.TIMEOUT, f"no signed certificate accepted in {timeout_s} s"
+                )
+        finally:
+            self._renewals.pop(charge_point_id, None)
+
+    def certificate_outcome(self, charge_point_id: str, result: CommandResult) -> None:
+        """How a charger's certificate request ended: wakes a renew_certificate waiting."""
+        waiter = self._renewals.get(charge_point_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
 
     async def change_availability(
         self, charge_point_id: str, connector_id: int, type_: str

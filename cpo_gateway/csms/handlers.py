@@ -33,6 +33,8 @@ from cpo_gateway.csms import quirks, v16
 from cpo_gateway.csms.connection import ChargerConnection, HandlerError
 from cpo_gateway.csms.frames import Call, ErrorCode, PayloadError
 from cpo_gateway.csms.schemas import SchemaProblem, SchemaSet
+from cpo_gateway.csms.security import CertificateService
+from cpo_gateway.csms.v16_security import SecurityEvent, sign_certificate_conf
 
 log = logs.get(__name__)
 Handle = Callable[[ChargerConnection, object], Awaitable[dict[str, object]]]
@@ -52,9 +54,11 @@ class Handlers:
         heartbeat_interval_s: int,
         id_tag_expiry_s: int,
         validate_schemas: bool = True,
+        certificates: CertificateService | None = None,
     ) -> None:
         self._core = core
         self._schemas = SchemaSet.load("1.6") if validate_schemas else None
+        self._certificates = certificates
         self._interval = heartbeat_interval_s
         self._expiry_s = id_tag_expiry_s
         self.counts: dict[str, int] = {}
@@ -69,6 +73,8 @@ class Handlers:
             "DataTransfer": self._data_transfer,
             "DiagnosticsStatusNotification": self._ack,
             "FirmwareStatusNotification": self._ack,
+            "SignCertificate": self._sign_certificate,
+            "SecurityEventNotification": self._security_event,
         }
 
     def label(self, action: str) -> str:
@@ -175,6 +181,19 @@ class Handlers:
 
     async def _ack(self, conn: ChargerConnection, status: object) -> dict[str, object]:
         log.info("ocpp.status_report", charge_point_id=conn.charge_point_id, status=status)
+        return v16.empty_conf()
+
+    async def _sign_certificate(self, conn: ChargerConnection, csr: object) -> dict[str, object]:
+        """Signed now, answered Accepted/Rejected; the chain follows after the reply."""
+        assert isinstance(csr, str)
+        if self._certificates is None:
+            return sign_certificate_conf(False)
+        return sign_certificate_conf(await self._certificates.accept_csr(conn.charge_point_id, csr))
+
+    async def _security_event(self, conn: ChargerConnection, event: object) -> dict[str, object]:
+        assert isinstance(event, SecurityEvent)
+        if self._certificates is not None:
+            await self._certificates.security_event(event)
         return v16.empty_conf()
 
 

@@ -24,14 +24,18 @@ from websockets.typing import Subprotocol
 
 from cpo_gateway import logs, runtime
 from cpo_gateway.bridge.core import Core
+from cpo_gateway.csms import v201_security
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
+from cpo_gateway.csms.clientcert import ClientCertPolicy
 from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
 from cpo_gateway.csms.frames import Call
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.handlers201 import Handlers201
 from cpo_gateway.csms.passwords import parse_basic, verify_password
-from cpo_gateway.csms.refusals import Refusal, Refusals
+from cpo_gateway.csms.proxycert import CertHeaderError, Network, is_trusted, parse_cert_header
+from cpo_gateway.csms.refusals import PROXY_HEADER_IGNORED, Refusal, Refusals
+from cpo_gateway.csms.security import CertificateService
 from cpo_gateway.ratelimit import LoginLimiter
 from cpo_gateway.tasks import TaskSet
 from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
@@ -80,8 +84,15 @@ class CsmsServer:
         ssl_context: ssl.SSLContext | None = None,
         admin_socket: Path | None = None,
         call_timings: Timings = NO_TIMINGS,
+        client_certs: ClientCertPolicy | None = None,
+        trusted_proxies: tuple[Network, ...] = (),
+        client_cert_header: str = "X-Client-Cert",
+        certificates: CertificateService | None = None,
     ) -> None:
-        """`call_timings`: seconds from a charger's Call to our answer, by action."""
+        """`call_timings`: seconds from a charger's Call to our answer, by action.
+        `client_certs`: the checks of security profile 3 (None: no profile-3 charger can
+        connect); `trusted_proxies` may forward a client certificate in
+        `client_cert_header` (proxycert.py)."""
         self._core = core
         self.registry = registry
         self.connections = registry.connections
@@ -105,13 +116,16 @@ class CsmsServer:
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
             validate_schemas=validate_schemas,
+            certificates=certificates,
         )
+        self._certificates = certificates
         self.handlers201 = Handlers201(
             core,
             heartbeat_interval_s=heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
             validate_schemas=validate_schemas,
         )
+        v201_security.register(self.handlers201, certificates)
         registry.use_addresses(core.address_of)
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
@@ -120,6 +134,10 @@ class CsmsServer:
         self.limiter = LoginLimiter()
         self.refusals = Refusals()
         self._call_timings = call_timings
+        self._client_certs = client_certs
+        self._proxies = trusted_proxies
+        self._cert_header = client_cert_header
+        self.proxy_headers_ignored = 0  # certificate headers from peers not trusted to set them
         self._timing_by_label: dict[str, Timing] = {}  # labels() takes a lock: once per label
 
     @property
@@ -241,9 +259,14 @@ class CsmsServer:
             self.refusals.refuse(Refusal.UNKNOWN_ID, cp_id, charge_point_id=cp_id, source=source)
             return conn.respond(http.HTTPStatus.NOT_FOUND, "unknown charge point\n")
         profile = self._core.security_profile(cp_id)
-        if profile >= 2 and conn.transport.get_extra_info("ssl_object") is None:
+        via_proxy = self._from_proxy(source, request)
+        if profile >= 2 and not via_proxy and conn.transport.get_extra_info("ssl_object") is None:
             self.refusals.refuse(Refusal.TLS_REQUIRED, cp_id, charge_point_id=cp_id, source=source)
             return conn.respond(http.HTTPStatus.FORBIDDEN, "this charge point must use TLS\n")
+        if profile == 3:
+            # The certificate is the credential (no Basic auth); without one, a password
+            # does not get a profile-3 charger in on a weaker profile.
+            return self._check_client_cert(conn, request, cp_id, source, via_proxy)
         stored = await self._core.password_hash(cp_id)
         if profile >= 1 or stored:
             header = request.headers.get("Authorization")
@@ -277,6 +300,54 @@ class CsmsServer:
                 response.headers["WWW-Authenticate"] = 'Basic realm="ocpp"'
                 return response
         return None
+
+    def _from_proxy(self, source: str, request: Request) -> bool:
+        """Whether the peer is a trusted TLS-terminating proxy; a certificate header from
+        anyone else is ignored, and logged once per source and interval."""
+        if is_trusted(source, self._proxies):
+            return True
+        if self._cert_header in request.headers:
+            self.proxy_headers_ignored += 1
+            self.refusals.remark(
+                PROXY_HEADER_IGNORED, source, source=source, header=self._cert_header
+            )
+        return False
+
+    def _check_client_cert(
+        self, conn: ServerConnection, request: Request, cp_id: str, source: str, via_proxy: bool
+    ) -> Response | None:
+        der: bytes | None = None
+        if via_proxy:
+            value = request.headers.get(self._cert_header)
+            if value is not None:
+                try:
+                    der = parse_cert_header(self._cert_header, value)
+                except CertHeaderError as exc:
+                    return self._cert_refused(
+                        conn, cp_id, source, Refusal.CLIENT_CERT_UNREADABLE, str(exc)
+                    )
+        else:
+            tls = conn.transport.get_extra_info("ssl_object")
+            der = tls.getpeercert(binary_form=True) if tls is not None else None
+        if self._client_certs is None:
+            return self._cert_refused(
+                conn, cp_id, source, Refusal.CLIENT_CERT_UNTRUSTED, "no [ocpp.tls] client_ca_file"
+            )
+        refused = self._client_certs.check(der, cp_id)
+        if refused is None:
+            return None
+        return self._cert_refused(
+            conn, cp_id, source, Refusal(refused.problem.value), refused.detail
+        )
+
+    def _cert_refused(
+        self, conn: ServerConnection, cp_id: str, source: str, kind: Refusal, detail: str
+    ) -> Response:
+        self.auth_failures += 1
+        self.refusals.refuse(
+            kind, cp_id, charge_point_id=cp_id, source=source, reason=detail, security_profile=3
+        )
+        return conn.respond(http.HTTPStatus.FORBIDDEN, "client certificate refused\n")
 
     def _known_good(self, cp_id: str, header: str | None, stored: str | None) -> bool:
         creds = parse_basic(header)
@@ -377,6 +448,11 @@ class CsmsServer:
 
     def _after_reply(self, conn: ChargerConnection, call: Call) -> None:
         """After an accepted boot has been answered: the list (its statuses come by themselves)."""
+        if call.action == "SignCertificate" and self._certificates is not None:
+            self._tasks.spawn(
+                self._certificates.deliver(conn.charge_point_id),
+                name=f"certificate-signed-{conn.charge_point_id}",
+            )
         if call.action == "BootNotification" and conn.booted:
             self._tasks.spawn(
                 self._core.local_list.push(conn.charge_point_id, fresh=True),

@@ -48,6 +48,7 @@ from cpo_gateway.csms.v16_commands import (
     unlock_connector_req,
 )
 from cpo_gateway.csms.v16_meter import ENERGY_REGISTER, energy_samples
+from cpo_gateway.csms.v16_security import parse_security_event, parse_sign_certificate
 
 __all__ = [
     "CENTRAL_SYSTEM_ACTIONS",
@@ -211,6 +212,8 @@ INBOUND: dict[str, Parser] = {
     "StartTransaction": parse_start,
     "StatusNotification": parse_status,
     "StopTransaction": parse_stop,
+    "SignCertificate": parse_sign_certificate,
+    "SecurityEventNotification": parse_security_event,
 }
 """Action -> parser for every action the gateway handles from a charger. Every entry takes
 (charge_point_id, payload), whether or not its result needs the id, so the server calls them

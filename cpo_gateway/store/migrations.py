@@ -201,4 +201,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (charge_point, charger_key, sequence)
     ) WITHOUT ROWID;
     """,
+    # 8: security events chargers report (SecurityEventNotification), and the certificates
+    # signed for them (SignCertificate) with the charger's answer to CertificateSigned.
+    """
+    CREATE TABLE security_events (
+        id INTEGER PRIMARY KEY,
+        charge_point TEXT NOT NULL,
+        type TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        tech_info TEXT,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX security_events_by_charger ON security_events (charge_point, id);
+    CREATE TABLE issued_certificates (
+        serial TEXT PRIMARY KEY,
+        charge_point TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        status TEXT NOT NULL,
+        issued_at REAL NOT NULL
+    );
+    CREATE INDEX issued_certificates_by_charger ON issued_certificates (charge_point, issued_at);
+    """,
 )
