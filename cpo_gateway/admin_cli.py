@@ -7,6 +7,8 @@ JSON. Argument names are the OCPP 1.6 field names, e.g.::
     cpo-gateway charger command CP-1 Reset --arg type=Hard
     cpo-gateway charger command CP-1 RemoteStartTransaction --arg connectorId=1 --arg idTag=AB12
     cpo-gateway charger command CP-1 GetConfiguration --arg key=HeartbeatInterval,NumberOfConnectors
+    cpo-gateway charger command CP-1 InstallCertificate \
+        --arg certificateType=CentralSystemRootCertificate --arg certificate=@root.pem
 
 Exit codes: 0 accepted, 1 the charger refused (rejected, not supported, failed),
 64 bad usage, 69 the gateway or the charger cannot be reached (offline, timeout), 78 bad config.
@@ -59,6 +61,11 @@ def parse_args_list(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--arg {item!r}: expected KEY=VALUE")
+        if value.startswith("@"):  # KEY=@file: the file's text (a PEM certificate)
+            try:
+                value = Path(value[1:]).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"--arg {key}: cannot read {value[1:]} ({exc.strerror})") from exc
         out[key] = value
     return out
 

@@ -20,7 +20,10 @@ from cpo_gateway.bridge.ports import OutboxState
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
+from cpo_gateway.csms import clientcert
+from cpo_gateway.csms.certificates import CertificateSigner
 from cpo_gateway.csms.connected import ChargerRegistry
+from cpo_gateway.csms.security import CertificateService
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
@@ -63,9 +66,27 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     tls = config.ocpp.tls
     if tls is None:
         return None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # the OCPP server raises it to TLS >= 1.2
-    ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    return ctx
+    return clientcert.server_context(
+        tls.cert_file, tls.key_file, config.ocpp.client_certs.client_ca_file
+    )
+
+
+def _signer(config: Config) -> CertificateSigner | None:
+    certs = config.ocpp.client_certs
+    if certs.signing_ca_cert is None or certs.signing_ca_key is None or not certs.organization:
+        return None  # check-config has said why, if only part of it is set
+    return CertificateSigner.from_files(
+        certs.signing_ca_cert, certs.signing_ca_key, certs.organization
+    )
+
+
+def _client_cert_policy(config: Config) -> clientcert.ClientCertPolicy | None:
+    certs = config.ocpp.client_certs
+    if certs.client_ca_file is None or not certs.organization:
+        return None
+    return clientcert.ClientCertPolicy(
+        clientcert.load_ca_bundle(certs.client_ca_file), certs.organization
+    )
 
 
 def _listener_limits(cfg: Config) -> ListenerLimits:
@@ -167,6 +188,8 @@ class Gateway:
             admin_socket=cfg.gateway.state_dir / "admin.sock",
             call_timings=self.exposition.ocpp_call_seconds,
             clock=clock,
+            client_certs=_client_cert_policy(cfg),
+            certificates=CertificateService(chargers, self.store, _signer(cfg)),
         )
         on_oioi = cfg.admin is None or cfg.admin.metrics_on_oioi
         self.oioi = OioiServer(

@@ -382,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cpo_gateway import admin_cli
 
     admin_cli.add_parser(chs)
+    from cpo_gateway import cli_security
+
+    cli_security.add_parsers(chs, leaf)
     ch.set_defaults(fn=cmd_charger)
 
     cr = sub.add_parser("credential", help="key files for the service's credentials")

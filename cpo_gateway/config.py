@@ -6,6 +6,7 @@ reported at once, each naming the file, the dotted key, what was expected and wh
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -37,6 +38,24 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class ClientCertConfig:
+    """The `[ocpp.tls]` keys of security profile 3 and of certificate signing.
+
+    `client_ca_file` issues the chargers' client certificates (with any sub-CA);
+    `organization` is the subject O every one of them carries (the CPO's name);
+    `trusted_proxies` may forward a verified certificate in `client_cert_header`;
+    `signing_ca_cert` / `signing_ca_key` sign the CSRs chargers send (SignCertificate).
+    """
+
+    client_ca_file: Path | None = None
+    organization: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    client_cert_header: str = "X-Client-Cert"
+    signing_ca_cert: Path | None = None
+    signing_ca_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class OcppConfig:
     host: str = "0.0.0.0"  # noqa: S104 - a central system listens for chargers on the network
     port: int = 9000
@@ -50,7 +69,11 @@ class OcppConfig:
     call_timeout_s: float = 30.0
     offline_grace_s: float = 60.0
     open_timeout_s: float = 10.0  # a websocket handshake not complete by then is closed
+    # Check every Call payload against the OCA schema of its version (csms/schemas.py). Off
+    # only to measure what the check costs (scripts/bench does, for its "before" figure).
+    validate_schemas: bool = True
     tls: TlsConfig | None = None
+    client_certs: ClientCertConfig = field(default_factory=ClientCertConfig)
 
 
 @dataclass(frozen=True)
@@ -199,9 +222,29 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
             catalogue = load_stations(gateway.stations_file)
         except ConfigError as exc:
             errors.extend(exc.problems)
+    errors.extend(_profile_3_needs(path, ocpp, catalogue))
     if errors:
         raise ConfigError(errors)
     return Config(path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue, admin)
+
+
+def _profile_3_needs(path: Path, ocpp: OcppConfig, catalogue: Catalogue) -> list[str]:
+    """A charger with security_profile = 3 needs the client CA and the organization."""
+    p3 = [c.charge_point_id for c in catalogue.chargers if c.security_profile == 3]
+    if not p3:
+        return []
+    certs, errors = ocpp.client_certs, []
+    who = f"charger {p3[0]!r}" + (f" and {len(p3) - 1} more" if len(p3) > 1 else "")
+    for key, value in (
+        ("client_ca_file", certs.client_ca_file),
+        ("organization", certs.organization),
+    ):
+        if not value:
+            errors.append(
+                f"{path}: ocpp.tls.{key}: expected a value because {who} uses"
+                " security_profile = 3, found nothing (the key is missing)"
+            )
+    return errors
 
 
 def _empty(path: Path, name: str, errors: list[str]) -> Table:
@@ -253,9 +296,19 @@ def _ocpp(
         t.error("path", "a URL path starting with '/'", repr(cfg_path))
     tls_table = t.table("tls")
     tls = None
+    certs = ClientCertConfig()
     if tls_table is not None:
-        cert = tls_table.string("cert_file")
-        key = tls_table.string("key_file")
+        cert = tls_table.string("cert_file", None)
+        key = tls_table.string("key_file", None)
+        certs = _client_certs(tls_table, base, env)
+        if (cert is None) != (key is None) or (cert is None and not certs.trusted_proxies):
+            missing = "cert_file" if cert is None else "key_file"
+            tls_table.error(
+                missing,
+                "cert_file and key_file together",
+                "nothing (the key is missing)",
+                "only a gateway behind trusted_proxies may listen without TLS of its own",
+            )
         tls_table.finish()
         if cert and key:
             tls = TlsConfig(_resolve(base, cert, env), _resolve(base, key, env))
@@ -281,9 +334,51 @@ def _ocpp(
         call_timeout_s=t.number("call_timeout_s", d.call_timeout_s, lo=1.0, hi=600.0),
         offline_grace_s=t.number("offline_grace_s", d.offline_grace_s, lo=0.0, hi=3600.0),
         open_timeout_s=t.number("open_timeout_s", d.open_timeout_s, lo=0.1, hi=600.0),
+        validate_schemas=t.boolean("validate_schemas", d.validate_schemas),
         tls=tls,
+        client_certs=certs,
     )
     t.finish()
+    return cfg
+
+
+def _client_certs(t: Table, base: Path, env: Mapping[str, str]) -> ClientCertConfig:
+    d = ClientCertConfig()
+    paths: dict[str, Path | None] = {}
+    for name in ("client_ca_file", "signing_ca_cert", "signing_ca_key"):
+        value = t.string(name, None)
+        paths[name] = _resolve(base, value, env) if value else None
+    proxies = t.value(
+        "trusted_proxies",
+        list,
+        "a list of IP addresses or CIDR blocks",
+        [],
+        check=lambda v: all(isinstance(x, str) for x in v),
+    )
+    for entry in proxies:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            t.error("trusted_proxies", "IP addresses or CIDR blocks", repr(entry))
+    header = t.string("client_cert_header", d.client_cert_header)
+    if isinstance(header, str) and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
+        t.error("client_cert_header", "an HTTP header name", repr(header))
+    cfg = ClientCertConfig(
+        client_ca_file=paths["client_ca_file"],
+        organization=t.string("organization", None),
+        trusted_proxies=tuple(str(p).strip() for p in proxies),
+        client_cert_header=str(header),
+        signing_ca_cert=paths["signing_ca_cert"],
+        signing_ca_key=paths["signing_ca_key"],
+    )
+    for key_name, expected, found in tlsfiles.check_client_certs(
+        cfg.client_ca_file,
+        cfg.signing_ca_cert,
+        cfg.signing_ca_key,
+        cfg.organization,
+        tlsfiles.utc_now(),
+    ):
+        t.error(key_name, expected, found)
     return cfg
 
 
@@ -495,6 +590,7 @@ __all__ = [
     "REQUIRED",
     "AdminConfig",
     "AdminUser",
+    "ClientCertConfig",
     "Config",
     "ConfigError",
     "EmpConfig",

@@ -124,6 +124,13 @@ class GatewayCollector(Collector):
         )
         yield _filled(
             _counter(
+                "ocpp_proxy_headers_ignored",
+                "Client certificate headers from peers not in [ocpp.tls] trusted_proxies",
+            ),
+            [((), csms.proxy_headers_ignored if csms else 0)],
+        )
+        yield _filled(
+            _counter(
                 "ocpp_takeovers",
                 "Connected chargers whose socket a new connection with the same id replaced",
             ),

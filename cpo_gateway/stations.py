@@ -364,6 +364,16 @@ def _connector(t: Table, cpo_id: object) -> Connector:
         speed_kw=t.number("speed_kw", lo=0.1, hi=2000.0) or 0.0,
         charge_point=t.string("charge_point", hint="the OCPP charge point id") or "",
         connector=t.integer("connector", lo=1, hi=99) or 0,
+        evse_index=t.integer(
+            "evse", None, lo=1, hi=99, hint="the EVSE id a 2.0.1 charger uses (default: connector)"
+        ),
+        evse_connector=t.integer(
+            "evse_connector",
+            None,
+            lo=1,
+            hi=99,
+            hint="the connector id on that EVSE for a 2.0.1 charger (default: 1)",
+        ),
     )
     t.finish()
     return conn
@@ -393,7 +403,11 @@ def _hours(t: Table) -> OpeningHours:
 def _charger(t: Table) -> ChargerAuth:
     cp_id = t.string("id", hint="the OCPP charge point id")
     profile = t.integer(
-        "security_profile", 0, lo=0, hi=2, hint="0 none, 1 Basic auth, 2 Basic auth + TLS"
+        "security_profile",
+        0,
+        lo=0,
+        hi=3,
+        hint="0 none, 1 Basic auth, 2 Basic auth + TLS, 3 TLS client certificate",
     )
     pw_hash = t.string("password_hash", None, hint="set with: cpo-gateway charger set-password ID")
     if isinstance(pw_hash, str) and not pw_hash.startswith("scrypt$"):
@@ -412,6 +426,7 @@ def _check_unique(
     ids: dict[str, int] = {}
     evse_station: dict[str, int] = {}
     ocpp: dict[tuple[str, int], str] = {}
+    by_evse: dict[tuple[str, int, int], str] = {}
     for i, st in enumerate(stations):
         if st.id in ids:
             errors.append(
@@ -430,6 +445,12 @@ def _check_unique(
                     f"{path}: station[{i}].connector[{j}]: expected one EVSE per OCPP connector, found charge point {c.charge_point!r} connector {c.connector} already mapped to {ocpp[key]!r}"
                 )
             ocpp.setdefault(key, c.evse_id)
+            address = (c.charge_point, *c.evse_address)
+            if address in by_evse:
+                errors.append(
+                    f"{path}: station[{i}].connector[{j}]: expected one connector per 2.0.1 EVSE and connector, found charge point {c.charge_point!r} evse {address[1]} evse_connector {address[2]} already mapped to {by_evse[address]!r}"
+                )
+            by_evse.setdefault(address, c.evse_id)
     seen: set[str] = set()
     for i, ch in enumerate(chargers):
         if ch.charge_point_id in seen:

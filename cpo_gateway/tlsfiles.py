@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 _PEM_KEY = b"-----BEGIN "  # PRIVATE KEY, EC PRIVATE KEY, RSA PRIVATE KEY, ...
@@ -58,3 +59,72 @@ def _read(path: Path, key: str, problems: list[tuple[str, str, str]]) -> bytes |
     except OSError as exc:
         problems.append((key, "a readable PEM file", f"{path} ({exc.strerror or exc})"))
         return None
+
+
+def check_client_certs(
+    client_ca_file: Path | None,
+    signing_ca_cert: Path | None,
+    signing_ca_key: Path | None,
+    organization: str | None,
+    now: datetime,
+) -> list[tuple[str, str, str]]:
+    """Problems of the profile-3 and signing keys of [ocpp.tls], as (key, expected, found)."""
+    problems: list[tuple[str, str, str]] = []
+    if client_ca_file is not None:
+        _check_cas(client_ca_file, "client_ca_file", now, problems)
+    if (signing_ca_cert is None) != (signing_ca_key is None):
+        key = "signing_ca_key" if signing_ca_key is None else "signing_ca_cert"
+        problems.append((key, "signing_ca_cert and signing_ca_key together", "only one of them"))
+        return problems
+    if signing_ca_cert is None or signing_ca_key is None:
+        return problems
+    if not organization:
+        problems.append(
+            ("organization", "the O that signed certificates carry", "nothing (the key is missing)")
+        )
+    cas = _check_cas(signing_ca_cert, "signing_ca_cert", now, problems)
+    key_pem = _read(signing_ca_key, "signing_ca_key", problems)
+    if not cas or key_pem is None:
+        return problems
+    try:
+        private = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        found = f"{signing_ca_key}: {exc}"
+        problems.append(("signing_ca_key", "an unencrypted PEM private key", found))
+        return problems
+    ca_public = (
+        cas[0]
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    key_public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if ca_public != key_public:
+        found = f"{signing_ca_key} does not match {signing_ca_cert}"
+        problems.append(("signing_ca_key", "the private key of signing_ca_cert", found))
+    return problems
+
+
+def _check_cas(
+    path: Path, key: str, now: datetime, problems: list[tuple[str, str, str]]
+) -> list[x509.Certificate]:
+    pem = _read(path, key, problems)
+    if pem is None:
+        return []
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        problems.append((key, "PEM CA certificates", f"{path}: {exc}"))
+        return []
+    for cert in certs:
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            end = cert.not_valid_after_utc.isoformat()
+            problems.append((key, "CA certificates valid now", f"{cert.subject} ends {end}"))
+        try:
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            problems.append((key, "CA certificates (basicConstraints CA:TRUE)", str(cert.subject)))
+    return certs

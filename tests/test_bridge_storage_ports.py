@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 from cpo_gateway.bridge import storage
-from cpo_gateway.bridge.storage import OpsStore, StorePort
+from cpo_gateway.bridge.storage import OpsStore, SecurityStore, StorePort
 from cpo_gateway.store import Store
 
 PORTS = [
@@ -19,9 +19,9 @@ def _members(port: type) -> set[str]:
     return {n for n in dir(port) if not n.startswith("_") and callable(getattr(port, n))}
 
 
-def as_ports(store: Store) -> tuple[StorePort, OpsStore]:
+def as_ports(store: Store) -> tuple[StorePort, OpsStore, SecurityStore]:
     """Type-checked by mypy: the concrete store is every port the core and the tools use."""
-    return store, store
+    return store, store, store
 
 
 def test_the_concrete_store_has_every_method_of_every_port() -> None:

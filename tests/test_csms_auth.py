@@ -59,17 +59,22 @@ async def test_subprotocol_is_chosen_in_our_order(tmp_path: Path, emp: SandboxEm
         running(config(tmp_path, emp), emp) as h,
         connect(f"{h.ocpp_url}/{CP}", subprotocols=offered) as ws,
     ):
-        assert ws.subprotocol == "ocpp1.6"
+        assert ws.subprotocol == "ocpp2.0.1"  # ours first, whatever the charger's order
+    async with (
+        running(config(tmp_path, emp), emp) as h,
+        connect(f"{h.ocpp_url}/{CP}", subprotocols=[OCPP16, Subprotocol("ocpp2.0.1")]) as ws,
+    ):
+        assert ws.subprotocol == "ocpp2.0.1"
 
 
-@pytest.mark.parametrize("offered", [None, ["ocpp2.0.1"], ["mqtt"]])
+@pytest.mark.parametrize("offered", [None, ["ocpp2.0"], ["mqtt"]])
 async def test_no_supported_subprotocol_gets_400_before_upgrade(
     tmp_path: Path, emp: SandboxEmp, offered: list[str] | None
 ) -> None:
     async with running(config(tmp_path, emp), emp) as h:
         error = await refused(f"{h.ocpp_url}/{CP}", subprotocols=offered)
         assert error.response.status_code == 400
-        assert "ocpp1.6" in body(error)
+        assert "ocpp2.0.1, ocpp1.6" in body(error)
         assert not h.csms.connections
 
 

@@ -135,7 +135,7 @@ def test_encoders_are_compact_json() -> None:
     )
 
 
-def test_frame_errors_are_answered_only_for_calls_with_an_id() -> None:
+def test_frame_errors_are_answered_only_for_calls_and_unreadable_ids_with_minus_one() -> None:
     def error_of(data: str) -> FrameError:
         with pytest.raises(FrameError) as info:
             parse_frame(data)
@@ -144,9 +144,20 @@ def test_frame_errors_are_answered_only_for_calls_with_an_id() -> None:
     answer = encode_frame_error(error_of('[2,"u","Heartbeat",[]]'))
     assert answer is not None
     assert orjson.loads(answer)[:3] == [4, "u", "FormationViolation"]
-    assert encode_frame_error(error_of("nonsense")) is None
+    in_2_0_1 = encode_frame_error(error_of('[2,"u","Heartbeat",[]]'), "2.0.1")
+    assert in_2_0_1 is not None and orjson.loads(in_2_0_1)[:3] == [4, "u", "FormatViolation"]
+    # No readable message id: answered with "-1" (OCPP-J), the version's code.
+    for frame in ("nonsense", "{}", "[]", '[2, 7, "Heartbeat", {}]'):
+        for version, code in (("1.6", "GenericError"), ("2.0.1", "RpcFrameworkError")):
+            minus_one = encode_frame_error(error_of(frame), version)
+            assert minus_one is not None, frame
+            assert orjson.loads(minus_one)[:3] == [4, "-1", code], (frame, version)
+    unknown_type = encode_frame_error(error_of('[7,"u",{}]'), "2.0.1")
+    assert unknown_type is not None
+    assert orjson.loads(unknown_type)[:3] == [4, "u", "MessageTypeNotSupported"]
     assert encode_frame_error(error_of('[3,"u",7]')) is None  # never answer an answer
     assert encode_frame_error(error_of('[4,"u","X","y",7]')) is None
+    assert encode_frame_error(error_of("[3, 7, {}]")) is None  # not even without an id
 
 
 def test_payload_error_becomes_a_frame_error_for_the_call() -> None:

@@ -142,6 +142,8 @@ VALID: dict[str, dict[str, object]] = {
     "MeterValues": {"connectorId": 1, "transactionId": 7, "meterValue": READINGS},
     "StartTransaction": {"connectorId": 1, "idTag": "A", "meterStart": 0, "timestamp": TS},
     "StatusNotification": {"connectorId": 1, "errorCode": "NoError", "status": "Charging"},
+    "SignCertificate": {"csr": "-----BEGIN CERTIFICATE REQUEST-----\n..."},
+    "SecurityEventNotification": {"type": "FirmwareUpdated", "timestamp": TS, "techInfo": "1.2"},
     "StopTransaction": {
         "transactionId": 7,
         "meterStop": 9,

@@ -1,4 +1,5 @@
-"""`cpo-gateway demo` plays the whole story and shows both protocols, causes before effects."""
+"""`cpo-gateway demo` plays the whole story and shows both sides' protocols, causes before
+effects, with a 1.6 and a 2.0.1 charger side by side."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ async def test_demo_story_runs_to_the_end() -> None:
     out = io.StringIO()
     counts = await play(out, keep_running=False)
     text = out.getvalue()
-    assert counts["stations"] == 3
-    assert counts["cdrs"] == 2  # the remote session and the offline card session
+    assert counts["stations"] == 4
+    assert counts["cdrs"] == 3  # the remote sessions (1.6 and 2.0.1) and the offline card one
     assert counts["verify"] == 1
     assert counts["statuses"] >= 5
     for needle in (
@@ -38,14 +39,24 @@ async def test_demo_story_runs_to_the_end() -> None:
         # The EVSE and its status are shown whole.
         "connector-post-status DE*CPO*E1001*1 Available",
         "connector-post-status DE*CPO*E1001*1 Offline",
+        # The OCPP 2.0.1 charger beside the 1.6 ones.
+        "CP-KOE-201 speaks ocpp2.0.1",
+        "gw -> CP-KOE-201 RequestStartTransaction",
+        "gw -> CP-KOE-201 RequestStopTransaction",
     ):
         assert needle in text, needle
+    events = [line for line in text.splitlines() if "CP-KOE-201 -> gw TransactionEvent" in line]
+    assert len(events) == 5, events  # Started, three Updated, Ended
+    # The 2.0.1 session's CDR follows its Ended event.
+    last_event = max(i for i, line in enumerate(text.splitlines()) if line in events)
+    cdr_lines = [i for i, line in enumerate(text.splitlines()) if "gw -> EMP  session-post" in line]
+    assert any(i > last_event for i in cdr_lines)
     # Causes before effects.
     assert line_of(text, "CP-BER-001 -> gw StopTransaction") < line_of(text, "session-post")
     assert line_of(text, "rfid-verify DEADBEEF") < line_of(text, "CP-MUC-DC1 -> gw Authorize")
     assert line_of(text, "CP-MUC-DC1 -> gw Authorize") < line_of(text, "was told: Invalid")
     # --once ends with what happened, not with an invitation to a gateway that has stopped.
-    assert text.rstrip().splitlines()[-1].startswith("== Done: the EMP received 3 stations, 2 CDRs")
+    assert text.rstrip().splitlines()[-1].startswith("== Done: the EMP received 4 stations, 3 CDRs")
     assert "keeps running" not in text and "\x1b[" not in text
 
 

@@ -31,7 +31,7 @@ async def test_refused_chargers_are_logged_once_and_counted(
     with structlog.testing.capture_logs() as events:
         async with running(config(tmp_path, emp), emp) as h:
             for _ in range(5):
-                assert await _status(f"{h.ocpp_url}/{CP}", ["ocpp2.0.1"]) == 400
+                assert await _status(f"{h.ocpp_url}/{CP}", ["ocpp2.0"]) == 400
             assert await _status(f"{h.ocpp_url}/CP-NOBODY-01", ["ocpp1.6"]) == 404
             assert await _status(h.ocpp_url.rsplit("/", 1)[0] + "/elsewhere/x", ["ocpp1.6"]) == 404
             async with aiohttp.ClientSession() as http, http.get(h.base_url + "/metrics") as resp:
@@ -41,7 +41,7 @@ async def test_refused_chargers_are_logged_once_and_counted(
     assert 'cpo_gateway_ocpp_refused_total{reason="bad_path"} 1.0' in metrics
     said = [e for e in events if e["event"] == "charger.refused_subprotocol"]
     assert len(said) == 1
-    assert said[0]["charge_point_id"] == CP and said[0]["offered"] == "ocpp2.0.1"
+    assert said[0]["charge_point_id"] == CP and said[0]["offered"] == "ocpp2.0"
     assert said[0]["source"] == "127.0.0.1" and said[0]["log_level"] == "warning"
     assert [e["event"] for e in events if e.get("refused") == "bad_path"] == [
         "charger.refused_path"

@@ -59,6 +59,8 @@ class CallFailed(Exception):
 class LoadCharger:
     """Use `connect()`, then `call(action, payload)`; `latencies` is filled by `timed()`."""
 
+    subprotocol = "ocpp1.6"
+
     def __init__(self, cp_id: str, host: str, port: int, path: str) -> None:
         self.cp_id = cp_id
         self._host, self._port, self._path = host, port, f"{path.rstrip('/')}/{cp_id}"
@@ -79,7 +81,12 @@ class LoadCharger:
 
     async def connect(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         self._ws = await open_websocket(
-            self._host, self._port, self._path, self._on_message, timeout=timeout
+            self._host,
+            self._port,
+            self._path,
+            self._on_message,
+            subprotocol=self.subprotocol,
+            timeout=timeout,
         )
         self._ws.closed.add_done_callback(self._on_closed)
 
@@ -134,17 +141,21 @@ class LoadCharger:
         else:
             fut.set_exception(CallFailed(f"CallError {msg[2]}: {msg[3]}"))
 
+    def reply_to(self, action: str, payload: Payload) -> Payload:
+        """The answer to a central system's Call: a plausible "Accepted" for the most part."""
+        if action == "GetConfiguration":
+            key = {"key": "SendLocalListMaxLength", "readonly": True, "value": "1000"}
+            return {"configurationKey": [key], "unknownKey": []}
+        if action == "GetLocalListVersion":
+            return {"listVersion": 0}
+        if action == "DataTransfer":
+            return {"status": "UnknownVendorId"}
+        return {"status": "Accepted"}
+
     def _answer(self, unique_id: str, action: str, payload: Payload) -> None:
         started = time.perf_counter()
         self.calls_received[action] = self.calls_received.get(action, 0) + 1
-        reply: Payload = {"status": "Accepted"}
-        if action == "GetConfiguration":
-            key = {"key": "SendLocalListMaxLength", "readonly": True, "value": "1000"}
-            reply = {"configurationKey": [key], "unknownKey": []}
-        elif action == "GetLocalListVersion":
-            reply = {"listVersion": 0}
-        elif action == "DataTransfer":
-            reply = {"status": "UnknownVendorId"}
+        reply = self.reply_to(action, payload)
         if self._ws is not None and not self._ws.closed.done():
             self._ws.send_text(orjson.dumps([3, unique_id, reply]))
         self.reply_seconds.append(time.perf_counter() - started)
@@ -156,8 +167,8 @@ class LoadCharger:
 
     # -- the messages ------------------------------------------------------------------------
 
-    async def boot(self) -> Payload:
-        return await self.call("BootNotification", VENDOR)
+    async def boot(self, timeout: float = 30.0) -> Payload:  # noqa: ASYNC109
+        return await self.call("BootNotification", VENDOR, timeout)
 
     async def status(self, status: str, connector: int = 1) -> Payload:
         body = {"connectorId": connector, "errorCode": "NoError", "status": status}

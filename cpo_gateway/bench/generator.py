@@ -7,7 +7,9 @@ than one event loop so the generator is never the bottleneck of a 2-core box.
 
 Behaviours: "mixed" (the realistic mix, closed loop), "idle" (heartbeats only), "burst" (one
 MeterValues per charger within a spread), "storm" (every charger drops and reconnects within a
-spread), "authorize" (paced Authorize of whitelisted cards).
+spread), "authorize" (paced Authorize of whitelisted cards), "mixed201" (the 2.0.1 mix:
+Heartbeat, Authorize, StatusNotification, TransactionEvent Updated with meter values, in a
+transaction opened during setup). `protocol` picks the 1.6 or the 2.0.1 load charger.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from cpo_gateway.bench.charger import CallFailed, LoadCharger, Payload
+from cpo_gateway.bench.charger201 import LoadCharger201
 
-BEHAVIOURS = ("mixed", "idle", "burst", "storm", "authorize")
+BEHAVIOURS = ("mixed", "idle", "burst", "storm", "authorize", "mixed201")
+CHARGERS: dict[str, type[LoadCharger]] = {"1.6": LoadCharger, "2.0.1": LoadCharger201}
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class LoadSpec:
     connect_concurrency: int = 64
     start_transaction: bool = False  # burst: open a transaction during setup
     call_timeout_s: float = 60.0
+    protocol: str = "1.6"  # "2.0.1": the chargers are LoadCharger201 stations
 
 
 @dataclass
@@ -93,6 +98,18 @@ async def _mixed(ch: LoadCharger, index: int, spec: LoadSpec, rec: Recorder) -> 
         await rec.timed("StopTransaction", ch.stop_transaction())
         await rec.timed("StatusNotification", ch.status("Finishing"))
         await rec.timed("StatusNotification", ch.status("Available"))
+
+
+async def _mixed201(ch: LoadCharger, index: int, spec: LoadSpec, rec: Recorder) -> None:
+    card = spec.cards[index % len(spec.cards)] if spec.cards else "BENCH0001"
+    while time.time() < rec.end and ch.connected:
+        await rec.timed("Heartbeat", ch.heartbeat())
+        await rec.timed("Authorize", ch.authorize(card))
+        await rec.timed("StatusNotification", ch.status("Charging"))
+        for _ in range(4):
+            await rec.timed("TransactionEvent", ch.meter_values())
+        await rec.timed("Heartbeat", ch.heartbeat())
+        await rec.timed("StatusNotification", ch.status("Charging"))
 
 
 async def _idle(ch: LoadCharger, index: int, spec: LoadSpec, rec: Recorder) -> None:
@@ -148,6 +165,7 @@ BEHAVIOUR: dict[str, Behaviour] = {
     "burst": _burst,
     "storm": _storm,
     "authorize": _authorize,
+    "mixed201": _mixed201,
 }
 
 
@@ -159,11 +177,7 @@ async def _setup(ch: LoadCharger, index: int, spec: LoadSpec, limit: asyncio.Sem
     try:
         async with limit:
             await ch.connect(timeout=spec.call_timeout_s)
-        boot = await ch.call(
-            "BootNotification",
-            {"chargePointVendor": "LoadGen", "chargePointModel": "Bench-1"},
-            spec.call_timeout_s,
-        )
+        boot = await ch.boot(spec.call_timeout_s)
         if boot.get("status") != "Accepted":
             return f"boot {boot.get('status')}"
         await ch.status("Available")
@@ -177,7 +191,8 @@ async def _setup(ch: LoadCharger, index: int, spec: LoadSpec, limit: asyncio.Sem
 
 
 async def run_worker(spec: LoadSpec, pipe: Connection) -> None:
-    chargers = [LoadCharger(cp, spec.host, spec.port, spec.path) for cp in spec.charger_ids]
+    kind = CHARGERS[spec.protocol]
+    chargers = [kind(cp, spec.host, spec.port, spec.path) for cp in spec.charger_ids]
     limit = asyncio.Semaphore(spec.connect_concurrency)
     setup_started = time.perf_counter()
     problems = await asyncio.gather(*(_setup(c, i, spec, limit) for i, c in enumerate(chargers)))

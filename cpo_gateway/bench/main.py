@@ -19,11 +19,23 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cpo_gateway import logs
-from cpo_gateway.bench import emp_scenarios, ocpp_scenarios
+from cpo_gateway.bench import emp_scenarios, ocpp_scenarios, schema_scenarios, tls_scenarios
 from cpo_gateway.bench.ocpp_scenarios import Context
 from cpo_gateway.bench.report import Table
 
-SCENARIOS = ("mixed", "idle10k", "burst", "storm", "authorize", "rfid", "session-start", "outbox")
+SCENARIOS = (
+    "mixed",
+    "mixed201",
+    "idle10k",
+    "burst",
+    "storm",
+    "authorize",
+    "rfid",
+    "session-start",
+    "outbox",
+    "schemas",
+    "profile3",
+)
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
 NEEDED_FDS = 10_500
 
@@ -55,6 +67,9 @@ def plan(
         "mixed": lambda c: ocpp_scenarios.mixed(
             c, n or (5 if quick else 100), s or (2 if quick else 20)
         ),
+        "mixed201": lambda c: ocpp_scenarios.mixed201(
+            c, n or (5 if quick else 100), s or (2 if quick else 20)
+        ),
         "idle10k": lambda c: ocpp_scenarios.idle(
             c, idle_n, s or (3 if quick else 30), 1 if quick else 10
         ),
@@ -66,6 +81,11 @@ def plan(
         "rfid": lambda c: emp_scenarios.rfid(c, (1_000, 10_000) if quick else (100_000, 1_000_000)),
         "session-start": lambda c: emp_scenarios.session_start(c, 10 if quick else 200),
         "outbox": lambda c: emp_scenarios.outbox(c, 200 if quick else 5_000),
+        # The 1.6 mixed load with the schema check off and on, alternating, and the validators.
+        "schemas": lambda c: schema_scenarios.schemas(
+            c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 3
+        ),
+        "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
     }
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     return [(name, steps[name]) for name in chosen]

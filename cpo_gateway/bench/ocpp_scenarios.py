@@ -1,5 +1,6 @@
 """Benchmark scenarios on the OCPP side, each run against the gateway and the baseline:
-mixed load, 10,000 idle chargers, a MeterValues burst, a reconnect storm, paced Authorize."""
+mixed load (1.6 and 2.0.1), 10,000 idle chargers, a MeterValues burst, a reconnect storm,
+paced Authorize."""
 
 from __future__ import annotations
 
@@ -50,18 +51,28 @@ class Figures:
 
 
 async def ocpp_run(
-    ctx: Context, system: str, behaviour: str, n: int, window_s: float, **spec: Any
+    ctx: Context,
+    system: str,
+    behaviour: str,
+    n: int,
+    window_s: float,
+    *,
+    validate_schemas: bool = True,
+    together: asyncio.Barrier | None = None,
+    **spec: Any,
 ) -> Figures:
-    """Start the system, connect n chargers, play `behaviour` for window_s, measure."""
+    """Start the system, connect n chargers, play `behaviour` for window_s, measure.
+    `validate_schemas` False runs the gateway without its schema check (for comparison);
+    runs sharing `together` start their measured windows at the same moment."""
     directory = ctx.directory(f"{behaviour}-{system}")
     whitelist = cards(max(1, min(n, 1000)))
     emp: SandboxEmp | None = None
     if system == "gateway":
         emp = SandboxEmp(api_key=OUTBOUND_KEY)
         await emp.start()
-        server = ServerProcess.gateway(directory, n, emp.url)
+        server = ServerProcess.gateway(directory, n, emp.url, validate_schemas)
     else:
-        server = ServerProcess.baseline(directory)
+        server = ServerProcess.baseline(directory, spec.get("protocol", "1.6"))
     run: LoadRun | None = None
     try:
         await server.start()
@@ -83,6 +94,9 @@ async def ocpp_run(
         setup_s = time.monotonic() - setup_started
         # Commands the gateway sends after a connect (local list, status trigger) settle first.
         await asyncio.sleep(1.0 if n < 1000 else 5.0)
+        if together is not None:
+            async with asyncio.timeout(120):  # the other run failed to start: give up too
+                await together.wait()
         before = server.usage()
         start = time.time() + 0.3
         run.go(start, start + window_s)
@@ -127,8 +141,23 @@ def _error_notes(table: Table, figures: list[Figures]) -> None:
 
 
 async def mixed(ctx: Context, n: int = 100, seconds: float = 20.0) -> Table:
+    figures = [await ocpp_run(ctx, s, "mixed", n, seconds) for s in SYSTEMS]
+    return _mixed_table(f"mixed load, {n} chargers, {seconds:g} s closed loop", figures)
+
+
+async def mixed201(ctx: Context, n: int = 100, seconds: float = 20.0) -> Table:
+    """The 2.0.1 mix against the gateway and the `ocpp` library's 2.0.1 README server."""
+    figures = [
+        await ocpp_run(ctx, s, "mixed201", n, seconds, protocol="2.0.1", start_transaction=True)
+        for s in SYSTEMS
+    ]
+    title = f"OCPP 2.0.1 mixed load, {n} stations, {seconds:g} s closed loop"
+    return _mixed_table(title, figures)
+
+
+def _mixed_table(title: str, figures: list[Figures]) -> Table:
     table = Table(
-        f"mixed load, {n} chargers, {seconds:g} s closed loop",
+        title,
         (
             "system",
             "calls",
@@ -142,7 +171,6 @@ async def mixed(ctx: Context, n: int = 100, seconds: float = 20.0) -> Table:
             "errors",
         ),
     )
-    figures = [await ocpp_run(ctx, s, "mixed", n, seconds) for s in SYSTEMS]
     rates = []
     for f in figures:
         lat = f.load.all_latencies()

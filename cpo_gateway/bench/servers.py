@@ -48,8 +48,9 @@ def cards(n: int) -> tuple[str, ...]:
     return tuple(f"{0xB0000000 + i:08X}" for i in range(n))
 
 
-def write_stations(path: Path, n_chargers: int) -> int:
-    """One station per CHARGERS_PER_STATION chargers, one connector per charger."""
+def write_stations(path: Path, n_chargers: int, security_profile: int = 0) -> int:
+    """One station per CHARGERS_PER_STATION chargers, one connector per charger; each charger
+    with `security_profile` when it is not 0."""
     parts: list[str] = []
     n_stations = (n_chargers + CHARGERS_PER_STATION - 1) // CHARGERS_PER_STATION
     for s in range(n_stations):
@@ -64,16 +65,32 @@ def write_stations(path: Path, n_chargers: int) -> int:
                 f'[[station.connector]]\nevse_id = "{evse_id(i)}"\ntype = "Type2"\n'
                 f'speed_kw = 22.0\ncharge_point = "BENCH-{i:05d}"\nconnector = 1\n'
             )
+    if security_profile:
+        parts += [
+            f'[[charger]]\nid = "BENCH-{i:05d}"\nsecurity_profile = {security_profile}\n'
+            for i in range(n_chargers)
+        ]
     path.write_text("\n".join(parts), encoding="utf-8")
     return n_stations
 
 
 def write_gateway_config(
-    directory: Path, n_chargers: int, emp_url: str, ocpp_port: int, oioi_port: int
+    directory: Path,
+    n_chargers: int,
+    emp_url: str,
+    ocpp_port: int,
+    oioi_port: int,
+    validate_schemas: bool = True,
+    *,
+    security_profile: int = 0,
+    tls: str = "",
 ) -> Path:
-    """The gateway's default configuration, but for loopback ports, the EMP and quiet logs."""
+    """The gateway's default configuration, but for loopback ports, the EMP and quiet logs.
+    `validate_schemas` False only to measure what the schema check costs; `tls`: the keys
+    of an [ocpp.tls] table."""
     directory.mkdir(parents=True, exist_ok=True)
-    write_stations(directory / "stations.toml", n_chargers)
+    write_stations(directory / "stations.toml", n_chargers, security_profile)
+    tls_table = f"[ocpp.tls]\n{tls}" if tls else ""
     text = f"""
         [gateway]
         state_dir = "{directory / "state"}"
@@ -83,7 +100,9 @@ def write_gateway_config(
         host = "127.0.0.1"
         port = {ocpp_port}
         path = "{OCPP_PATH}"
+        validate_schemas = {"true" if validate_schemas else "false"}
 
+{textwrap.indent(tls_table, "        ")}
         [oioi]
         host = "127.0.0.1"
         port = {oioi_port}
@@ -123,19 +142,41 @@ class ServerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def gateway(cls, directory: Path, n_chargers: int, emp_url: str) -> ServerProcess:
+    def gateway(
+        cls,
+        directory: Path,
+        n_chargers: int,
+        emp_url: str,
+        validate_schemas: bool = True,
+        *,
+        security_profile: int = 0,
+        tls: str = "",
+    ) -> ServerProcess:
         ocpp_port, oioi_port = free_port(), free_port()
-        config = write_gateway_config(directory, n_chargers, emp_url, ocpp_port, oioi_port)
+        config = write_gateway_config(
+            directory,
+            n_chargers,
+            emp_url,
+            ocpp_port,
+            oioi_port,
+            validate_schemas,
+            security_profile=security_profile,
+            tls=tls,
+        )
         argv = [sys.executable, "-m", "cpo_gateway", "run", "-c", str(config)]
         server = cls("gateway", argv, directory / "gateway.log", ocpp_port)
         server.oioi_port = oioi_port
         return server
 
     @classmethod
-    def baseline(cls, directory: Path) -> ServerProcess:
+    def baseline(cls, directory: Path, protocol: str = "1.6") -> ServerProcess:
+        """The `ocpp` library's README central system of that OCPP version."""
         directory.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        argv = [sys.executable, "-m", "cpo_gateway.bench.baseline", "--port", str(port)]
+        module = (
+            "cpo_gateway.bench.baseline201" if protocol == "2.0.1" else "cpo_gateway.bench.baseline"
+        )
+        argv = [sys.executable, "-m", module, "--port", str(port)]
         return cls("baseline", argv, directory / "baseline.log", port)
 
     oioi_port: int = 0

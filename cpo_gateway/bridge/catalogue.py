@@ -47,6 +47,16 @@ class Connector:
     speed_kw: float
     charge_point: str  # OCPP charge point id
     connector: int  # OCPP connector id (1-based)
+    # For chargers that number connectors per EVSE: this connector's EVSE (default: the
+    # connector number) and its connector on that EVSE (default 1).
+    evse_index: int | None = None
+    evse_connector: int | None = None
+
+    @property
+    def evse_address(self) -> tuple[int, int]:
+        """(EVSE number, connector on that EVSE) as such a charger names this connector."""
+        evse = self.evse_index if self.evse_index is not None else self.connector
+        return evse, self.evse_connector if self.evse_connector is not None else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +88,7 @@ class ChargerAuth:
     """Per-charger security settings from the stations file."""
 
     charge_point_id: str
-    security_profile: int = 0  # 0: none, 1: Basic auth, 2: Basic auth over TLS
+    security_profile: int = 0  # 0 none, 1 Basic auth, 2 Basic auth over TLS, 3 client cert
     password_hash: str | None = None  # scrypt$... ; the DB may hold a newer one
 
 
@@ -92,6 +102,9 @@ class Catalogue:
     _cp_ids: frozenset[str] = field(init=False, repr=False, compare=False)
     _auth: dict[str, ChargerAuth] = field(init=False, repr=False, compare=False)
     _by_cp: dict[str, tuple[Connector, ...]] = field(init=False, repr=False, compare=False)
+    _by_address: dict[tuple[str, int, int], Connector] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         by_evse: dict[str, list[Connector]] = {}
@@ -104,6 +117,11 @@ class Catalogue:
                 station_of[conn.evse_id] = station
         object.__setattr__(self, "_by_evse", {k: tuple(v) for k, v in by_evse.items()})
         object.__setattr__(self, "_by_ocpp", by_ocpp)
+        object.__setattr__(
+            self,
+            "_by_address",
+            {(c.charge_point, *c.evse_address): c for c in by_ocpp.values()},
+        )
         object.__setattr__(self, "_station_of", station_of)
         # Looked up on every charger handshake and Boot: built once.
         cp_ids = {c.charge_point for c in by_ocpp.values()} | {
@@ -129,6 +147,12 @@ class Catalogue:
 
     def connector_at(self, charge_point_id: str, connector_id: int) -> Connector | None:
         return self._by_ocpp.get((charge_point_id, connector_id))
+
+    def connector_by_address(
+        self, charge_point_id: str, evse: int, evse_connector: int
+    ) -> Connector | None:
+        """The connector a charger that numbers per EVSE calls (evse, evse_connector)."""
+        return self._by_address.get((charge_point_id, evse, evse_connector))
 
     def station_of(self, evse_id: str) -> Station | None:
         return self._station_of.get(evse_id)

@@ -38,11 +38,12 @@ from cpo_gateway.bridge.model import (
     StatusReport,
     StopResult,
     TransactionStart,
+    TransactionStep,
     TransactionStop,
     User,
 )
 from cpo_gateway.bridge.pending import PendingStarts
-from cpo_gateway.bridge.ports import ChargerControl, EmpLink
+from cpo_gateway.bridge.ports import ChargerControl, EmpLink, TxRecord
 from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
 from cpo_gateway.bridge.settings import CoreSettings, Partner
@@ -118,6 +119,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             self.authorizer,
             self.pending,
             self._partner_ids,
+            steps=store,
             cdr_on_start=settings.sessions.cdr_on_start,
             clock=clock,
             stop_late_start=self._stop_late_start,
@@ -236,6 +238,37 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
 
     async def meter_values(self, report: MeterReport) -> None:
         await self.charging.meter(report)
+
+    async def record_step(self, step: TransactionStep) -> None:
+        await self.charging.record_step(step)
+
+    async def charger_transaction(self, charge_point_id: str, charger_key: str) -> TxRecord | None:
+        """The transaction a charger named `charger_key`, if the gateway has seen it."""
+        return await self.store.transaction_by_key(charge_point_id, charger_key)
+
+    async def start_earlier(self, tx_id: int, started_at: str) -> None:
+        """A transaction's own start report came after a later one had begun it: its time
+        stands (the session's interval runs from when the charger began)."""
+        await self.store.start_earlier(tx_id, started_at)
+
+    async def open_charger_keys(self, charge_point_id: str) -> list[tuple[str, int]]:
+        """(the charger's own name, connector) of its transactions the gateway holds open."""
+        return [
+            (tx.charger_key, tx.connector)
+            for tx, _ in await self.store.open_transactions()
+            if tx.charge_point == charge_point_id and tx.charger_key is not None
+        ]
+
+    def connector_by_address(self, charge_point_id: str, evse: int, evse_connector: int) -> int:
+        """The connector number of a connector a charger names by EVSE and connector on it;
+        unknown addresses read as the EVSE number (the stations file's default mapping)."""
+        conn = self.catalogue.connector_by_address(charge_point_id, evse, evse_connector)
+        return evse if conn is None else conn.connector
+
+    def address_of(self, charge_point_id: str, connector: int) -> tuple[int, int]:
+        """(EVSE, connector on it) of a connector number: the inverse of the above."""
+        conn = self.catalogue.connector_at(charge_point_id, connector)
+        return (connector, 1) if conn is None else conn.evse_address
 
     async def status_notification(self, report: StatusReport) -> None:
         await self.status.report(report)

@@ -28,9 +28,11 @@ from cpo_gateway.bridge.model import (
     StatusReport,
     StopResult,
     TransactionStart,
+    TransactionStep,
     TransactionStop,
     User,
 )
+from cpo_gateway.bridge.ports import TxRecord
 from cpo_gateway.bridge.reconcile import CloseResult
 
 
@@ -79,6 +81,21 @@ class ChargerSide(Protocol):
     async def push_local_list(self, charge_point_id: str) -> CommandStatus | None:
         """Send the charger its whitelist now (after a boot or a resync); None: up to date."""
         ...
+
+    # For chargers that name their own transactions and number connectors per EVSE.
+    async def charger_transaction(
+        self, charge_point_id: str, charger_key: str
+    ) -> TxRecord | None: ...
+
+    async def start_earlier(self, tx_id: int, started_at: str) -> None: ...
+
+    async def record_step(self, step: TransactionStep) -> None: ...
+
+    async def open_charger_keys(self, charge_point_id: str) -> list[tuple[str, int]]: ...
+
+    def connector_by_address(self, charge_point_id: str, evse: int, evse_connector: int) -> int: ...
+
+    def address_of(self, charge_point_id: str, connector: int) -> tuple[int, int]: ...
 
 
 class EmpSide(Protocol):

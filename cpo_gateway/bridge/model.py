@@ -96,23 +96,38 @@ class EnergySample:
 
 @dataclass(frozen=True, slots=True)
 class TransactionStart:
+    """A charger began a transaction.
+
+    charger_key: the transaction's name chosen by the charger, for chargers that name their
+    own transactions (the gateway's integer id is then only ours): the same key twice is the
+    same transaction, whatever else differs. meter_start_wh None: the charger sent no
+    register reading with the start (the first reading later takes its place)."""
+
     charge_point_id: str
     connector_id: int
     id_tag: str
-    meter_start_wh: int
+    meter_start_wh: int | None
     timestamp: str
     reservation_id: int | None = None
+    charger_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TransactionStop:
+    """A charger ended a transaction. With charger_key, the transaction is found by the
+    charger's name for it and transaction_id is not read; connector_id, when known, places a
+    stop of a transaction never seen started. meter_stop_wh None: no reading came with the
+    stop (the last one known ends it)."""
+
     charge_point_id: str
     transaction_id: int
-    meter_stop_wh: int
+    meter_stop_wh: int | None
     timestamp: str
     id_tag: str | None = None
     reason: str | None = None
     samples: tuple[EnergySample, ...] = ()
+    charger_key: str | None = None
+    connector_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +136,35 @@ class MeterReport:
     connector_id: int
     transaction_id: int | None
     samples: tuple[EnergySample, ...]
+    charger_key: str | None = None  # the charger's name for the transaction (see above)
+
+
+class StepKind(StrEnum):
+    """Where in its life a transaction is, as one numbered report of a charger says."""
+
+    STARTED = "started"
+    UPDATED = "updated"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStep:
+    """One numbered report about a charger-named transaction, kept as received.
+
+    `sequence` is the charger's counter over its reports: the same (charger, key, sequence)
+    twice is one report resent, and sorting by it gives the order the charger meant whatever
+    the order they arrived in. `queued` says the charger held it while offline (its
+    timestamp is when it happened, not when it came)."""
+
+    charge_point_id: str
+    charger_key: str
+    sequence: int
+    kind: StepKind
+    timestamp: str
+    trigger: str
+    reason: str | None = None
+    remote_id: int | None = None
+    queued: bool = False
 
 
 @dataclass(frozen=True, slots=True)

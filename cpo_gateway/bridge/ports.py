@@ -27,7 +27,11 @@ class ChargerControl(Protocol):
         self, charge_point_id: str, connector_id: int, id_tag: str
     ) -> CommandResult: ...
 
-    async def remote_stop(self, charge_point_id: str, transaction_id: int) -> CommandResult: ...
+    async def remote_stop(
+        self, charge_point_id: str, transaction_id: int, charger_key: str | None = None
+    ) -> CommandResult:
+        """charger_key: the charger's own name for the transaction, when it chose one."""
+        ...
 
     async def send_local_list(
         self, charge_point_id: str, version: int, entries: Sequence[tuple[str, AuthStatus]]
@@ -73,6 +77,7 @@ class TxRecord:
     last_wh_at: str | None
     charge_start_at: str | None
     charge_stop_at: str | None
+    charger_key: str | None = None  # the charger's own name for it, when it chose one
 
 
 class SessionState(StrEnum):

@@ -137,7 +137,7 @@ class Reconciler:
                 log.info("session.ghost_alive", session_id=session.id, transaction_id=tx.id)
                 return False
         # 2. Does it know the transaction?
-        result = await self._chargers.remote_stop(cp, tx.id)
+        result = await self._chargers.remote_stop(cp, tx.id, tx.charger_key)
         if result.status in _UNREACHABLE:
             return False
         if result.accepted:

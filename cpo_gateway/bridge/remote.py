@@ -240,7 +240,9 @@ class Remote:
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._chargers.remote_stop(
-                    session.charge_point, session.transaction_id
+                    session.charge_point,
+                    session.transaction_id,
+                    await self._charger_key(session.transaction_id),
                 )
         except TimeoutError:
             return StopResult(Outcome.EVSE_TIMEOUT, _ANSWERED[CommandStatus.TIMEOUT])
@@ -274,6 +276,11 @@ class Remote:
         failed = await self._store.failed_remote_starts(self._clock())
         self._pending.restore(await self._store.pending_sessions(), failed)
 
+    async def _charger_key(self, transaction_id: int) -> str | None:
+        """The charger's own name for a transaction, which a stop must use when it has one."""
+        tx = await self._store.transaction(transaction_id)
+        return None if tx is None else tx.charger_key
+
     async def stop_late_start(
         self, charge_point: str, transaction_id: int, session_id: str
     ) -> None:
@@ -287,7 +294,9 @@ class Remote:
             session = await self._store.session(session_id)
             if session is None or session.state != SessionState.ACTIVE:
                 return  # the charger ended it on its own
-            result = await self._chargers.remote_stop(charge_point, transaction_id)
+            result = await self._chargers.remote_stop(
+                charge_point, transaction_id, await self._charger_key(transaction_id)
+            )
             if result.accepted:
                 log.info("session.late_start_stopped", session_id=session_id, attempt=attempt)
                 return

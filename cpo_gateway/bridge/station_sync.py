@@ -25,8 +25,21 @@ log = logs.get(__name__)
 STATION_KIND = "station-post"
 
 
+# How a charger numbers a connector is the charger side's business, not the EMP's: left out
+# of what is posted and of the digest, so naming it changes no station and posts nothing.
+_CHARGER_SIDE = ("evse_index", "evse_connector")
+
+
+def _posted(station: Station) -> dict[str, Any]:
+    d = asdict(station)
+    for c in d["connectors"]:
+        for key in _CHARGER_SIDE:
+            c.pop(key, None)
+    return d
+
+
 def station_payload(station: Station, partner: str, deleted: bool) -> dict[str, Any]:
-    return {"station": asdict(station), "partner_identifier": partner, "deleted": deleted}
+    return {"station": _posted(station), "partner_identifier": partner, "deleted": deleted}
 
 
 def station_from_dict(data: Mapping[str, Any]) -> Station:
@@ -41,7 +54,7 @@ def station_from_dict(data: Mapping[str, Any]) -> Station:
 
 
 def digest(station: Station) -> str:
-    return hashlib.sha256(orjson.dumps(asdict(station), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(orjson.dumps(_posted(station), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 async def sync_stations(

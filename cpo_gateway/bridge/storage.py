@@ -3,7 +3,8 @@
 One port per consumer, so a fake of one is small: each part of the core takes the port of
 what it stores (`TransactionStore` for Charging, `DeliveryStore` for the Deliverer, ...);
 `StorePort` is their union, given to Core. `OpsStore` is what the operators' tools use
-beside the core. The concrete store (store/) implements them all.
+beside the core, `SecurityStore` what the chargers' certificate service records. The
+concrete store (store/) implements them all.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from cpo_gateway.bridge.model import BootInfo, EnergySample, TransactionStart, TransactionStop
+from cpo_gateway.bridge.model import (
+    BootInfo,
+    EnergySample,
+    TransactionStart,
+    TransactionStep,
+    TransactionStop,
+)
 from cpo_gateway.bridge.ports import (
     LocalListRecord,
     NewOutbox,
@@ -77,6 +84,21 @@ class TransactionStore(SessionReads, Protocol):
     async def record_meter(
         self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]
     ) -> None: ...
+
+    async def transaction_by_key(self, charge_point: str, charger_key: str) -> TxRecord | None:
+        """The transaction a charger that names its own transactions called `charger_key`."""
+        ...
+
+    async def start_earlier(self, tx_id: int, started_at: str) -> None: ...
+
+
+class StepStore(Protocol):
+    """The numbered reports of charger-named transactions, as Charging keeps them: a resent
+    one is recognised by (charger, key, sequence)."""
+
+    async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool: ...
+
+    async def record_step(self, step: TransactionStep, now: float) -> None: ...
 
 
 class RemoteStartStore(SessionReads, Protocol):
@@ -210,6 +232,30 @@ class HousekeepingStore(Protocol):
     async def prune_ignored_statuses(self, before: float) -> int: ...
 
 
+class SecurityStore(Protocol):
+    """What the chargers' certificate service (csms/security.py) records: the security
+    events chargers report and the certificates signed for them. The core needs none of it."""
+
+    async def record_security_event(
+        self,
+        charge_point_id: str,
+        type_: str,
+        timestamp: str,
+        tech_info: str | None,
+        received_at: float,
+    ) -> None: ...
+
+    async def record_certificate(
+        self,
+        charge_point_id: str,
+        serial: str,
+        sha256: str,
+        not_after: str,
+        status: str,
+        issued_at: float,
+    ) -> None: ...
+
+
 class OpsStore(Protocol):
     """What operators' tools (the CLI, the console, /metrics) read and change beside the
     core: reports and outbox maintenance. The core itself needs none of it."""
@@ -234,6 +280,10 @@ class OpsStore(Protocol):
 
     async def set_password_hash(self, charge_point_id: str, password_hash: str) -> None: ...
 
+    async def steps_of(self, charge_point: str, charger_key: str) -> list[TransactionStep]:
+        """A charger-named transaction's numbered reports as kept, in the charger's order."""
+        ...
+
     async def whitelist_counts(self) -> dict[str, int]: ...
 
     async def whitelist_page(
@@ -243,6 +293,7 @@ class OpsStore(Protocol):
 
 class StorePort(
     TransactionStore,
+    StepStore,
     RemoteStartStore,
     ReconcileStore,
     ReviewStore,

@@ -27,6 +27,7 @@ from cpo_gateway.bridge.model import (
     MeterReport,
     Started,
     TransactionStart,
+    TransactionStep,
     TransactionStop,
     UserKind,
 )
@@ -39,7 +40,7 @@ from cpo_gateway.bridge.ports import (
     SessionState,
     TxRecord,
 )
-from cpo_gateway.bridge.storage import TransactionStore
+from cpo_gateway.bridge.storage import StepStore, TransactionStore
 
 log = logs.get(__name__)
 # The origin of a session a charger began for a remote start the EMP was told failed.
@@ -56,6 +57,7 @@ class Charging:
         pending: PendingStarts,
         partners: Mapping[str, str],  # EMP name -> partner identifier
         *,
+        steps: StepStore,
         cdr_on_start: bool,
         clock: Callable[[], float],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
@@ -64,6 +66,7 @@ class Charging:
     ) -> None:
         self._stop_late_start = stop_late_start  # (charge point, transaction, session)
         self._store = store
+        self._steps = steps
         self._catalogue = catalogue
         self._auth = authorizer
         self._pending = pending
@@ -225,7 +228,12 @@ class Charging:
             assert recorded is not None, "an orphan session is always made with a decision"
         tx, session, dup = recorded.tx, recorded.session, recorded.duplicate
         self._evidence.ended(stop.charge_point_id, tx.id)
-        if dup and tx.meter_stop_wh is not None and stop.meter_stop_wh != tx.meter_stop_wh:
+        if (
+            dup
+            and tx.meter_stop_wh is not None
+            and stop.meter_stop_wh is not None
+            and stop.meter_stop_wh != tx.meter_stop_wh
+        ):
             # A late stop of a transaction closed without it (reconciled or by ops): its
             # CDR has gone with the energy known then; the difference is for ops to settle.
             log.warning(
@@ -256,11 +264,14 @@ class Charging:
             charge_point_id=stop.charge_point_id,
             transaction_id=stop.transaction_id,
         )
+        connector = stop.connector_id or 0
+        if self.evse_of(stop.charge_point_id, connector) is None:
+            connector = 0
         return SessionRecord(
             id=self._new_id(),
-            evse_id=self.evse_of(stop.charge_point_id, 0),
+            evse_id=self.evse_of(stop.charge_point_id, connector),
             charge_point=stop.charge_point_id,
-            connector=0,
+            connector=connector,
             emp=decision.partner if decision and decision.status is AuthStatus.ACCEPTED else None,
             origin=SessionOrigin.ORPHAN,
             user_kind=UserKind.RFID.value,
@@ -298,10 +309,33 @@ class Charging:
             self._evidence.reading(
                 report.charge_point_id, report.connector_id, report.transaction_id
             )
-        if report.transaction_id is None or not report.samples:
+        if not report.samples:
             return
-        await self._store.record_meter(
-            report.charge_point_id, report.transaction_id, report.samples
+        tx_id = report.transaction_id
+        if tx_id is None and report.charger_key is not None:
+            tx = await self._store.transaction_by_key(report.charge_point_id, report.charger_key)
+            tx_id = None if tx is None else tx.id
+        if tx_id is None:
+            return
+        await self._store.record_meter(report.charge_point_id, tx_id, report.samples)
+
+    async def step_seen(self, step: TransactionStep) -> bool:
+        """Whether this numbered report was kept before (a resend: answer, change nothing)."""
+        return await self._steps.step_seen(step.charge_point_id, step.charger_key, step.sequence)
+
+    async def record_step(self, step: TransactionStep) -> None:
+        """Keep a report once what it said is stored (a resend of it is then recognised)."""
+        await self._steps.record_step(step, self._clock())
+        log.info(
+            "tx.step",
+            charge_point_id=step.charge_point_id,
+            charger_key=step.charger_key,
+            sequence=step.sequence,
+            kind=step.kind.value,
+            trigger=step.trigger,
+            reason=step.reason,
+            remote_id=step.remote_id,
+            queued=step.queued,
         )
 
 

@@ -153,6 +153,31 @@ def _change_configuration(r: ChargerRegistry, cp: str, a: Args) -> Command:
     return r.change_configuration(cp, _str(a, "key"), _str(a, "value"))
 
 
+def _extended_trigger(r: ChargerRegistry, cp: str, a: Args) -> Command:
+    return r.extended_trigger(
+        cp, _str(a, "requestedMessage"), a.integer("connectorId", required=False)
+    )
+
+
+def _install_certificate(r: ChargerRegistry, cp: str, a: Args) -> Command:
+    return r.install_certificate(cp, _str(a, "certificateType"), _str(a, "certificate"))
+
+
+def _installed_ids(r: ChargerRegistry, cp: str, a: Args) -> Command:
+    return r.get_installed_certificate_ids(cp, _str(a, "certificateType"))
+
+
+def _delete_certificate(r: ChargerRegistry, cp: str, a: Args) -> Command:
+    names = ("hashAlgorithm", "issuerNameHash", "issuerKeyHash", "serialNumber")
+    algorithm, name_hash, key_hash, serial = (_str(a, n) for n in names)
+    return r.delete_certificate(cp, (algorithm, name_hash, key_hash, serial))
+
+
+def _renew_certificate(r: ChargerRegistry, cp: str, a: Args) -> Command:
+    """Not an OCPP action: ExtendedTriggerMessage, then the CertificateSigned outcome."""
+    return r.renew_certificate(cp, float(a.integer("timeoutSeconds", required=False) or 120))
+
+
 ACTIONS: dict[str, Run] = {
     "RemoteStartTransaction": _remote_start,
     "RemoteStopTransaction": _remote_stop,
@@ -164,6 +189,11 @@ ACTIONS: dict[str, Run] = {
     "UnlockConnector": _unlock,
     "GetConfiguration": _get_configuration,
     "ChangeConfiguration": _change_configuration,
+    "ExtendedTriggerMessage": _extended_trigger,
+    "InstallCertificate": _install_certificate,
+    "GetInstalledCertificateIds": _installed_ids,
+    "DeleteCertificate": _delete_certificate,
+    "RenewCertificate": _renew_certificate,
 }
 
 

@@ -8,6 +8,7 @@ anywhere at any time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -15,6 +16,9 @@ from collections.abc import Sequence
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import AuthStatus, CommandResult, CommandStatus
 from cpo_gateway.csms import v16_commands as cmd
+from cpo_gateway.csms import v16_security as sec
+from cpo_gateway.csms import v201_commands as cmd201
+from cpo_gateway.csms.connected201 import Address, Commands201
 from cpo_gateway.csms.connection import ChargerConnection
 from cpo_gateway.timing import NO_TIMINGS, Timings
 
@@ -32,9 +36,19 @@ class ChargerRegistry:
         self.connections: dict[str, ChargerConnection] = {}
         self.commands: Counter[tuple[str, CommandStatus]] = Counter()  # (action, result)
         self._timings = timings
+        self._renewals: dict[str, asyncio.Future[CommandResult]] = {}
         self._chunk_cache: (
             tuple[Sequence[tuple[str, AuthStatus]], int, list[list[dict[str, object]]]] | None
         ) = None
+        self.v201 = Commands201(self, lambda _cp, connector: (connector, 1))
+
+    def use_addresses(self, address: Address) -> None:
+        """How a connector number reads as (EVSE, connector on it) for 2.0.1 chargers."""
+        self.v201.address = address
+
+    def _conn201(self, cp_id: str) -> ChargerConnection | None:
+        conn = self.connections.get(cp_id)
+        return conn if conn is not None and conn.v201 else None
 
     # --- ChargerControl ------------------------------------------------------------------------
     def is_connected(self, charge_point_id: str) -> bool:
@@ -67,6 +81,8 @@ class ChargerRegistry:
     async def remote_start(
         self, charge_point_id: str, connector_id: int | None, id_tag: str
     ) -> CommandResult:
+        if conn := self._conn201(charge_point_id):
+            return await self.v201.remote_start(conn, connector_id, id_tag)
         return await self.command(
             charge_point_id,
             "RemoteStartTransaction",
@@ -74,7 +90,11 @@ class ChargerRegistry:
             urgent=True,
         )
 
-    async def remote_stop(self, charge_point_id: str, transaction_id: int) -> CommandResult:
+    async def remote_stop(
+        self, charge_point_id: str, transaction_id: int, charger_key: str | None = None
+    ) -> CommandResult:
+        if conn := self._conn201(charge_point_id):
+            return await self.v201.remote_stop(conn, charger_key)
         return await self.command(
             charge_point_id,
             "RemoteStopTransaction",
@@ -85,6 +105,8 @@ class ChargerRegistry:
     async def trigger_message(
         self, charge_point_id: str, requested_message: str, connector_id: int | None = None
     ) -> CommandResult:
+        if conn := self._conn201(charge_point_id):
+            return await self.v201.trigger_message(conn, requested_message, connector_id)
         return await self.command(
             charge_point_id,
             "TriggerMessage",
@@ -99,18 +121,96 @@ class ChargerRegistry:
     async def trigger_meter_values(self, charge_point_id: str, connector_id: int) -> CommandResult:
         return await self.trigger_message(charge_point_id, "MeterValues", connector_id)
 
+    # --- certificates (OCPP 1.6 security extension) ---------------------------------------------
+    async def extended_trigger(
+        self, charge_point_id: str, requested_message: str, connector_id: int | None = None
+    ) -> CommandResult:
+        return await self.command(
+            charge_point_id,
+            "ExtendedTriggerMessage",
+            sec.extended_trigger_req(requested_message, connector_id),
+        )
+
+    async def install_certificate(
+        self, charge_point_id: str, certificate_type: str, certificate_pem: str
+    ) -> CommandResult:
+        return await self.command(
+            charge_point_id,
+            "InstallCertificate",
+            sec.install_certificate_req(certificate_type, certificate_pem),
+        )
+
+    async def get_installed_certificate_ids(
+        self, charge_point_id: str, certificate_type: str
+    ) -> CommandResult:
+        return await self.command(
+            charge_point_id,
+            "GetInstalledCertificateIds",
+            sec.get_installed_certificate_ids_req(certificate_type),
+        )
+
+    async def delete_certificate(
+        self, charge_point_id: str, hash_data: tuple[str, str, str, str]
+    ) -> CommandResult:
+        return await self.command(
+            charge_point_id, "DeleteCertificate", sec.delete_certificate_req(*hash_data)
+        )
+
+    async def renew_certificate(self, charge_point_id: str, timeout_s: float) -> CommandResult:
+        """Ask the charger for a CSR (1.6: ExtendedTriggerMessage SignChargePointCertificate,
+        2.0.1: TriggerMessage SignChargingStationCertificate) and
+        wait, at most `timeout_s`, for its answer to the CertificateSigned that follows."""
+        if charge_point_id in self._renewals:
+            return CommandResult(CommandStatus.REJECTED, "a renewal is already under way")
+        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self._renewals[charge_point_id] = waiter
+        try:
+            conn = self.connections.get(charge_point_id)
+            if conn is not None and conn.v201:  # 2.0.1 has no ExtendedTriggerMessage
+                asked = await self.command(
+                    charge_point_id,
+                    "TriggerMessage",
+                    {"requestedMessage": "SignChargingStationCertificate"},
+                )
+            else:
+                asked = await self.extended_trigger(charge_point_id, "SignChargePointCertificate")
+            if asked.status is not CommandStatus.ACCEPTED:
+                return asked
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await waiter
+            except TimeoutError:
+                return CommandResult(
+                    CommandStatus.TIMEOUT, f"no signed certificate accepted in {timeout_s} s"
+                )
+        finally:
+            self._renewals.pop(charge_point_id, None)
+
+    def certificate_outcome(self, charge_point_id: str, result: CommandResult) -> None:
+        """How a charger's certificate request ended: wakes a renew_certificate waiting."""
+        waiter = self._renewals.get(charge_point_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
     async def change_availability(
         self, charge_point_id: str, connector_id: int, type_: str
     ) -> CommandResult:
         """type_ is "Operative" or "Inoperative"; connector 0 means the whole charger."""
+        if conn := self._conn201(charge_point_id):
+            return await self.v201.change_availability(conn, connector_id, type_)
         return await self.command(
             charge_point_id, "ChangeAvailability", cmd.change_availability_req(connector_id, type_)
         )
 
     async def reset(self, charge_point_id: str, type_: str = "Soft") -> CommandResult:
+        """type_: Hard or Soft (2.0.1 chargers get Immediate or OnIdle)."""
+        if self._conn201(charge_point_id):
+            return await self.command(charge_point_id, "Reset", cmd201.reset_req(type_))
         return await self.command(charge_point_id, "Reset", cmd.reset_req(type_))
 
     async def unlock_connector(self, charge_point_id: str, connector_id: int) -> CommandResult:
+        if conn := self._conn201(charge_point_id):
+            return await self.v201.unlock_connector(conn, connector_id)
         return await self.command(
             charge_point_id, "UnlockConnector", cmd.unlock_connector_req(connector_id)
         )
@@ -136,7 +236,9 @@ class ChargerRegistry:
 
     async def get_local_list_version(self, charge_point_id: str) -> CommandResult:
         """data["listVersion"]: 0 when the list is empty; a charger answering -1 has no local
-        list, which reads as not_supported."""
+        list, which reads as not_supported. 2.0.1 answers 0 for no list as well."""
+        if self._conn201(charge_point_id):
+            return await self.command(charge_point_id, "GetLocalListVersion", {})
         result = await self.command(
             charge_point_id, "GetLocalListVersion", cmd.get_local_list_version_req()
         )
@@ -152,8 +254,10 @@ class ChargerRegistry:
         The first chunk is a Full update carrying `version`; each further chunk is a
         Differential update, and OCPP 1.6 wants a differential update to move the list
         version forward, so chunk i carries version + i. data["listVersion"] is the version
-        the charger holds afterwards.
+        the charger holds afterwards. 2.0.1 chargers: see Commands201.send_local_list.
         """
+        if conn := self._conn201(charge_point_id):
+            return await self.v201.send_local_list(conn, version, entries)
         size, capacity = await self._list_limits(charge_point_id)
         if capacity is not None and len(entries) > capacity:
             # A Full first chunk would replace the charger's list with a fragment before a
@@ -180,6 +284,35 @@ class ChargerRegistry:
             result.status, result.detail, {**result.data, "listVersion": version + len(chunks) - 1}
         )
 
+    # --- 2.0.1 only ----------------------------------------------------------------------------
+    async def get_variables(
+        self, charge_point_id: str, items: Sequence[tuple[str, str]]
+    ) -> CommandResult:
+        """(component, variable) pairs; data["getVariableResult"] as the charger sent it."""
+        return await self.command(charge_point_id, "GetVariables", cmd201.get_variables_req(items))
+
+    async def set_variables(
+        self, charge_point_id: str, items: Sequence[tuple[str, str, str]]
+    ) -> CommandResult:
+        """(component, variable, value) triples; data["setVariableResult"] as sent."""
+        return await self.command(charge_point_id, "SetVariables", cmd201.set_variables_req(items))
+
+    async def get_base_report(
+        self, charge_point_id: str, request_id: int, report_base: str = "FullInventory"
+    ) -> CommandResult:
+        """The report itself comes as NotifyReport Calls (logged by the handlers)."""
+        return await self.command(
+            charge_point_id, "GetBaseReport", cmd201.get_base_report_req(request_id, report_base)
+        )
+
+    async def get_transaction_status(
+        self, charge_point_id: str, charger_key: str | None = None
+    ) -> CommandResult:
+        conn = self._conn201(charge_point_id)
+        if conn is None:
+            return CommandResult(CommandStatus.NOT_SUPPORTED, "not a 2.0.1 connection")
+        return await self.v201.get_transaction_status(conn, charger_key)
+
     def _chunks(
         self, entries: Sequence[tuple[str, AuthStatus]], size: int
     ) -> list[list[dict[str, object]]]:
@@ -198,6 +331,8 @@ class ChargerRegistry:
         """False when the charger's LocalAuthListEnabled is false; None when it cannot tell
         (not connected, no answer, key unknown). Read with the list limits, once per
         connection."""
+        if conn := self._conn201(charge_point_id):
+            return await self.v201.local_list_enabled(conn)
         cache = await self._list_config(charge_point_id)
         if cache is None:
             return None

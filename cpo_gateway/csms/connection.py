@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import CommandResult, CommandStatus
+from cpo_gateway.csms.codes import respell
 from cpo_gateway.csms.frames import (
     Call,
     CallError,
@@ -41,6 +42,7 @@ from cpo_gateway.csms.frames import (
     parse_frame,
 )
 from cpo_gateway.csms.v16_commands import read_call_error, read_command_status
+from cpo_gateway.csms.v201_commands import read_command_status as read_command_status201
 
 log = logs.get(__name__)
 
@@ -115,7 +117,10 @@ class CallSlot:
 # Routine Calls that may give way: they only read or ask, so abandoning one changes nothing
 # at the charger. A SendLocalList is never abandoned: the charger may be writing the list, and
 # a second Call meanwhile is what OCPP-J forbids and strict firmware refuses.
-MAY_GIVE_WAY = frozenset({"TriggerMessage", "GetConfiguration", "GetLocalListVersion"})
+MAY_GIVE_WAY = frozenset(
+    {"TriggerMessage", "GetConfiguration", "GetLocalListVersion", "GetVariables"}
+    | {"GetTransactionStatus"}
+)
 
 
 @dataclass(slots=True)
@@ -155,8 +160,18 @@ class ChargerConnection:
         greeting_grace_s: float = FIRST_MESSAGE_GRACE_S,
         after_reply: Replied | None = None,
         answered: Answered | None = None,
+        version: str = "1.6",
     ) -> None:
+        """`version`: the OCPP version the subprotocol chose ("1.6" or "2.0.1"): it spells
+        the CallError codes (codes.py) and picks how answers to our Calls are read."""
         self.charge_point_id = charge_point_id
+        self.version = version
+        self.v201 = version == "2.0.1"
+        # 2.0.1: remoteStartId -> the idToken of our RequestStartTransaction, to bind the
+        # Started event that names it; and each connector's running transaction (by key).
+        self.remote_starts: dict[int, str] = {}
+        self.running: dict[int, str] = {}
+        self.transactions: dict[str, tuple[int, int]] = {}  # key -> (our id, connector)
         self.ws = ws
         self._dispatch = dispatch
         self._call_timeout_s = call_timeout_s
@@ -214,7 +229,7 @@ class ChargerConnection:
             log.warning(
                 "ocpp.bad_frame", charge_point_id=self.charge_point_id, error=exc.description
             )
-            reply = encode_frame_error(exc)
+            reply = encode_frame_error(exc, self.version)
             if reply is not None:
                 await self._send(reply)
             return
@@ -255,14 +270,17 @@ class ChargerConnection:
                 action=call.action,
                 error=exc.description,
             )
-            reply = encode_error(call.unique_id, exc.error_code, exc.description, exc.details)
+            code = respell(exc.error_code, self.version)
+            reply = encode_error(call.unique_id, code, exc.description, exc.details)
         except HandlerError as exc:
-            reply = encode_error(call.unique_id, exc.code, exc.description)
+            reply = encode_error(call.unique_id, respell(exc.code, self.version), exc.description)
         except Exception:
             log.exception(
                 "ocpp.handler_failed", charge_point_id=self.charge_point_id, action=call.action
             )
-            reply = encode_error(call.unique_id, ErrorCode.INTERNAL_ERROR, "internal error")
+            reply = encode_error(
+                call.unique_id, ErrorCode.INTERNAL_ERROR, "internal error"
+            )  # same in both
         await self._send(reply)
         if self._answered is not None:
             self._answered(call.action, time.perf_counter() - received)
@@ -338,6 +356,8 @@ class ChargerConnection:
             self._slot.release()
         if isinstance(answer, CallError):
             return read_call_error(answer)
+        if self.v201:
+            return read_command_status201(action, answer.payload)
         return read_command_status(action, answer.payload)
 
     def _urgent_waits(self) -> None:

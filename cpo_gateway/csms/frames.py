@@ -21,7 +21,10 @@ payload / error details not an object                       FormationViolation  
 ==========================================================  ======================  =========
 
 An over-long unique id is kept on the error so that the server can still answer with the id
-the charger will match on.
+the charger will match on. A frame whose unique id cannot be read at all is answered with the
+message id "-1" (OCPP-J 2.0.1 §4.2.3, and the same for 1.6): GenericError in 1.6,
+RpcFrameworkError in 2.0.1. The codes above are 1.6's spelling; encode_frame_error spells
+them for the connection's version (codes.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import orjson
+
+from cpo_gateway.csms.codes import UNREADABLE_ID, Problem, codes_for, respell
 
 MAX_UNIQUE_ID = 36
 CALL, CALL_RESULT, CALL_ERROR = 2, 3, 4
@@ -101,10 +106,12 @@ class FrameError(MessageError):
         description: str,
         details: dict[str, object] | None = None,
         message_type: int | None = None,
+        problem: Problem | None = None,
     ) -> None:
         super().__init__(error_code, description, details)
         self.unique_id = unique_id
         self.message_type = message_type
+        self.problem = problem  # set where the versions' codes differ by more than spelling
 
 
 class PayloadError(MessageError):
@@ -143,8 +150,13 @@ def parse_frame(data: str | bytes) -> Frame:
         raise _frame_error(uid, ErrorCode.FORMATION_VIOLATION, "message type id is not an integer")
     expected = _FRAME_LENGTH.get(type_id)
     if expected is None:
-        raise _frame_error(
-            uid, ErrorCode.PROTOCOL_ERROR, f"message type id {type_id} is not 2, 3 or 4", type_id
+        raise FrameError(
+            uid,
+            ErrorCode.PROTOCOL_ERROR,
+            f"message type id {type_id} is not 2, 3 or 4",
+            None,
+            type_id,
+            Problem.MESSAGE_TYPE,
         )
     if len(msg) < 2 or not isinstance(msg[1], str):
         raise _frame_error(
@@ -213,12 +225,21 @@ def encode_error(
     ).decode()
 
 
-def encode_frame_error(error: FrameError) -> str | None:
-    """The CallError answering a broken frame, or None when it must not or cannot be answered.
+def encode_frame_error(error: FrameError, version: str = "1.6") -> str | None:
+    """The CallError answering a broken frame, or None when it must not be answered.
 
-    No answer without a unique id, and none to a broken CallResult or CallError: OCPP-J
-    answers only Calls, and answering an answer could ping-pong between the peers.
+    None to a broken CallResult or CallError: OCPP-J answers only Calls, and answering an
+    answer could ping-pong between the peers. A frame without a readable unique id (not JSON,
+    not an array, no string id) gets message id "-1" and the version's code for it; any
+    other gets its code in the version's spelling.
     """
-    if error.unique_id is None or error.message_type in (CALL_RESULT, CALL_ERROR):
+    if error.message_type in (CALL_RESULT, CALL_ERROR):
         return None
-    return encode_error(error.unique_id, error.error_code, error.description, error.details)
+    if error.unique_id is None:
+        code = codes_for(version)[Problem.UNREADABLE_ID]
+        return encode_error(UNREADABLE_ID, code, error.description, error.details)
+    if error.problem is not None:
+        code = codes_for(version)[error.problem]
+    else:
+        code = respell(error.error_code, version)
+    return encode_error(error.unique_id, code, error.description, error.details)

@@ -2,6 +2,16 @@
 
 Transaction messages are answered only after the core has committed their data; a CallError
 is returned only when persisting really failed, so the charger retries.
+
+Every Call payload meets the OCA schema of its action first (schemas.py); one the schema
+refuses as sent is mended of known firmware quirks (quirks.py) and checked again, and the
+tolerant parsers of v16.py read what passed.
+A payload the schema refuses gets the CallError of the problem, naming the field, with one
+exception: a transaction message (Start/StopTransaction, MeterValues) that the parser can
+still read is acknowledged and the schema problem logged, because a charger refused keeps
+retrying it or drops it, and the session's energy with it (design: always acknowledge
+transaction messages). When the parser cannot read it either, the parser's error is sent:
+it names the same kind of problem and shows the value.
 """
 
 from __future__ import annotations
@@ -20,9 +30,12 @@ from cpo_gateway.bridge.model import (
     TransactionStart,
     TransactionStop,
 )
-from cpo_gateway.csms import v16
+from cpo_gateway.csms import quirks, v16
 from cpo_gateway.csms.connection import ChargerConnection, HandlerError
-from cpo_gateway.csms.frames import Call, ErrorCode
+from cpo_gateway.csms.frames import Call, ErrorCode, PayloadError
+from cpo_gateway.csms.schemas import SchemaProblem, SchemaSet
+from cpo_gateway.csms.security import CertificateService
+from cpo_gateway.csms.v16_security import SecurityEvent, sign_certificate_conf
 
 log = logs.get(__name__)
 Handle = Callable[[ChargerConnection, object], Awaitable[dict[str, object]]]
@@ -43,11 +56,15 @@ class Handlers:
         heartbeat_interval_s: int,
         id_tag_expiry_s: int,
         clock: Callable[[], float] = time.time,
+        validate_schemas: bool = True,
+        certificates: CertificateService | None = None,
     ) -> None:
         """`clock`: epoch seconds, for the times our answers carry (injectable, as the
         core's clock is)."""
         self._core = core
         self._clock = clock
+        self._schemas = SchemaSet.load("1.6") if validate_schemas else None
+        self._certificates = certificates
         self._interval = heartbeat_interval_s
         self._expiry_s = id_tag_expiry_s
         self.counts: dict[str, int] = {}
@@ -62,6 +79,8 @@ class Handlers:
             "DataTransfer": self._data_transfer,
             "DiagnosticsStatusNotification": self._ack,
             "FirmwareStatusNotification": self._ack,
+            "SignCertificate": self._sign_certificate,
+            "SecurityEventNotification": self._security_event,
         }
 
     def label(self, action: str) -> str:
@@ -77,7 +96,10 @@ class Handlers:
             code = v16.unhandled_action_error(call.action)
             raise HandlerError(code, f"{call.action[:64]} is not handled by this central system")
         self.counts[call.action] = self.counts.get(call.action, 0) + 1
-        parsed = parser(conn.charge_point_id, call.payload)  # raises PayloadError
+        if self._schemas is None:
+            parsed = parser(conn.charge_point_id, call.payload)  # raises PayloadError
+        else:
+            parsed = self._checked(conn, call, parser)
         if call.action not in _TRANSACTIONAL:
             return await handle(conn, parsed)
         try:
@@ -92,6 +114,31 @@ class Handlers:
             raise HandlerError(
                 ErrorCode.INTERNAL_ERROR, "could not store the message; retry"
             ) from exc
+
+    def _checked(self, conn: ChargerConnection, call: Call, parser: v16.Parser) -> object:
+        """The parsed payload, once it has met its schema (module docstring)."""
+        assert self._schemas is not None
+        action, payload = call.action, call.payload
+        problem = self._schemas.check_call(action, payload)
+        if problem is None:  # nearly every payload: the quirks pass would change nothing
+            return parser(conn.charge_point_id, payload)
+        mended = quirks.normalise(self._schemas.request_schema(action), payload)
+        assert isinstance(mended, dict)  # an object's schema mends an object into an object
+        payload = mended
+        problem = self._schemas.check_call(action, payload)
+        if problem is None:
+            return parser(conn.charge_point_id, payload)
+        parsed = parser(conn.charge_point_id, payload)  # its own error, when it has one
+        if action not in _TRANSACTIONAL:
+            raise schema_error(action, problem)
+        log.warning(
+            "ocpp.schema_tolerated",
+            charge_point_id=conn.charge_point_id,
+            action=action,
+            field=problem.field,
+            problem=problem.message,
+        )
+        return parsed
 
     def _id_tag_info(self, decision: AuthDecision) -> dict[str, object]:
         return v16.id_tag_info(decision, _iso(self._clock() + self._expiry_s))
@@ -140,3 +187,25 @@ class Handlers:
     async def _ack(self, conn: ChargerConnection, status: object) -> dict[str, object]:
         log.info("ocpp.status_report", charge_point_id=conn.charge_point_id, status=status)
         return v16.empty_conf()
+
+    async def _sign_certificate(self, conn: ChargerConnection, csr: object) -> dict[str, object]:
+        """Signed now, answered Accepted/Rejected; the chain follows after the reply."""
+        assert isinstance(csr, str)
+        if self._certificates is None:
+            return sign_certificate_conf(False)
+        return sign_certificate_conf(await self._certificates.accept_csr(conn.charge_point_id, csr))
+
+    async def _security_event(self, conn: ChargerConnection, event: object) -> dict[str, object]:
+        assert isinstance(event, SecurityEvent)
+        if self._certificates is not None:
+            await self._certificates.security_event(event)
+        return v16.empty_conf()
+
+
+def schema_error(action: str, problem: SchemaProblem) -> PayloadError:
+    """The PayloadError of a schema problem: its description and details name the field as
+    the parsers' errors do ("MeterValues.meterValue[0].timestamp: must be ...")."""
+    where = f"{action}.{problem.field}" if problem.field else action
+    return PayloadError(
+        ErrorCode(problem.error_code), f"{where}: {problem.message}", {"field": where}
+    )

@@ -27,6 +27,13 @@ class Refusal(StrEnum):
     TLS_REQUIRED = "tls_required"
     RATE_LIMITED = "rate_limited"
     AUTH_FAILED = "auth_failed"
+    # Security profile 3 (clientcert.CertProblem has the same values).
+    CLIENT_CERT_MISSING = "client_cert_missing"
+    CLIENT_CERT_UNREADABLE = "client_cert_unreadable"
+    CLIENT_CERT_EXPIRED = "client_cert_expired"
+    CLIENT_CERT_UNTRUSTED = "client_cert_untrusted"
+    CLIENT_CERT_WRONG_CN = "client_cert_wrong_cn"
+    CLIENT_CERT_WRONG_O = "client_cert_wrong_o"
 
 
 _EVENTS = {
@@ -36,7 +43,14 @@ _EVENTS = {
     Refusal.TLS_REQUIRED: "security.tls_required",
     Refusal.RATE_LIMITED: "security.auth_rate_limited",
     Refusal.AUTH_FAILED: "security.auth_failed",
+    Refusal.CLIENT_CERT_MISSING: "security.client_cert_missing",
+    Refusal.CLIENT_CERT_UNREADABLE: "security.client_cert_unreadable",
+    Refusal.CLIENT_CERT_EXPIRED: "security.client_cert_expired",
+    Refusal.CLIENT_CERT_UNTRUSTED: "security.client_cert_untrusted",
+    Refusal.CLIENT_CERT_WRONG_CN: "security.client_cert_wrong_cn",
+    Refusal.CLIENT_CERT_WRONG_O: "security.client_cert_wrong_o",
 }
+PROXY_HEADER_IGNORED = "security.proxy_header_ignored"
 
 
 class Refusals:
@@ -51,7 +65,7 @@ class Refusals:
         self._interval = interval_s
         self._max_keys = max_keys
         self._clock = clock
-        self._logged: dict[tuple[Refusal, str, str], tuple[float, int]] = {}
+        self._logged: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def __len__(self) -> int:
         """Keys tracked for the log interval (bounded by max_keys)."""
@@ -75,6 +89,21 @@ class Refusals:
             suppressed=seen[1] if seen is not None else 0,
             **fields,
         )
+
+    def remark(self, event: str, who: str, **fields: object) -> bool:
+        """Log `event` (not a refusal: the handshake goes on) at most once per interval per
+        `who`, by the same rules and table as refusals; True when it was logged."""
+        key = (event, who, "")
+        now = self._clock()
+        seen = self._logged.get(key)
+        if seen is not None and now - seen[0] < self._interval:
+            self._logged[key] = (seen[0], seen[1] + 1)
+            return False
+        self._make_room(now)
+        self._logged.pop(key, None)
+        self._logged[key] = (now, 0)
+        log.warning(event, suppressed=seen[1] if seen is not None else 0, **fields)
+        return True
 
     def _make_room(self, now: float) -> None:
         if len(self._logged) < self._max_keys:

@@ -25,19 +25,30 @@ from websockets.typing import Subprotocol
 from cpo_gateway import logs, runtime
 from cpo_gateway.bridge.core_ports import ChargerSide
 from cpo_gateway.config import OcppConfig
+from cpo_gateway.csms import v201_security
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
+from cpo_gateway.csms.clientcert import ClientCertPolicy
 from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
 from cpo_gateway.csms.frames import Call
 from cpo_gateway.csms.handlers import Handlers
+from cpo_gateway.csms.handlers201 import Handlers201
 from cpo_gateway.csms.passwords import parse_basic, verify_password
-from cpo_gateway.csms.refusals import Refusal, Refusals
+from cpo_gateway.csms.proxycert import (
+    CertHeaderError,
+    is_trusted,
+    parse_cert_header,
+    parse_networks,
+)
+from cpo_gateway.csms.refusals import PROXY_HEADER_IGNORED, Refusal, Refusals
+from cpo_gateway.csms.security import CertificateService
 from cpo_gateway.ratelimit import LoginLimiter
 from cpo_gateway.tasks import TaskSet
 from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
 
 log = logs.get(__name__)
-SUBPROTOCOLS = ("ocpp1.6",)  # our order of preference; ocpp2.0.1 joins here
+SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")  # our order of preference: 2.0.1 when offered
+VERSIONS = {"ocpp2.0.1": "2.0.1", "ocpp1.6": "1.6"}
 SILENT_HEARTBEATS = 3  # heartbeat intervals without a frame before a charger counts as gone
 CLOSE_SILENT = 1001
 # asyncio accepts up to `backlog` connections each time the listening socket is ready and
@@ -69,11 +80,16 @@ class CsmsServer:
         admin_socket: Path | None = None,
         call_timings: Timings = NO_TIMINGS,
         clock: Callable[[], float] = time.time,
+        client_certs: ClientCertPolicy | None = None,
+        certificates: CertificateService | None = None,
     ) -> None:
-        """`ocpp`: the [ocpp] table (listener, heartbeats, pings, frame and call limits);
+        """`ocpp`: the [ocpp] table (listener, heartbeats, pings, frame and call limits, the
+        schema check, the proxies trusted to forward a client certificate and its header);
         `id_tag_expiry_s`: how long a charger may keep an idTag verdict ([sessions]);
         `call_timings`: seconds from a charger's Call to our answer, by action; `clock`:
-        the wall clock the answers' timestamps come from."""
+        the wall clock the answers' timestamps come from; `client_certs`: the checks of
+        security profile 3 (None: no profile-3 charger can connect); `certificates`: signs
+        the chargers' CSRs (None: SignCertificate is refused)."""
         self._core = core
         self.registry = registry
         self.connections = registry.connections
@@ -97,7 +113,19 @@ class CsmsServer:
             heartbeat_interval_s=ocpp.heartbeat_interval_s,
             id_tag_expiry_s=id_tag_expiry_s,
             clock=clock,
+            validate_schemas=ocpp.validate_schemas,
+            certificates=certificates,
         )
+        self._certificates = certificates
+        self.handlers201 = Handlers201(
+            core,
+            heartbeat_interval_s=ocpp.heartbeat_interval_s,
+            id_tag_expiry_s=id_tag_expiry_s,
+            clock=clock,
+            validate_schemas=ocpp.validate_schemas,
+        )
+        v201_security.register(self.handlers201, certificates)
+        registry.use_addresses(core.address_of)
         self._server: Server | None = None
         self._verified: dict[tuple[str, str], str] = {}  # (cp, sha256(pw)) -> hash it matched
         self.auth_failures = 0
@@ -105,6 +133,10 @@ class CsmsServer:
         self.limiter = LoginLimiter()
         self.refusals = Refusals()
         self._call_timings = call_timings
+        self._client_certs = client_certs
+        self._proxies = parse_networks(ocpp.client_certs.trusted_proxies)
+        self._cert_header = ocpp.client_certs.client_cert_header
+        self.proxy_headers_ignored = 0  # certificate headers from peers not trusted to set them
         self._timing_by_label: dict[str, Timing] = {}  # labels() takes a lock: once per label
 
     @property
@@ -226,9 +258,14 @@ class CsmsServer:
             self.refusals.refuse(Refusal.UNKNOWN_ID, cp_id, charge_point_id=cp_id, source=source)
             return conn.respond(http.HTTPStatus.NOT_FOUND, "unknown charge point\n")
         profile = self._core.security_profile(cp_id)
-        if profile >= 2 and conn.transport.get_extra_info("ssl_object") is None:
+        via_proxy = self._from_proxy(source, request)
+        if profile >= 2 and not via_proxy and conn.transport.get_extra_info("ssl_object") is None:
             self.refusals.refuse(Refusal.TLS_REQUIRED, cp_id, charge_point_id=cp_id, source=source)
             return conn.respond(http.HTTPStatus.FORBIDDEN, "this charge point must use TLS\n")
+        if profile == 3:
+            # The certificate is the credential (no Basic auth); without one, a password
+            # does not get a profile-3 charger in on a weaker profile.
+            return self._check_client_cert(conn, request, cp_id, source, via_proxy)
         stored = await self._core.password_hash(cp_id)
         if profile >= 1 or stored:
             header = request.headers.get("Authorization")
@@ -263,6 +300,54 @@ class CsmsServer:
                 return response
         return None
 
+    def _from_proxy(self, source: str, request: Request) -> bool:
+        """Whether the peer is a trusted TLS-terminating proxy; a certificate header from
+        anyone else is ignored, and logged once per source and interval."""
+        if is_trusted(source, self._proxies):
+            return True
+        if self._cert_header in request.headers:
+            self.proxy_headers_ignored += 1
+            self.refusals.remark(
+                PROXY_HEADER_IGNORED, source, source=source, header=self._cert_header
+            )
+        return False
+
+    def _check_client_cert(
+        self, conn: ServerConnection, request: Request, cp_id: str, source: str, via_proxy: bool
+    ) -> Response | None:
+        der: bytes | None = None
+        if via_proxy:
+            value = request.headers.get(self._cert_header)
+            if value is not None:
+                try:
+                    der = parse_cert_header(self._cert_header, value)
+                except CertHeaderError as exc:
+                    return self._cert_refused(
+                        conn, cp_id, source, Refusal.CLIENT_CERT_UNREADABLE, str(exc)
+                    )
+        else:
+            tls = conn.transport.get_extra_info("ssl_object")
+            der = tls.getpeercert(binary_form=True) if tls is not None else None
+        if self._client_certs is None:
+            return self._cert_refused(
+                conn, cp_id, source, Refusal.CLIENT_CERT_UNTRUSTED, "no [ocpp.tls] client_ca_file"
+            )
+        refused = self._client_certs.check(der, cp_id)
+        if refused is None:
+            return None
+        return self._cert_refused(
+            conn, cp_id, source, Refusal(refused.problem.value), refused.detail
+        )
+
+    def _cert_refused(
+        self, conn: ServerConnection, cp_id: str, source: str, kind: Refusal, detail: str
+    ) -> Response:
+        self.auth_failures += 1
+        self.refusals.refuse(
+            kind, cp_id, charge_point_id=cp_id, source=source, reason=detail, security_profile=3
+        )
+        return conn.respond(http.HTTPStatus.FORBIDDEN, "client certificate refused\n")
+
     def _known_good(self, cp_id: str, header: str | None, stored: str | None) -> bool:
         creds = parse_basic(header)
         if creds is None or not stored or creds[0] != cp_id:
@@ -296,10 +381,12 @@ class CsmsServer:
         cp_id = self._charge_point_id(ws.request.path if ws.request else "")
         if cp_id is None:
             return
+        version = VERSIONS.get(ws.subprotocol or "", "1.6")
         conn = ChargerConnection(
             cp_id,
             ws,
-            self.handlers.dispatch,
+            self.handlers201.dispatch if version == "2.0.1" else self.handlers.dispatch,
+            version=version,
             call_timeout_s=self._call_timeout_s,
             greeting_grace_s=min(FIRST_MESSAGE_GRACE_S, self._call_timeout_s),
             after_reply=self._after_reply,
@@ -352,7 +439,7 @@ class CsmsServer:
                     )
 
     def _answered(self, action: str, seconds: float) -> None:
-        label = self.handlers.label(action)
+        label = action if self.handlers201.handles(action) else self.handlers.label(action)
         timing = self._timing_by_label.get(label)
         if timing is None:
             timing = self._timing_by_label[label] = self._call_timings.labels(label)
@@ -360,6 +447,11 @@ class CsmsServer:
 
     def _after_reply(self, conn: ChargerConnection, call: Call) -> None:
         """After an accepted boot has been answered: the list (its statuses come by themselves)."""
+        if call.action == "SignCertificate" and self._certificates is not None:
+            self._tasks.spawn(
+                self._certificates.deliver(conn.charge_point_id),
+                name=f"certificate-signed-{conn.charge_point_id}",
+            )
         if call.action == "BootNotification" and conn.booted:
             self._tasks.spawn(
                 self._core.push_local_list(conn.charge_point_id),
@@ -375,9 +467,12 @@ class CsmsServer:
             or self.connections.get(conn.charge_point_id) is not conn
         ):
             return
+        cp_id = conn.charge_point_id
+        if conn.v201:
+            open_here = await self._core.open_charger_keys(cp_id)
+            await self.registry.v201.ask_open_transactions(conn, open_here)
         if conn.first_action == "BootNotification":
             return
-        cp_id = conn.charge_point_id
         log.info("charger.resync", charge_point_id=cp_id, first_message=conn.first_action)
         await self.registry.trigger_status(cp_id)
         await self._core.push_local_list(cp_id)

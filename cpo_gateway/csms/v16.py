@@ -8,6 +8,11 @@ are kept exactly as sent, timestamps are kept as sent once they parse as ISO 860
 be read raises PayloadError (see frames.py; PayloadError.with_unique_id makes the FrameError
 for the CallError answer).
 
+The server runs them after the OCA schema check (handlers.py, schemas.py, quirks.py), so in
+the gateway they read payloads that fit the schema or were mended into it; they stay tolerant
+on their own (the schema check can be turned off, and a transaction message the schema
+refuses is still read when they can).
+
 Commands the central system sends and reading their answers (v16_commands.py), and energy
 readings out of MeterValue lists (v16_meter.py), are re-exported here.
 """
@@ -43,6 +48,7 @@ from cpo_gateway.csms.v16_commands import (
     unlock_connector_req,
 )
 from cpo_gateway.csms.v16_meter import ENERGY_REGISTER, energy_samples
+from cpo_gateway.csms.v16_security import parse_security_event, parse_sign_certificate
 
 __all__ = [
     "CENTRAL_SYSTEM_ACTIONS",
@@ -206,6 +212,8 @@ INBOUND: dict[str, Parser] = {
     "StartTransaction": parse_start,
     "StatusNotification": parse_status,
     "StopTransaction": parse_stop,
+    "SignCertificate": parse_sign_certificate,
+    "SecurityEventNotification": parse_security_event,
 }
 """Action -> parser for every action the gateway handles from a charger. Every entry takes
 (charge_point_id, payload), whether or not its result needs the id, so the server calls them

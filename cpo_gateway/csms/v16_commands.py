@@ -27,6 +27,7 @@ _STATUS = {
     "VersionMismatch": CommandStatus.REJECTED,
     "NotSupported": CommandStatus.NOT_SUPPORTED,
     "NotImplemented": CommandStatus.NOT_SUPPORTED,
+    "NotFound": CommandStatus.REJECTED,  # DeleteCertificate, GetInstalledCertificateIds
 }
 _DETAIL_STATUSES = frozenset({"Scheduled", "RebootRequired", "VersionMismatch", "UnlockFailed"})
 
@@ -139,6 +140,17 @@ def read_command_status(action: str, payload: dict[str, object]) -> CommandResul
                 f"{action}.conf.listVersion: expected integer, got {show(version)}",
             )
         return CommandResult(CommandStatus.ACCEPTED, data={"listVersion": version})
+    result = _read_status(action, payload)
+    hashes = payload.get("certificateHashData")
+    if action == "GetInstalledCertificateIds" and isinstance(hashes, list):
+        good = [h for h in hashes if isinstance(h, dict)]
+        return CommandResult(
+            result.status, result.detail, {**result.data, "certificateHashData": good}
+        )
+    return result
+
+
+def _read_status(action: str, payload: dict[str, object]) -> CommandResult:
     status = payload.get("status")
     if not isinstance(status, str):
         found = "missing" if "status" not in payload else f"got {show(status)}"

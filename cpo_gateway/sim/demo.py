@@ -1,10 +1,11 @@
 """`cpo-gateway demo`: the whole story on loopback, no configuration needed.
 
 A gateway on free loopback ports with its database in a temporary directory, the sandbox
-EMP, and simulated chargers for the demo stations. It plays: stations pushed, statuses, a
-remote start with meter values and a remote stop ending in a CDR, a whitelisted card
-charging while its charger is cut off, an unknown card refused by rfid-verify, and a charger
-that loses its connection and comes back. Then it keeps running with copy-paste curl
+EMP, and simulated chargers for the demo stations: three speak OCPP 1.6, one OCPP 2.0.1. It
+plays: stations pushed, statuses, a remote start with meter values and a remote stop ending
+in a CDR, the same on the 2.0.1 charger (RequestStartTransaction, TransactionEvents), a
+whitelisted card charging while its charger is cut off, an unknown card refused by
+rfid-verify, and a charger that loses its connection and comes back. Then it keeps running with copy-paste curl
 commands until Ctrl-C.
 """
 
@@ -16,6 +17,8 @@ import secrets
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -27,6 +30,7 @@ from cpo_gateway import logs, runtime
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.charger.simulator import ChargerOffline, SimCharger
+from cpo_gateway.sim.charger201.simulator import SimCharger201
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from cpo_gateway.sim.timeline import Timeline
 
@@ -36,6 +40,8 @@ PARTNER = "demo-partner-identifier-01"
 EVCO = "DE-8PS-C12345-6"
 CARD = "04523022AA4881"  # on the EMP's whitelist
 UNKNOWN_CARD = "DEADBEEF"  # unknown to the EMP: rfid-verify answers 191
+EVSE_201 = "DE*CPO*E4001*1"  # served by the OCPP 2.0.1 charger CP-KOE-201, EVSE 1
+DEMO_STATIONS = 4
 CONFIG = """
 [gateway]
 state_dir = "{state}"
@@ -124,7 +130,9 @@ async def play(
             ber = SimCharger("CP-BER-001", ocpp_url, call_timeout=5, meter_interval_s=0)
             muc = SimCharger("CP-MUC-DC1", ocpp_url, call_timeout=5)
             hh = SimCharger("CP-HH-001", ocpp_url, call_timeout=5)
-            chargers = [ber, muc, hh]
+            koe = SimCharger201("CP-KOE-201", ocpp_url, call_timeout=5)
+            cps = DemoChargers(ber, muc, hh, koe)
+            chargers = cps.all()
             oioi = gateway.oioi
             tl = Timeline(out, emp, chargers, inbound=lambda: oioi.requests)
             tl.header()
@@ -134,7 +142,7 @@ async def play(
             beats = asyncio.create_task(heartbeats(chargers), name="demo-heartbeats")
             try:
                 async with EmpClient(oioi_url, INBOUND_KEY) as client:
-                    await _story(tl, emp, client, ber, muc, hh)
+                    await _story(tl, emp, client, cps)
                     tl.flush()
                     if keep_running:
                         out.write(_curl_help(client, oioi_url, ocpp_url, cfg.gateway.database))
@@ -161,25 +169,33 @@ async def play(
             }
 
 
-async def _story(
-    tl: Timeline,
-    emp: SandboxEmp,
-    client: EmpClient,
-    ber: SimCharger,
-    muc: SimCharger,
-    hh: SimCharger,
-) -> None:
+@dataclass(frozen=True)
+class DemoChargers:
+    """The demo's chargers: three OCPP 1.6 ones and one OCPP 2.0.1 station."""
+
+    ber: SimCharger
+    muc: SimCharger
+    hh: SimCharger
+    koe: SimCharger201
+
+    def all(self) -> list[SimCharger | SimCharger201]:
+        return [self.ber, self.muc, self.hh, self.koe]
+
+
+async def _story(tl: Timeline, emp: SandboxEmp, client: EmpClient, cps: DemoChargers) -> None:
+    ber, koe = cps.ber, cps.koe
     tl.chapter("1. The gateway starts and pushes the station catalogue (station-post)")
-    await emp.wait_for(lambda: len(emp.stations) == 3, timeout=10)
+    await emp.wait_for(lambda: len(emp.stations) == DEMO_STATIONS, timeout=10)
     await _settle(tl, 0.2)
 
     tl.chapter(
         "2. Chargers connect and report their connectors (StatusNotification -> connector-post-status)"
     )
-    for cp in (ber, muc, hh):
+    for cp in cps.all():
         await cp.connect()
         for connector in (1, 2):
             await cp.status(connector, "Available")
+    tl.note(f"CP-KOE-201 speaks {koe.subprotocol}: its EVSEs 1 and 2 are connectors 1 and 2")
     await _settle(tl, 1.0)
 
     tl.chapter(
@@ -206,8 +222,34 @@ async def _story(
     tl.emp_call("session-stop", {"session-id": str(session_id)[:8]}, status, body, sent_at)
     await emp.wait_for(lambda: session_id in emp.cdrs, timeout=10)
     await _settle(tl, 0.8)
+    await _story201(tl, emp, client, koe)
+    await _story_offline(tl, emp, cps)
 
-    tl.chapter("5. A whitelisted card charges while its charger is cut off from the gateway")
+
+async def _story201(tl: Timeline, emp: SandboxEmp, client: EmpClient, koe: SimCharger201) -> None:
+    tl.chapter(
+        "5. The same on the OCPP 2.0.1 charger: RequestStartTransaction, TransactionEvent "
+        "Started / Updated / Ended, CDR"
+    )
+    sent_at = tl.emp_request("session-start")
+    status, body = await client.session_start(EVSE_201, EVCO)
+    tl.emp_call("session-start", {"connector-id": EVSE_201, "evco-id": EVCO}, status, body, sent_at)
+    session_id = body.get("session-start", {}).get("session-id")
+    await emp.wait_for(lambda: koe.transaction_id(1) is not None, timeout=10)
+    tx_id = koe.transaction_id(1) or ""
+    for wh in (300, 610, 900):
+        await koe.meter_values(1, tx_id, wh)
+    await _settle(tl, 0.3)
+    sent_at = tl.emp_request("session-stop")
+    status, body = await client.session_stop(EVSE_201, EVCO, session_id)
+    tl.emp_call("session-stop", {"session-id": str(session_id)[:8]}, status, body, sent_at)
+    await emp.wait_for(lambda: session_id in emp.cdrs, timeout=10)
+    await _settle(tl, 0.8)
+
+
+async def _story_offline(tl: Timeline, emp: SandboxEmp, cps: DemoChargers) -> None:
+    ber, muc, hh = cps.ber, cps.muc, cps.hh
+    tl.chapter("6. A whitelisted card charges while its charger is cut off from the gateway")
     await hh.disconnect()
     tl.note("CP-HH-001 lost its connection")
     local_ok = hh.authorize_locally(CARD)
@@ -220,15 +262,15 @@ async def _story(
     tl.note(f"CP-HH-001 queued Start and Stop ({hh.pending} messages) with their original times")
     tl.note("CP-HH-001 reconnects (without booting) and replays its queue")
     await hh.connect(boot=False)
-    await emp.wait_for(lambda: len(emp.cdrs) >= 2, timeout=10)
+    await emp.wait_for(lambda: len(emp.cdrs) >= 3, timeout=10)
     await _settle(tl, 0.5)
 
-    tl.chapter("6. An unknown card is refused: the gateway asks the EMP (rfid-verify)")
+    tl.chapter("7. An unknown card is refused: the gateway asks the EMP (rfid-verify)")
     answer = await muc.authorize(UNKNOWN_CARD)
     tl.note(f"CP-MUC-DC1 was told: {answer}")
     await _settle(tl, 0.3)
 
-    tl.chapter("7. A charger loses its connection and comes back")
+    tl.chapter("8. A charger loses its connection and comes back")
     await ber.disconnect()
     tl.note("CP-BER-001 disconnected; after the grace period its EVSEs go Offline")
     await emp.wait_for(lambda: emp.statuses.get("DE*CPO*E1001*1") == "Offline", timeout=10)
@@ -239,7 +281,9 @@ async def _story(
     await _settle(tl, 0.3)
 
 
-async def heartbeats(chargers: list[SimCharger], period_s: float | None = None) -> None:
+async def heartbeats(
+    chargers: Sequence[SimCharger | SimCharger201], period_s: float | None = None
+) -> None:
     """Each connected charger heartbeats, by default at half the interval its Boot answer set
     (at least every 5 s apart)."""
     while True:

@@ -16,14 +16,23 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 
 WIDTH = 58
 HOLD_S = 0.3  # how long an event waits for earlier ones reported later
 Inbound = Callable[[], Mapping[tuple[str, int], int]]
+
+
+class RecordingCharger(Protocol):
+    """What the timeline reads of a simulated charger, of either OCPP version."""
+
+    charge_point_id: str
+    received: list[tuple[str, dict[str, Any]]]
+    received_at: list[float]
+    answers: list[tuple[str, dict[str, Any]]]
+    answered_at: list[float]
 
 
 def _short(payload: Any, limit: int = 44) -> str:
@@ -40,7 +49,7 @@ class Timeline:
         self,
         out: TextIO,
         emp: SandboxEmp,
-        chargers: Sequence[SimCharger],
+        chargers: Sequence[RecordingCharger],
         *,
         inbound: Inbound | None = None,
         clock: Callable[[], float] = time.time,

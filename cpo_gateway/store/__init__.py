@@ -6,10 +6,12 @@ from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
 from cpo_gateway.store.outbox import OutboxRepo
 from cpo_gateway.store.registry import RegistryRepo
 from cpo_gateway.store.reports import ReportsRepo
+from cpo_gateway.store.security import SecurityRepo
 from cpo_gateway.store.sessions import ChargingRepo
+from cpo_gateway.store.steps import StepsRepo
 
 
-class Store(ChargingRepo, OutboxRepo, RegistryRepo, ReportsRepo):
+class Store(ChargingRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo):
     """Every repository over one database."""
 
     def __init__(self, db: Database) -> None:

@@ -180,4 +180,47 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE chargers ADD COLUMN connected INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: transactions a charger names itself (its key, unique per charger), and the numbered
+    # reports it sent about them, one row per (charger, key, sequence): a report resent is
+    # the row already there, and the sequence orders them whatever order they came in
+    """
+    ALTER TABLE transactions ADD COLUMN charger_key TEXT;
+    CREATE UNIQUE INDEX transactions_charger_key ON transactions (charge_point, charger_key)
+        WHERE charger_key IS NOT NULL;
+    CREATE TABLE transaction_steps (
+        charge_point TEXT NOT NULL,
+        charger_key TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        reason TEXT,
+        remote_id INTEGER,
+        queued INTEGER NOT NULL DEFAULT 0,
+        happened_at TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (charge_point, charger_key, sequence)
+    ) WITHOUT ROWID;
+    """,
+    # 8: security events chargers report (SecurityEventNotification), and the certificates
+    # signed for them (SignCertificate) with the charger's answer to CertificateSigned.
+    """
+    CREATE TABLE security_events (
+        id INTEGER PRIMARY KEY,
+        charge_point TEXT NOT NULL,
+        type TEXT NOT NULL,
+        timestamp TEXT NOT NULL,
+        tech_info TEXT,
+        received_at REAL NOT NULL
+    );
+    CREATE INDEX security_events_by_charger ON security_events (charge_point, id);
+    CREATE TABLE issued_certificates (
+        serial TEXT PRIMARY KEY,
+        charge_point TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        status TEXT NOT NULL,
+        issued_at REAL NOT NULL
+    );
+    CREATE INDEX issued_certificates_by_charger ON issued_certificates (charge_point, issued_at);
+    """,
 )

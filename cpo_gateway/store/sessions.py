@@ -23,7 +23,10 @@ from cpo_gateway.store.outbox import insert_outbox_sync
 
 
 def start_key(start: TransactionStart) -> str:
-    """What makes two StartTransactions the same one, whatever their message ids."""
+    """What makes two starts the same one, whatever their message ids: for a transaction the
+    charger named, its name alone."""
+    if start.charger_key is not None:
+        return f"{start.charge_point_id}|key|{start.charger_key}"
     return (
         f"{start.charge_point_id}|{start.connector_id}|{start.id_tag}|"
         f"{start.timestamp}|{start.meter_start_wh}"
@@ -31,6 +34,8 @@ def start_key(start: TransactionStart) -> str:
 
 
 def stop_key(stop: TransactionStop) -> str:
+    if stop.charger_key is not None:
+        return f"{stop.charge_point_id}|key|{stop.charger_key}"
     return f"{stop.charge_point_id}|{stop.transaction_id}|{stop.timestamp}|{stop.meter_stop_wh}"
 
 
@@ -51,6 +56,7 @@ def _tx(row: aiosqlite.Row) -> TxRecord:
         last_wh_at=row["last_wh_at"],
         charge_start_at=row["charge_start_at"],
         charge_stop_at=row["charge_stop_at"],
+        charger_key=row["charger_key"],
     )
 
 
@@ -306,6 +312,13 @@ class ChargingRepo:
 
         def work(conn: sqlite3.Connection) -> Recorded:
             row = _one_sync(conn, "SELECT * FROM transactions WHERE start_key = ?", (key,))
+            if row is None and start.charger_key is not None:
+                # Its end came first (reports out of order): the transaction exists already.
+                row = _one_sync(
+                    conn,
+                    "SELECT * FROM transactions WHERE charge_point = ? AND charger_key = ?",
+                    (start.charge_point_id, start.charger_key),
+                )
             if row is not None:
                 srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
                 assert srow is not None
@@ -359,10 +372,12 @@ class ChargingRepo:
                     ),
                 )
                 session_id = s.id
+            # No reading with the start: the first reading to come takes its place.
+            read_at = None if start.meter_start_wh is None else start.timestamp
             cur = conn.execute(
                 "INSERT INTO transactions (charge_point, connector, id_tag, start_key, started_at, "
-                "meter_start_wh, first_wh, first_wh_at, last_wh, last_wh_at, session_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "meter_start_wh, first_wh, first_wh_at, last_wh, last_wh_at, session_id, "
+                "charger_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     start.charge_point_id,
                     start.connector_id,
@@ -371,10 +386,11 @@ class ChargingRepo:
                     start.timestamp,
                     start.meter_start_wh,
                     start.meter_start_wh,
-                    start.timestamp,
+                    read_at,
                     start.meter_start_wh,
-                    start.timestamp,
+                    read_at,
                     session_id,
+                    start.charger_key,
                 ),
             )
             tx_id = cur.lastrowid
@@ -428,12 +444,19 @@ class ChargingRepo:
         key = stop_key(stop)
 
         def work(conn: sqlite3.Connection) -> Recorded | None:
-            row = _one_sync(
-                conn,
-                "SELECT * FROM transactions WHERE stop_key = ? OR (id = ? AND charge_point = ?) "
-                "ORDER BY stop_key IS NULL LIMIT 1",
-                (key, stop.transaction_id, stop.charge_point_id),
-            )
+            if stop.charger_key is not None:
+                row = _one_sync(
+                    conn,
+                    "SELECT * FROM transactions WHERE charge_point = ? AND charger_key = ?",
+                    (stop.charge_point_id, stop.charger_key),
+                )
+            else:
+                row = _one_sync(
+                    conn,
+                    "SELECT * FROM transactions WHERE stop_key = ? OR (id = ? AND charge_point = ?) "
+                    "ORDER BY stop_key IS NULL LIMIT 1",
+                    (key, stop.transaction_id, stop.charge_point_id),
+                )
             if row is not None and row["stopped_at"] is not None:
                 srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
                 assert srow is not None
@@ -462,18 +485,27 @@ class ChargingRepo:
                 )
                 cur = conn.execute(
                     "INSERT INTO transactions (charge_point, connector, id_tag, reported_id, "
-                    "session_id) VALUES (?, ?, ?, ?, ?)",
-                    (stop.charge_point_id, s.connector, stop.id_tag, stop.transaction_id, s.id),
+                    "session_id, charger_key) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        stop.charge_point_id,
+                        s.connector,
+                        stop.id_tag,
+                        None if stop.charger_key else stop.transaction_id,
+                        s.id,
+                        stop.charger_key,
+                    ),
                 )
                 conn.execute(
                     "UPDATE sessions SET transaction_id = ? WHERE id = ?", (cur.lastrowid, s.id)
                 )
                 row = _one_sync(conn, "SELECT * FROM transactions WHERE id = ?", (cur.lastrowid,))
                 assert row is not None
-            merged = _merge_samples(
-                dict(row),
-                [*stop.samples, EnergySample(stop.timestamp, float(stop.meter_stop_wh))],
+            final = (
+                ()
+                if stop.meter_stop_wh is None
+                else (EnergySample(stop.timestamp, float(stop.meter_stop_wh)),)
             )
+            merged = _merge_samples(dict(row), [*stop.samples, *final])
             conn.execute(
                 "UPDATE transactions SET stop_key = ?, stopped_at = ?, meter_stop_wh = ?, "
                 "stop_reason = ?, first_wh = ?, first_wh_at = ?, last_wh = ?, last_wh_at = ?, "

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from ocpp.charge_point import ChargePoint as BaseChargePoint
 from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, MessageType, unpack
 from ocpp.routing import on
@@ -23,12 +24,17 @@ FollowUp = Callable[[], Coroutine[Any, Any, None]]
 Reply = tuple[str, FollowUp | None]
 
 
-class CommandHandler(Protocol):
-    """What the charger does with each central system command; answers from local state."""
+class FollowUpHandler(Protocol):
+    """What every version's link needs of the charger: a record and tracked follow-ups."""
 
     def record_received(self, action: str, payload: dict[str, Any]) -> None: ...
     def ignores(self, action: str) -> bool: ...
     def spawn_follow_up(self, follow_up: FollowUp, name: str) -> None: ...
+
+
+class CommandHandler(FollowUpHandler, Protocol):
+    """What the charger does with each central system command; answers from local state."""
+
     def remote_start(self, id_tag: str, connector_id: int | None) -> Reply: ...
     def remote_stop(self, transaction_id: int) -> Reply: ...
     def trigger(self, requested_message: str, connector_id: int | None) -> Reply: ...
@@ -40,19 +46,25 @@ class CommandHandler(Protocol):
     def change_configuration(self, key: str, value: str) -> str: ...
 
 
-class ChargePointLink(ChargePoint):
+class FollowUpLink(BaseChargePoint):
+    """The version-neutral part of a link: follow-ups after the answer, and raw exchanges.
+
+    A version's link inherits this first and that version's library ChargePoint second, so
+    the library routes and validates with the version's schemas.
+    """
+
     def __init__(
         self,
         charge_point_id: str,
         connection: Any,
-        handler: CommandHandler,
+        handler: FollowUpHandler,
         *,
         response_timeout: float,
         logger: Any,
     ) -> None:
         super().__init__(charge_point_id, connection, response_timeout, logger)
-        self._handler = handler
         self._follow_ups: list[tuple[str, FollowUp]] = []
+        self._base_handler = handler
 
     async def route_message(self, raw_msg: str) -> None:
         try:
@@ -61,15 +73,15 @@ class ChargePointLink(ChargePoint):
             msg = None
         if msg is not None and msg.message_type_id == MessageType.Call:
             payload = msg.payload if isinstance(msg.payload, dict) else {}
-            self._handler.record_received(str(msg.action), payload)
-            if self._handler.ignores(str(msg.action)):
+            self._base_handler.record_received(str(msg.action), payload)
+            if self._base_handler.ignores(str(msg.action)):
                 return
         self._follow_ups.clear()
         await super().route_message(raw_msg)
         # The answer has been sent (or refused): now the follow-ups may talk to the server.
         pending, self._follow_ups = self._follow_ups, []
         for name, follow_up in pending:
-            self._handler.spawn_follow_up(follow_up, name)
+            self._base_handler.spawn_follow_up(follow_up, name)
 
     async def exchange(self, call: Call) -> Any:
         """Send one Call frame and wait for the CallResult or CallError with its unique id.
@@ -92,6 +104,28 @@ class ChargePointLink(ChargePoint):
         if follow_up is not None:
             self._follow_ups.append((name, follow_up))
         return status
+
+
+class ChargePointLink(FollowUpLink, ChargePoint):
+    """The OCPP 1.6 link: the library's v16 ChargePoint with the charger's `@on` handlers."""
+
+    def __init__(
+        self,
+        charge_point_id: str,
+        connection: Any,
+        handler: CommandHandler,
+        *,
+        response_timeout: float,
+        logger: Any,
+    ) -> None:
+        super().__init__(
+            charge_point_id,
+            connection,
+            handler,
+            response_timeout=response_timeout,
+            logger=logger,
+        )
+        self._handler = handler
 
     @on(Action.remote_start_transaction)
     def _on_remote_start(

@@ -41,6 +41,9 @@ class OfflineQueue:
     def pop(self) -> QueuedMessage:
         return self._items.popleft()
 
+    def items(self) -> list[QueuedMessage]:
+        return list(self._items)
+
     def actions(self) -> list[str]:
         return [item.action for item in self._items]
 

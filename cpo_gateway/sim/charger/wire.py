@@ -14,7 +14,7 @@ import uuid
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from ocpp.exceptions import OCPPError
@@ -26,6 +26,7 @@ from websockets.typing import Subprotocol
 from cpo_gateway.sim.charger.link import (
     ChargePointLink,
     CommandHandler,
+    FollowUpLink,
     cancel_and_wait,
     is_call_error,
 )
@@ -56,6 +57,12 @@ class SentMessage:
 
 
 class ChargerWire:
+    """The websocket side of a simulated charger; a subclass names its OCPP version."""
+
+    subprotocol: ClassVar[Subprotocol] = SUBPROTOCOL
+    ocpp_version: ClassVar[str] = "1.6"
+    transaction_actions: ClassVar[frozenset[str]] = TRANSACTION_ACTIONS
+
     def __init__(
         self,
         charge_point_id: str,
@@ -78,7 +85,7 @@ class ChargerWire:
         self._history: deque[SentMessage] = deque(maxlen=_HISTORY)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ws: ClientConnection | None = None
-        self._link: ChargePointLink | None = None
+        self._link: FollowUpLink | None = None
         self._reader: asyncio.Task[None] | None = None
         self._logger = logging.getLogger("ocpp")
         if ocpp_log_level is not None:
@@ -96,32 +103,37 @@ class ChargerWire:
         token = f"{self.charge_point_id}:{self._password}".encode()
         return "Basic " + base64.b64encode(token).decode("ascii")
 
-    async def _open(self, handler: CommandHandler) -> None:
+    def _make_link(self, ws: ClientConnection, handler: Any) -> FollowUpLink:
+        """The library ChargePoint of this version that reads and answers the central system."""
+        commands: CommandHandler = handler
+        return ChargePointLink(
+            self.charge_point_id,
+            ws,
+            commands,
+            response_timeout=self.call_timeout,
+            logger=self._logger,
+        )
+
+    async def _open(self, handler: Any) -> None:
         if self.connected:
             raise SimChargerError("already connected")
         header = self.authorization_header()
         ws = await connect(
             f"{self.url.rstrip('/')}/{self.charge_point_id}",
-            subprotocols=[SUBPROTOCOL],
+            subprotocols=[self.subprotocol],
             additional_headers={"Authorization": header} if header else None,
             ssl=self._ssl,
             open_timeout=self.call_timeout,
         )
-        if ws.subprotocol != SUBPROTOCOL:
+        if ws.subprotocol != self.subprotocol:
             await ws.close()
-            raise SimChargerError(f"server did not accept subprotocol {SUBPROTOCOL}")
-        link = ChargePointLink(
-            self.charge_point_id,
-            ws,
-            handler,
-            response_timeout=self.call_timeout,
-            logger=self._logger,
-        )
+            raise SimChargerError(f"server did not accept subprotocol {self.subprotocol}")
+        link = self._make_link(ws, handler)
         self._ws, self._link = ws, link
         self._reader = self.spawn(self._read(link), "reader")
         log.info("sim_charger.connected", charge_point_id=self.charge_point_id)
 
-    async def _read(self, link: ChargePointLink) -> None:
+    async def _read(self, link: FollowUpLink) -> None:
         try:
             await link.start()
         except ConnectionClosed:
@@ -170,22 +182,22 @@ class ChargerWire:
         link = self._require_link()
         call = Call(str(uuid.uuid4()), action, payload)
         try:
-            await validate_payload(call, "1.6")
+            await validate_payload(call, self.ocpp_version)
         except OCPPError as error:
             # A malformed message from the simulator itself: never let a server see it, and
             # keep OCPPError meaning "the server answered with a CallError".
             raise SimChargerError(f"{action} payload invalid: {error}") from error
-        if action in TRANSACTION_ACTIONS:
+        if action in self.transaction_actions:
             self._history.append(SentMessage(action, dict(payload), call.to_json(), call.unique_id))
         response = await self._await_link(link, link.exchange(call))
         return self._settle(action, response)
 
-    def _require_link(self) -> ChargePointLink:
+    def _require_link(self) -> FollowUpLink:
         if self._link is None or not self.connected:
             raise ChargerOffline(self.charge_point_id)
         return self._link
 
-    async def _await_link(self, link: ChargePointLink, exchange: Coroutine[Any, Any, Any]) -> Any:
+    async def _await_link(self, link: FollowUpLink, exchange: Coroutine[Any, Any, Any]) -> Any:
         """Wait for an answer, or fail as soon as the connection drops instead of timing out."""
         reader = self._reader
         task = asyncio.create_task(exchange)
