@@ -116,3 +116,29 @@ async def test_id_token_types_go_through_the_same_chain(harness: Harness) -> Non
         unknown = (await cp.call_authorize("FFFFFFFF", "ISO14443")).id_token_info["status"]
     assert set(answers.values()) == {"Accepted"}, answers
     assert unknown != "Accepted"
+
+
+async def test_charging_state_feeds_the_connectors_state(harness: Harness) -> None:
+    await _whitelist(harness, UID)
+    async with charger201(harness.ocpp_url, CP, Memory()) as cp:
+        await cp.status(1, "Occupied", at=1)
+        await cp.event(
+            "Started", "T-5", seq=0, at=2, token=(UID, "ISO14443"), charging_state="Charging"
+        )
+        charging = (await harness.store.connector_states())[(CP, 1)]
+        await cp.event(
+            "Updated", "T-5", seq=1, at=300, trigger="ChargingStateChanged",
+            charging_state="SuspendedEV",
+        )  # fmt: skip
+        suspended = (await harness.store.connector_states())[(CP, 1)]
+        # An Occupied while the transaction runs keeps what the transaction said.
+        await cp.status(1, "Occupied", at=400)
+        still = (await harness.store.connector_states())[(CP, 1)]
+        await cp.event(
+            "Updated", "T-5", seq=2, at=500, trigger="ChargingStateChanged",
+            charging_state="SuspendedEVSE",
+        )  # fmt: skip
+        evse_side = (await harness.store.connector_states())[(CP, 1)]
+    assert (charging, suspended, still, evse_side) == (
+        "Charging", "SuspendedEV", "SuspendedEV", "SuspendedEVSE",
+    )  # fmt: skip
