@@ -142,3 +142,35 @@ async def test_charging_state_feeds_the_connectors_state(harness: Harness) -> No
     assert (charging, suspended, still, evse_side) == (
         "Charging", "SuspendedEV", "SuspendedEV", "SuspendedEVSE",
     )  # fmt: skip
+
+
+async def test_a_started_after_an_updated_without_id_token_names_who_is_billed(
+    harness: Harness,
+) -> None:
+    await _whitelist(harness, UID)
+    async with charger201(harness.ocpp_url, CP, Memory()) as cp:
+        # Begun by an Updated that names no one; its Started, sent late, carries the card.
+        await cp.event(
+            "Updated", "T-7", seq=1, trigger="MeterValuePeriodic", at=300,
+            meter_value=meter(31_000, 300),
+        )  # fmt: skip
+        started = await cp.event(
+            "Started", "T-7", seq=0, at=5, token=(UID, "ISO14443"), meter_value=meter(30_000, 5)
+        )
+        again = await cp.event(
+            "Started", "T-7", seq=0, at=5, token=(UID, "ISO14443"), meter_value=meter(30_000, 5)
+        )
+        await cp.event(
+            "Ended", "T-7", seq=2, trigger="StopAuthorized", at=900,
+            meter_value=meter(33_000, 900), stopped_reason="Local",
+        )  # fmt: skip
+        cdr = await _cdr_of(harness, CP, "T-7")
+    assert started.id_token_info is not None and started.id_token_info["status"] == "Accepted"
+    assert again.id_token_info is None  # resent: already identified, nothing changes
+    assert cdr["user"] == {"identifier-type": "rfid", "identifier": UID}
+    assert cdr["partner-identifier"] == PARTNER
+    sessions = [s for s in await harness.store.list_sessions() if s.charge_point == CP]
+    assert [(s.id_tag, s.auth_status, s.auth_path) for s in sessions] == [
+        (UID, "Accepted", "whitelist")
+    ]
+    assert sessions[0].emp is not None

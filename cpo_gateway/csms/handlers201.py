@@ -264,6 +264,11 @@ class Handlers201:
                 known = (tx_id, connector)
             elif ev.kind is StepKind.STARTED:
                 await self._core.start_earlier(known[0], ev.timestamp)
+                if id_tag:
+                    # Begun by an Updated without idToken: the Started names who charges.
+                    late = await self._core.identify_start(known[0], id_tag)
+                    if late is not None and ev.id_token is not None:
+                        reply["idTokenInfo"] = self._token_info(late)
             conn.transactions[key] = known
             conn.running[connector] = key
             await self._charging_state(conn, connector, ev)
