@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from cpo_gateway.bridge.model import (
+    AuthDecision,
     BootInfo,
     EnergySample,
     TransactionStart,
@@ -169,6 +170,10 @@ class StorePort(Protocol):
     async def transaction_by_key(self, charge_point: str, charger_key: str) -> TxRecord | None: ...
 
     async def start_earlier(self, tx_id: int, started_at: str) -> None: ...
+
+    async def identify_start(
+        self, tx_id: int, id_tag: str, user_id: str, decision: AuthDecision
+    ) -> bool: ...
 
     async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool: ...
 
