@@ -84,8 +84,11 @@ class Point(ChargePoint):
         offline: bool | None = None,
         stopped_reason: str | None = None,
         remote_start_id: int | None = None,
+        charging_state: str | None = None,
     ) -> Any:
         info: dict[str, Any] = {"transaction_id": tx_id}
+        if charging_state is not None:
+            info["charging_state"] = charging_state
         if stopped_reason is not None:
             info["stopped_reason"] = stopped_reason
         if remote_start_id is not None:

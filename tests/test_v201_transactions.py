@@ -116,3 +116,61 @@ async def test_id_token_types_go_through_the_same_chain(harness: Harness) -> Non
         unknown = (await cp.call_authorize("FFFFFFFF", "ISO14443")).id_token_info["status"]
     assert set(answers.values()) == {"Accepted"}, answers
     assert unknown != "Accepted"
+
+
+async def test_charging_state_feeds_the_connectors_state(harness: Harness) -> None:
+    await _whitelist(harness, UID)
+    async with charger201(harness.ocpp_url, CP, Memory()) as cp:
+        await cp.status(1, "Occupied", at=1)
+        await cp.event(
+            "Started", "T-5", seq=0, at=2, token=(UID, "ISO14443"), charging_state="Charging"
+        )
+        charging = (await harness.store.connector_states())[(CP, 1)]
+        await cp.event(
+            "Updated", "T-5", seq=1, at=300, trigger="ChargingStateChanged",
+            charging_state="SuspendedEV",
+        )  # fmt: skip
+        suspended = (await harness.store.connector_states())[(CP, 1)]
+        # An Occupied while the transaction runs keeps what the transaction said.
+        await cp.status(1, "Occupied", at=400)
+        still = (await harness.store.connector_states())[(CP, 1)]
+        await cp.event(
+            "Updated", "T-5", seq=2, at=500, trigger="ChargingStateChanged",
+            charging_state="SuspendedEVSE",
+        )  # fmt: skip
+        evse_side = (await harness.store.connector_states())[(CP, 1)]
+    assert (charging, suspended, still, evse_side) == (
+        "Charging", "SuspendedEV", "SuspendedEV", "SuspendedEVSE",
+    )  # fmt: skip
+
+
+async def test_a_started_after_an_updated_without_id_token_names_who_is_billed(
+    harness: Harness,
+) -> None:
+    await _whitelist(harness, UID)
+    async with charger201(harness.ocpp_url, CP, Memory()) as cp:
+        # Begun by an Updated that names no one; its Started, sent late, carries the card.
+        await cp.event(
+            "Updated", "T-7", seq=1, trigger="MeterValuePeriodic", at=300,
+            meter_value=meter(31_000, 300),
+        )  # fmt: skip
+        started = await cp.event(
+            "Started", "T-7", seq=0, at=5, token=(UID, "ISO14443"), meter_value=meter(30_000, 5)
+        )
+        again = await cp.event(
+            "Started", "T-7", seq=0, at=5, token=(UID, "ISO14443"), meter_value=meter(30_000, 5)
+        )
+        await cp.event(
+            "Ended", "T-7", seq=2, trigger="StopAuthorized", at=900,
+            meter_value=meter(33_000, 900), stopped_reason="Local",
+        )  # fmt: skip
+        cdr = await _cdr_of(harness, CP, "T-7")
+    assert started.id_token_info is not None and started.id_token_info["status"] == "Accepted"
+    assert again.id_token_info is None  # resent: already identified, nothing changes
+    assert cdr["user"] == {"identifier-type": "rfid", "identifier": UID}
+    assert cdr["partner-identifier"] == PARTNER
+    sessions = [s for s in await harness.store.list_sessions() if s.charge_point == CP]
+    assert [(s.id_tag, s.auth_status, s.auth_path) for s in sessions] == [
+        (UID, "Accepted", "whitelist")
+    ]
+    assert sessions[0].emp is not None

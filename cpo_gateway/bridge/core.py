@@ -251,6 +251,11 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         stands (the session's interval runs from when the charger began)."""
         await self.store.start_earlier(tx_id, started_at)
 
+    async def identify_start(self, tx_id: int, id_tag: str) -> AuthDecision | None:
+        """A transaction begun by a report without an idTag learns it from its own start
+        report: decided by the chain, billed to the partner it names (None: it had one)."""
+        return await self.charging.identify(tx_id, id_tag)
+
     async def open_charger_keys(self, charge_point_id: str) -> list[tuple[str, int]]:
         """(the charger's own name, connector) of its transactions the gateway holds open."""
         return [

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from cpo_gateway.bridge.model import (
+    AuthDecision,
     BootInfo,
     EnergySample,
     TransactionStart,
@@ -90,6 +91,13 @@ class TransactionStore(SessionReads, Protocol):
         ...
 
     async def start_earlier(self, tx_id: int, started_at: str) -> None: ...
+
+    async def identify_start(
+        self, tx_id: int, id_tag: str, user_id: str, decision: AuthDecision
+    ) -> bool:
+        """Give a transaction begun without an idTag the one its start report names (False:
+        it had one already)."""
+        ...
 
 
 class StepStore(Protocol):

@@ -205,6 +205,20 @@ class Charging:
         )
         return Started(tx.id, decision)
 
+    async def identify(self, tx_id: int, id_tag: str) -> AuthDecision | None:
+        """The idTag of a transaction begun without one (core.identify_start)."""
+        decision = self._auth.decide_cached(id_tag) or await self._auth.authorize(id_tag)
+        uid = decision.uid or try_normalise_uid(id_tag)
+        if not await self._store.identify_start(tx_id, id_tag, uid or id_tag, decision):
+            return None
+        log.info(
+            "tx.identified",
+            transaction_id=tx_id,
+            auth_status=decision.status.value,
+            auth_path=decision.path.value,
+        )
+        return decision
+
     async def stop(self, stop: TransactionStop) -> AuthDecision | None:
         # One trip to the database, except for a stop of a transaction never seen that
         # carries an idTag: that idTag is judged (whitelist and cache only) between two.

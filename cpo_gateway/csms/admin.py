@@ -153,6 +153,33 @@ def _change_configuration(r: ChargerRegistry, cp: str, a: Args) -> Command:
     return r.change_configuration(cp, _str(a, "key"), _str(a, "value"))
 
 
+def _variable(action: str, name: str) -> tuple[str, str]:
+    """`Component/Variable` (a `/` never occurs in an OCPP 2.0.1 identifierString)."""
+    component, sep, variable = name.partition("/")
+    if not sep or not component.strip() or not variable.strip() or "/" in variable:
+        raise AdminError(f"{action}: args.variable: expected Component/Variable, got {name!r}")
+    return component.strip(), variable.strip()
+
+
+def _get_variables(r: ChargerRegistry, cp: str, a: Args) -> Command:
+    names = a.strings("variable")
+    if not names:
+        raise AdminError("GetVariables: args.variable is required (Component/Variable, ...)")
+    return r.get_variables(cp, [_variable("GetVariables", n) for n in names])
+
+
+def _set_variables(r: ChargerRegistry, cp: str, a: Args) -> Command:
+    component, variable = _variable("SetVariables", _str(a, "variable"))
+    return r.set_variables(cp, [(component, variable, _str(a, "value"))])
+
+
+def _get_base_report(r: ChargerRegistry, cp: str, a: Args) -> Command:
+    base = a.text("reportBase", required=False) or "FullInventory"
+    if base not in ("ConfigurationInventory", "FullInventory", "SummaryInventory"):
+        raise AdminError(f"GetBaseReport: args.reportBase: unknown report {base!r}")
+    return r.get_base_report(cp, a.integer("requestId", required=False) or 1, base)
+
+
 def _extended_trigger(r: ChargerRegistry, cp: str, a: Args) -> Command:
     return r.extended_trigger(
         cp, _str(a, "requestedMessage"), a.integer("connectorId", required=False)
@@ -189,6 +216,9 @@ ACTIONS: dict[str, Run] = {
     "UnlockConnector": _unlock,
     "GetConfiguration": _get_configuration,
     "ChangeConfiguration": _change_configuration,
+    "GetVariables": _get_variables,
+    "SetVariables": _set_variables,
+    "GetBaseReport": _get_base_report,
     "ExtendedTriggerMessage": _extended_trigger,
     "InstallCertificate": _install_certificate,
     "GetInstalledCertificateIds": _installed_ids,

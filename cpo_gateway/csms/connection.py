@@ -26,7 +26,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from cpo_gateway import logs
-from cpo_gateway.bridge.model import CommandResult, CommandStatus
+from cpo_gateway.bridge.model import CommandResult, CommandStatus, ConnectorState
 from cpo_gateway.csms.codes import respell
 from cpo_gateway.csms.frames import (
     Call,
@@ -172,6 +172,9 @@ class ChargerConnection:
         self.remote_starts: dict[int, str] = {}
         self.running: dict[int, str] = {}
         self.transactions: dict[str, tuple[int, int]] = {}  # key -> (our id, connector)
+        # The chargingState last fed to the status engine per connector of a running
+        # transaction: an unchanged one is not written again (bounded like `running`).
+        self.charging_states: dict[int, ConnectorState] = {}
         self.ws = ws
         self._dispatch = dispatch
         self._call_timeout_s = call_timeout_s

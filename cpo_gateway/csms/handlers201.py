@@ -18,6 +18,12 @@ naming the field, except a TransactionEvent the parser can still read (acknowled
 problem logged: a charger refused drops it, and the session's energy with it).
 An Ended closes the transaction and its CDR goes with what is known then: readings of
 earlier events arriving after it are kept, as for a late stop in 1.6, but do not change it.
+
+A Started or Updated that carries `chargingState` Charging, SuspendedEV or SuspendedEVSE
+reports the connector's state as a StatusNotification would (2.0.1 StatusNotification only
+says Occupied): the status engine orders it by the event's timestamp like any report, and the
+EMP sees charging apart from suspended. EVConnected and Idle add nothing an Occupied has not
+said, and after an Ended the charger's own StatusNotification tells what follows.
 """
 
 from __future__ import annotations
@@ -51,6 +57,11 @@ log = logs.get(__name__)
 Handle = Callable[[ChargerConnection, object], Awaitable[dict[str, object]]]
 Parse = Callable[[str, dict[str, object]], object]
 _TRANSACTIONAL = frozenset({"TransactionEvent"})
+_CHARGING_STATES = {
+    "Charging": ConnectorState.CHARGING,
+    "SuspendedEV": ConnectorState.SUSPENDED_EV,
+    "SuspendedEVSE": ConnectorState.SUSPENDED_EVSE,
+}
 _OTHER = "(unhandled)"
 
 
@@ -171,7 +182,8 @@ class Handlers201:
             connector = self._core.connector_by_address(cp, report.evse_id, report.connector_id)
         state = report.state
         if state is ConnectorState.PREPARING and connector in conn.running:
-            state = ConnectorState.CHARGING  # Occupied by a transaction that runs
+            # Occupied by a transaction that runs: charging, unless it said it is suspended.
+            state = conn.charging_states.get(connector, ConnectorState.CHARGING)
         await self._core.status_notification(
             StatusReport(cp, connector, state, "NoError", report.timestamp)
         )
@@ -231,6 +243,7 @@ class Handlers201:
                 )
             )
             conn.running.pop(connector, None)
+            conn.charging_states.pop(connector, None)
             conn.transactions.pop(key, None)  # bounded: only running ones are kept
             if decision is not None and ev.id_token is not None:
                 reply["idTokenInfo"] = self._token_info(decision)
@@ -257,8 +270,14 @@ class Handlers201:
                 known = (started.transaction_id, connector)
             elif ev.kind is StepKind.STARTED:
                 await self._core.start_earlier(known[0], ev.timestamp)
+                if id_tag:
+                    # Begun by an Updated without idToken: the Started names who charges.
+                    late = await self._core.identify_start(known[0], id_tag)
+                    if late is not None and ev.id_token is not None:
+                        reply["idTokenInfo"] = self._token_info(late)
             conn.transactions[key] = known
             conn.running[connector] = key
+            await self._charging_state(conn, connector, ev)
             if ev.samples and fold:
                 # The readings and the report share one group commit.
                 await asyncio.gather(
@@ -270,6 +289,18 @@ class Handlers201:
                 return reply
         await self._core.record_step(self._step(cp, ev))
         return reply
+
+    async def _charging_state(
+        self, conn: ChargerConnection, connector: int, ev: TransactionEvent
+    ) -> None:
+        """Feed a changed chargingState to the status engine (module docstring)."""
+        state = _CHARGING_STATES.get(ev.charging_state or "")
+        if state is None or connector == 0 or conn.charging_states.get(connector) is state:
+            return
+        await self._core.status_notification(
+            StatusReport(conn.charge_point_id, connector, state, "NoError", ev.timestamp)
+        )
+        conn.charging_states[connector] = state
 
     @staticmethod
     def _step(cp: str, ev: TransactionEvent) -> TransactionStep:

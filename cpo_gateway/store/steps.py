@@ -7,7 +7,9 @@ however often it comes, and reading them by sequence gives the charger's own ord
 
 from __future__ import annotations
 
-from cpo_gateway.bridge.model import StepKind, TransactionStep
+import sqlite3
+
+from cpo_gateway.bridge.model import AuthDecision, StepKind, TransactionStep
 from cpo_gateway.bridge.ports import TxRecord
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.sessions import _tx
@@ -29,6 +31,35 @@ class StepsRepo:
             "UPDATE transactions SET started_at = :at WHERE id = :tx AND started_at > :at",
             {"tx": tx_id, "at": started_at},
         )
+
+    async def identify_start(
+        self, tx_id: int, id_tag: str, user_id: str, decision: AuthDecision
+    ) -> bool:
+        """Give a transaction begun without an idTag its idTag, and its session the user,
+        the partner and how it was authorized; False when it had an idTag already (a
+        resent start changes nothing)."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE transactions SET id_tag = ? WHERE id = ? AND id_tag = ''", (id_tag, tx_id)
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.execute(
+                "UPDATE sessions SET id_tag = ?, user_id = ?, emp = ?, auth_status = ?, "
+                "auth_path = ? WHERE transaction_id = ? AND id_tag = ''",
+                (
+                    id_tag,
+                    user_id,
+                    decision.partner,
+                    decision.status.value,
+                    decision.path.value,
+                    tx_id,
+                ),
+            )
+            return True
+
+        return await self.db.run_write(work)
 
     async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool:
         value = await self.db.scalar(
