@@ -83,7 +83,7 @@ def plan(
         "outbox": lambda c: emp_scenarios.outbox(c, 200 if quick else 5_000),
         # The 1.6 mixed load with the schema check off and on, alternating, and the validators.
         "schemas": lambda c: schema_scenarios.schemas(
-            c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 3
+            c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 4
         ),
         "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
     }
