@@ -30,7 +30,7 @@ from cpo_gateway.bridge.model import (
     TransactionStart,
     TransactionStop,
 )
-from cpo_gateway.csms import quirks, v16
+from cpo_gateway.csms import schema_gate, v16
 from cpo_gateway.csms.connection import ChargerConnection, HandlerError
 from cpo_gateway.csms.frames import Call, ErrorCode, PayloadError
 from cpo_gateway.csms.schemas import SchemaProblem, SchemaSet
@@ -116,29 +116,17 @@ class Handlers:
             ) from exc
 
     def _checked(self, conn: ChargerConnection, call: Call, parser: v16.Parser) -> object:
-        """The parsed payload, once it has met its schema (module docstring)."""
+        """The parsed payload, once it has met its schema (csms/schema_gate.py)."""
         assert self._schemas is not None
-        action, payload = call.action, call.payload
-        problem = self._schemas.check_call(action, payload)
-        if problem is None:  # nearly every payload: the quirks pass would change nothing
-            return parser(conn.charge_point_id, payload)
-        mended = quirks.normalise(self._schemas.request_schema(action), payload)
-        assert isinstance(mended, dict)  # an object's schema mends an object into an object
-        payload = mended
-        problem = self._schemas.check_call(action, payload)
-        if problem is None:
-            return parser(conn.charge_point_id, payload)
-        parsed = parser(conn.charge_point_id, payload)  # its own error, when it has one
-        if action not in _TRANSACTIONAL:
-            raise schema_error(action, problem)
-        log.warning(
-            "ocpp.schema_tolerated",
-            charge_point_id=conn.charge_point_id,
-            action=action,
-            field=problem.field,
-            problem=problem.message,
+        return schema_gate.checked(
+            self._schemas,
+            conn.charge_point_id,
+            call.action,
+            call.payload,
+            parser,
+            transactional=_TRANSACTIONAL,
+            error=schema_error,
         )
-        return parsed
 
     def _id_tag_info(self, decision: AuthDecision) -> dict[str, object]:
         return v16.id_tag_info(decision, _iso(self._clock() + self._expiry_s))

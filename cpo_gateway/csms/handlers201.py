@@ -46,7 +46,7 @@ from cpo_gateway.bridge.model import (
     TransactionStep,
     TransactionStop,
 )
-from cpo_gateway.csms import quirks, v201
+from cpo_gateway.csms import schema_gate, v201
 from cpo_gateway.csms.codes import codes_for
 from cpo_gateway.csms.connection import ChargerConnection, HandlerError
 from cpo_gateway.csms.frames import Call, ErrorCode, PayloadError
@@ -134,29 +134,18 @@ class Handlers201:
             ) from exc
 
     def _checked(self, conn: ChargerConnection, call: Call, parse: Parse) -> object:
-        """The parsed payload, once it has met its schema (module docstring)."""
-        if self._schemas is None or call.action not in self._schemas.actions():
+        """The parsed payload, once it has met its schema (csms/schema_gate.py)."""
+        if self._schemas is None:
             return parse(conn.charge_point_id, call.payload)
-        action, payload = call.action, call.payload
-        problem = self._schemas.check_call(action, payload)
-        if problem is None:
-            return parse(conn.charge_point_id, payload)
-        mended = quirks.normalise(self._schemas.request_schema(action), payload)
-        assert isinstance(mended, dict)  # an object's schema mends an object into an object
-        problem = self._schemas.check_call(action, mended)
-        if problem is None:
-            return parse(conn.charge_point_id, mended)
-        parsed = parse(conn.charge_point_id, mended)  # its own error, when it has one
-        if action not in _TRANSACTIONAL:
-            raise schema_error(action, problem)
-        log.warning(
-            "ocpp.schema_tolerated",
-            charge_point_id=conn.charge_point_id,
-            action=action,
-            field=problem.field,
-            problem=problem.message,
+        return schema_gate.checked(
+            self._schemas,
+            conn.charge_point_id,
+            call.action,
+            call.payload,
+            parse,
+            transactional=_TRANSACTIONAL,
+            error=schema_error,
         )
-        return parsed
 
     def _token_info(self, decision: AuthDecision) -> dict[str, object]:
         return v201.id_token_info(decision, _iso(self._clock() + self._expiry_s))
