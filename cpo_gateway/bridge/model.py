@@ -70,6 +70,9 @@ class CommandStatus(StrEnum):
     TIMEOUT = "timeout"
     OFFLINE = "offline"
     FAILED = "failed"  # the charger answered with a CallError
+    # A reservation refused for what the EVSE is doing: in use, or faulted / out of service.
+    OCCUPIED = "occupied"
+    INOPERATIVE = "inoperative"
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,23 @@ class ChargerControl(Protocol):
         """False when the charger says its local list is switched off; None: it cannot tell."""
         ...
 
+    async def unlock_connector(self, charge_point_id: str, connector_id: int) -> CommandResult: ...
+
+    async def reservation_supported(self, charge_point_id: str) -> bool | None:
+        """Whether the charger takes reservations; None: it cannot tell (then try)."""
+        ...
+
+    async def reserve_now(
+        self, charge_point_id: str, connector_id: int, expiry: str, id_tag: str, reservation: int
+    ) -> CommandResult:
+        """connector_id 0: any connector of the charger. expiry: RFC 3339. OCCUPIED or
+        INOPERATIVE when the charger refuses for what the EVSE is doing."""
+        ...
+
+    async def cancel_reservation(self, charge_point_id: str, reservation: int) -> CommandResult:
+        """REJECTED when the charger holds no such reservation."""
+        ...
+
 
 class EmpLink(Protocol):
     """Requests to EMPs (implemented by oioi/)."""
