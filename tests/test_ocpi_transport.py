@@ -218,19 +218,25 @@ async def test_half_a_routing_pair_names_the_missing_header(listener: Listener) 
     status, body, _ = await _call(
         "GET", listener.url + "/2.2.1/locations", headers={TO_COUNTRY: "DE"}
     )
-    assert status == 400 and body["status_code"] == 2001
+    # valid JSON and an existing resource: the fault is in the OCPI code, HTTP stays 200
+    assert status == 200 and body["status_code"] == 2001
     assert str(body["status_message"]).startswith(TO_PARTY)
 
 
 @pytest.mark.parametrize(
-    ("payload", "field"),
-    [(b"not json", "body"), (b"", "body"), (b"{}", "uid"), (b'{"uid": 5}', "uid")],
+    ("payload", "field", "http"),
+    [
+        (b"not json", "body", 400),
+        (b"", "body", 400),
+        (b"{}", "uid", 200),
+        (b'{"uid": 5}', "uid", 200),
+    ],
 )
 async def test_bad_bodies_get_2001_naming_the_field(
-    listener: Listener, payload: bytes, field: str
+    listener: Listener, payload: bytes, field: str, http: int
 ) -> None:
     status, body, _ = await _call("POST", listener.url + "/2.2.1/tokens", data=payload)
-    assert status == 400 and body["status_code"] == 2001
+    assert status == http and body["status_code"] == 2001
     assert str(body["status_message"]).startswith(field)
     assert listener.counts.get("tokens", 2001) == 1
 

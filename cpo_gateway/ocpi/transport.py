@@ -98,16 +98,22 @@ class OcpiError(Exception):
         self.http_status = http_status
 
     @classmethod
-    def invalid(cls, field: str, expected: str, got: object) -> OcpiError:
-        """2001 for one field: ``field: expected ..., got ...`` (the value shortened)."""
+    def invalid(cls, field: str, expected: str, got: object, http_status: int = 200) -> OcpiError:
+        """2001 for one field: ``field: expected ..., got ...`` (the value shortened).
+
+        HTTP 200 by default: status_codes says a request that is valid JSON and addresses an
+        existing resource "MUST NOT" get an HTTP error, its fault is told by the OCPI code
+        (only a body that is not JSON at all is HTTP 400, see `read_json`)."""
         shown = repr(got)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        return cls(OcpiStatus.INVALID_PARAMETERS, f"{field}: expected {expected}, got {shown}")
+        return cls(
+            OcpiStatus.INVALID_PARAMETERS, f"{field}: expected {expected}, got {shown}", http_status
+        )
 
     @classmethod
-    def missing(cls, field: str) -> OcpiError:
-        return cls(OcpiStatus.INVALID_PARAMETERS, f"{field}: required field missing")
+    def missing(cls, field: str, http_status: int = 200) -> OcpiError:
+        return cls(OcpiStatus.INVALID_PARAMETERS, f"{field}: required field missing", http_status)
 
     @classmethod
     def unauthorized(cls, message: str) -> OcpiError:
