@@ -203,6 +203,9 @@ class UserKind(StrEnum):
     EVCO_ID = "evco-id"
     RFID = "rfid"
     USERNAME = "username"
+    # A partner's contract id that is not an EVCO ID (e.g. a longer eMA ID): the charger is
+    # given it as idTag when it fits, else a stable idTag made for it.
+    CONTRACT_ID = "contract-id"
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,12 +212,41 @@ class LocalListRecord:
 
 @dataclass(frozen=True, slots=True)
 class NewOutbox:
-    """An outbox row to write inside the transaction that causes it."""
+    """An outbox row to write inside the transaction that causes it.
+
+    due_at: not sent before then (epoch s; None: at once). A row owed later unless settled
+    first, e.g. a command's result that reads "timeout" until the charger answers."""
 
     emp: str
     kind: str
     key: str
     payload: dict[str, Any]
+    due_at: float | None = None
+
+
+class ReservationState(StrEnum):
+    """Where a partner's reservation stands (the values are what the database stores)."""
+
+    REQUESTED = "requested"  # sent to the charger, no answer yet
+    HELD = "held"  # the charger holds it
+    REFUSED = "refused"  # the charger refused it, or never answered
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A reservation a partner asked for: `ref` is the partner's id for it, `number` the
+    charger's (0 until stored)."""
+
+    emp: str
+    ref: str
+    charge_point: str
+    connector: int  # 0: any connector of the charger
+    evse_id: str | None
+    expires_at: str  # RFC 3339
+    id_tag: str
+    state: ReservationState = ReservationState.REQUESTED
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +269,8 @@ __all__ = [
     "OutboxState",
     "Outgoing",
     "Recorded",
+    "Reservation",
+    "ReservationState",
     "SessionOrigin",
     "SessionRecord",
     "SessionState",

@@ -7,13 +7,21 @@ from cpo_gateway.store.links import LinksRepo
 from cpo_gateway.store.outbox import OutboxRepo
 from cpo_gateway.store.registry import RegistryRepo
 from cpo_gateway.store.reports import ReportsRepo
+from cpo_gateway.store.reservations import ReservationsRepo
 from cpo_gateway.store.security import SecurityRepo
 from cpo_gateway.store.sessions import ChargingRepo
 from cpo_gateway.store.steps import StepsRepo
 
 
 class Store(
-    ChargingRepo, LinksRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo
+    ChargingRepo,
+    LinksRepo,
+    OutboxRepo,
+    RegistryRepo,
+    ReportsRepo,
+    ReservationsRepo,
+    SecurityRepo,
+    StepsRepo,
 ):
     """Every repository over one database."""
 

@@ -250,4 +250,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX partner_links_token_a ON partner_links (token_a_digest)
         WHERE token_a_digest IS NOT NULL;
     """,
+    # 13: held for work on a sibling branch (replaced by its migration when merged)
+    "",
+    # 14: reservations partners asked for: the charger's number for each (`id`, an integer
+    # as OCPP wants) beside the partner's own id (`ref`), one per partner and ref (a second
+    # ReserveNow with the same ref replaces the first and keeps its number)
+    """
+    CREATE TABLE reservations (
+        id INTEGER PRIMARY KEY,
+        emp TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        charge_point TEXT NOT NULL,
+        connector INTEGER NOT NULL,
+        evse_id TEXT,
+        expires_at TEXT NOT NULL,
+        id_tag TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (emp, ref)
+    );
+    """,
 )

@@ -19,7 +19,7 @@ from cpo_gateway.bridge.ports import (
 )
 from cpo_gateway.bridge.storage import OutboxBuilder, StopOutbox
 from cpo_gateway.store.db import Database
-from cpo_gateway.store.outbox import insert_outbox_sync
+from cpo_gateway.store.outbox import insert_outbox_sync, settle_outbox_sync
 
 
 def start_key(start: TransactionStart) -> str:
@@ -215,9 +215,16 @@ class ChargingRepo:
         raise RuntimeError("no free idTag for EVCO ID after 16 attempts")
 
     # --- sessions ------------------------------------------------------------------------------
-    async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> bool:
+    async def claim_evse(
+        self,
+        s: SessionRecord,
+        places: Sequence[tuple[str, int]],
+        owed: Sequence[NewOutbox] = (),
+        now: float = 0.0,
+    ) -> bool:
         """Store pending remote start `s` only if no session is open on its EVSE (by EVSE
-        ID or on any of its `places`, (charge point, connector)); False when one is.
+        ID or on any of its `places`, (charge point, connector)); False when one is. `owed`:
+        outbox rows written with the claim (nothing of them when it fails).
 
         The check and the insert are one transaction on the database thread, so two starts
         for one EVSE cannot both pass; the unique index `sessions_one_remote_claim` holds
@@ -262,6 +269,7 @@ class ChargingRepo:
                 )
             except sqlite3.IntegrityError:
                 return False  # a remote start that did not come through here holds it
+            insert_outbox_sync(conn, owed, now)
             return True
 
         return await self.db.run_write(work)
@@ -273,7 +281,11 @@ class ChargingRepo:
         detail: str = "",
         *,
         only_from: SessionState | None = None,
+        settles: Sequence[NewOutbox] = (),
     ) -> bool:
+        """`settles`: rows owed for later rewritten in the same commit (settle_outbox_sync),
+        only when the state changed."""
+
         def work(conn: sqlite3.Connection) -> bool:
             if only_from:
                 cur = conn.execute(
@@ -285,6 +297,8 @@ class ChargingRepo:
                     "UPDATE sessions SET state = ?, detail = ? WHERE id = ?",
                     (state, detail, session_id),
                 )
+            if cur.rowcount > 0:
+                settle_outbox_sync(conn, settles)
             return cur.rowcount > 0
 
         return await self.db.run_write(work)
