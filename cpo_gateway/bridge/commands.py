@@ -27,6 +27,7 @@ from typing import Any
 from cpo_gateway import logs
 from cpo_gateway.bridge.catalogue import Catalogue, Connector
 from cpo_gateway.bridge.model import CommandResult, CommandStatus, Outcome, StartResult, User
+from cpo_gateway.bridge.owed import CommandOutcome, Owed
 from cpo_gateway.bridge.ports import (
     ChargerControl,
     NewOutbox,
@@ -38,7 +39,6 @@ from cpo_gateway.bridge.remote import Remote
 from cpo_gateway.bridge.storage import CommandStore
 
 log = logs.get(__name__)
-COMMAND_RESULT_KIND = "command-result"
 
 
 class Verdict(StrEnum):
@@ -121,16 +121,20 @@ class Commands:
         self._new_id = new_id
         self.timeout_s = int(deadline_s + _MARGIN_S + 0.999)
 
-    def _owed(self, emp: str, reply_to: str, command: str) -> NewOutbox:
-        """The result row a command owes, reading "timeout" and due at its deadline."""
-        payload = {
-            "reply_to": reply_to,
-            "command": command,
-            "result": Result.TIMEOUT.value,
-            "detail": "the charger did not answer in time",
-        }
+    def _owed(
+        self, emp: str, reply_to: str, command: str, session_id: str | None = None
+    ) -> NewOutbox:
+        """The result row a command owes, reading "timeout" and due at its deadline. Its
+        key is ours (unique per command); `reference` is where the partner wants it."""
+        outcome = CommandOutcome(
+            reply_to,
+            command,
+            Result.TIMEOUT.value,
+            "the charger did not answer in time",
+            session_id,
+        )
         due = self._clock() + self.timeout_s
-        return NewOutbox(emp, COMMAND_RESULT_KIND, self._new_id(), payload, due)
+        return NewOutbox(emp, Owed.COMMAND_RESULT, self._new_id(), outcome.to_dict(), due)
 
     @staticmethod
     def _settled(owed: NewOutbox, result: Result, detail: str) -> NewOutbox:
@@ -168,7 +172,7 @@ class Commands:
             return Answer(Verdict.REJECTED, "the session has ended")
         if not self._chargers.is_connected(session.charge_point):
             return Answer(Verdict.REJECTED, "the charger is offline")
-        owed = self._owed(emp, reply_to, "stop")
+        owed = self._owed(emp, reply_to, "stop", session_id)
         await self._store.owe([owed], self._clock())
 
         async def run() -> None:
