@@ -101,6 +101,10 @@ class OcpiServer:
         self._site: GuardedSite | None = None
 
     @property
+    def registrar(self) -> Registrar:
+        return self._registrar
+
+    @property
     def port(self) -> int:
         assert self._runner is not None
         return int(self._runner.addresses[0][1])
