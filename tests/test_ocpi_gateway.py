@@ -182,7 +182,9 @@ async def test_register_on_demand_from_the_cli(
         kept = await h.store.link("emsp-out")
         assert kept is not None and kept.state is LinkState.REGISTERED
         assert (kept.token_in, kept.token_out) == (link.token_in, link.token_out)
-        answer = await emsp.send("GET", h.gateway.ocpi.base_url + "/versions", again.token_theirs)
+        answer = await emsp.send(
+            "GET", f"http://127.0.0.1:{port}/ocpi/cpo/versions", again.token_theirs
+        )
         assert answer["status_code"] == 1000
 
 
