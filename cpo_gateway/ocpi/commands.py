@@ -194,7 +194,9 @@ def parse_token(raw: object, where: str) -> CommandToken:
     if "valid" in raw and not isinstance(raw["valid"], bool):
         raise OcpiError.invalid(f"{where}.valid", "true or false", raw["valid"])
     whitelist = raw.get("whitelist")
-    if whitelist is not None and whitelist not in WHITELIST_TYPES:
+    if whitelist is not None and (
+        not isinstance(whitelist, str) or whitelist not in WHITELIST_TYPES
+    ):
         raise OcpiError.invalid(
             f"{where}.whitelist", f"one of {', '.join(sorted(WHITELIST_TYPES))}", whitelist
         )
