@@ -32,6 +32,7 @@ MONEY = Decimal("0.0001")  # OCPI numbers carry at most 4 decimals
 _ZERO = Decimal(0)
 _HOUR = Decimal(3600)
 _KWH = Decimal(1000)
+_NOISE = Decimal("0.000001")
 
 
 def number(value: Decimal) -> float:
@@ -197,7 +198,9 @@ def _step(lines: list[_Line], unit: Decimal) -> None:
     """Round the dimension's total up to the last component's step (in Wh or seconds)."""
     if not lines:
         return
-    measured = sum((line.quantity for line in lines), _ZERO) * unit
+    # Cut points divide by the energy rate: round off the last digits' noise before the
+    # ceiling, or 64100.000...01 Wh would bill a whole further step.
+    measured = (sum((line.quantity for line in lines), _ZERO) * unit).quantize(_NOISE)
     step = Decimal(lines[-1].component.step_size)
     billed = (measured / step).to_integral_value(ROUND_CEILING) * step
     lines[-1].quantity += (billed - measured) / unit

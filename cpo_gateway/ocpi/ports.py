@@ -1,0 +1,70 @@
+"""What the OCPI object modules read, and who we are: narrow and read-only.
+
+`ObjectReads` is implemented beside the core and the store (app.py wires it): the stations
+file as loaded, the EVSE statuses the core holds, and the sessions and CDRs owed to one
+partner, as the neutral payloads the outbox carries. The list handlers (locations.py,
+tariffs.py, sessions.py, cdrs.py) take it and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from cpo_gateway.bridge.catalogue import Catalogue
+from cpo_gateway.bridge.model import ConnectorState, EvseStatus
+
+
+def stamp(moment: datetime) -> str:
+    """An OCPI DateTime: UTC, seconds, 'Z'."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """An OCPI party: ours (from [ocpi]) when rendering, a partner's in its tokens."""
+
+    country_code: str  # ISO 3166-1 alpha-2
+    party_id: str  # 3 characters
+    business_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvseState:
+    """An EVSE's status as the core holds it. `reported` is the charger's last connector
+    state behind it (it tells a fault from a switched-off EVSE); `updated_at` when the
+    status last changed."""
+
+    status: EvseStatus
+    reported: ConnectorState | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Owed:
+    """A neutral session or CDR payload owed to a partner, and when it last changed."""
+
+    key: str  # the session id or the CDR id
+    payload: Mapping[str, Any]
+    last_updated: datetime
+
+
+class ObjectReads(Protocol):
+    @property
+    def catalogue(self) -> Catalogue: ...
+
+    def catalogue_loaded_at(self) -> datetime:
+        """When the stations file in force was loaded: the last_updated of static data."""
+        ...
+
+    def evse_states(self) -> Mapping[str, EvseState]: ...
+
+    async def sessions(self, partner: str) -> Sequence[Owed]:
+        """The latest update of every session of `partner`, oldest change first."""
+        ...
+
+    async def cdrs(self, partner: str) -> Sequence[Owed]:
+        """Every CDR owed to `partner`, oldest first."""
+        ...
