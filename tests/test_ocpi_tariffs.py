@@ -165,7 +165,9 @@ _tariff = st.builds(
     st.lists(st.one_of(_element, _energy_tier), min_size=1, max_size=4).map(tuple),
 )
 _start = st.datetimes(
-    min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    min_value=datetime(2025, 1, 1),  # noqa: DTZ001 (hypothesis wants naive bounds)
+    max_value=datetime(2027, 12, 31),  # noqa: DTZ001
+    timezones=st.just(UTC),
 )
 
 
