@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cpo_gateway import tlsfiles
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.settings import CoreSettings, OutboxConfig, Partner, SessionsConfig
+from cpo_gateway.bridge.settings import CoreSettings, OutboxConfig, SessionsConfig
 from cpo_gateway.stations import load_stations
 from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table, read_toml
 
@@ -103,18 +103,7 @@ class EmpConfig:
     verify_timeout_s: float = 3.0
     request_timeout_s: float = 30.0
     concurrency: int = 4
-
-    @property
-    def partner(self) -> Partner:
-        """This EMP as the core sees it."""
-        return Partner(
-            self.name,
-            self.partner_identifier,
-            self.online_authorization,
-            accept_when_unreachable=self.offline_policy == "accept",
-            verify_timeout_s=self.verify_timeout_s,
-            concurrency=self.concurrency,
-        )
+    protocol: str = "oioi"  # one of PROTOCOLS: how the gateway speaks with this partner
 
 
 @dataclass(frozen=True)
@@ -170,11 +159,8 @@ class Config:
             outbox=self.outbox,
         )
 
-    @property
-    def partners(self) -> list[Partner]:
-        return [e.partner for e in self.emps]
 
-
+PROTOCOLS = ("oioi", "ocpi")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -478,6 +464,7 @@ def _emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
         verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),
         request_timeout_s=t.number("request_timeout_s", d.request_timeout_s, lo=0.5, hi=300.0),
         concurrency=t.integer("concurrency", d.concurrency, lo=1, hi=64),
+        protocol=t.string("protocol", d.protocol, choices=PROTOCOLS),
     )
     t.finish()
     return cfg
@@ -510,6 +497,7 @@ def _sessions(t: Table | None, path: Path, errors: list[str]) -> SessionsConfig:
         auth_cache_ttl_s=t.number("auth_cache_ttl_s", d.auth_cache_ttl_s, lo=0.0, hi=86400.0),
         id_tag_expiry_s=t.integer("id_tag_expiry_s", d.id_tag_expiry_s, lo=60, hi=30 * 86400),
         ghost_grace_s=t.number("ghost_grace_s", d.ghost_grace_s, lo=0.1, hi=86400.0),
+        update_interval_s=t.number("update_interval_s", d.update_interval_s, lo=1.0, hi=86400.0),
     )
     t.finish()
     return cfg

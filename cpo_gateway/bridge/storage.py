@@ -83,8 +83,17 @@ class TransactionStore(SessionReads, Protocol):
     ) -> Recorded | None: ...
 
     async def record_meter(
-        self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]
-    ) -> None: ...
+        self,
+        charge_point: str,
+        transaction_id: int,
+        samples: Sequence[EnergySample],
+        *,
+        outbox: OutboxBuilder | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Fold readings into a transaction; with `outbox`, queue what it builds from the
+        updated transaction and its session in the same commit."""
+        ...
 
     async def transaction_by_key(self, charge_point: str, charger_key: str) -> TxRecord | None:
         """The transaction a charger that names its own transactions called `charger_key`."""
@@ -197,7 +206,7 @@ class StationStore(Protocol):
 
 
 class WhitelistStore(Protocol):
-    """The EMPs' whitelists, as the authorization chain and rfid-post see them."""
+    """The EMPs' whitelists, as the authorization chain and whitelist updates see them."""
 
     async def whitelist_partners(self, uid: str) -> list[str]: ...
 
