@@ -184,7 +184,7 @@ def protocol_names(pkg: Path) -> list[str]:
 
 
 def test_packages_exist() -> None:
-    packages = "bridge csms oioi store jobs console sim sim/charger sim/charger201 sim/emp bench bench/soak"
+    packages = "bridge csms oioi ocpi store jobs console sim sim/charger sim/charger201 sim/emp bench bench/soak"
     for sub in packages.split():
         assert (PKG / sub / "__init__.py").is_file(), sub
     assert not (PKG / "ocpp").exists(), "a cpo_gateway/ocpp package would shadow the library"
