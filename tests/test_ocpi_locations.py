@@ -11,18 +11,20 @@ import pytest
 
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus
 from cpo_gateway.ocpi.locations import Locations, ocpi_status, status_patch
-from cpo_gateway.ocpi.ports import EvseState, Party
+from cpo_gateway.ocpi.ports import EvseState
+from cpo_gateway.ocpi.transport import Party
 from tests.ocpi_fixtures import catalogue
 from tests.ocpi_models import validate
 
-US = Party("DE", "CPO", "Example CPO GmbH")
+US = Party("DE", "CPO")
+NAME = "Example CPO GmbH"
 LOADED = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 LAT = re.compile(r"-?[0-9]{1,2}\.[0-9]{5,7}")
 LON = re.compile(r"-?[0-9]{1,3}\.[0-9]{5,7}")
 
 
 def _locations(tmp_path: Path, states: dict[str, EvseState] | None = None) -> Locations:
-    return Locations(catalogue(tmp_path), states or {}, US, LOADED)
+    return Locations(catalogue(tmp_path), states or {}, US, LOADED, NAME)
 
 
 def test_every_location_evse_and_connector_is_valid_ocpi_2_2_1(tmp_path: Path) -> None:

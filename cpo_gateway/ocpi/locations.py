@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cpo_gateway.bridge.catalogue import Catalogue, Connector, Station
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus
 from cpo_gateway.isocodes import ALPHA3, SINGLE_ZONE
-from cpo_gateway.ocpi.ports import EvseState, Party, stamp
+from cpo_gateway.ocpi.ports import EvseState, stamp
+from cpo_gateway.ocpi.transport import Party
 
 # Project connector type -> (OCPI ConnectorType, ConnectorFormat, default power type).
 # Nearest values where OCPI has none: Cee2Poles and CeeBlue (single-phase CEE), CeePlus and
@@ -92,11 +95,13 @@ class Locations:
         states: Mapping[str, EvseState],
         us: Party,
         loaded_at: datetime,
+        business_name: str | None = None,
     ) -> None:
         self._catalogue = catalogue
         self._states = states
         self._us = us
         self._loaded_at = loaded_at
+        self._business_name = business_name
 
     def all(self) -> list[dict[str, Any]]:
         return [self.location(st) for st in self._catalogue.stations]
@@ -127,8 +132,8 @@ class Locations:
             },
             "evses": evses,
         }
-        if self._us.business_name:
-            body["operator"] = {"name": self._us.business_name[:100]}
+        if self._business_name:
+            body["operator"] = {"name": self._business_name[:100]}
         body["time_zone"] = time_zone(station)
         body["opening_times"] = _hours(station)
         body["last_updated"] = max(
@@ -191,6 +196,78 @@ class Locations:
             body["tariff_ids"] = [conn.tariff]
         body["last_updated"] = stamp(self._loaded_at)
         return body
+
+
+def electrics(conn: Connector) -> dict[str, Any]:
+    """standard, format, power_type, max_voltage, max_amperage, max_electric_power."""
+    standard, fmt, power_type = STANDARDS.get(conn.type, ("IEC_62196_T2", "SOCKET", "AC_3_PHASE"))
+    if conn.power_type is not None:
+        power_type = conn.power_type
+    elif power_type == "AC_3_PHASE" and conn.speed_kw <= SINGLE_PHASE_MAX_KW:
+        power_type = "AC_1_PHASE"
+    watts = round(conn.speed_kw * 1000)
+    volts = conn.max_voltage or (DC_VOLTS if power_type == "DC" else AC_VOLTS)
+    phases = 3 if power_type == "AC_3_PHASE" else 1
+    amps = conn.max_amperage or max(1, math.ceil(watts / (volts * phases)))
+    return {
+        "standard": standard,
+        "format": fmt,
+        "power_type": power_type,
+        "max_voltage": volts,
+        "max_amperage": amps,
+        "max_electric_power": watts,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a session runs, as OCPI names it: location, EVSE, connector."""
+
+    station: Station
+    evse_id: str
+    connector: Connector
+    connector_id: str  # "1", "2", ... within the EVSE
+
+    @property
+    def evse_uid(self) -> str:
+        return evse_uid(self.evse_id)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(time_zone(self.station))
+
+    def cdr_location(self) -> dict[str, Any]:
+        st, addr = self.station, self.station.address
+        street = " ".join(p for p in (addr.street, addr.street_number) if p)
+        facts = electrics(self.connector)
+        body: dict[str, Any] = {"id": st.id}
+        if st.name:
+            body["name"] = st.name[:255]
+        return body | {
+            "address": street[:45],
+            "city": addr.city[:45],
+            "postal_code": addr.zip[:10],
+            "country": ALPHA3.get(addr.country, addr.country),
+            "coordinates": {"latitude": f"{st.latitude:.6f}", "longitude": f"{st.longitude:.6f}"},
+            "evse_uid": self.evse_uid,
+            "evse_id": self.evse_id,
+            "connector_id": self.connector_id,
+            "connector_standard": facts["standard"],
+            "connector_format": facts["format"],
+            "connector_power_type": facts["power_type"],
+        }
+
+
+def place_of(
+    catalogue: Catalogue, evse_id: str, connector: Connector | None = None
+) -> Place | None:
+    """The place of a session on `evse_id` (on `connector` when known, else the EVSE's first)."""
+    station = catalogue.station_of(evse_id)
+    conns = catalogue.evse(evse_id)
+    if station is None or not conns:
+        return None
+    index = conns.index(connector) if connector in conns else 0
+    return Place(station, evse_id, conns[index], str(index + 1))
 
 
 def status_patch(state: EvseState | None, at: datetime, *, removed: bool = False) -> dict[str, str]:

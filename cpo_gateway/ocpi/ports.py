@@ -23,15 +23,6 @@ def stamp(moment: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Party:
-    """An OCPI party: ours (from [ocpi]) when rendering, a partner's in its tokens."""
-
-    country_code: str  # ISO 3166-1 alpha-2
-    party_id: str  # 3 characters
-    business_name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class EvseState:
     """An EVSE's status as the core holds it. `reported` is the charger's last connector
     state behind it (it tells a fault from a switched-off EVSE); `updated_at` when the
