@@ -21,6 +21,10 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
+from aiohttp import web
+
+from cpo_gateway.ocpi.transport import OcpiError, OcpiStatus, ocpi_json_response
+
 T = TypeVar("T")
 
 DEFAULT_MAX_LIMIT = 100
@@ -121,3 +125,23 @@ def page_headers(page: Page[Any], url: str, query: Mapping[str, str]) -> dict[st
         params |= {"offset": str(nxt), "limit": str(page.request.limit)}
         headers["Link"] = f'<{url}?{urlencode(params)}>; rel="next"'
     return headers
+
+
+def list_response(
+    request: web.Request,
+    objects: Sequence[T],
+    last_updated: Callable[[T], datetime],
+    render: Callable[[T], Any],
+    url: str,
+    *,
+    max_limit: int = DEFAULT_MAX_LIMIT,
+) -> web.Response:
+    """The OCPI answer to a GET list: one page of `objects` (rendered), with its headers; a
+    bad parameter is 2001 naming it."""
+    try:
+        wanted = parse_page(request.query, max_limit=max_limit)
+    except PageError as exc:
+        raise OcpiError(OcpiStatus.INVALID_PARAMETERS, str(exc), 400) from None
+    page = paginate(objects, wanted, last_updated)
+    headers = page_headers(page, url, request.query)
+    return ocpi_json_response([render(o) for o in page.items], headers=headers)

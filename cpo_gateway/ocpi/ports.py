@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus
+from cpo_gateway.bridge.ports import OutboxItem
 
 
 def stamp(moment: datetime) -> str:
@@ -50,7 +51,9 @@ class ObjectReads(Protocol):
         """When the stations file in force was loaded: the last_updated of static data."""
         ...
 
-    def evse_states(self) -> Mapping[str, EvseState]: ...
+    async def evse_states(self, partner: str) -> Mapping[str, EvseState]:
+        """The status of every EVSE as `partner` is told it."""
+        ...
 
     async def sessions(self, partner: str) -> Sequence[Owed]:
         """The latest update of every session of `partner`, oldest change first."""
@@ -59,3 +62,15 @@ class ObjectReads(Protocol):
     async def cdrs(self, partner: str) -> Sequence[Owed]:
         """Every CDR owed to `partner`, oldest first."""
         ...
+
+
+class OwedRows(Protocol):
+    """What the store offers ObjectReads (store/ implements it; app.py passes the Store)."""
+
+    async def newest_owed(self, emp: str, kind: str) -> list[OutboxItem]:
+        """The newest outbox row per key of one partner and kind, any state, oldest first."""
+        ...
+
+    async def last_statuses(self) -> list[tuple[str, str, str, str]]: ...
+
+    async def connector_states(self) -> dict[tuple[str, int], str | None]: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
 from cpo_gateway.store.links import LinksRepo
 from cpo_gateway.store.outbox import OutboxRepo
+from cpo_gateway.store.owed_reads import OwedReadsRepo
 from cpo_gateway.store.registry import RegistryRepo
 from cpo_gateway.store.reports import ReportsRepo
 from cpo_gateway.store.security import SecurityRepo
@@ -13,7 +14,14 @@ from cpo_gateway.store.steps import StepsRepo
 
 
 class Store(
-    ChargingRepo, LinksRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo
+    ChargingRepo,
+    LinksRepo,
+    OutboxRepo,
+    OwedReadsRepo,
+    RegistryRepo,
+    ReportsRepo,
+    SecurityRepo,
+    StepsRepo,
 ):
     """Every repository over one database."""
 
