@@ -176,7 +176,7 @@ class CdrsApi(_Sender):
 
 
 def _rendered(
-    owed: list[Owed] | Any, render: Callable[[Owed], dict[str, Any]]
+    owed: Sequence[Owed], render: Callable[[Owed], dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Every owed object that renders; one that does not is logged and left out (a CDR of a
     session not ended, an EVSE gone from the stations file)."""
