@@ -20,7 +20,7 @@ from cpo_gateway.ocpi.client import OcpiClient
 from cpo_gateway.ocpi.reads import StoreReads
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
 from cpo_gateway.ocpi.sender_api import CdrsApi, LocationsApi, SessionsApi, TariffsApi
-from cpo_gateway.ocpi.server import OcpiServer
+from cpo_gateway.ocpi.server import OcpiModule, OcpiServer
 from cpo_gateway.ocpi.transport import Party, encode_token
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
 from cpo_gateway.store import Database, Store
@@ -67,7 +67,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     def base() -> str:
         return holder[0].base_url
 
-    modules = [
+    modules: list[OcpiModule] = [
         LocationsApi(reads, OURS, base, business_name="Test CPO", max_limit=50),
         TariffsApi(reads, OURS, base),
         SessionsApi(reads, OURS, base),
