@@ -72,7 +72,7 @@ def call_of(kind: str) -> str:
     except (KeyError, ValueError):
         carried = ", ".join(sorted(CARRIED))
         raise NotCarried(
-            f"outbox kind {kind!r} has no OIOI call (OIOI carries {carried}): "
+            f"outbox kind {str(kind)!r} has no OIOI call (OIOI carries {carried}): "
             "the partner's terms must not ask for it"
         ) from None
 
