@@ -19,7 +19,7 @@ from cpo_gateway.bridge.ports import NewOutbox
 from cpo_gateway.ocpi.client import OcpiClient
 from cpo_gateway.ocpi.reads import StoreReads
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
-from cpo_gateway.ocpi.sender_api import CdrsApi, LocationsApi, SessionsApi, TariffsApi
+from cpo_gateway.ocpi.sender_api import CdrsApi, LocationsApi, sender_modules
 from cpo_gateway.ocpi.server import OcpiModule, OcpiServer
 from cpo_gateway.ocpi.transport import Party, encode_token
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
@@ -69,8 +69,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
     modules: list[OcpiModule] = [
         LocationsApi(reads, OURS, base, business_name="Test CPO", max_limit=50),
-        TariffsApi(reads, OURS, base),
-        SessionsApi(reads, OURS, base),
+        *sender_modules(reads, OURS, base)[1:3],  # tariffs, sessions
         CdrsApi(reads, OURS, base, max_limit=2),
     ]
     server = OcpiServer(

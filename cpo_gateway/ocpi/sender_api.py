@@ -19,7 +19,7 @@ from cpo_gateway.ocpi.cdrs import Cdrs
 from cpo_gateway.ocpi.locations import Locations
 from cpo_gateway.ocpi.pagination import DEFAULT_MAX_LIMIT, list_response, parse_datetime
 from cpo_gateway.ocpi.ports import ObjectReads, Owed, stamp
-from cpo_gateway.ocpi.server import caller
+from cpo_gateway.ocpi.server import OcpiModule, caller
 from cpo_gateway.ocpi.sessions import NotRenderable, Sessions
 from cpo_gateway.ocpi.tariffs import render_tariff
 from cpo_gateway.ocpi.transport import (
@@ -187,3 +187,18 @@ def _rendered(
         except (NotRenderable, KeyError, ValueError) as exc:
             log.warning("ocpi.object_skipped", key=item.key, reason=str(exc))
     return out
+
+
+def sender_modules(
+    reads: ObjectReads,
+    us: Party,
+    base_url: Callable[[], str],
+    *,
+    business_name: str | None = None,
+    max_limit: int = DEFAULT_MAX_LIMIT,
+) -> list[OcpiModule]:
+    """The four Sender modules, for OcpiServer(modules=...)."""
+    return [
+        cls(reads, us, base_url, business_name=business_name, max_limit=max_limit)
+        for cls in (LocationsApi, TariffsApi, SessionsApi, CdrsApi)
+    ]
