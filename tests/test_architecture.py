@@ -33,7 +33,7 @@ COMPOSITION = frozenset({"app", "partners", "cli", "admin_cli", "__main__", "sim
 # What the core may import (a module or any of its submodules).
 CORE_ALLOWED_STDLIB = frozenset(
     {
-        "__future__", "asyncio", "collections", "dataclasses", "datetime", "enum", "hashlib",
+        "__future__", "asyncio", "collections", "dataclasses", "datetime", "decimal", "enum", "hashlib",
         "math", "random", "re", "typing", "uuid",
     }
 )  # fmt: skip

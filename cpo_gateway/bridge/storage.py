@@ -240,6 +240,12 @@ class DeliveryStore(Protocol):
     async def delivered_stations(self, emp: str) -> set[str]: ...
 
 
+class OwedStore(Protocol):
+    """Rows owed to EMPs that no other change writes (a charger's answer to a command)."""
+
+    async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None: ...
+
+
 class StationStore(Protocol):
     """What station sync (bridge/station_sync.py) compares and queues."""
 
@@ -362,6 +368,7 @@ class StorePort(
     ReviewStore,
     StatusStore,
     DeliveryStore,
+    OwedStore,
     StationStore,
     WhitelistStore,
     LocalListStore,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
 from cpo_gateway.store.links import LinksRepo
 from cpo_gateway.store.outbox import OutboxRepo
+from cpo_gateway.store.owed_reads import OwedReadsRepo
 from cpo_gateway.store.registry import RegistryRepo
 from cpo_gateway.store.reports import ReportsRepo
 from cpo_gateway.store.reservations import ReservationsRepo
@@ -17,6 +18,7 @@ class Store(
     ChargingRepo,
     LinksRepo,
     OutboxRepo,
+    OwedReadsRepo,
     RegistryRepo,
     ReportsRepo,
     ReservationsRepo,
