@@ -12,6 +12,7 @@ import dataclasses
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from cpo_gateway import __version__, logs
@@ -30,8 +31,12 @@ from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
 from cpo_gateway.ocpi.client import OcpiClient
+from cpo_gateway.ocpi.commands_api import CommandsApi
+from cpo_gateway.ocpi.delivery import OcpiDelivery
+from cpo_gateway.ocpi.reads import StoreReads
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
-from cpo_gateway.ocpi.server import OcpiServer
+from cpo_gateway.ocpi.sender_api import sender_modules
+from cpo_gateway.ocpi.server import OcpiModule, OcpiServer
 from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
@@ -189,7 +194,25 @@ class Gateway:
         self.emp_clients = EmpClients(
             _endpoints(config), clock=clock, timings=self.exposition.emp_request_seconds
         )
-        links: dict[str, EmpLink] = {"oioi": self.emp_clients, **(adapters or {})}
+        self.ocpi: OcpiServer | None = None
+        self.ocpi_client: OcpiClient | None = None
+        self._registering: list[asyncio.Task[Any]] = []
+        built = ocpi_parts(config, self.store, lambda: self._ocpi_base_url())
+        self._loaded_at = datetime.now(UTC)  # when the stations file in force was read
+        ocpi_reads = StoreReads(self.store, config.catalogue, lambda: self._loaded_at)
+        links: dict[str, EmpLink] = {"oioi": self.emp_clients}
+        if built is not None and config.ocpi is not None:
+            self.ocpi_client, registrar = built
+            links["ocpi"] = OcpiDelivery(
+                self.ocpi_client,
+                self.store,
+                ours=Party(config.ocpi.country_code, config.ocpi.party_id),
+                catalogue=lambda: self.config.catalogue,
+                loaded_at=lambda: self._loaded_at,
+                evse_states=ocpi_reads.evse_states,
+                business_name=config.ocpi.business_name,
+            )
+        links.update(adapters or {})
         self._unserved = unserved(config.emps, links)
         self.emp_router = route(config.emps, links)
         # Every part is built here and only started by start(): none is None while the
@@ -235,20 +258,21 @@ class Gateway:
             metrics=self.metrics if on_oioi else None,
             limits=_listener_limits(cfg),
         )
-        self.ocpi: OcpiServer | None = None
-        self.ocpi_client: OcpiClient | None = None
-        self._registering: list[asyncio.Task[Any]] = []
-        built = ocpi_parts(cfg, self.store, lambda: self._ocpi_base_url())
         if built is not None and cfg.ocpi is not None:
-            self.ocpi_client, registrar = built
+            us = Party(cfg.ocpi.country_code, cfg.ocpi.party_id)
+            modules: list[OcpiModule] = [CommandsApi(self.core.commands, cfg.catalogue)]
+            modules += sender_modules(
+                ocpi_reads, us, self._ocpi_base_url, business_name=cfg.ocpi.business_name
+            )
             self.ocpi = OcpiServer(
-                registrar,
+                built[1],
                 host=cfg.ocpi.host,
                 port=cfg.ocpi.port,
                 base_url=cfg.ocpi.base_url,
                 ours=Party(cfg.ocpi.country_code, cfg.ocpi.party_id),
                 max_body_bytes=cfg.ocpi.max_body_bytes,
                 limits=_listener_limits(cfg),
+                modules=modules,
             )
         self.jobs = Jobs(
             self.core,
@@ -399,6 +423,7 @@ class Gateway:
         if problems:
             log.error("config.reload_refused", path=str(self.config.path), problems=problems)
             return False
+        self._loaded_at = datetime.now(UTC)
         fixed = ("gateway", "ocpp", "oioi", "sessions", "outbox", "admin")
         kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
         if not await self._reload_keys(new):
