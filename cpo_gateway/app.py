@@ -213,7 +213,7 @@ class Gateway:
                 business_name=config.ocpi.business_name,
             )
         links.update(adapters or {})
-        self._unserved = unserved(config.emps, links)
+        self._unserved = unserved(config.emps, links.keys())
         self.emp_router = route(config.emps, links)
         # Every part is built here and only started by start(): none is None while the
         # gateway lives, so neither the code nor its tests guard against a missing part.

@@ -26,6 +26,7 @@ from cpo_gateway.oioi.client import EmpClients, Endpoint, NotCarried, render
 from cpo_gateway.partners import EmpRouter, partner_terms
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, running_gateway, write_config
+from tests.test_oioi_whitelist import cli
 
 CARD = "0A0B0C0D"
 
@@ -99,6 +100,15 @@ async def test_a_partner_of_a_protocol_no_adapter_serves_refuses_to_start(tmp_pa
         await gateway.start()
     await gateway.stop()
     assert info.value.exit_code == 78 and "roam (ocpi)" in str(info.value)
+
+
+async def test_check_config_names_a_partner_no_adapter_serves(tmp_path: Path) -> None:
+    ok = await cli(write_config(tmp_path), "check-config")
+    assert ok[0] == 0 and "(sandbox: oioi)" in ok[1]
+    code, _, err = await cli(
+        write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")), "check-config"
+    )
+    assert code == 78 and "[[emp]] roam (ocpi): no adapter in this build serves" in err
 
 
 # --- OIOI carries what it has calls for, and refuses the rest -----------------------------------

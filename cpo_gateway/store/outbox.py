@@ -100,6 +100,10 @@ class OutboxRepo:
         """See settle_outbox_sync; returns how many pending rows were rewritten."""
         return await self.db.run_write(functools.partial(settle_outbox_sync, rows=rows))
 
+    async def queue_owed(self, rows: Sequence[NewOutbox], now: float) -> None:
+        """The core's own enqueue (OwedStore): what no stored change writes."""
+        await self.enqueue(rows, now)
+
     async def due(self, emp: str, now: float, limit: int) -> list[OutboxItem]:
         """Due pending rows, oldest first; rows of one kind and key (a session's CDRs) stay
         in order."""
