@@ -106,7 +106,7 @@ def main() -> None:
         ) -> Any:
             if module == ModuleID.credentials_and_registration:
                 old = kw.get("auth_token")
-                tokens_c.pop(old, None)
+                tokens_c.pop(str(old), None)
                 token_c = secrets.token_urlsafe(24)
                 tokens_c[token_c] = data
                 _say(event="updated", cpo=data.get("credentials"))
