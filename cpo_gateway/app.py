@@ -11,13 +11,13 @@ import asyncio
 import dataclasses
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.bridge.links import LinkState
-from cpo_gateway.bridge.ports import OutboxState
+from cpo_gateway.bridge.ports import EmpLink, OutboxState
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
@@ -36,6 +36,7 @@ from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.ops import GatewayOps
+from cpo_gateway.partners import partners_of, route, series_of, unserved
 from cpo_gateway.runtime import Collector
 from cpo_gateway.store import Database, DatabaseUnusable, Store
 from cpo_gateway.systemd import Notifier
@@ -65,6 +66,7 @@ class ServiceDied(Exception):
 
 EXIT_CANTBIND = 71
 EXIT_CANTCREATE = 73
+EXIT_CONFIG = 78
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:
@@ -138,11 +140,11 @@ def offline_core(cfg: Config, store: Store, clock: Callable[[], float] = time.ti
         coro.close()
         raise RuntimeError(f"{name}: an offline core runs no background work")
 
-    emp_link = EmpClients(_endpoints(cfg), clock=clock)
+    emp_link = route(cfg.emps, {"oioi": EmpClients(_endpoints(cfg), clock=clock)})
     return Core(
         store,
         cfg.catalogue,
-        cfg.partners,
+        partners_of(cfg.emps),
         ChargerRegistry(),
         emp_link,
         cfg.core_settings,
@@ -161,11 +163,13 @@ class Gateway:
         notifier: Notifier | None = None,
         collector: Collector | None = None,
         load: Callable[[], Config] | None = None,
+        adapters: Mapping[str, EmpLink] | None = None,
     ) -> None:
         """`collector`: pace full garbage collections (a process-wide setting: the gateway's
         own process installs one; tests that run several gateways in one process do not).
         `load` reads the config again for a reload (default: the same file, this
-        environment)."""
+        environment). `adapters`: partner adapters by protocol beside the built-in ones
+        (the OIOI client), e.g. a recording one in tests."""
         self.config = config
         self._load = load or (lambda: load_config(config.path))
         self._reload_lock = asyncio.Lock()
@@ -181,10 +185,13 @@ class Gateway:
         self.db = Database(config.gateway.database)
         self.store = Store(self.db)
         # One registry per gateway: tests run many in one process.
-        self.exposition = GatewayMetrics(self._parts, [e.name for e in config.emps], __version__)
+        self.exposition = GatewayMetrics(self._parts, series_of(config.emps), __version__)
         self.emp_clients = EmpClients(
             _endpoints(config), clock=clock, timings=self.exposition.emp_request_seconds
         )
+        links: dict[str, EmpLink] = {"oioi": self.emp_clients, **(adapters or {})}
+        self._unserved = unserved(config.emps, links)
+        self.emp_router = route(config.emps, links)
         # Every part is built here and only started by start(): none is None while the
         # gateway lives, so neither the code nor its tests guard against a missing part.
         cfg = config
@@ -192,9 +199,9 @@ class Gateway:
         self.core = Core(
             self.store,
             cfg.catalogue,
-            cfg.partners,
+            partners_of(cfg.emps),
             chargers,
-            self.emp_clients,
+            self.emp_router,
             cfg.core_settings,
             connected=chargers.connected_ids,
             spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
@@ -258,6 +265,12 @@ class Gateway:
     async def start(self) -> None:
         started = time.monotonic()
         cfg = self.config
+        if self._unserved:
+            raise StartupError(
+                f"{cfg.path}: no adapter in this build serves [[emp]] "
+                f"{', '.join(self._unserved)}: set its protocol to one this gateway speaks",
+                EXIT_CONFIG,
+            )
         try:
             cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
             probe = cfg.gateway.state_dir / ".write-test"
@@ -416,7 +429,7 @@ class Gateway:
         ):
             return False
         for emp in new.emps:
-            if emp.api_key != old[emp.name].api_key:
+            if emp.protocol == "oioi" and emp.api_key != old[emp.name].api_key:
                 self.emp_clients.set_key(emp.name, emp.api_key)
                 await self.core.resume_delivery(emp.name)
                 log.info("emp.key_changed", emp=emp.name)

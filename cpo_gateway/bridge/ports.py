@@ -51,7 +51,8 @@ class ChargerControl(Protocol):
 
 
 class EmpLink(Protocol):
-    """Requests to EMPs (implemented by oioi/)."""
+    """Requests to EMPs (implemented by the partner adapters, one per protocol, behind a
+    router that picks each EMP's). `kind` is an Owed value (bridge/owed.py)."""
 
     async def verify(self, emp: str, uid: str) -> VerifyOutcome: ...
 
@@ -169,7 +170,7 @@ class OutboxItem:
 
 @dataclass(frozen=True, slots=True)
 class PostedStation:
-    """What was last queued as station-post for one EMP."""
+    """What was last queued as station data for one EMP."""
 
     hash: str
     payload: dict[str, Any]
