@@ -191,7 +191,6 @@ class Config:
         return tuple(e for e in self.emps if e.protocol == "ocpi")
 
 
-PROTOCOLS = ("oioi", "ocpi")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -513,7 +512,7 @@ def _emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
         verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),
         request_timeout_s=t.number("request_timeout_s", d.request_timeout_s, lo=0.5, hi=300.0),
         concurrency=t.integer("concurrency", d.concurrency, lo=1, hi=64),
-        protocol=t.string("protocol", d.protocol, choices=PROTOCOLS),
+        protocol="oioi",
     )
     t.finish()
     return cfg
@@ -546,7 +545,8 @@ def _ocpi_emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
         url="",
         api_key="",
         inbound_api_key="",
-        partner_identifier=name or "",
+        # what the core files the partner's sessions and CDRs under (default: its name)
+        partner_identifier=t.string("partner_identifier", name or ""),
         online_authorization=t.boolean("online_authorization", d.online_authorization),
         offline_policy=t.string("offline_policy", d.offline_policy, choices=("reject", "accept")),
         verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),

@@ -5,19 +5,41 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.links import LinkState
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
 from cpo_gateway.cli import main
 from cpo_gateway.config import ConfigError, load_config
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
 from tests.conftest import Harness, running_gateway, write_config
+
+
+class Taken:
+    """The partner adapter for OCPI deliveries (the modules that render them are not part of
+    this test): takes every owed message, so the outbox stays quiet."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+        return VerifyOutcome.UNKNOWN
+
+    async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
+        self.kinds.append(kind)
+        return Delivery(DeliveryStatus.DELIVERED)
+
+
+def _gateway(path: Path) -> Gateway:
+    return Gateway(load_config(path, {}), adapters={"ocpi": Taken()})
+
 
 OCPI_TABLE = """
 [ocpi]
@@ -87,7 +109,7 @@ async def test_both_directions_beside_oioi(
     emsp.fail_credentials = 1  # the first attempt at start fails: retried with back-off
     path = write_config(tmp_path, emp_url=emp.url, extra=_ocpi_emps(emsp) + OCPI_TABLE)
     cfg = load_config(path, {})
-    async with running_gateway(Gateway(cfg), emp) as h:
+    async with running_gateway(Gateway(cfg, adapters={"ocpi": Taken()}), emp) as h:
         gw = h.gateway
         assert gw.ocpi is not None
         versions = gw.ocpi.base_url + "/versions"
@@ -156,7 +178,7 @@ async def test_register_on_demand_from_the_cli(
         "port = 0", f'port = {port}\nbase_url = "http://127.0.0.1:{port}/ocpi/cpo"'
     )
     path = write_config(tmp_path, emp_url=emp.url, extra=_ocpi_emps(emsp) + table)
-    async with running_gateway(Gateway(load_config(path, {})), emp) as h:
+    async with running_gateway(_gateway(path), emp) as h:
 
         async def registered() -> bool:
             link = await h.store.link("emsp-out")
@@ -204,7 +226,7 @@ async def test_token_a_is_refused_once_used(
 @pytest.fixture
 async def harness_ocpi(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[Harness]:
     path = write_config(tmp_path, emp_url=emp.url, extra=_ocpi_emps(None) + OCPI_TABLE)
-    async with running_gateway(Gateway(load_config(path, {})), emp) as h:
+    async with running_gateway(_gateway(path), emp) as h:
         yield h
 
 
