@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus
-from cpo_gateway.ocpi.locations import Locations, ocpi_status, status_patch
+from cpo_gateway.ocpi.locations import Locations, ocpi_problems, ocpi_status, status_patch
 from cpo_gateway.ocpi.ports import EvseState
 from cpo_gateway.ocpi.transport import Party
 from tests.ocpi_fixtures import catalogue
@@ -157,3 +157,18 @@ def test_a_station_in_a_country_of_several_zones_needs_its_time_zone_once_priced
     with pytest.raises(ConfigError) as info:
         catalogue(tmp_path, bad)
     assert any("station[0].time_zone" in p and "Mars/Olympus" in p for p in info.value.problems)
+
+
+def test_ocpi_problems_name_what_cannot_be_an_ocpi_location(tmp_path: Path) -> None:
+    from tests.ocpi_fixtures import STATIONS
+
+    assert ocpi_problems(catalogue(tmp_path)) == []
+    text = STATIONS.replace('id = "DE-MUC-MAX-01"', 'id = "' + "M" * 37 + '"').replace(
+        'zip = "80539", country = "DE"', 'zip = "10001", country = "US"'
+    )
+    # The Munich connectors have tariffs: the loader itself wants the zone; drop them.
+    text = text.replace('tariff = "DC"\nmax_voltage', "max_voltage").replace(
+        'connector = 2\ntariff = "DC"', "connector = 2"
+    )
+    problems = ocpi_problems(catalogue(tmp_path, text))
+    assert [p.split(":")[0] for p in problems] == ["station[1].id", "station[1].time_zone"]

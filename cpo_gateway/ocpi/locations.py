@@ -297,3 +297,25 @@ def _hours(station: Station) -> dict[str, Any]:
             )
     regular.sort(key=lambda r: (r["weekday"], r["period_begin"]))
     return {"twentyfourseven": False, "regular_hours": regular}
+
+
+def ocpi_problems(catalogue: Catalogue) -> list[str]:
+    """What keeps the stations file from rendering as valid OCPI Locations (for
+    check-config when OCPI partners are configured): ids too long for OCPI's CiStrings, and
+    stations whose time zone is not known."""
+    problems = []
+    for i, st in enumerate(catalogue.stations):
+        if len(st.id) > 36 or not st.id.isascii():
+            problems.append(
+                f"station[{i}].id: expected at most 36 ASCII characters (the OCPI location id), found {st.id!r}"
+            )
+        if st.time_zone is None and st.address.country not in SINGLE_ZONE:
+            problems.append(
+                f"station[{i}].time_zone: expected an IANA time zone (country {st.address.country!r} has several), found nothing"
+            )
+        for j, c in enumerate(st.connectors):
+            if len(c.evse_id) > 48:
+                problems.append(
+                    f"station[{i}].connector[{j}].evse_id: expected at most 48 characters (OCPI evse_id), found {c.evse_id!r}"
+                )
+    return problems

@@ -28,6 +28,7 @@ from cpo_gateway.bridge.tariff import (
     TariffElement,
 )
 
+MAX_SESSION_S = Decimal(400 * 86400)
 MONEY = Decimal("0.0001")  # OCPI numbers carry at most 4 decimals
 _ZERO = Decimal(0)
 _HOUR = Decimal(3600)
@@ -134,6 +135,9 @@ class _Line:
 def price_session(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> Costs:
     charging = max(usage.charging_s, _ZERO)
     total_s = charging + max(usage.parking_s, _ZERO)
+    if total_s > MAX_SESSION_S:
+        # The CDR review holds such a session anyway; never walk years of midnights.
+        raise ValueError(f"session of {total_s} s is longer than {MAX_SESSION_S} s")
     energy = max(usage.energy_kwh, _ZERO)
     rate = energy / charging if charging > 0 else _ZERO  # kWh per second while charging
     power = rate * _HOUR if charging > 0 else None  # kW, the average
