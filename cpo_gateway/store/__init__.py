@@ -9,9 +9,12 @@ from cpo_gateway.store.reports import ReportsRepo
 from cpo_gateway.store.security import SecurityRepo
 from cpo_gateway.store.sessions import ChargingRepo
 from cpo_gateway.store.steps import StepsRepo
+from cpo_gateway.store.tokens import TokensRepo
 
 
-class Store(ChargingRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo):
+class Store(
+    ChargingRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo, TokensRepo
+):
     """Every repository over one database."""
 
     def __init__(self, db: Database) -> None:
