@@ -21,7 +21,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "cpo_gateway"
 CORE = "bridge"
-ADAPTERS = frozenset({"csms", "oioi", "store", "jobs", "console"})
+ADAPTERS = frozenset({"csms", "oioi", "ocpi", "store", "jobs", "console"})
 # Modules that wire adapters together, and the simulated peers and benchmarks: no adapter
 # may import them.
 COMPOSITION = frozenset({"app", "cli", "admin_cli", "__main__", "sim", "bench"})
@@ -129,7 +129,7 @@ def concrete_core_violations(pkg: Path) -> list[str]:
 
 
 def test_packages_exist() -> None:
-    packages = "bridge csms oioi store jobs console sim sim/charger sim/charger201 sim/emp bench bench/soak"
+    packages = "bridge csms oioi ocpi store jobs console sim sim/charger sim/charger201 sim/emp bench bench/soak"
     for sub in packages.split():
         assert (PKG / sub / "__init__.py").is_file(), sub
     assert not (PKG / "ocpp").exists(), "a cpo_gateway/ocpp package would shadow the library"

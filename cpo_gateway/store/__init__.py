@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
+from cpo_gateway.store.links import LinksRepo
 from cpo_gateway.store.outbox import OutboxRepo
 from cpo_gateway.store.registry import RegistryRepo
 from cpo_gateway.store.reports import ReportsRepo
@@ -13,7 +14,14 @@ from cpo_gateway.store.tokens import TokensRepo
 
 
 class Store(
-    ChargingRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo, TokensRepo
+    ChargingRepo,
+    LinksRepo,
+    OutboxRepo,
+    RegistryRepo,
+    ReportsRepo,
+    SecurityRepo,
+    StepsRepo,
+    TokensRepo,
 ):
     """Every repository over one database."""
 

@@ -223,11 +223,33 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX issued_certificates_by_charger ON issued_certificates (charge_point, issued_at);
     """,
-    # 9-12: numbers held by sibling branches (merged in their order); no-ops here.
+    # 9-11: numbers held for work on sibling branches; each is replaced by its migration
+    # when that branch is merged (an empty script only records the version)
     "",
     "",
     "",
-    "",
+    # 12: credentials links with roaming partners that exchange tokens in a handshake
+    # (bridge/links.py): the tokens each side presents, where the partner starts, what the
+    # handshake learned; the partner's token and our one-time invitation found by digest
+    """
+    CREATE TABLE partner_links (
+        partner TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        token_in TEXT,
+        token_in_digest TEXT,
+        token_out TEXT,
+        peer_url TEXT,
+        details TEXT NOT NULL DEFAULT '{}',
+        token_a_digest TEXT,
+        registered_at REAL,
+        updated_at REAL NOT NULL,
+        last_error TEXT
+    );
+    CREATE UNIQUE INDEX partner_links_token_in ON partner_links (token_in_digest)
+        WHERE token_in_digest IS NOT NULL;
+    CREATE UNIQUE INDEX partner_links_token_a ON partner_links (token_a_digest)
+        WHERE token_a_digest IS NOT NULL;
+    """,
     # 13: partners' tokens. A full list from a partner is received into a new generation
     # while the one in force still answers; finishing it moves `generation` in one commit,
     # so a list interrupted half way never replaces anything (rows of generations neither
