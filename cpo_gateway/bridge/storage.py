@@ -327,6 +327,10 @@ class TokenStore(Protocol):
 
     async def token_listings(self, uid: str) -> list[Listing]: ...
 
+    async def issued_as(self, partner: str, card_uid: str) -> tuple[str, str] | None:
+        """(uid as issued, kind) of the partner's token a charger presents as `card_uid`."""
+        ...
+
 
 class StorePort(
     TransactionStore,

@@ -76,3 +76,6 @@ class TokenBook(TokenSide):
         log.info("tokens.replaced", emp=partner, total=replaced.total, previous=replaced.previous)
         self._spawn(self._push_all(), "locallist-push-all")
         return replaced
+
+    async def issued_as(self, partner: str, card_uid: str) -> tuple[str, str] | None:
+        return await self._store.issued_as(partner, card_uid)

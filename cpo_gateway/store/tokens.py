@@ -153,6 +153,15 @@ class TokensRepo:
         )
         return [Listing(str(r[0]), TokenPolicy(r[1]), bool(r[2])) for r in rows]
 
+    async def issued_as(self, partner: str, card_uid: str) -> tuple[str, str] | None:
+        row = await self.db.one(
+            "SELECT t.uid, t.type FROM tokens t "
+            "JOIN token_lists l ON l.partner = t.partner AND l.generation = t.generation "
+            "WHERE t.card_uid = ? AND t.partner = ? ORDER BY t.type = 'RFID' DESC LIMIT 1",
+            (card_uid, partner),
+        )
+        return None if row is None else (str(row[0]), str(row[1]))
+
     async def token_counts(self) -> dict[str, int]:
         rows = await self.db.all("SELECT partner, count FROM token_lists")
         return {str(r[0]): int(r[1]) for r in rows}
