@@ -30,7 +30,7 @@ from cpo_gateway.bridge.model import (
     VerifyOutcome,
 )
 from cpo_gateway.bridge.pending import PendingStarts
-from cpo_gateway.bridge.ports import EmpLink
+from cpo_gateway.bridge.ports import Verifier
 
 log = logs.get(__name__)
 
@@ -57,7 +57,7 @@ class Authorizer:
     def __init__(
         self,
         emps: Sequence[EmpPolicy],
-        link: EmpLink,
+        link: Verifier,
         listings: Callable[[str], Awaitable[list[Listing]]],
         pending: PendingStarts,
         *,

@@ -50,10 +50,14 @@ class ChargerControl(Protocol):
         ...
 
 
-class EmpLink(Protocol):
-    """Requests to EMPs (implemented by oioi/)."""
+class Verifier(Protocol):
+    """Online authorization of a card by an EMP (what the authorization chain needs)."""
 
     async def verify(self, emp: str, uid: str) -> VerifyOutcome: ...
+
+
+class EmpLink(Verifier, Protocol):
+    """Requests to EMPs (implemented by oioi/ and ocpi/)."""
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery: ...
 
@@ -229,4 +233,5 @@ __all__ = [
     "TransactionStart",
     "TransactionStop",
     "TxRecord",
+    "Verifier",
 ]
