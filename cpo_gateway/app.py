@@ -11,13 +11,13 @@ import asyncio
 import dataclasses
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.bridge.links import LinkState
-from cpo_gateway.bridge.ports import OutboxState
+from cpo_gateway.bridge.ports import EmpLink, OutboxState
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
@@ -30,12 +30,16 @@ from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
 from cpo_gateway.ocpi.client import OcpiClient
+from cpo_gateway.ocpi.link import OcpiLink, pull_source
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
 from cpo_gateway.ocpi.server import OcpiServer
+from cpo_gateway.ocpi.token_pull import TokenPuller
+from cpo_gateway.ocpi.tokens_api import TokensReceiver
 from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.ops import GatewayOps
+from cpo_gateway.partners import partners_of, route, series_of, unserved
 from cpo_gateway.runtime import Collector
 from cpo_gateway.store import Database, DatabaseUnusable, Store
 from cpo_gateway.systemd import Notifier
@@ -65,6 +69,7 @@ class ServiceDied(Exception):
 
 EXIT_CANTBIND = 71
 EXIT_CANTCREATE = 73
+EXIT_CONFIG = 78
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:
@@ -138,11 +143,11 @@ def offline_core(cfg: Config, store: Store, clock: Callable[[], float] = time.ti
         coro.close()
         raise RuntimeError(f"{name}: an offline core runs no background work")
 
-    emp_link = EmpClients(_endpoints(cfg), clock=clock)
+    emp_link = route(cfg.emps, {"oioi": EmpClients(_endpoints(cfg), clock=clock)})
     return Core(
         store,
         cfg.catalogue,
-        cfg.partners,
+        partners_of(cfg.emps),
         ChargerRegistry(),
         emp_link,
         cfg.core_settings,
@@ -161,11 +166,13 @@ class Gateway:
         notifier: Notifier | None = None,
         collector: Collector | None = None,
         load: Callable[[], Config] | None = None,
+        adapters: Mapping[str, EmpLink] | None = None,
     ) -> None:
         """`collector`: pace full garbage collections (a process-wide setting: the gateway's
         own process installs one; tests that run several gateways in one process do not).
         `load` reads the config again for a reload (default: the same file, this
-        environment)."""
+        environment). `adapters`: partner adapters by protocol beside the built-in ones
+        (the OIOI client), e.g. a recording one in tests."""
         self.config = config
         self._load = load or (lambda: load_config(config.path))
         self._reload_lock = asyncio.Lock()
@@ -181,10 +188,21 @@ class Gateway:
         self.db = Database(config.gateway.database)
         self.store = Store(self.db)
         # One registry per gateway: tests run many in one process.
-        self.exposition = GatewayMetrics(self._parts, [e.name for e in config.emps], __version__)
+        self.exposition = GatewayMetrics(self._parts, series_of(config.emps), __version__)
         self.emp_clients = EmpClients(
             _endpoints(config), clock=clock, timings=self.exposition.emp_request_seconds
         )
+        self.ocpi: OcpiServer | None = None
+        self.ocpi_client: OcpiClient | None = None
+        self._registering: list[asyncio.Task[Any]] = []
+        built = ocpi_parts(config, self.store, lambda: self._ocpi_base_url())
+        links: dict[str, EmpLink] = {"oioi": self.emp_clients}
+        if built is not None:
+            self.ocpi_client, registrar = built
+            links["ocpi"] = OcpiLink(self.ocpi_client, self.store, self.store.issued_as)
+        links.update(adapters or {})
+        self._unserved = unserved(config.emps, links)
+        self.emp_router = route(config.emps, links)
         # Every part is built here and only started by start(): none is None while the
         # gateway lives, so neither the code nor its tests guard against a missing part.
         cfg = config
@@ -192,9 +210,9 @@ class Gateway:
         self.core = Core(
             self.store,
             cfg.catalogue,
-            cfg.partners,
+            partners_of(cfg.emps),
             chargers,
-            self.emp_clients,
+            self.emp_router,
             cfg.core_settings,
             connected=chargers.connected_ids,
             spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
@@ -228,12 +246,8 @@ class Gateway:
             metrics=self.metrics if on_oioi else None,
             limits=_listener_limits(cfg),
         )
-        self.ocpi: OcpiServer | None = None
-        self.ocpi_client: OcpiClient | None = None
-        self._registering: list[asyncio.Task[Any]] = []
-        built = ocpi_parts(cfg, self.store, lambda: self._ocpi_base_url())
+        self.token_puller: TokenPuller | None = None
         if built is not None and cfg.ocpi is not None:
-            self.ocpi_client, registrar = built
             self.ocpi = OcpiServer(
                 registrar,
                 host=cfg.ocpi.host,
@@ -242,7 +256,9 @@ class Gateway:
                 ours=Party(cfg.ocpi.country_code, cfg.ocpi.party_id),
                 max_body_bytes=cfg.ocpi.max_body_bytes,
                 limits=_listener_limits(cfg),
+                modules=[TokensReceiver(self.core.tokens)],
             )
+            self.token_puller = TokenPuller(built[0], self.core.tokens)
         self.jobs = Jobs(
             self.core,
             outbox_tick_s=cfg.outbox.tick_s,
@@ -258,6 +274,12 @@ class Gateway:
     async def start(self) -> None:
         started = time.monotonic()
         cfg = self.config
+        if self._unserved:
+            raise StartupError(
+                f"{cfg.path}: no adapter in this build serves [[emp]] "
+                f"{', '.join(self._unserved)}: set its protocol to one this gateway speaks",
+                EXIT_CONFIG,
+            )
         try:
             cfg.gateway.state_dir.mkdir(parents=True, exist_ok=True)
             probe = cfg.gateway.state_dir / ".write-test"
@@ -283,6 +305,7 @@ class Gateway:
             raise StartupError(f"cannot listen: {exc.strerror or exc}", EXIT_CANTBIND) from exc
         self._listening = True
         await self._register_ocpi_partners()
+        self._pull_ocpi_tokens()
         self.jobs.start()
         await self._start_console()
         if self.notifier.watchdog_interval_s:
@@ -327,6 +350,21 @@ class Gateway:
                         registrar.register_until_done(name), name=f"ocpi-register-{name}"
                     )
                 )
+
+    def _pull_ocpi_tokens(self) -> None:
+        """Each OCPI partner's full token list, pulled once it is registered and then
+        nightly (loops cancelled at stop)."""
+        puller = self.token_puller
+        if puller is None:
+            return
+        store = self.store
+        for e in self.config.ocpi_emps:
+            self._endless.append(
+                self.tasks.service(
+                    puller.keep_pulling(e.name, lambda p: pull_source(store, p)),
+                    name=f"ocpi-tokens-{e.name}",
+                )
+            )
 
     def _console(self) -> ConsoleServer | None:
         admin = self.config.admin
@@ -416,7 +454,7 @@ class Gateway:
         ):
             return False
         for emp in new.emps:
-            if emp.api_key != old[emp.name].api_key:
+            if emp.protocol == "oioi" and emp.api_key != old[emp.name].api_key:
                 self.emp_clients.set_key(emp.name, emp.api_key)
                 await self.core.resume_delivery(emp.name)
                 log.info("emp.key_changed", emp=emp.name)

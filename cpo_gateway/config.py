@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cpo_gateway import tlsfiles
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.settings import CoreSettings, OutboxConfig, Partner, SessionsConfig
+from cpo_gateway.bridge.settings import CoreSettings, OutboxConfig, SessionsConfig
 from cpo_gateway.stations import load_stations
 from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table, read_toml
 
@@ -121,23 +121,11 @@ class EmpConfig:
     verify_timeout_s: float = 3.0
     request_timeout_s: float = 30.0
     concurrency: int = 4
-    protocol: str = "oioi"  # oioi | ocpi
+    protocol: str = "oioi"  # one of PROTOCOLS: how the gateway speaks with this partner
     # OCPI: the partner's versions URL and the token A it gave us to register with (both
     # empty when the partner registers with us, with a token A `cpo-gateway ocpi token-a` issues)
     versions_url: str = ""
     token_a: str = field(default="", repr=False)
-
-    @property
-    def partner(self) -> Partner:
-        """This EMP as the core sees it."""
-        return Partner(
-            self.name,
-            self.partner_identifier,
-            self.online_authorization,
-            accept_when_unreachable=self.offline_policy == "accept",
-            verify_timeout_s=self.verify_timeout_s,
-            concurrency=self.concurrency,
-        )
 
 
 @dataclass(frozen=True)
@@ -195,12 +183,6 @@ class Config:
         )
 
     @property
-    def partners(self) -> list[Partner]:
-        # OCPI partners are left out until the core's deliveries are routed per protocol:
-        # the core would otherwise queue OIOI calls for them.
-        return [e.partner for e in self.emps if e.protocol == "oioi"]
-
-    @property
     def oioi_emps(self) -> tuple[EmpConfig, ...]:
         return tuple(e for e in self.emps if e.protocol == "oioi")
 
@@ -209,6 +191,7 @@ class Config:
         return tuple(e for e in self.emps if e.protocol == "ocpi")
 
 
+PROTOCOLS = ("oioi", "ocpi")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -530,6 +513,7 @@ def _emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
         verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),
         request_timeout_s=t.number("request_timeout_s", d.request_timeout_s, lo=0.5, hi=300.0),
         concurrency=t.integer("concurrency", d.concurrency, lo=1, hi=64),
+        protocol=protocol or d.protocol,
     )
     t.finish()
     return cfg
@@ -663,6 +647,7 @@ def _sessions(t: Table | None, path: Path, errors: list[str]) -> SessionsConfig:
         auth_cache_ttl_s=t.number("auth_cache_ttl_s", d.auth_cache_ttl_s, lo=0.0, hi=86400.0),
         id_tag_expiry_s=t.integer("id_tag_expiry_s", d.id_tag_expiry_s, lo=60, hi=30 * 86400),
         ghost_grace_s=t.number("ghost_grace_s", d.ghost_grace_s, lo=0.1, hi=86400.0),
+        update_interval_s=t.number("update_interval_s", d.update_interval_s, lo=1.0, hi=86400.0),
     )
     t.finish()
     return cfg

@@ -20,13 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from cpo_gateway.bridge.cdr import CDR_KIND
-from cpo_gateway.bridge.delivery import STATUS_KIND
 from cpo_gateway.bridge.locallist import ListState
 from cpo_gateway.bridge.model import DeliveryStatus
 from cpo_gateway.bridge.ports import OutboxStat, OutboxState
-from cpo_gateway.bridge.station_sync import STATION_KIND
-from cpo_gateway.oioi.client import VERIFY_KIND
 
 if TYPE_CHECKING:
     from cpo_gateway.bridge.core_ports import CoreCounters
@@ -36,12 +32,23 @@ if TYPE_CHECKING:
     from cpo_gateway.runtime import CollectorStats
 
 P = "cpo_gateway_"
-OUTBOX_KINDS = (STATION_KIND, STATUS_KIND, CDR_KIND)
 OUTBOX_STATES = (OutboxState.PENDING, OutboxState.DEAD)
 # A charger's Call is answered from local state plus one commit: milliseconds, seconds when
 # the database stalls. EMP requests and charger commands cross a network: up to their timeouts.
 OCPP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REMOTE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class EmpSeries:
+    """How one EMP's series are labelled. `kinds` maps each outbox kind the EMP is owed to
+    the `kind` label its figures carry: the name of its protocol's call, which dashboards
+    and alerts know (an OIOI EMP's CDRs read "session-post"). `requests` are the kinds of
+    requests its adapter times in emp_request_seconds, made to exist at 0."""
+
+    name: str
+    kinds: Mapping[str, str]
+    requests: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -85,10 +92,14 @@ def _filled(
 class GatewayCollector(Collector):
     """Every figure the gateway's parts keep, as metric families, read at scrape time."""
 
-    def __init__(self, parts: Callable[[], Parts], emps: Sequence[str], version: str) -> None:
+    def __init__(self, parts: Callable[[], Parts], emps: Sequence[EmpSeries], version: str) -> None:
         self._parts = parts
         self._emps = tuple(emps)
+        self._labels = {e.name: e.kinds for e in emps}
         self._version = version
+
+    def _kind(self, emp: str, kind: str) -> str:
+        return self._labels.get(emp, {}).get(kind, kind)
 
     def collect(self) -> Iterator[Metric]:
         p = self._parts()
@@ -188,18 +199,21 @@ class GatewayCollector(Collector):
         )
 
     def _core(self, core: CoreCounters | None) -> Iterator[Metric]:
-        results = dict(core.delivery_results) if core else {}
-        for emp in self._emps:  # configured EMPs read 0 before their first message
-            for kind in OUTBOX_KINDS:
+        results: dict[tuple[str, str, str], int] = {}
+        for (emp, kind, status), n in core.delivery_results.items() if core else []:
+            key = (emp, self._kind(emp, kind), status.value)
+            results[key] = results.get(key, 0) + n
+        for e in self._emps:  # configured EMPs read 0 before their first message
+            for label in e.kinds.values():
                 for status in DeliveryStatus:
-                    results.setdefault((emp, kind, status), 0)
+                    results.setdefault((e.name, label, status.value), 0)
         yield _filled(
             _counter(
                 "deliveries",
                 "Outbox messages sent to an EMP, by EMP, kind and how the EMP answered",
                 ["emp", "kind", "result"],
             ),
-            [((e, k, r.value), n) for (e, k, r), n in results.items()],
+            list(results.items()),
         )
         decisions = core.authorization_decisions.items() if core else []
         yield _filled(
@@ -217,8 +231,8 @@ class GatewayCollector(Collector):
     def _stored(self, f: Figures) -> Iterator[Metric]:
         # Every configured EMP, kind and state has a series: an empty outbox reads 0, so a
         # dashboard or an alert never sees "no data" where it should see zero.
-        found = {(o.emp, o.kind, o.state): o for o in f.outbox}
-        keys = [(e, k, s) for e in self._emps for k in OUTBOX_KINDS for s in OUTBOX_STATES]
+        found = {(o.emp, self._kind(o.emp, o.kind), o.state): o for o in f.outbox}
+        keys = [(e.name, k, s) for e in self._emps for k in e.kinds.values() for s in OUTBOX_STATES]
         keys += sorted(set(found) - set(keys))
         depth = _gauge("outbox_depth", "Undelivered outbox rows", ["emp", "kind", "state"])
         oldest = _gauge(
@@ -269,7 +283,9 @@ class GatewayMetrics:
     """One gateway's registry: its collector, the process figures and the histograms the
     adapters observe."""
 
-    def __init__(self, parts: Callable[[Figures], Parts], emps: Sequence[str], version: str):
+    def __init__(
+        self, parts: Callable[[Figures], Parts], emps: Sequence[EmpSeries], version: str
+    ) -> None:
         self.registry = CollectorRegistry()
         self._figures = Figures()
         self._parts = parts
@@ -284,7 +300,7 @@ class GatewayMetrics:
         )
         self.emp_request_seconds = Histogram(
             P + "emp_request_seconds",
-            "Requests to an EMP by EMP and kind (rfid-verify included), answered or not",
+            "Requests to an EMP by EMP and kind (its protocol's call), answered or not",
             ["emp", "kind"],
             registry=self.registry,
             buckets=REMOTE_BUCKETS,
@@ -297,9 +313,8 @@ class GatewayMetrics:
             buckets=REMOTE_BUCKETS,
         )
         for emp in emps:  # series exist before the first request: rates read 0, not absent
-            self.emp_request_seconds.labels(emp, VERIFY_KIND)
-            for kind in OUTBOX_KINDS:
-                self.emp_request_seconds.labels(emp, kind)
+            for kind in emp.requests:
+                self.emp_request_seconds.labels(emp.name, kind)
 
     def _current(self) -> Parts:
         return self._parts(self._figures)

@@ -94,7 +94,7 @@ async def receiver(tokens: TokenSide) -> AsyncIterator[str]:
     app = web.Application(
         middlewares=[middleware(RequestCounts(), Party("DE", "CPO"))], client_max_size=64 * 1024
     )
-    TokensReceiver(tokens, identify, PREFIX).add_routes(app)
+    TokensReceiver(tokens, identify).add_routes(app.router, PREFIX)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

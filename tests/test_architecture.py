@@ -8,6 +8,10 @@
 - `app.py` and the cli/composition modules may import everything.
 - Only `app.py` (and the core itself) imports the concrete core, `cpo_gateway.bridge.core`:
   every adapter, ops.py and metrics.py see it through their port (`bridge/core_ports.py`).
+- The core and the store name no roaming protocol: no import, identifier or string (a
+  docstring included) says OIOI or OCPI or one of OIOI's call names; `_` and `-` count
+  alike, so `rfid_post` names rfid-post. The one exception is the schema's history: a
+  migration that rewrote the old outbox kinds names them.
 
 Every rule is a function over a package directory, tested here on the real tree and on a
 small fake tree that breaks it.
@@ -16,6 +20,7 @@ small fake tree that breaks it.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +29,7 @@ CORE = "bridge"
 ADAPTERS = frozenset({"csms", "oioi", "ocpi", "store", "jobs", "console"})
 # Modules that wire adapters together, and the simulated peers and benchmarks: no adapter
 # may import them.
-COMPOSITION = frozenset({"app", "cli", "admin_cli", "__main__", "sim", "bench"})
+COMPOSITION = frozenset({"app", "partners", "cli", "admin_cli", "__main__", "sim", "bench"})
 # What the core may import (a module or any of its submodules).
 CORE_ALLOWED_STDLIB = frozenset(
     {
@@ -37,6 +42,19 @@ CORE_ALLOWED_OWN = frozenset({"cpo_gateway.bridge", "cpo_gateway.logs"})
 CONCRETE_CORE = "bridge.core"
 # Who may build the concrete core: the composition root.
 CONCRETE_CORE_USERS = frozenset({"app"})
+# Packages that speak of partners only in the core's words (bridge/owed.py).
+NEUTRAL = ("bridge", "store")
+PROTOCOL_WORDS = ("oioi", "ocpi")
+OIOI_CALLS = (
+    "station-post", "connector-post-status", "session-post", "rfid-verify", "rfid-post",
+    "session-start", "session-stop",
+)  # fmt: skip
+_NAMED = re.compile("|".join(re.escape(w) for w in (*PROTOCOL_WORDS, *OIOI_CALLS)))
+# (module, name): the schema's history, which no later migration can unwrite.
+NEUTRAL_EXCEPTIONS = frozenset(
+    ("store/migrations.py", call)
+    for call in ("station-post", "connector-post-status", "session-post")
+)
 
 
 def _module_name(pkg: Path, path: Path) -> tuple[str, bool]:
@@ -128,6 +146,43 @@ def concrete_core_violations(pkg: Path) -> list[str]:
     return sorted(offenders)
 
 
+def _words(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, text) of every name and string in a module: imports, identifiers (defined,
+    used, attributes, arguments, keywords) and string constants, docstrings included."""
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.alias):
+            yield line, node.name
+            if node.asname:
+                yield line, node.asname
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield line, node.module
+        elif isinstance(node, ast.Name):
+            yield line, node.id
+        elif isinstance(node, ast.Attribute):
+            yield line, node.attr
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield line, node.name
+        elif isinstance(node, ast.arg | ast.keyword) and node.arg:
+            yield line, node.arg
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield line, node.value
+
+
+def protocol_names(pkg: Path) -> list[str]:
+    """Where the core or the store names a roaming protocol: "module:line: name"."""
+    offenders = set()
+    for sub in NEUTRAL:
+        for path in _modules(pkg, sub):
+            rel = path.relative_to(pkg).as_posix()
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for line, text in _words(tree):
+                for found in _NAMED.findall(text.lower().replace("_", "-")):
+                    if (rel, found) not in NEUTRAL_EXCEPTIONS:
+                        offenders.add((rel, line, found))
+    return [f"{rel}:{line}: {found}" for rel, line, found in sorted(offenders)]
+
+
 def test_packages_exist() -> None:
     packages = "bridge csms oioi ocpi store jobs console sim sim/charger sim/charger201 sim/emp bench bench/soak"
     for sub in packages.split():
@@ -145,6 +200,10 @@ def test_adapters_do_not_import_each_other() -> None:
 
 def test_only_the_composition_root_imports_the_concrete_core() -> None:
     assert concrete_core_violations(PKG) == []
+
+
+def test_the_core_and_the_store_name_no_roaming_protocol() -> None:
+    assert protocol_names(PKG) == []
 
 
 # --- the rules on a fake tree ---------------------------------------------------------------
@@ -275,3 +334,49 @@ def test_concrete_core_rule_catches_adapters_and_top_level_modules(tmp_path: Pat
         "metrics.py: cpo_gateway.bridge.core.Core",
         "oioi/server.py: cpo_gateway.bridge.core",
     ]
+
+
+def test_protocol_rule_catches_imports_identifiers_and_strings(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "bridge/core.py": CLEAN_CORE + "from cpo_gateway.oioi import client\n"
+            "import cpo_gateway.ocpi.versions as v\n"
+            'KIND = "connector-post-status"\n'
+            "def rfid_post(emp): ...\n"
+            "class OcpiTerms: ...\n"
+            "x = core.session_start(session_stop=1)\n"
+            'def f(OIOI_key): """Asks rfid-verify."""\n',
+            "store/outbox.py": "SQL = \"SELECT * FROM outbox WHERE kind = 'station-post'\"\n"
+            "def g(): return Session_Post\n",
+            # The schema's history may name the old kinds, and nothing else.
+            "store/migrations.py": "M = (\"UPDATE outbox SET kind = 'cdr' "
+            "WHERE kind = 'session-post'\", 'rfid-post')\n",
+            "csms/server.py": 'OUTSIDE = "oioi ocpi session-post"\n',  # not the core's
+        },
+    )
+    assert protocol_names(pkg) == [
+        "bridge/core.py:10: oioi",
+        "bridge/core.py:11: ocpi",
+        "bridge/core.py:12: connector-post-status",
+        "bridge/core.py:13: rfid-post",
+        "bridge/core.py:14: ocpi",
+        "bridge/core.py:15: session-start",
+        "bridge/core.py:15: session-stop",
+        "bridge/core.py:16: oioi",
+        "bridge/core.py:16: rfid-verify",
+        "store/migrations.py:1: rfid-post",
+        "store/outbox.py:1: station-post",
+        "store/outbox.py:2: session-post",
+    ]
+
+
+def test_a_neutral_fake_tree_names_no_protocol(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "bridge/core.py": CLEAN_CORE + 'KIND = "evse-status"\ndef set_whitelist(emp): ...\n',
+            "store/migrations.py": "M = \"UPDATE outbox SET kind = 'cdr' WHERE kind = 'session-post'\"\n",
+        },
+    )
+    assert protocol_names(pkg) == []

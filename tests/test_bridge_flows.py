@@ -265,7 +265,7 @@ async def test_unreachable_emp_reject_policy(world: World) -> None:
     # Nobody authorized it: the CDR stays local, visible to ops.
     row = await world.gateway.db.one("SELECT emp, auth_path, state FROM sessions")
     assert row is not None and tuple(row) == (None, "policy", "finished")
-    assert await _count(world, "SELECT COUNT(*) FROM outbox WHERE kind = 'session-post'") == 0
+    assert await _count(world, "SELECT COUNT(*) FROM outbox WHERE kind = 'cdr'") == 0
 
 
 async def test_unreachable_emp_accept_policy(tmp_path: Path) -> None:

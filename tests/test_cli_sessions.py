@@ -23,7 +23,7 @@ async def test_sessions_list_and_cdr_on_start(tmp_path: Path, emp: SandboxEmp) -
     url = f"ws://127.0.0.1:{gateway.csms.port}/ocpp"
     try:
         assert gateway.core is not None
-        await gateway.core.rfid_post("sandbox", ["AABBCCDD"])
+        await gateway.core.set_whitelist("sandbox", ["AABBCCDD"])
         async with SimCharger("CP-HH-001", url, call_timeout=10) as cp:
             await cp.connect()
             card = await cp.start_transaction(

@@ -15,7 +15,7 @@ CARD = "AABBCCDD"
 async def test_sessions_list_shows_times_duration_and_energy(harness: Harness) -> None:
     config = harness.gateway.config.path
     assert harness.gateway.core is not None
-    await harness.gateway.core.rfid_post("sandbox", [CARD])
+    await harness.gateway.core.set_whitelist("sandbox", [CARD])
     began = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     async with harness.charger("CP-HH-001") as cp:
         await cp.connect()

@@ -130,7 +130,7 @@ async def test_an_operator_watches_a_charger_and_its_sessions_live(
             assert len(dead) == 1, "the refused status is dead-lettered"
             await page.goto(console_url(h) + "/outbox?state=dead")
             dead_row = page.locator(f'tr[data-row="{dead[0].id}"]')
-            await expect(dead_row).to_contain_text("connector-post-status")
+            await expect(dead_row).to_contain_text("evse-status")
             await dead_row.locator("button[data-action=outbox_retry]").click()
             await expect(page.locator(".flash.ok")).to_have_text(
                 "outbox_retry: 1 row(s) queued again"

@@ -92,7 +92,7 @@ async def test_retried_stop_stops_once(h: Harness) -> None:
         assert without_expiry(again) == without_expiry(fresh_id) == without_expiry([first])
         assert first["idTagInfo"]["status"] == "Accepted"
     assert await count(h, "SELECT COUNT(*) FROM transactions") == 1
-    assert await count(h, "SELECT COUNT(*) FROM outbox WHERE kind = 'session-post'") == 1
+    assert await count(h, "SELECT COUNT(*) FROM outbox WHERE kind = 'cdr'") == 1
     row = await h.store.db.one("SELECT session_id, meter_stop_wh FROM transactions")
     assert row is not None and row["meter_stop_wh"] == 5000
     session_id = row["session_id"]
@@ -121,7 +121,7 @@ async def test_stop_for_an_unknown_transaction_becomes_an_orphan_session(
         ("orphan", None, "finished"),
     ]
     cdr_session = rows[0]["id"]
-    queued = await h.store.db.all("SELECT key FROM outbox WHERE kind = 'session-post'")
+    queued = await h.store.db.all("SELECT key FROM outbox WHERE kind = 'cdr'")
     assert [r["key"] for r in queued] == [cdr_session]
     await h.emp.wait_for(lambda: cdr_session in h.emp.cdrs, timeout=10)
     assert h.emp.cdrs[cdr_session]["user"]["identifier"] == TAG

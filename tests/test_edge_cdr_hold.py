@@ -26,7 +26,7 @@ async def _metrics(h: Harness) -> str:
 
 
 async def _cdr_rows(h: Harness) -> list[dict[str, Any]]:
-    rows = await h.store.db.all("SELECT * FROM outbox WHERE kind = 'session-post' ORDER BY id")
+    rows = await h.store.db.all("SELECT * FROM outbox WHERE kind = 'cdr' ORDER BY id")
     return [dict(r) for r in rows]
 
 

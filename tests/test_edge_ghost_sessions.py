@@ -68,7 +68,7 @@ async def _start(h: Harness, cp: SimCharger, evco: str = EVCO) -> tuple[str, int
 async def _cdr_rows(h: Harness, session_id: str) -> int:
     return int(
         await h.gateway.db.scalar(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'session-post' AND key = ?", (session_id,)
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'cdr' AND key = ?", (session_id,)
         )
     )
 

@@ -36,9 +36,7 @@ async def test_a_start_after_the_pending_start_was_closed_elsewhere_is_late(
         await _until(lambda: tx in _remote_stops(cp), "a RemoteStopTransaction")
         session = await _finished(setup, tx)
         assert (session["origin"], session["emp"]) == ("late", "sandbox")
-        posts = await setup.gateway.db.scalar(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'session-post'"
-        )
+        posts = await setup.gateway.db.scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'cdr'")
         assert posts == 0 and not setup.emp.cdrs
         _, body = await asking
         assert body["result"]["code"] == 312

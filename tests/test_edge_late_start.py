@@ -119,9 +119,7 @@ async def test_late_acceptance_after_timeout_is_stopped_and_not_billed(tmp_path:
         )
         assert "told it failed" in str(session["detail"])
         # The stop's CDR would have been written in the stop's own commit: there is none.
-        posts = await setup.gateway.db.scalar(
-            "SELECT COUNT(*) FROM outbox WHERE kind = 'session-post'"
-        )
+        posts = await setup.gateway.db.scalar("SELECT COUNT(*) FROM outbox WHERE kind = 'cdr'")
         assert posts == 0 and not setup.emp.cdrs
         assert set(_remote_stops(cp)) == {tx}  # stops only for the late transaction
     out = subprocess.run(

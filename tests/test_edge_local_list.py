@@ -70,7 +70,7 @@ async def test_a_failing_charger_is_retried_with_back_off_and_then_left_alone(
     async with running_gateway(gateway, emp) as h:
         assert gateway.core is not None
         pusher = gateway.core.local_list
-        await gateway.core.rfid_post("sandbox", ["AABBCCDD"])
+        await gateway.core.set_whitelist("sandbox", ["AABBCCDD"])
         async with RawCharger.open(
             h.ocpp_url, responder=_config("true", "Failed"), greet=False
         ) as raw:
@@ -106,7 +106,7 @@ async def test_a_failing_charger_is_retried_with_back_off_and_then_left_alone(
             assert _sends(raw) == 1
             # So does a change of the whitelist.
             await _push_failures_to_the_cap(pusher, clock)
-            await gateway.core.rfid_post("sandbox", ["AABBCCDD", "11223344"])
+            await gateway.core.set_whitelist("sandbox", ["AABBCCDD", "11223344"])
             await raw.wait_calls("SendLocalList", locallist.MAX_FAILURES + 1)
     out = subprocess.run(
         [sys.executable, "-m", "cpo_gateway", "charger", "local-list", "-c", str(path)],
@@ -132,7 +132,7 @@ async def test_a_charger_with_its_local_list_switched_off_gets_no_push(
     with structlog.testing.capture_logs() as events:
         async with running_gateway(gateway, emp) as h:
             assert gateway.core is not None
-            await gateway.core.rfid_post("sandbox", ["AABBCCDD"])
+            await gateway.core.set_whitelist("sandbox", ["AABBCCDD"])
             async with RawCharger.open(
                 h.ocpp_url, responder=_config("false", "Failed"), greet=False
             ) as raw:

@@ -83,7 +83,7 @@ def _cdr(session_id: str) -> NewOutbox:
         partner_identifier=soak_gateway.PARTNER,
         energy_kwh=2.5,
     )
-    return NewOutbox("sandbox", "session-post", session_id, cdr_to_dict(cdr))
+    return NewOutbox("sandbox", "cdr", session_id, cdr_to_dict(cdr))
 
 
 async def test_a_sigkill_mid_pass_re_sends_only_what_was_in_flight(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ async def test_a_wrong_key_is_degraded_health_until_a_reload_fixes_it(
             body = await r.json()
         assert r.status == 200 and body["status"] == "degraded"
         assert "sandbox" in body["degraded"] and "refuses our key" in body["degraded"]["sandbox"]
-        rows = await outbox_rows(h, "station-post")
+        rows = await outbox_rows(h, "station")
         assert len(rows) == 3 and {row["state"] for row in rows} == {"pending"}
 
         path.write_text(
@@ -70,7 +70,7 @@ async def test_a_wrong_key_is_degraded_health_until_a_reload_fixes_it(
         await emp.wait_for(lambda: len(emp.stations) == 3)
 
         async def delivered() -> bool:
-            rows = await outbox_rows(h, "station-post")
+            rows = await outbox_rows(h, "station")
             return {row["state"] for row in rows} == {"delivered"}
 
         await until(delivered)

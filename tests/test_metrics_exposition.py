@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from cpo_gateway import __version__
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
-from cpo_gateway.metrics import OUTBOX_KINDS, OUTBOX_STATES
+from cpo_gateway.metrics import OUTBOX_STATES
+from cpo_gateway.oioi.client import CALLS
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import Harness, running_gateway, write_config
 
@@ -72,7 +73,7 @@ async def test_outbox_gauges_read_zero_for_every_emp_kind_and_state_when_empty(
     assert harness.gateway.core is not None
     await harness.gateway.core.delivery.tick()  # the first start's station-posts
     samples = await scrape(harness)
-    for kind in OUTBOX_KINDS:
+    for kind in CALLS.values():  # an OIOI EMP's figures are labelled by its calls
         for state in OUTBOX_STATES:
             labels = {"emp": "sandbox", "kind": kind, "state": state}
             assert samples[_key("cpo_gateway_outbox_depth", **labels)] == 0, labels

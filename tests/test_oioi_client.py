@@ -48,7 +48,7 @@ async def clients(emp: SandboxEmp) -> AsyncIterator[EmpClients]:
 async def test_a_delivered_station_post_reaches_the_emp(
     clients: EmpClients, emp: SandboxEmp
 ) -> None:
-    result = await clients.deliver("sandbox", "station-post", station_post())
+    result = await clients.deliver("sandbox", "station", station_post())
     assert result.status is DeliveryStatus.DELIVERED
     assert (result.http_status, result.code) == (200, 0)
     assert station().id in emp.stations
@@ -87,7 +87,7 @@ async def test_every_answer_shape_is_read(
     delay: float | None,
 ) -> None:
     emp.fail_next(1, status, code=code, retry_after=retry_after)
-    result = await clients.deliver("sandbox", "connector-post-status", status_post())
+    result = await clients.deliver("sandbox", "evse-status", status_post())
     assert result.status is expected
     assert (result.http_status, result.code) == (status, code)
     assert result.retry_after_s == delay
@@ -109,7 +109,7 @@ async def test_bodies_that_are_not_the_usual_result_object(
     clients: EmpClients, emp: SandboxEmp, status: int, body: bytes, expected: DeliveryStatus
 ) -> None:
     emp.fail_next(1, status, body=body)
-    result = await clients.deliver("sandbox", "station-post", station_post())
+    result = await clients.deliver("sandbox", "station", station_post())
     assert result.status is expected
     assert result.http_status == status
 
@@ -117,7 +117,7 @@ async def test_bodies_that_are_not_the_usual_result_object(
 async def test_an_unrenderable_row_is_rejected_without_a_request(
     clients: EmpClients, emp: SandboxEmp
 ) -> None:
-    result = await clients.deliver("sandbox", "station-post", {"station": {}})
+    result = await clients.deliver("sandbox", "station", {"station": {}})
     assert result.status is DeliveryStatus.REJECTED and "cannot render" in result.detail
     result = await clients.deliver("sandbox", "cdr-post", {})
     assert result.status is DeliveryStatus.REJECTED
@@ -129,7 +129,7 @@ async def test_a_large_reply_body_is_read_whole_up_to_the_cap(
 ) -> None:
     padding = "x" * 200_000  # arrives in several TCP reads
     emp.fail_next(1, 200, body=b'{"pad": "' + padding.encode() + b'", "result": {"code": 181}}')
-    result = await clients.deliver("sandbox", "station-post", station_post())
+    result = await clients.deliver("sandbox", "station", station_post())
     assert (result.status, result.code) == (DeliveryStatus.REJECTED, 181)
 
 
@@ -137,12 +137,12 @@ async def test_connection_errors_and_timeouts_are_retried(
     clients: EmpClients, emp: SandboxEmp
 ) -> None:
     await emp.refuse()
-    result = await clients.deliver("sandbox", "station-post", station_post())
+    result = await clients.deliver("sandbox", "station", station_post())
     assert result.status is DeliveryStatus.RETRY and result.http_status is None
     assert "Connect" in result.detail
     await emp.accept()
     emp.set_delay(3.0)  # beyond the client's 1 s total timeout
-    result = await clients.deliver("sandbox", "station-post", station_post())
+    result = await clients.deliver("sandbox", "station", station_post())
     assert result.status is DeliveryStatus.RETRY and "Timeout" in result.detail
 
 
@@ -194,7 +194,7 @@ async def test_the_verify_deadline_is_shorter_than_the_delivery_timeout(emp: San
         emp.set_delay(1.0)
         assert await c.verify("sandbox", "0A0B0C0D") is VerifyOutcome.UNREACHABLE
         # The delivery, with its own longer timeout, waits for the slow answer.
-        result = await c.deliver("sandbox", "station-post", station_post())
+        result = await c.deliver("sandbox", "station", station_post())
         assert result.status is DeliveryStatus.DELIVERED
     finally:
         await c.close()
@@ -211,9 +211,9 @@ async def test_each_emp_has_its_own_delivery_timeout(emp: SandboxEmp) -> None:
     await c.start()
     try:
         emp.set_delay(1.0)
-        impatient = await c.deliver("impatient", "station-post", station_post())
+        impatient = await c.deliver("impatient", "station", station_post())
         assert impatient.status is DeliveryStatus.RETRY and "Timeout" in impatient.detail
-        patient = await c.deliver("patient", "station-post", station_post())
+        patient = await c.deliver("patient", "station", station_post())
         assert patient.status is DeliveryStatus.DELIVERED
     finally:
         await c.close()

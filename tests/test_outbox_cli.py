@@ -21,15 +21,15 @@ async def test_outbox_show_list_delivered_and_retry_all_pending(
     async with running(config) as gw:
 
         async def waiting() -> bool:
-            rows = await outbox_rows(gw, "station-post")
+            rows = await outbox_rows(gw, "station")
             return len(rows) == 3 and all(r["attempts"] == 1 for r in rows)
 
         await until(waiting)
-        first = (await outbox_rows(gw, "station-post"))[0]
+        first = (await outbox_rows(gw, "station"))[0]
         code, out, _ = await cli(config, "outbox", "show", str(first["id"]))
         assert code == 0
         shown = json.loads(out)
-        assert (shown["kind"], shown["state"], shown["attempts"]) == ("station-post", "pending", 1)
+        assert (shown["kind"], shown["state"], shown["attempts"]) == ("station", "pending", 1)
         assert shown["last_answer"].startswith("HTTP 503")
         assert shown["payload"]["station"]["id"] == first["key"]
         assert shown["next_attempt_at"] > shown["created_at"] and shown["done_at"] is None
@@ -41,12 +41,12 @@ async def test_outbox_show_list_delivered_and_retry_all_pending(
         await emp.wait_for(lambda: len(emp.stations) == 3)
 
         async def delivered() -> bool:
-            rows = await outbox_rows(gw, "station-post")
+            rows = await outbox_rows(gw, "station")
             return all(r["state"] == "delivered" for r in rows)
 
         await until(delivered)
         code, out, _ = await cli(config, "outbox", "list", "--delivered")
-        assert code == 0 and out.count("\tdelivered\tsandbox\tstation-post\t") == 3
+        assert code == 0 and out.count("\tdelivered\tsandbox\tstation\t") == 3
         code, out, _ = await cli(config, "outbox", "show", str(first["id"]))
         assert json.loads(out)["done_at"] is not None
     code, _, err = await cli(config, "outbox", "show", "999999")

@@ -113,16 +113,16 @@ def cdr_row(session_id: str, stop: str | None = "2027-01-15T08:00:00+00:00") -> 
         partner_identifier=PARTNER,
         energy_kwh=1.5 if stop else None,
     )
-    return NewOutbox("sandbox", "session-post", session_id, cdr_to_dict(cdr))
+    return NewOutbox("sandbox", "cdr", session_id, cdr_to_dict(cdr))
 
 
 def status_row(status: str) -> NewOutbox:
     payload = {"evse_id": EVSE, "status": status, "partner_identifier": PARTNER}
-    return NewOutbox("sandbox", "connector-post-status", EVSE, payload)
+    return NewOutbox("sandbox", "evse-status", EVSE, payload)
 
 
 async def post_station(rig: Rig) -> None:
-    row = NewOutbox("sandbox", "station-post", STATION.id, station_payload(STATION, PARTNER, False))
+    row = NewOutbox("sandbox", "station", STATION.id, station_payload(STATION, PARTNER, False))
     await rig.store.queue_station("sandbox", STATION.id, digest(STATION), False, row, rig.clock())
 
 
@@ -264,7 +264,7 @@ async def test_a_status_rewritten_while_in_flight_is_sent_again(rig: Rig) -> Non
     # A newer status arrives while "Occupied" is on its way.
     await rig.store.enqueue([status_row("Available")], rig.clock())
     await rig.store.mark_delivered([item.id], rig.clock())
-    (row,) = [r for r in await rig.rows() if r["kind"] == "connector-post-status"]
+    (row,) = [r for r in await rig.rows() if r["kind"] == "evse-status"]
     assert row["state"] == "pending" and "Available" in row["payload"]
     await rig.deliverer().tick()
     assert rig.emp.statuses[EVSE] == "Available"
@@ -292,8 +292,8 @@ async def test_statuses_wait_for_the_station_post(rig: Rig) -> None:
     await d.tick()
     assert rig.emp.calls("connector-post-status") == []
     rows = {r["kind"]: r for r in await rig.rows()}
-    assert rows["connector-post-status"]["last_error"] == "waiting for station-post"
-    assert rows["connector-post-status"]["attempts"] == 0
+    assert rows["evse-status"]["last_error"] == "waiting for its station to be posted"
+    assert rows["evse-status"]["attempts"] == 0
     rig.clock.now += HOUR
     await d.tick()  # the station goes out
     rig.clock.now += HOUR
@@ -306,7 +306,7 @@ async def test_statuses_wait_for_the_station_post(rig: Rig) -> None:
 async def test_a_status_for_an_evse_of_no_station_is_dead(rig: Rig) -> None:
     row = NewOutbox(
         "sandbox",
-        "connector-post-status",
+        "evse-status",
         "DE*CPO*E9999*9",
         {"evse_id": "DE*CPO*E9999*9", "status": "Available", "partner_identifier": PARTNER},
     )

@@ -58,7 +58,7 @@ async def test_the_cdr_row_exists_once_stop_is_acknowledged(harness: Harness) ->
         )
         conf = await cp.stop_transaction(tx, 4000)
         assert conf is not None  # acknowledged by the gateway
-        (row,) = await outbox_rows(harness, "session-post")
+        (row,) = await outbox_rows(harness, "cdr")
     assert row["state"] == "pending" and '"energy_kwh":3.0' in row["payload"]
     await emp.accept()
     await emp.wait_for(lambda: len(emp.cdrs) == 1)
@@ -79,7 +79,7 @@ async def test_statuses_produced_during_an_outage_arrive_as_the_newest_only(
             await cp.status(1, ocpp)
 
             async def queued(oioi: str = oioi) -> bool:
-                rows = await outbox_rows(harness, "connector-post-status")
+                rows = await outbox_rows(harness, "evse-status")
                 pending = [r for r in rows if r["key"] == EVSE and r["state"] == "pending"]
                 return len(pending) == 1 and f'"status":"{oioi}"' in pending[0]["payload"]
 
@@ -114,7 +114,7 @@ async def test_outbox_cli_lists_retries_and_purges_dead_letters(
         code, out, _ = await cli(config, "outbox", "list", "--dead")
         lines = out.splitlines()
         assert code == 0 and lines[-1] == "3 row(s)"
-        assert all("\tdead\tsandbox\tstation-post\t" in line for line in lines[:3])
+        assert all("\tdead\tsandbox\tstation\t" in line for line in lines[:3])
         assert "HTTP 400, code 230" in lines[0]
         first_id = lines[0].split("\t")[0]
         code, out, _ = await cli(config, "outbox", "purge", first_id)
@@ -137,7 +137,7 @@ async def test_due_rows_resume_within_5_s_of_a_restart(tmp_path: Path, emp: Sand
     async with running(config) as first:
 
         async def attempted() -> bool:
-            rows = await outbox_rows(first, "station-post")
+            rows = await outbox_rows(first, "station")
             return len(rows) == 3 and all(r["attempts"] >= 1 for r in rows)
 
         await until(attempted)
@@ -147,7 +147,7 @@ async def test_due_rows_resume_within_5_s_of_a_restart(tmp_path: Path, emp: Sand
         await emp.wait_for(lambda: len(emp.stations) == 3, timeout=5.0)
 
         async def all_delivered() -> bool:
-            rows = await outbox_rows(second, "station-post")
+            rows = await outbox_rows(second, "station")
             return [r["state"] for r in rows] == ["delivered"] * 3  # none queued twice
 
         await until(all_delivered)

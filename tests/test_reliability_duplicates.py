@@ -63,7 +63,7 @@ async def test_each_transaction_message_three_times_gives_one_session_and_cdr(
     assert cdr["energy-consumed"] == 5.0, "energy counted once: 15 kWh - 10 kWh"
     assert cdr["connector-id"] == EVSE
     # At most the one CDR was posted: replays create no new outbox rows.
-    rows = await h.store.db.all("SELECT id FROM outbox WHERE kind = 'session-post'")
+    rows = await h.store.db.all("SELECT id FROM outbox WHERE kind = 'cdr'")
     assert len(rows) == 1
 
 

@@ -114,10 +114,10 @@ async def test_a_48_hour_outage_ends_in_dead_letters_that_retry_all_dead_deliver
         await asyncio.sleep(0.3)
         rows = await h.store.list_outbox("dead")
         attempts_seen.update(r.attempts for r in await h.store.list_outbox())
-        if {r.kind for r in rows} >= {"session-post", "station-post"}:
+        if {r.kind for r in rows} >= {"cdr", "station"}:
             break
     dead = await h.store.list_outbox("dead")
-    assert len([r for r in dead if r.kind == "session-post"]) == 2
+    assert len([r for r in dead if r.kind == "cdr"]) == 2
     assert max(attempts_seen) >= 10, "retried all along the outage"
     assert not emp.cdrs
     await emp.accept()

@@ -35,7 +35,7 @@ async def delivered_station_posts(config: Path, emp: SandboxEmp) -> list[dict[st
     async with running(config) as gw:
 
         async def settled() -> bool:
-            rows = await outbox_rows(gw, "station-post")
+            rows = await outbox_rows(gw, "station")
             return all(r["state"] == "delivered" for r in rows)
 
         await until(settled)

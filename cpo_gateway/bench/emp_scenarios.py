@@ -27,8 +27,11 @@ from cpo_gateway.bridge.cdr import CDR_KIND, cdr_to_dict
 from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
 from cpo_gateway.bridge.ports import NewOutbox
 from cpo_gateway.config import load_config
+from cpo_gateway.oioi.client import CALLS
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from cpo_gateway.store import Database, Store
+
+CDR_CALL = CALLS[CDR_KIND]
 
 EVCO = "DE-BEN-C00001-4"
 
@@ -207,11 +210,11 @@ async def outbox(ctx: Context, rows: int = 5_000) -> Table:
         await server.stop()
     finally:
         await emp.stop()
-    times = sorted(r.received_at for r in emp.requests if r.call == CDR_KIND)
+    times = sorted(r.received_at for r in emp.requests if r.call == CDR_CALL)
     delivered = len(emp.cdrs)
     total = (times[-1] - started) if times else float("nan")
     steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
-    dead = sum(1 for r in emp.requests if r.call == CDR_KIND and r.answered_status != 200)
+    dead = sum(1 for r in emp.requests if r.call == CDR_CALL and r.answered_status != 200)
     table.add(
         rows,
         delivered,

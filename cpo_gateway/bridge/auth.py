@@ -1,7 +1,7 @@
 """Authorization of idTags presented at a charger.
 
 The chain, in order: whitelist of every EMP -> idTags of pending remote starts -> a short-TTL
-cache of online answers -> rfid-verify to EMPs with online authorization, within a deadline
+cache of online answers -> asking the EMPs with online authorization, within a deadline
 -> the EMP's offline policy when it cannot be reached.
 
 Partners' tokens (bridge/tokens.py) are listings beside the whitelists, each with its policy:

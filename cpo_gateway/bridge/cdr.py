@@ -1,5 +1,6 @@
-"""Charge detail records from stored transactions and sessions, and the plausibility check
-every CDR passes before it leaves (energy and times become money)."""
+"""Charge detail records from stored transactions and sessions, the plausibility check
+every CDR passes before it leaves (energy and times become money), and the session updates
+of partners that follow sessions while they run."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 
-from cpo_gateway.bridge.clock import parse_timestamp, to_rfc3339
+from cpo_gateway.bridge.clock import parse_timestamp, rfc3339, to_rfc3339
 from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
+from cpo_gateway.bridge.owed import Owed, SessionPhase, SessionUpdate
 from cpo_gateway.bridge.ports import SessionRecord, TxRecord
 
-CDR_KIND = "session-post"
+CDR_KIND = Owed.CDR
 
 
 def build_cdr(tx: TxRecord, session: SessionRecord, evse_id: str, partner: str) -> Cdr:
@@ -67,8 +69,8 @@ def review(cdr: Cdr, speed_kw: float | None, now: float) -> str | None:
     """Why `cdr` must not leave without a human looking at it, or None when it is plausible.
 
     `speed_kw` is the connector's rated power (None: unknown, the energy bound is not
-    applied); `now` our clock (epoch seconds). A CDR without energy (the first session-post
-    at the start, cdr_on_start) is checked for its times only.
+    applied); `now` our clock (epoch seconds). A CDR without energy (the first one, sent at
+    the start with cdr_on_start) is checked for its times only.
     """
     start = parse_timestamp(cdr.session_interval.start)
     if start is None:
@@ -125,4 +127,35 @@ def cdr_from_dict(data: dict[str, object]) -> Cdr:
         partner_identifier=str(data["partner_identifier"]),
         charging_interval=Interval(ci["start"], ci.get("stop")) if isinstance(ci, dict) else None,
         energy_kwh=float(energy) if isinstance(energy, int | float) else None,
+    )
+
+
+def build_session_update(
+    tx: TxRecord,
+    session: SessionRecord,
+    evse_id: str,
+    partner: str,
+    phase: SessionPhase,
+    now: float,
+) -> SessionUpdate:
+    """What a partner that follows sessions is told of one: the energy so far from the
+    readings stored (the same register arithmetic as the CDR's)."""
+    start = to_rfc3339(tx.started_at) or to_rfc3339(tx.first_wh_at) or rfc3339(now)
+    begin = tx.meter_start_wh if tx.meter_start_wh is not None else tx.first_wh
+    end = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.last_wh
+    energy = None
+    if begin is not None and end is not None and math.isfinite(end - begin):
+        energy = round(max(0.0, end - begin) / 1000.0, 3)
+    kind = session.user_kind or UserKind.RFID.value
+    return SessionUpdate(
+        session_id=session.id,
+        evse_id=evse_id,
+        partner_identifier=partner,
+        user_kind=kind,
+        user_id=session.user_id or tx.id_tag or "",
+        phase=phase,
+        start=start,
+        updated_at=rfc3339(now),
+        stop=to_rfc3339(tx.stopped_at) if phase is SessionPhase.ENDED else None,
+        energy_kwh=energy,
     )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 
 def rfc3339(epoch: float) -> str:
-    """2024-05-01T10:00:00+00:00 (OIOI's Y-m-d\\TH:i:sP)."""
+    """2024-05-01T10:00:00+00:00: seconds, UTC, the offset written out."""
     return datetime.fromtimestamp(epoch, UTC).replace(microsecond=0).isoformat()
 
 

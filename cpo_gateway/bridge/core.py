@@ -44,8 +44,9 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
     User,
 )
+from cpo_gateway.bridge.owed import CommandOutcome, Owed
 from cpo_gateway.bridge.pending import PendingStarts
-from cpo_gateway.bridge.ports import ChargerControl, EmpLink, TxRecord
+from cpo_gateway.bridge.ports import ChargerControl, EmpLink, NewOutbox, TxRecord
 from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
 from cpo_gateway.bridge.settings import CoreSettings, Partner
@@ -89,7 +90,10 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         self.catalogue = catalogue
         self.settings = settings
         self.partners = {p.name: p for p in partners}
-        self._partner_ids = {p.name: p.partner_identifier for p in partners}
+        # Per kind, the EMPs owed it: nothing is queued for an EMP whose terms do not want it.
+        self._owed_to = {
+            kind: {p.name: p.partner_identifier for p in partners if p.owed(kind)} for kind in Owed
+        }
         self._clock = clock
         self._spawn = spawn
         self.pending = PendingStarts(clock)
@@ -110,7 +114,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         self.status = StatusTracker(
             store,
             catalogue,
-            self._partner_ids,
+            self._owed_to[Owed.EVSE_STATUS],
             debounce_s=settings.sessions.status_debounce_s,
             offline_grace_s=settings.offline_grace_s,
             clock=clock,
@@ -121,12 +125,14 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             catalogue,
             self.authorizer,
             self.pending,
-            self._partner_ids,
+            self._owed_to[Owed.CDR],
             steps=store,
             cdr_on_start=settings.sessions.cdr_on_start,
             clock=clock,
             stop_late_start=self._stop_late_start,
             evidence=self.evidence,
+            follows=self._owed_to[Owed.SESSION],
+            update_interval_s=settings.sessions.update_interval_s,
         )
         self.remote = Remote(
             store,
@@ -181,21 +187,23 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         await self.store.forget_presence(self._clock())
         await self.status.load()
         await self.remote.restore()
-        await sync_stations(self.store, self.catalogue, self._partner_ids, self._clock)
+        await sync_stations(self.store, self.catalogue, self._owed_to[Owed.STATION], self._clock)
 
     async def reload_catalogue(self, catalogue: Catalogue) -> list[str]:
-        """Adopt a new stations file and queue station-posts for what changed (new, changed,
+        """Adopt a new stations file and queue station data for what changed (new, changed,
         removed stations: as at start). Refused, with the problems and nothing changed, when
-        a station an EMP already has changed its connectors (OIOI forbids it)."""
+        a station an EMP already has changed its connectors and that EMP's terms forbid it."""
         problems: list[str] = []
-        for emp in self.partners:
+        for emp, partner in self.partners.items():
+            if not partner.fixed_connectors:
+                continue
             for problem in changed_connectors(catalogue, await self.store.posted_stations(emp)):
                 problems.append(f"{problem} (EMP {emp})")
         if problems:
             return problems
         self.catalogue.adopt(catalogue)
         self.status.catalogue_changed()
-        await sync_stations(self.store, self.catalogue, self._partner_ids, self._clock)
+        await sync_stations(self.store, self.catalogue, self._owed_to[Owed.STATION], self._clock)
         return []
 
     # --- the charger side ----------------------------------------------------------------------
@@ -299,11 +307,12 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         return await release_held(
             self.store,
             self.catalogue,
-            self._partner_ids,
+            self._owed_to[Owed.CDR],
             session_id,
             clock=self._clock,
             kwh=kwh,
             stop=stop,
+            follows=self._owed_to[Owed.SESSION],
         )
 
     async def _listings(self, uid: str) -> list[Listing]:
@@ -315,19 +324,30 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         return listed + await self.store.token_listings(uid)
 
     # --- the EMP side --------------------------------------------------------------------------
-    async def session_start(self, emp: str, user: User, evse_id: str) -> StartResult:
+    async def remote_start(self, emp: str, user: User, evse_id: str) -> StartResult:
         return await self.remote.start(emp, user, evse_id)
 
-    async def session_stop(self, emp: str, evse_id: str, session_id: str | None) -> StopResult:
+    async def remote_stop(self, emp: str, evse_id: str, session_id: str | None) -> StopResult:
         return await self.remote.stop(emp, evse_id, session_id)
 
-    async def rfid_post(self, emp: str, uids: Sequence[str]) -> WhitelistReplaced:
+    async def set_whitelist(self, emp: str, uids: Sequence[str]) -> WhitelistReplaced:
         """Replace an EMP's whitelist, then push it to the chargers in a task of its own."""
         new, total = await self.store.replace_whitelist(emp, uids, rfc3339(self._clock()))
         self.authorizer.clear_cache()
         log.info("whitelist.replaced", emp=emp, new=new, total=total)
         self._spawn(self.local_list.push_all(), "locallist-push-all")
         return WhitelistReplaced(new, total)
+
+    async def owe_command_result(self, emp: str, outcome: CommandOutcome) -> bool:
+        """Queue a charger's final answer to an EMP's command, for an EMP whose terms want
+        command results (False, nothing queued: this EMP takes none)."""
+        partner = self.partners.get(emp)
+        if partner is None or not partner.owed(Owed.COMMAND_RESULT):
+            return False
+        row = NewOutbox(emp, Owed.COMMAND_RESULT, outcome.reference, outcome.to_dict())
+        await self.store.enqueue([row], self._clock())
+        log.info("command.result_queued", emp=emp, reference=outcome.reference)
+        return True
 
     async def push_local_list(self, charge_point_id: str) -> CommandStatus | None:
         return await self.local_list.push(charge_point_id, fresh=True)

@@ -34,13 +34,14 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
     User,
 )
+from cpo_gateway.bridge.owed import CommandOutcome
 from cpo_gateway.bridge.ports import TxRecord
 from cpo_gateway.bridge.reconcile import CloseResult
 
 
 @dataclass(frozen=True, slots=True)
 class WhitelistReplaced:
-    """An rfid-post as stored: UIDs new to the list, and the list's size now."""
+    """A whitelist replaced as a whole: UIDs new to the list, and the list's size now."""
 
     new: int
     total: int
@@ -103,13 +104,20 @@ class ChargerSide(Protocol):
 
 
 class EmpSide(Protocol):
-    """What the EMP side (oioi/) asks of the core, in the core's words."""
+    """What the EMP side (the partner adapters) asks of the core, in the core's words."""
 
-    async def session_start(self, emp: str, user: User, evse_id: str) -> StartResult: ...
+    async def remote_start(self, emp: str, user: User, evse_id: str) -> StartResult: ...
 
-    async def session_stop(self, emp: str, evse_id: str, session_id: str | None) -> StopResult: ...
+    async def remote_stop(self, emp: str, evse_id: str, session_id: str | None) -> StopResult: ...
 
-    async def rfid_post(self, emp: str, uids: Sequence[str]) -> WhitelistReplaced: ...
+    async def set_whitelist(self, emp: str, uids: Sequence[str]) -> WhitelistReplaced:
+        """Replace the EMP's whole whitelist (then pushed to the chargers)."""
+        ...
+
+    async def owe_command_result(self, emp: str, outcome: CommandOutcome) -> bool:
+        """Queue what a charger finally answered to the EMP's command (False: the EMP's
+        terms take no command results)."""
+        ...
 
 
 class ScheduledWork(Protocol):

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import DeliveryStatus
+from cpo_gateway.bridge.owed import Owed
 from cpo_gateway.bridge.ports import EmpLink, OutboxItem
 from cpo_gateway.bridge.storage import DeliveryStore
 
 log = logs.get(__name__)
-STATUS_KIND = "connector-post-status"
+STATUS_KIND = Owed.EVSE_STATUS
 PAUSE_BASE_S = 30.0
 PAUSE_MAX_S = 600.0
 PAUSED = "EMP paused:"  # how a held message's last_error starts
@@ -131,7 +132,9 @@ class Deliverer:
                 if now - item.created_at >= self._window:
                     await self._dead(emp, item, f"station {station} was never posted", now)
                 else:
-                    await self._store.postpone(item.id, now + 5.0, "waiting for station-post")
+                    await self._store.postpone(
+                        item.id, now + 5.0, "waiting for its station to be posted"
+                    )
                 return False
         result = None
         async with self._limits[emp]:

@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.cdr import review
+from cpo_gateway.bridge.cdr import build_session_update, review
 from cpo_gateway.bridge.clock import to_rfc3339
 from cpo_gateway.bridge.model import Interval
-from cpo_gateway.bridge.ports import SessionState
+from cpo_gateway.bridge.owed import Owed, SessionPhase
+from cpo_gateway.bridge.ports import NewOutbox, SessionState
 from cpo_gateway.bridge.storage import ReviewStore
 from cpo_gateway.bridge.transactions import cdr_row, session_cdr
 
@@ -36,8 +37,11 @@ async def release_held(
     clock: Callable[[], float],
     kwh: float | None = None,
     stop: str | None = None,
+    follows: Mapping[str, str] | None = None,
 ) -> Released:
-    """Queue a held session's CDR; with `kwh` (and `stop`, ISO 8601) corrected first."""
+    """Queue a held session's CDR; with `kwh` (and `stop`, ISO 8601) corrected first. An
+    EMP in `follows` (it is owed session updates) also gets the session's end, withheld
+    with the CDR, with the CDR's figures."""
     session = await store.session(session_id)
     if session is None or session.state != SessionState.NEEDS_REVIEW:
         return Released(False, "no session held for review")
@@ -68,6 +72,14 @@ async def release_held(
         if reason is not None:
             return Released(False, f"the corrected CDR is still implausible: {reason}")
         detail = f"corrected to {cdr.energy_kwh} kWh, stop {new_stop} (held: {session.detail})"
-    if not await store.release_reviewed(session.id, [cdr_row(session.emp, cdr)], detail, clock()):
+    rows = [cdr_row(session.emp, cdr)]
+    partner = (follows or {}).get(session.emp)
+    if partner is not None and tx is not None:
+        end = build_session_update(tx, session, cdr.evse_id, partner, SessionPhase.ENDED, clock())
+        end = dataclasses.replace(
+            end, energy_kwh=cdr.energy_kwh, stop=cdr.session_interval.stop or end.stop
+        )
+        rows.append(NewOutbox(session.emp, Owed.SESSION, session.id, end.to_dict()))
+    if not await store.release_reviewed(session.id, rows, detail, clock()):
         return Released(False, "no longer held for review")
     return Released(True, f"CDR queued for {session.emp} ({cdr.energy_kwh} kWh)")

@@ -1,5 +1,5 @@
 """The core's vocabulary: what the charger side reports, what the EMP side asks, and what
-the gateway owes the EMP. Protocol-neutral: adapters translate to and from OCPP and OIOI.
+the gateway owes the EMP. Protocol-neutral: adapters translate to and from the protocols.
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ class StatusUpdate:
 
 
 class VerifyOutcome(StrEnum):
-    """Answer of an EMP's online authorization (rfid-verify)."""
+    """Answer of an EMP asked online about a token presented at a charger."""
 
     ACCEPTED = "accepted"
     UNKNOWN = "unknown"

@@ -1,4 +1,4 @@
-"""The idTags of remote starts, from the EMP's session-start until the charger begins them.
+"""The idTags of remote starts, from the EMP's request until the charger begins them.
 
 One object owns them so their rules live in one place: the authorization chain accepts the
 idTag of a pending start (bridge/auth.py), the charger's StartTransaction binds it

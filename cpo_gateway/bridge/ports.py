@@ -57,7 +57,8 @@ class Verifier(Protocol):
 
 
 class EmpLink(Verifier, Protocol):
-    """Requests to EMPs (implemented by oioi/ and ocpi/)."""
+    """Requests to EMPs (implemented by the partner adapters, one per protocol, behind a
+    router that picks each EMP's). `kind` is an Owed value (bridge/owed.py)."""
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery: ...
 
@@ -173,7 +174,7 @@ class OutboxItem:
 
 @dataclass(frozen=True, slots=True)
 class PostedStation:
-    """What was last queued as station-post for one EMP."""
+    """What was last queued as station data for one EMP."""
 
     hash: str
     payload: dict[str, Any]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cpo_gateway.bridge.owed import Owed
+
 
 @dataclass(frozen=True)
 class SessionsConfig:
@@ -22,6 +24,11 @@ class SessionsConfig:
     auth_cache_ttl_s: float = 300.0
     id_tag_expiry_s: int = 3600
     ghost_grace_s: float = 300.0
+    # How often a running session's progress (energy so far) is queued for partners that
+    # follow sessions, per session. A meter report every 10-60 s is common; a minute keeps
+    # the partner's app current to a minute while costing at most 60 rows an hour per
+    # session (coalesced: a partner that is down holds one row per session, not a backlog).
+    update_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,8 @@ class OutboxConfig:
 @dataclass(frozen=True, slots=True)
 class CoreSettings:
     """What the core is tuned by. `offline_grace_s` comes from [ocpp] (how long a charger
-    may be gone before its connectors are Offline), `request_deadline_s` from [oioi] (how
-    long an EMP's request may take, the charger's answer included)."""
+    may be gone before its connectors are Offline), `request_deadline_s` from the EMPs'
+    listener (how long an EMP's request may take, the charger's answer included)."""
 
     offline_grace_s: float
     request_deadline_s: float
@@ -51,7 +58,13 @@ class CoreSettings:
 
 @dataclass(frozen=True, slots=True)
 class Partner:
-    """An EMP as the core sees it."""
+    """An EMP as the core sees it: who it is and its terms, what it is owed.
+
+    `wants`: the kinds of message the core queues for it (nothing else is ever queued for
+    it). `online_authorization`: whether it is asked about unknown tokens while a driver
+    waits. `fixed_connectors`: a station it has received keeps its connectors (a change
+    means deleting the station and adding it again under a new id). The composition root
+    derives the terms from the partner's protocol."""
 
     name: str
     partner_identifier: str
@@ -59,3 +72,8 @@ class Partner:
     accept_when_unreachable: bool
     verify_timeout_s: float
     concurrency: int
+    wants: frozenset[Owed]
+    fixed_connectors: bool
+
+    def owed(self, kind: Owed) -> bool:
+        return kind in self.wants

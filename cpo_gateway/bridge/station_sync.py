@@ -18,11 +18,12 @@ from cpo_gateway.bridge.catalogue import (
     OpeningHours,
     Station,
 )
+from cpo_gateway.bridge.owed import Owed
 from cpo_gateway.bridge.ports import NewOutbox
 from cpo_gateway.bridge.storage import StationStore
 
 log = logs.get(__name__)
-STATION_KIND = "station-post"
+STATION_KIND = Owed.STATION
 
 
 # How a charger numbers a connector is the charger side's business, not the EMP's: left out
@@ -63,7 +64,7 @@ async def sync_stations(
     partners: Mapping[str, str],
     clock: Callable[[], float],
 ) -> int:
-    """Queue station-posts per EMP for what changed since the last sync; returns the count."""
+    """Queue station data per EMP for what changed since the last sync; returns the count."""
     queued = 0
     for emp, partner in partners.items():
         posted = await store.posted_stations(emp)
@@ -90,9 +91,8 @@ async def sync_stations(
 
 
 def changed_connectors(catalogue: Catalogue, posted: Mapping[str, Any]) -> list[str]:
-    """Problems for stations whose connectors differ from what an EMP already received.
-
-    OIOI forbids changing the connectors of an existing station.
+    """Problems for stations whose connectors differ from what an EMP already received:
+    for EMPs whose terms say a station keeps its connectors (Partner.fixed_connectors).
     """
     problems = []
     for station in catalogue.stations:
@@ -104,7 +104,7 @@ def changed_connectors(catalogue: Catalogue, posted: Mapping[str, Any]) -> list[
         if before != after:
             problems.append(
                 f"station {station.id!r}: connectors changed from {', '.join(before)} to "
-                f"{', '.join(after)}; OIOI does not allow changing the connectors of an "
+                f"{', '.join(after)}; this EMP does not allow changing the connectors of an "
                 "existing station: delete it (remove it from the stations file, let the gateway "
                 "post the deletion) and add it again under a new station id"
             )

@@ -37,11 +37,12 @@ from cpo_gateway.bridge.catalogue import Catalogue, Connector
 from cpo_gateway.bridge.clock import to_epoch
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus, StatusReport, StatusUpdate
+from cpo_gateway.bridge.owed import Owed
 from cpo_gateway.bridge.ports import NewOutbox
 from cpo_gateway.bridge.storage import StatusStore
 
 log = logs.get(__name__)
-STATUS_KIND = "connector-post-status"
+STATUS_KIND = Owed.EVSE_STATUS
 # Trust window of a report's own timestamp (see the module docstring). The margin absorbs
 # the difference between the charger's clock and ours around its boot; a clock left unset
 # is decades off, so any margin of minutes tells the two apart.
@@ -272,7 +273,7 @@ class StatusTracker:
         return aggregate([self._connector_status(c) for c in self._catalogue.evse(evse_id)])
 
     async def flush(self, *, force: bool = False) -> int:
-        """Queue connector-post-status for EVSEs whose debounced status changed."""
+        """Queue the EVSE status owed for EVSEs whose debounced status changed."""
         now = self._clock()
         due = [e for e, at in self._dirty.items() if at <= now]
         if force:

@@ -86,8 +86,17 @@ class TransactionStore(SessionReads, Protocol):
     ) -> Recorded | None: ...
 
     async def record_meter(
-        self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]
-    ) -> None: ...
+        self,
+        charge_point: str,
+        transaction_id: int,
+        samples: Sequence[EnergySample],
+        *,
+        outbox: OutboxBuilder | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Fold readings into a transaction; with `outbox`, queue what it builds from the
+        updated transaction and its session in the same commit."""
+        ...
 
     async def transaction_by_key(self, charge_point: str, charger_key: str) -> TxRecord | None:
         """The transaction a charger that names its own transactions called `charger_key`."""
@@ -189,6 +198,12 @@ class DeliveryStore(Protocol):
     async def delivered_stations(self, emp: str) -> set[str]: ...
 
 
+class OwedStore(Protocol):
+    """Rows owed to EMPs that no other change writes (a charger's answer to a command)."""
+
+    async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None: ...
+
+
 class StationStore(Protocol):
     """What station sync (bridge/station_sync.py) compares and queues."""
 
@@ -200,7 +215,7 @@ class StationStore(Protocol):
 
 
 class WhitelistStore(Protocol):
-    """The EMPs' whitelists, as the authorization chain and rfid-post see them."""
+    """The EMPs' whitelists, as the authorization chain and whitelist updates see them."""
 
     async def whitelist_partners(self, uid: str) -> list[str]: ...
 
@@ -340,6 +355,7 @@ class StorePort(
     ReviewStore,
     StatusStore,
     DeliveryStore,
+    OwedStore,
     StationStore,
     WhitelistStore,
     LocalListStore,

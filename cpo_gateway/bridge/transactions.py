@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from cpo_gateway import logs
 from cpo_gateway.bridge.auth import Authorizer
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, cdr_to_dict, review
+from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, build_session_update, cdr_to_dict, review
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.ids import try_normalise_uid
@@ -31,6 +31,7 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
     UserKind,
 )
+from cpo_gateway.bridge.owed import Owed, SessionPhase
 from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.bridge.ports import (
     NewOutbox,
@@ -63,7 +64,15 @@ class Charging:
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         stop_late_start: Callable[[str, int, str], None] = lambda cp, tx, session: None,
         evidence: Evidence | None = None,
+        follows: Mapping[str, str] | None = None,
+        update_interval_s: float = 60.0,
     ) -> None:
+        """`partners`: the EMPs owed CDRs (name -> partner identifier); `follows`: the EMPs
+        owed session updates, a row at the start, the energy so far at most every
+        `update_interval_s` per session while it runs, and one at the end."""
+        self._follows = follows or {}
+        self._update_interval_s = update_interval_s
+        self._updated_at: dict[int, float] = {}  # transaction -> when its last update was queued
         self._stop_late_start = stop_late_start  # (charge point, transaction, session)
         self._store = store
         self._steps = steps
@@ -79,8 +88,45 @@ class Charging:
     def evse_of(self, charge_point: str, connector: int) -> str | None:
         return evse_at(self._catalogue, charge_point, connector)
 
+    def _update_rows(
+        self, tx: TxRecord, session: SessionRecord, phase: SessionPhase
+    ) -> tuple[NewOutbox, ...]:
+        """The session update owed for a session, if its EMP follows sessions (a late start
+        is none of the EMP's business: it was told the start failed)."""
+        partner = self._follows.get(session.emp or "")
+        if partner is None or session.emp is None or session.origin == LATE:
+            return ()
+        evse = session.evse_id or self.evse_of(tx.charge_point, tx.connector)
+        if evse is None:
+            return ()
+        update = build_session_update(tx, session, evse, partner, phase, self._clock())
+        return (NewOutbox(session.emp, Owed.SESSION, session.id, update.to_dict()),)
+
+    def _progress_rows(self, tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
+        if tx.stopped_at is not None or session.state is not SessionState.ACTIVE:
+            return ()
+        return self._update_rows(tx, session, SessionPhase.CHARGING)
+
+    def _stop_rows(self, tx: TxRecord, session: SessionRecord) -> Outgoing:
+        """What a stop owes: the CDR (or the hold) and, unless held, the final update."""
+        out = self._cdr_rows(tx, session)
+        if out.hold is not None:
+            return out
+        return Outgoing((*out.rows, *self._update_rows(tx, session, SessionPhase.ENDED)))
+
+    def _update_due(self, tx_id: int) -> bool:
+        """Whether a progress update may be queued for a transaction now (and count it)."""
+        if not self._follows:
+            return False
+        now = self._clock()
+        last = self._updated_at.get(tx_id)
+        if last is not None and now - last < self._update_interval_s:
+            return False
+        self._updated_at[tx_id] = now
+        return True
+
     def _cdr_rows(self, tx: TxRecord, session: SessionRecord) -> Outgoing:
-        """The session-post owed for a session, or the reason to hold it for review: used
+        """The CDR owed for a session, or the reason to hold it for review: used
         inside the store's transaction, so the hold and the stop share one commit."""
         if session.origin == LATE:
             log.info("cdr.kept_locally", session_id=session.id, reason=LATE_DETAIL)
@@ -158,7 +204,8 @@ class Charging:
 
         def rows(tx: TxRecord, session: SessionRecord) -> Sequence[NewOutbox]:
             # A start-time CDR that fails review is not sent; the stop's CDR is judged again.
-            return self._cdr_rows(tx, session).rows if self._cdr_on_start else ()
+            cdr = self._cdr_rows(tx, session).rows if self._cdr_on_start else ()
+            return (*cdr, *self._update_rows(tx, session, SessionPhase.STARTED))
 
         # One trip to the database: the replay check, binding a pending remote start (its
         # idTag is known in memory) and the insert happen in one transaction.
@@ -174,6 +221,8 @@ class Charging:
         if recorded.duplicate:
             log.info("tx.start_duplicate", transaction_id=tx.id)
             return Started(tx.id, _stored_decision(session))
+        if session.emp in self._follows:
+            self._updated_at[tx.id] = self._clock()  # its first update is the start's
         if session.origin == LATE:
             # Acknowledged (after the commit) and stopped at once, in its own task: a handler
             # never awaits a call to its own charger.
@@ -230,18 +279,19 @@ class Charging:
             return self._orphan_session(stop, orphan_decision)
 
         recorded = await self._store.record_stop(
-            stop, orphan_session=orphan, outbox=self._cdr_rows, now=self._clock()
+            stop, orphan_session=orphan, outbox=self._stop_rows, now=self._clock()
         )
         if recorded is None:
             # Never ask an EMP online inside a StopTransaction: the charger would wait.
             assert stop.id_tag, "only an orphan with an idTag waits for a decision"
             orphan_decision = await self._auth.authorize(stop.id_tag, online=False)
             recorded = await self._store.record_stop(
-                stop, orphan_session=orphan, outbox=self._cdr_rows, now=self._clock()
+                stop, orphan_session=orphan, outbox=self._stop_rows, now=self._clock()
             )
             assert recorded is not None, "an orphan session is always made with a decision"
         tx, session, dup = recorded.tx, recorded.session, recorded.duplicate
         self._evidence.ended(stop.charge_point_id, tx.id)
+        self._updated_at.pop(tx.id, None)
         if (
             dup
             and tx.meter_stop_wh is not None
@@ -309,13 +359,14 @@ class Charging:
         recorded = await self._store.record_stop(
             stop,
             orphan_session=lambda: None,
-            outbox=self._cdr_rows,
+            outbox=self._stop_rows,
             now=self._clock(),
             session_detail=detail,
         )
         if recorded is None or recorded.duplicate:
             return None
         self._evidence.ended(tx.charge_point, tx.id)
+        self._updated_at.pop(tx.id, None)
         return recorded.tx
 
     async def meter(self, report: MeterReport) -> None:
@@ -330,6 +381,15 @@ class Charging:
             tx = await self._store.transaction_by_key(report.charge_point_id, report.charger_key)
             tx_id = None if tx is None else tx.id
         if tx_id is None:
+            return
+        if self._update_due(tx_id):
+            await self._store.record_meter(
+                report.charge_point_id,
+                tx_id,
+                report.samples,
+                outbox=self._progress_rows,
+                now=self._clock(),
+            )
             return
         await self._store.record_meter(report.charge_point_id, tx_id, report.samples)
 

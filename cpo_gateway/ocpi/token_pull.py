@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -31,6 +31,9 @@ from cpo_gateway.ocpi.transport import Party
 log = logs.get(__name__)
 PAGE_LIMIT = 1000
 MAX_PAGES = 20_000
+NIGHTLY_S = 86_400.0
+WAIT_REGISTERED_S = 10.0
+RETRY_FIRST_S = 60.0
 _LOGGED_SKIPS = 5
 _NEXT = re.compile(r'<([^>]*)>\s*;[^,]*?rel="?next"?', re.IGNORECASE)
 
@@ -161,3 +164,32 @@ class TokenPuller:
                 continue
             page.append(to_partner_token(partner, token))
         return page, refused
+
+    async def keep_pulling(
+        self,
+        partner: str,
+        sender: Callable[[str], Awaitable[tuple[str, str, frozenset[Party]] | None]],
+        *,
+        every_s: float = NIGHTLY_S,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        """Pull the partner's list as soon as it is registered, then every `every_s`; a
+        failed pull is tried again with back-off (doubling from RETRY_FIRST_S, at most
+        `every_s`). `sender(partner)`: (tokens URL, our token there, its parties), None
+        while there is nobody to ask. Runs until cancelled (a tracked task of the gateway)."""
+        retry = RETRY_FIRST_S
+        while True:
+            found = await sender(partner)
+            if found is None:
+                await sleep(WAIT_REGISTERED_S)
+                continue
+            url, token, parties = found
+            try:
+                await self.pull(partner, url, token, parties)
+            except (PullFailed, RuntimeError) as exc:  # RuntimeError: superseded by another
+                log.warning("ocpi.tokens_pull_failed", emp=partner, error=str(exc), retry_s=retry)
+                await sleep(retry)
+                retry = min(retry * 2, every_s)
+                continue
+            retry = RETRY_FIRST_S
+            await sleep(every_s)

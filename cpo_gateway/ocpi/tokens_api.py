@@ -18,6 +18,7 @@ from aiohttp import web
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.core_ports import TokenSide
+from cpo_gateway.ocpi.server import caller
 from cpo_gateway.ocpi.tokens import (
     Token,
     TokenError,
@@ -65,20 +66,28 @@ def _unknown() -> OcpiError:
     return OcpiError(OcpiStatus.UNKNOWN_TOKEN, "uid: unknown token", http_status=404)
 
 
-class TokensReceiver:
-    """The routes under `prefix` (e.g. /ocpi/cpo/2.2.1/tokens) for one aiohttp app that
-    runs behind transport.middleware (it renders the OcpiErrors raised here)."""
+async def _from_credentials(request: web.Request) -> TokenPartner:
+    who = caller(request)  # the OCPI listener authenticated it (ocpi/server.py)
+    return TokenPartner(who.partner, who.parties)
 
-    def __init__(self, tokens: TokenSide, identify: Identify, prefix: str) -> None:
+
+class TokensReceiver:
+    """The Tokens module (RECEIVER) of the OCPI listener: routes under its prefix
+    (``{base}/2.2.1/tokens``), behind transport.middleware, which renders the OcpiErrors
+    raised here. `identify`: who calls (default: the listener's authenticated caller)."""
+
+    identifier = "tokens"
+    role = "RECEIVER"
+
+    def __init__(self, tokens: TokenSide, identify: Identify = _from_credentials) -> None:
         self._tokens = tokens
         self._identify = identify
-        self._prefix = prefix.rstrip("/")
 
-    def add_routes(self, app: web.Application) -> None:
-        path = self._prefix + "/{country_code}/{party_id}/{uid}"
-        app.router.add_get(path, self.get)
-        app.router.add_put(path, self.put)
-        app.router.add_patch(path, self.patch)
+    def add_routes(self, router: web.UrlDispatcher, prefix: str) -> None:
+        path = prefix.rstrip("/") + "/{country_code}/{party_id}/{uid}"
+        router.add_get(path, self.get)
+        router.add_put(path, self.put)
+        router.add_patch(path, self.patch)
 
     async def _address(self, request: web.Request) -> tuple[TokenPartner, Party, str, TokenType]:
         """Who asks, and which token the URL names (its own, or 403)."""

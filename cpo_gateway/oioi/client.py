@@ -24,6 +24,7 @@ from cpo_gateway.bridge.model import (
     StatusUpdate,
     VerifyOutcome,
 )
+from cpo_gateway.bridge.owed import Owed
 from cpo_gateway.bridge.station_sync import station_from_dict
 from cpo_gateway.oioi.render import (
     render_cdr,
@@ -38,6 +39,19 @@ log = logs.get(__name__)
 # Answers are small; anything longer is cut here so a broken peer cannot fill memory.
 MAX_REPLY_BYTES = 1024 * 1024
 VERIFY_KIND = "rfid-verify"  # the latency histogram's kind for online authorization
+# The OIOI call that carries each kind of what the core owes an EMP. OIOI has none for
+# session updates or command results: the core owes those only to partners that want them.
+CALLS: dict[Owed, str] = {
+    Owed.STATION: "station-post",
+    Owed.EVSE_STATUS: "connector-post-status",
+    Owed.CDR: "session-post",
+}
+CARRIED = frozenset(CALLS)
+
+
+class NotCarried(ValueError):
+    """A kind OIOI has no call for reached the OIOI client: a wiring bug (the core was told
+    this partner wants it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +65,30 @@ class Endpoint:
     request_timeout_s: float = 30.0
 
 
+def call_of(kind: str) -> str:
+    """The OIOI call for an outbox kind; NotCarried for a kind OIOI does not carry."""
+    try:
+        return CALLS[Owed(kind)]
+    except (KeyError, ValueError):
+        carried = ", ".join(sorted(CARRIED))
+        raise NotCarried(
+            f"outbox kind {str(kind)!r} has no OIOI call (OIOI carries {carried}): "
+            "the partner's terms must not ask for it"
+        ) from None
+
+
 def render(kind: str, payload: Mapping[str, Any]) -> dict[str, object]:
-    """The OIOI body for an outbox row."""
-    if kind == "session-post":
+    """The OIOI body for an outbox row (NotCarried for a kind OIOI has no call for)."""
+    call = call_of(kind)
+    if call == "session-post":
         return render_cdr(cdr_from_dict(dict(payload)))
-    if kind == "connector-post-status":
+    if call == "connector-post-status":
         update = StatusUpdate(
             payload["evse_id"], EvseStatus(payload["status"]), payload["partner_identifier"]
         )
         return render_status(update)
-    if kind == "station-post":
-        station = station_from_dict(payload["station"])
-        return render_station_post(station, payload["partner_identifier"], bool(payload["deleted"]))
-    raise ValueError(f"unknown outbox kind {kind!r}")
+    station = station_from_dict(payload["station"])
+    return render_station_post(station, payload["partner_identifier"], bool(payload["deleted"]))
 
 
 class EmpClients:
@@ -131,11 +156,16 @@ class EmpClients:
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
         try:
+            call = call_of(kind)
+        except NotCarried as exc:
+            log.error("emp.kind_not_carried", emp=emp, kind=kind, error=str(exc))
+            return Delivery(DeliveryStatus.REJECTED, str(exc))
+        try:
             body = render(kind, payload)
         except (KeyError, TypeError, ValueError) as exc:
-            return Delivery(DeliveryStatus.REJECTED, f"cannot render {kind}: {exc}")
+            return Delivery(DeliveryStatus.REJECTED, f"cannot render {call}: {exc}")
         try:
-            status, data, retry_after = await self._post(emp, kind, body)
+            status, data, retry_after = await self._post(emp, call, body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Delivery(DeliveryStatus.RETRY, f"{type(exc).__name__}: {exc}"[:200])
         return read_delivery(status, data, retry_after, self._clock())

@@ -226,7 +226,7 @@ class OioiServer:
         self, p: InboundPartner, obj: dict[str, object]
     ) -> tuple[int, dict[str, object]]:
         req = messages.parse_session_start(obj)
-        result = await self._core.session_start(p.name, req.user, req.evse_id)
+        result = await self._core.remote_start(p.name, req.user, req.evse_id)
         extra = {"session-start": {"session-id": result.session_id, "is-stoppable": True}}
         if result.detail:
             log.info("oioi.session_start", outcome=result.outcome.value, detail=result.detail)
@@ -236,7 +236,7 @@ class OioiServer:
         self, p: InboundPartner, obj: dict[str, object]
     ) -> tuple[int, dict[str, object]]:
         req = messages.parse_session_stop(obj)
-        result = await self._core.session_stop(p.name, req.evse_id, req.session_id)
+        result = await self._core.remote_stop(p.name, req.evse_id, req.session_id)
         if result.detail:
             log.info("oioi.session_stop", outcome=result.outcome.value, detail=result.detail)
         return messages.outcome_response(result.outcome, detail=result.detail)
@@ -253,7 +253,7 @@ class OioiServer:
             raise messages.OioiError.forbidden(
                 "rfid-post.partner-identifier: not a partner identifier of this API key"
             )
-        replaced = await self._core.rfid_post(p.name, req.uids)
+        replaced = await self._core.set_whitelist(p.name, req.uids)
         return 200, messages.success_body({"rfid": {"processed": replaced.new}})
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -223,11 +223,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX issued_certificates_by_charger ON issued_certificates (charge_point, issued_at);
     """,
-    # 9-11: numbers held for work on sibling branches; each is replaced by its migration
-    # when that branch is merged (an empty script only records the version)
-    "",
-    "",
-    "",
+    # 9, 10: reserved for the sibling changes that own them (sessions of issue 13); a
+    # placeholder here so that 11 keeps its number until they are merged in its place
+    "SELECT 1;",
+    "SELECT 1;",
+    # 11: the outbox's kinds are the core's own names (bridge/owed.py), not one partner
+    # protocol's call names; pending rows keep their place (same ids, same order) and the
+    # coalescing index covers session updates too. Idempotent: run again, it changes nothing.
+    """
+    UPDATE outbox SET kind = 'station' WHERE kind = 'station-post';
+    UPDATE outbox SET kind = 'evse-status' WHERE kind = 'connector-post-status';
+    UPDATE outbox SET kind = 'cdr' WHERE kind = 'session-post';
+    DROP INDEX IF EXISTS outbox_coalesce;
+    CREATE UNIQUE INDEX outbox_coalesce ON outbox (emp, kind, key)
+        WHERE state = 'pending' AND kind IN ('evse-status', 'session-update');
+    """,
     # 12: credentials links with roaming partners that exchange tokens in a handshake
     # (bridge/links.py): the tokens each side presents, where the partner starts, what the
     # handshake learned; the partner's token and our one-time invitation found by digest

@@ -9,28 +9,33 @@ from collections.abc import Iterable, Sequence
 import aiosqlite
 import orjson
 
+from cpo_gateway.bridge.owed import COALESCED, Owed
 from cpo_gateway.bridge.ports import NewOutbox, OutboxItem, OutboxStat, OutboxState
 from cpo_gateway.store.db import Database
 
-STATUS_KIND = "connector-post-status"
-
+STATUS_KIND = Owed.EVSE_STATUS
+# The predicate of the partial index outbox_coalesce (migration 11): an upsert names it
+# exactly, so SQLite picks that index as the conflict target.
+COALESCED_WHERE = "state = 'pending' AND kind IN ({})".format(
+    ", ".join(f"'{kind.value}'" for kind in COALESCED)
+)
+_COALESCED = frozenset(COALESCED)
 
 _INSERT = (
     "INSERT INTO outbox (emp, kind, key, payload, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _COALESCE = (
-    _INSERT + " ON CONFLICT (emp, kind, key) WHERE state = 'pending' "
-    "AND kind = 'connector-post-status' "
+    f"{_INSERT} ON CONFLICT (emp, kind, key) WHERE {COALESCED_WHERE} "
     "DO UPDATE SET payload = excluded.payload, created_at = excluded.created_at"
 )
 
 
 def insert_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox], now: float) -> None:
     """Insert rows inside the caller's transaction (Database.run_write); statuses coalesce
-    per EMP and EVSE."""
+    per EMP and EVSE, session updates per EMP and session."""
     for row in rows:
         payload = orjson.dumps(row.payload).decode()
-        sql = _COALESCE if row.kind == STATUS_KIND else _INSERT
+        sql = _COALESCE if row.kind in _COALESCED else _INSERT
         conn.execute(sql, (row.emp, row.kind, row.key, payload, now, now))
 
 
@@ -53,10 +58,11 @@ def _item(row: aiosqlite.Row) -> OutboxItem:
 class OutboxRepo:
     """Outbox rows of one database.
 
-    A pending connector-post-status row is rewritten in place when a newer status arrives,
-    possibly while the older one is on its way to the EMP. The payload each status row had
-    when ``due`` handed it out is kept, and a row whose payload changed since then stays
-    pending (due at once) instead of being marked delivered: the newest status still goes out.
+    A pending row of a coalesced kind (an EVSE status, a session update) is rewritten in
+    place when a newer one arrives, possibly while the older one is on its way to the EMP.
+    The payload each such row had when ``due`` handed it out is kept, and a row whose payload
+    changed since then stays pending (due at once) instead of being marked delivered: the
+    newest state still goes out.
     """
 
     db: Database
@@ -70,7 +76,8 @@ class OutboxRepo:
         await self.db.run_write(functools.partial(insert_outbox_sync, rows=rows, now=now))
 
     async def due(self, emp: str, now: float, limit: int) -> list[OutboxItem]:
-        """Due pending rows, oldest first; session-posts of one session stay in order."""
+        """Due pending rows, oldest first; rows of one kind and key (a session's CDRs) stay
+        in order."""
         rows = await self.db.all(
             "SELECT * FROM outbox AS o WHERE state = 'pending' AND emp = ? AND next_at <= ? "
             "AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.state = 'pending' "
@@ -80,7 +87,7 @@ class OutboxRepo:
         )
         handed = self._handed_out
         for r in rows:
-            if r["kind"] == STATUS_KIND:
+            if r["kind"] in _COALESCED:
                 handed[r["id"]] = r["payload"]
         return [_item(r) for r in rows]
 
@@ -98,27 +105,27 @@ class OutboxRepo:
         sent = self._sent_payloads(ids)
 
         def work(conn: sqlite3.Connection) -> None:
-            # A status rewritten while in flight is due again, with its new payload.
+            # A row rewritten while in flight is due again, with its new payload (only
+            # coalesced rows are in `sent` with a payload).
             conn.executemany(
-                "UPDATE outbox SET next_at = ?, attempts = 0 "
-                "WHERE id = ? AND kind = ? AND payload != ?",
-                [(now, i, STATUS_KIND, p) for i, p in sent if p is not None],
+                "UPDATE outbox SET next_at = ?, attempts = 0 WHERE id = ? AND payload != ?",
+                [(now, i, p) for i, p in sent if p is not None],
             )
             conn.executemany(
                 "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 "
                 "WHERE id = ? AND (? IS NULL OR payload = ?)",
                 [(now, i, p, p) for i, p in sent],
             )
-            # A station-post delivered lets that station's statuses go, in the same commit:
+            # A station delivered lets that station's statuses go, in the same commit:
             # a crash in between would hold them back until they died. A newer version still
             # queued means the EMP does not have the current one yet.
             conn.executemany(
                 "UPDATE stations_posted SET posted_at = ? WHERE (emp, station_id) IN "
-                "(SELECT emp, key FROM outbox WHERE id = ? AND kind = 'station-post' "
+                "(SELECT emp, key FROM outbox WHERE id = ? AND kind = ? "
                 "AND state = 'delivered') AND NOT EXISTS (SELECT 1 FROM outbox o "
-                "WHERE o.emp = stations_posted.emp AND o.kind = 'station-post' "
+                "WHERE o.emp = stations_posted.emp AND o.kind = ? "
                 "AND o.key = stations_posted.station_id AND o.state = 'pending')",
-                [(now, i) for i, _ in sent],
+                [(now, i, Owed.STATION, Owed.STATION) for i, _ in sent],
             )
 
         await self.db.run_write(work)

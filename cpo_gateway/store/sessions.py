@@ -1,7 +1,9 @@
-"""Transactions (OCPP) and sessions (OIOI), kept together so one commit covers both."""
+"""Transactions (the chargers') and sessions (the EMPs'), kept together so one commit
+covers both."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -131,6 +133,30 @@ UPDATE transactions SET
     last_wh_at = CASE WHEN (last_wh_at IS NULL OR :ts >= last_wh_at) THEN :ts ELSE last_wh_at END
 WHERE id = :tx AND charge_point = :cp
 """
+
+
+def _meter_with_outbox(
+    conn: sqlite3.Connection,
+    *,
+    charge_point: str,
+    transaction_id: int,
+    samples: Sequence[EnergySample],
+    outbox: OutboxBuilder,
+    now: float,
+) -> None:
+    for s in sorted(samples, key=lambda x: x.timestamp):
+        params = {"tx": transaction_id, "cp": charge_point, "ts": s.timestamp, "wh": s.wh}
+        conn.execute(_METER_SQL, params)
+    trow = _one_sync(
+        conn,
+        "SELECT * FROM transactions WHERE id = ? AND charge_point = ?",
+        (transaction_id, charge_point),
+    )
+    if trow is None:
+        return
+    srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (trow["session_id"],))
+    if srow is not None:
+        insert_outbox_sync(conn, outbox(_tx(trow), _session(srow)), now)
 
 
 class ChargingRepo:
@@ -409,14 +435,33 @@ class ChargingRepo:
         return await self.db.run_write(work)
 
     async def record_meter(
-        self, charge_point: str, transaction_id: int, samples: Sequence[EnergySample]
+        self,
+        charge_point: str,
+        transaction_id: int,
+        samples: Sequence[EnergySample],
+        *,
+        outbox: OutboxBuilder | None = None,
+        now: float = 0.0,
     ) -> None:
         """Fold readings into a transaction (open or closed; unknown ids change nothing).
 
         One statement per sample, in time order, so it can share a group commit: SQLite
         evaluates every SET expression against the row as it was, which is what
-        _merge_samples does in Python for the stop.
+        _merge_samples does in Python for the stop. With `outbox`, the rows it builds from
+        the transaction as updated are queued in the same commit as the readings.
         """
+        if outbox is not None:
+            await self.db.run_write(
+                functools.partial(
+                    _meter_with_outbox,
+                    charge_point=charge_point,
+                    transaction_id=transaction_id,
+                    samples=samples,
+                    outbox=outbox,
+                    now=now,
+                )
+            )
+            return
         for s in sorted(samples, key=lambda x: x.timestamp):
             await self.db.write(
                 _METER_SQL,
