@@ -32,7 +32,7 @@ log = logs.get(__name__)
 PAGE_LIMIT = 1000
 MAX_PAGES = 20_000
 NIGHTLY_S = 86_400.0
-WAIT_REGISTERED_S = 10.0
+WAIT_REGISTERED_S = 2.0  # a point read of the partner's link: cheap
 RETRY_FIRST_S = 60.0
 _LOGGED_SKIPS = 5
 _NEXT = re.compile(r'<([^>]*)>\s*;[^,]*?rel="?next"?', re.IGNORECASE)

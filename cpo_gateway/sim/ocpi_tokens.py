@@ -17,6 +17,7 @@ from typing import Any, Self
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 TIMESTAMP = "2026-01-01T00:00:00Z"
 
@@ -37,12 +38,12 @@ class SenderState:
     authorize_calls: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
 
 
-class TokenSender:
-    """The eMSP side: GET {url}?offset&limit, POST {url}/{uid}/authorize[?type=]."""
+class TokenList:
+    """The tokens of one eMSP party and the two sender handlers over them; the caller (a
+    standalone `TokenSender`, or the sandbox eMSP) decides who may call."""
 
     def __init__(
         self,
-        token_c: str,
         *,
         country_code: str = "DE",
         party_id: str = "EMS",
@@ -53,11 +54,7 @@ class TokenSender:
         self.country_code = country_code
         self.party_id = party_id
         self.state = SenderState(count=count, whitelist=whitelist, page_limit=page_limit)
-        self._expected = "Token " + base64.b64encode(token_c.encode()).decode()
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
-    # --- the tokens ----------------------------------------------------------------------
     def token(self, uid: str, *, type_: str = "RFID", **fields: Any) -> dict[str, Any]:
         obj: dict[str, Any] = {
             "country_code": self.country_code,
@@ -92,11 +89,73 @@ class TokenSender:
     def total(self) -> int:
         return self.state.count + len(self.state.tokens)
 
-    # --- the server ------------------------------------------------------------------------
+    async def list_page(self, request: web.Request) -> web.Response:
+        """GET {tokens}?offset&limit: one page, Link to the next."""
+        state = self.state
+        if state.fail_after_pages is not None and state.pages_served >= state.fail_after_pages:
+            return web.Response(
+                status=503, text="<html>upstream gone</html>", content_type="text/html"
+            )
+        try:
+            offset = max(0, int(request.query.get("offset", "0")))
+            limit = min(state.page_limit, max(1, int(request.query.get("limit", "1000"))))
+        except ValueError:
+            return answer(None, 2001)
+        page = list(self._listed(offset, limit))
+        state.pages_served += 1
+        headers = {"X-Total-Count": str(self.total), "X-Limit": str(state.page_limit)}
+        if offset + limit < self.total:
+            here = str(request.url.with_query(None))
+            headers["Link"] = f'<{here}?offset={offset + limit}&limit={limit}>; rel="next"'
+        return answer(page, headers=headers)
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        """POST {tokens}/{uid}/authorize[?type=]: AuthorizationInfo, or 404 2004."""
+        uid = request.match_info["uid"]
+        type_ = request.query.get("type", "RFID")
+        raw = await request.read()
+        location = orjson.loads(raw) if raw else None
+        self.state.authorize_calls.append((uid, type_, location))
+        obj = self.state.tokens.get((uid, type_))
+        if obj is None and type_ == "RFID" and uid in self.state.answers:
+            obj = self.token(uid)
+        if obj is None:
+            return answer(None, 2004, 404)
+        allowed = self.state.answers.get(uid, "ALLOWED" if obj["valid"] else "BLOCKED")
+        info: dict[str, Any] = {"allowed": allowed, "token": obj}
+        if location is not None:
+            info["location"] = location
+        return answer(info)
+
+
+def answer(
+    data: Any, code: int = 1000, http: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    body: dict[str, Any] = {"status_code": code, "status_message": "Success"}
+    if data is not None:
+        body["data"] = data
+    body["timestamp"] = TIMESTAMP
+    return web.Response(
+        body=orjson.dumps(body), status=http, content_type="application/json", headers=headers
+    )
+
+
+class TokenSender(TokenList):
+    """A standalone tokens sender: GET {url}?offset&limit, POST {url}/{uid}/authorize,
+    for the token C given."""
+
+    def __init__(self, token_c: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._expected = "Token " + base64.b64encode(token_c.encode()).decode()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
     async def __aenter__(self) -> Self:
         app = web.Application()
-        app.router.add_get("/ocpi/emsp/2.2.1/tokens", self._list)
-        app.router.add_post("/ocpi/emsp/2.2.1/tokens/{uid}/authorize", self._authorize)
+        app.router.add_get("/ocpi/emsp/2.2.1/tokens", self._guarded(self.list_page))
+        app.router.add_post(
+            "/ocpi/emsp/2.2.1/tokens/{uid}/authorize", self._guarded(self.authorize)
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -115,56 +174,10 @@ class TokenSender:
             await self._runner.cleanup()
             self._runner = None
 
-    @staticmethod
-    def _answer(
-        data: Any, code: int = 1000, http: int = 200, headers: dict[str, str] | None = None
-    ) -> web.Response:
-        body: dict[str, Any] = {
-            "status_code": code,
-            "status_message": "Success",
-            "timestamp": TIMESTAMP,
-        }
-        if data is not None:
-            body["data"] = data
-        return web.Response(
-            body=orjson.dumps(body), status=http, content_type="application/json", headers=headers
-        )
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("Authorization") != self._expected:
+                return answer(None, 2000, 401)
+            return await handler(request)
 
-    async def _list(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != self._expected:
-            return self._answer(None, 2000, 401)
-        state = self.state
-        if state.fail_after_pages is not None and state.pages_served >= state.fail_after_pages:
-            return web.Response(
-                status=503, text="<html>upstream gone</html>", content_type="text/html"
-            )
-        try:
-            offset = max(0, int(request.query.get("offset", "0")))
-            limit = min(state.page_limit, max(1, int(request.query.get("limit", "1000"))))
-        except ValueError:
-            return self._answer(None, 2001)
-        page = list(self._listed(offset, limit))
-        state.pages_served += 1
-        headers = {"X-Total-Count": str(self.total), "X-Limit": str(state.page_limit)}
-        if offset + limit < self.total:
-            headers["Link"] = f'<{self.url}?offset={offset + limit}&limit={limit}>; rel="next"'
-        return self._answer(page, headers=headers)
-
-    async def _authorize(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != self._expected:
-            return self._answer(None, 2000, 401)
-        uid = request.match_info["uid"]
-        type_ = request.query.get("type", "RFID")
-        raw = await request.read()
-        location = orjson.loads(raw) if raw else None
-        self.state.authorize_calls.append((uid, type_, location))
-        obj = self.state.tokens.get((uid, type_))
-        if obj is None and type_ == "RFID" and uid in self.state.answers:
-            obj = self.token(uid)
-        if obj is None:
-            return self._answer(None, 2004, 404)
-        allowed = self.state.answers.get(uid, "ALLOWED" if obj["valid"] else "BLOCKED")
-        info: dict[str, Any] = {"allowed": allowed, "token": obj}
-        if location is not None:
-            info["location"] = location
-        return self._answer(info)
+        return guarded
