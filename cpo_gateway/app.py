@@ -33,10 +33,13 @@ from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
 from cpo_gateway.ocpi.client import OcpiClient
 from cpo_gateway.ocpi.commands_api import CommandsApi
 from cpo_gateway.ocpi.delivery import OcpiDelivery
+from cpo_gateway.ocpi.link import OcpiLink, pull_source
 from cpo_gateway.ocpi.reads import StoreReads
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
 from cpo_gateway.ocpi.sender_api import sender_modules
 from cpo_gateway.ocpi.server import OcpiModule, OcpiServer
+from cpo_gateway.ocpi.token_pull import TokenPuller
+from cpo_gateway.ocpi.tokens_api import TokensReceiver
 from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
@@ -203,6 +206,8 @@ class Gateway:
         links: dict[str, EmpLink] = {"oioi": self.emp_clients}
         if built is not None and config.ocpi is not None:
             self.ocpi_client, registrar = built
+            # Verifications go to the tokens module's link, deliveries to the push adapter.
+            verifier = OcpiLink(self.ocpi_client, self.store, self.store.issued_as)
             links["ocpi"] = OcpiDelivery(
                 self.ocpi_client,
                 self.store,
@@ -211,6 +216,7 @@ class Gateway:
                 loaded_at=lambda: self._loaded_at,
                 evse_states=ocpi_reads.evse_states,
                 business_name=config.ocpi.business_name,
+                verifier=verifier.verify,
             )
         links.update(adapters or {})
         self._unserved = unserved(config.emps, links.keys())
@@ -258,9 +264,13 @@ class Gateway:
             metrics=self.metrics if on_oioi else None,
             limits=_listener_limits(cfg),
         )
+        self.token_puller: TokenPuller | None = None
         if built is not None and cfg.ocpi is not None:
             us = Party(cfg.ocpi.country_code, cfg.ocpi.party_id)
-            modules: list[OcpiModule] = [CommandsApi(self.core.commands, cfg.catalogue)]
+            modules: list[OcpiModule] = [
+                CommandsApi(self.core.commands, cfg.catalogue),
+                TokensReceiver(self.core.tokens),
+            ]
             modules += sender_modules(
                 ocpi_reads, us, self._ocpi_base_url, business_name=cfg.ocpi.business_name
             )
@@ -274,6 +284,7 @@ class Gateway:
                 limits=_listener_limits(cfg),
                 modules=modules,
             )
+            self.token_puller = TokenPuller(built[0], self.core.tokens)
         self.jobs = Jobs(
             self.core,
             outbox_tick_s=cfg.outbox.tick_s,
@@ -320,6 +331,7 @@ class Gateway:
             raise StartupError(f"cannot listen: {exc.strerror or exc}", EXIT_CANTBIND) from exc
         self._listening = True
         await self._register_ocpi_partners()
+        self._pull_ocpi_tokens()
         self.jobs.start()
         await self._start_console()
         if self.notifier.watchdog_interval_s:
@@ -364,6 +376,21 @@ class Gateway:
                         registrar.register_until_done(name), name=f"ocpi-register-{name}"
                     )
                 )
+
+    def _pull_ocpi_tokens(self) -> None:
+        """Each OCPI partner's full token list, pulled once it is registered and then
+        nightly (loops cancelled at stop)."""
+        puller = self.token_puller
+        if puller is None:
+            return
+        store = self.store
+        for e in self.config.ocpi_emps:
+            self._endless.append(
+                self.tasks.service(
+                    puller.keep_pulling(e.name, lambda p: pull_source(store, p)),
+                    name=f"ocpi-tokens-{e.name}",
+                )
+            )
 
     def _console(self) -> ConsoleServer | None:
         admin = self.config.admin

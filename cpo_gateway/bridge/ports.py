@@ -67,11 +67,15 @@ class ChargerControl(Protocol):
         ...
 
 
-class EmpLink(Protocol):
-    """Requests to EMPs (implemented by the partner adapters, one per protocol, behind a
-    router that picks each EMP's). `kind` is an Owed value (bridge/owed.py)."""
+class Verifier(Protocol):
+    """Online authorization of a card by an EMP (what the authorization chain needs)."""
 
     async def verify(self, emp: str, uid: str) -> VerifyOutcome: ...
+
+
+class EmpLink(Verifier, Protocol):
+    """Requests to EMPs (implemented by the partner adapters, one per protocol, behind a
+    router that picks each EMP's). `kind` is an Owed value (bridge/owed.py)."""
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery: ...
 
@@ -278,4 +282,5 @@ __all__ = [
     "TransactionStart",
     "TransactionStop",
     "TxRecord",
+    "Verifier",
 ]

@@ -51,10 +51,12 @@ class OcpiDelivery:
         loaded_at: Callable[[], datetime],
         evse_states: Callable[[str], Awaitable[Mapping[str, EvseState]]],
         business_name: str | None = None,
+        verifier: Callable[[str, str], Awaitable[VerifyOutcome]] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """`evse_states(partner)`: the EVSE statuses as that partner is told them (read for
-        a Location PUT only)."""
+        a Location PUT only); `verifier(partner, uid)`: real-time authorization (the tokens
+        module's), UNREACHABLE without one."""
         self._client = client
         self._links = links
         self._ours = ours
@@ -62,12 +64,13 @@ class OcpiDelivery:
         self._loaded_at = loaded_at
         self._evse_states = evse_states
         self._business_name = business_name
+        self._verifier = verifier
         self._now = now
 
     async def verify(self, emp: str, uid: str) -> VerifyOutcome:
-        # Real-time authorization of OCPI tokens goes through the tokens module's chain;
-        # this link answers only for deliveries.
-        return VerifyOutcome.UNREACHABLE
+        if self._verifier is None:
+            return VerifyOutcome.UNREACHABLE
+        return await self._verifier(emp, uid)
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
         link = await self._links.link(emp)

@@ -12,6 +12,7 @@ from cpo_gateway.store.reservations import ReservationsRepo
 from cpo_gateway.store.security import SecurityRepo
 from cpo_gateway.store.sessions import ChargingRepo
 from cpo_gateway.store.steps import StepsRepo
+from cpo_gateway.store.tokens import TokensRepo
 
 
 class Store(
@@ -24,6 +25,7 @@ class Store(
     ReservationsRepo,
     SecurityRepo,
     StepsRepo,
+    TokensRepo,
 ):
     """Every repository over one database."""
 
