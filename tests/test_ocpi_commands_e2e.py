@@ -6,7 +6,10 @@ arrive at the sandbox's receivers through the outbox."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -298,3 +301,40 @@ async def test_an_outage_delays_cdrs_and_none_is_billed_twice(
     assert sorted(energies.values()) == [pytest.approx(2.0), pytest.approx(4.0)]
     posts = [r.body["id"] for r in received(emsp, "cdrs", "POST")]
     assert sorted(posts) == sessions  # each CDR accepted once: none billed twice
+
+
+async def test_a_crash_after_accepted_still_owes_the_result(
+    tmp_path: Path, emp: SandboxEmp, emsp: SandboxEmsp
+) -> None:
+    """What is committed before the 200 ACCEPTED is enough: a copy of the database taken
+    right after the answer (what a crash leaves) delivers the result at its deadline."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    cfg = load_config(write_config(first, emp_url=emp.url, extra=config_text(emsp)), {})
+    async with running_gateway(Gateway(cfg), emp) as h:
+        for _ in range(400):
+            link = await h.store.link("emsp")
+            if link is not None and link.state is LinkState.REGISTERED and emsp.registration:
+                break
+            await asyncio.sleep(0.025)
+        async with h.charger("CP-BER-001", remote_start="ignore") as cp:
+            await cp.connect()
+            answer = await emsp.command("START_SESSION", start_body(), ref="crash")
+            assert answer["data"]["result"] == "ACCEPTED"
+            timeout_s = answer["data"]["timeout"]
+            crashed = second / "state"
+            crashed.mkdir()
+            with (
+                contextlib.closing(sqlite3.connect(cfg.gateway.database)) as src,
+                contextlib.closing(sqlite3.connect(crashed / cfg.gateway.database.name)) as dst,
+            ):
+                src.backup(dst)
+    # The first gateway settled its own row with the charger's silence: not what is tested.
+    emsp.received.clear()
+    later = load_config(write_config(second, emp_url=emp.url, extra=config_text(emsp)), {})
+    moved = Gateway(later, clock=lambda: time.time() + timeout_s + 1)
+    async with running_gateway(moved, emp):
+        await until(lambda: emsp.results("crash"), "the result owed by the crashed gateway")
+    (result,) = emsp.results("crash")
+    assert result["result"] == "TIMEOUT"
