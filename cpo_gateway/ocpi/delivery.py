@@ -13,13 +13,14 @@ the token we hold for that partner (Token C) and judged as the outbox judges any
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.links import LinkState, LinkStore
+from cpo_gateway.bridge.links import LinkState, LinkStore, PartnerLink
 from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
 from cpo_gateway.bridge.owed import CommandOutcome, Owed
 from cpo_gateway.ocpi.client import OcpiCallFailed, OcpiClient, delivery_of, unreachable
@@ -32,6 +33,7 @@ from cpo_gateway.ocpi.transport import Party
 
 log = logs.get(__name__)
 NOT_REGISTERED_RETRY_S = 30.0
+LINK_TTL_S = 2.0
 _RESULTS = {t.value.lower(): t for t in CommandResultType}
 
 
@@ -65,6 +67,7 @@ class OcpiDelivery:
         self._evse_states = evse_states
         self._business_name = business_name
         self._verifier = verifier
+        self._cache: dict[str, tuple[float, PartnerLink]] = {}
         self._now = now
 
     async def verify(self, emp: str, uid: str) -> VerifyOutcome:
@@ -72,8 +75,20 @@ class OcpiDelivery:
             return VerifyOutcome.UNREACHABLE
         return await self._verifier(emp, uid)
 
-    async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
+    async def _link(self, emp: str) -> PartnerLink | None:
+        """The partner's link, read at most every LINK_TTL_S: a push of thousands of rows
+        does not read the same row thousands of times (a refused token drops it at once)."""
+        cached = self._cache.get(emp)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < LINK_TTL_S:
+            return cached[1]
         link = await self._links.link(emp)
+        if link is not None and link.state is LinkState.REGISTERED:
+            self._cache[emp] = (now, link)  # not registered yet: asked again next time
+        return link
+
+    async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
+        link = await self._link(emp)
         if link is None or link.state is not LinkState.REGISTERED or not link.token_out:
             return Delivery(
                 DeliveryStatus.RETRY, "not registered with the partner yet", NOT_REGISTERED_RETRY_S
@@ -119,6 +134,8 @@ class OcpiDelivery:
         except OcpiCallFailed as exc:
             return unreachable(exc)
         delivery = delivery_of(reply)
+        if delivery.status is DeliveryStatus.UNAUTHORIZED:
+            self._cache.pop(emp, None)  # credentials may have changed: read them again
         if delivery.status is not DeliveryStatus.DELIVERED:
             log.info("ocpi.push_failed", emp=emp, method=method, detail=delivery.detail)
         return delivery
