@@ -55,6 +55,7 @@ class Memory:
     seq: int = 0
     meter_wh: float = 1000.0
     stop_delta_wh: float = 5000.0  # energy by the Ended a remote stop brings
+    auto_start: bool = True  # False: a RequestStartTransaction is accepted, begun by the test
     started: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -147,7 +148,8 @@ class Point(ChargePoint):
             )
             self.memory.started.set()
 
-        self._later(started())
+        if self.memory.auto_start:
+            self._later(started())
         return call_result.RequestStartTransaction(status="Accepted", transaction_id=tx_id)
 
     @on(Action.request_stop_transaction)

@@ -79,10 +79,15 @@ class ChargerRegistry:
         return result
 
     async def remote_start(
-        self, charge_point_id: str, connector_id: int | None, id_tag: str
+        self,
+        charge_point_id: str,
+        connector_id: int | None,
+        id_tag: str,
+        remote_ref: int | None = None,
     ) -> CommandResult:
+        """remote_ref: 2.0.1's remoteStartId (1.6 has none)."""
         if conn := self._conn201(charge_point_id):
-            return await self.v201.remote_start(conn, connector_id, id_tag)
+            return await self.v201.remote_start(conn, connector_id, id_tag, remote_ref)
         return await self.command(
             charge_point_id,
             "RemoteStartTransaction",

@@ -223,4 +223,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX issued_certificates_by_charger ON issued_certificates (charge_point, issued_at);
     """,
+    # 9: the number a remote start is known by at its charger (2.0.1 remoteStartId), kept on
+    # the session, so a start begun after a reconnect or a restart still finds it
+    """
+    ALTER TABLE sessions ADD COLUMN remote_ref INTEGER;
+    CREATE UNIQUE INDEX sessions_remote_ref ON sessions (charge_point, remote_ref)
+        WHERE remote_ref IS NOT NULL;
+    """,
 )
