@@ -287,14 +287,20 @@ class Point(ChargePoint):
 
 @contextlib.asynccontextmanager
 async def charger201(
-    url: str, cp_id: str, memory: Memory | None = None, *, boot: bool = True
+    url: str,
+    cp_id: str,
+    memory: Memory | None = None,
+    *,
+    boot: bool = True,
+    kind: type[Point] = Point,
 ) -> AsyncIterator[Point]:
-    """A connected 2.0.1 charger (booted unless `boot` is False), closed on exit."""
+    """A connected 2.0.1 charger (booted unless `boot` is False), closed on exit; `kind`: a
+    Point that answers more than this one does."""
     ws: ClientConnection = await connect(
         f"{url}/{cp_id}", subprotocols=[Subprotocol("ocpp2.0.1")], open_timeout=10
     )
     assert ws.subprotocol == "ocpp2.0.1"
-    point = Point(cp_id, ws, response_timeout=10)
+    point = kind(cp_id, ws, response_timeout=10)
     point.memory = memory or Memory()
     point.tasks = set()
     runner = asyncio.get_running_loop().create_task(point.start())
