@@ -90,8 +90,8 @@ class ChargerSide(Protocol):
     async def start_earlier(self, tx_id: int, started_at: str) -> None: ...
 
     async def remote_start_tag(self, charge_point_id: str, remote_ref: int) -> str | None:
-        """The idTag of the remote start sent to this charger under `remote_ref` (its
-        remoteStartId), for a start report that names only that number."""
+        """The idTag of the remote start sent to this charger under `remote_ref` (the number
+        the charger knows it by), for a start report that names only that number."""
         ...
 
     async def identify_start(self, tx_id: int, id_tag: str) -> AuthDecision | None: ...

@@ -45,7 +45,7 @@ LISTED_TYPES = INSTALL_TYPES | {"V2GCertificateChain"}
 _FROM_1_6 = {"CentralSystemRootCertificate": "CSMSRootCertificate"}
 
 
-def certificate_type(raw: str, allowed: frozenset[str]) -> str:
+def _type_of(raw: str, allowed: frozenset[str]) -> str:
     """A 2.0.1 certificate type, from its 2.0.1 name or the 1.6 one."""
     kind = _FROM_1_6.get(raw, raw)
     if kind not in allowed:
@@ -55,8 +55,8 @@ def certificate_type(raw: str, allowed: frozenset[str]) -> str:
     return kind
 
 
-def install_certificate_req(certificate_type_: str, certificate_pem: str) -> dict[str, object]:
-    kind = certificate_type(certificate_type_, INSTALL_TYPES)
+def install_certificate_req(certificate_type: str, certificate_pem: str) -> dict[str, object]:
+    kind = _type_of(certificate_type, INSTALL_TYPES)
     if (
         "-----BEGIN CERTIFICATE-----" not in certificate_pem
         or len(certificate_pem) > MAX_CERTIFICATE
@@ -71,7 +71,7 @@ def get_installed_certificate_ids_req(types: Sequence[str]) -> dict[str, object]
     """No types: the charger lists all it holds."""
     if not types:
         return {}
-    kinds = [certificate_type(t, LISTED_TYPES) for t in types]
+    kinds = [_type_of(t, LISTED_TYPES) for t in types]
     return {"certificateType": list(dict.fromkeys(kinds))}
 
 
