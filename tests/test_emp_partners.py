@@ -8,6 +8,7 @@ seen end to end: through the charger, the database and the delivery loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import pytest
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
 from cpo_gateway.bridge.owed import CommandOutcome, Owed, SessionPhase, SessionUpdate
-from cpo_gateway.config import ConfigError, load_config
+from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.oioi.client import EmpClients, Endpoint, NotCarried, render
 from cpo_gateway.partners import EmpRouter, partner_terms, unserved
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
@@ -92,6 +93,16 @@ def _emps(sandbox_url: str, roam_protocol: str = "ocpi") -> str:
     )
 
 
+def with_ocpi_roam(path: Path) -> Config:
+    """The config at `path` with its EMP "roam" speaking OCPI (set here rather than in the
+    file: what else an OCPI partner's table holds is not this test's business)."""
+    cfg = load_config(path, {})
+    emps = tuple(
+        dataclasses.replace(e, protocol="ocpi") if e.name == "roam" else e for e in cfg.emps
+    )
+    return dataclasses.replace(cfg, emps=emps)
+
+
 @dataclass
 class Recorder:
     """A partner adapter that takes everything and remembers it."""
@@ -121,7 +132,7 @@ def test_protocol_defaults_to_oioi_and_names_the_key_when_wrong(tmp_path: Path) 
 
 
 def test_each_protocol_gives_its_terms(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")), {})
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")))
     oioi, roam = (partner_terms(e) for e in cfg.emps)
     assert oioi.wants == {Owed.STATION, Owed.EVSE_STATUS, Owed.CDR}
     assert oioi.fixed_connectors
@@ -141,7 +152,8 @@ async def test_check_config_names_a_partner_no_adapter_serves(tmp_path: Path) ->
     ok = await cli(write_config(tmp_path), "check-config")
     assert ok[0] == 0 and "(sandbox: oioi)" in ok[1]
     code, _, err = await cli(
-        write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")), "check-config"
+        write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x", roam_protocol="ocpi")),
+        "check-config",
     )
     assert code == 78 and "[[emp]] roam (ocpi): no adapter in this build serves" in err
 
@@ -204,13 +216,8 @@ async def test_a_following_partner_gets_start_rate_limited_progress_and_end_in_c
     tmp_path: Path, emp: SandboxEmp
 ) -> None:
     offset = [0.0]
-    cfg = load_config(
-        write_config(
-            tmp_path,
-            emps=_emps(emp.url),
-            sessions="update_interval_s = 60.0",
-        ),
-        {},
+    cfg = with_ocpi_roam(
+        write_config(tmp_path, emps=_emps(emp.url), sessions="update_interval_s = 60.0")
     )
     recorder = Recorder()
     gateway = Gateway(cfg, clock=lambda: time.time() + offset[0], adapters={"ocpi": recorder})
@@ -270,7 +277,7 @@ async def test_a_following_partner_gets_start_rate_limited_progress_and_end_in_c
 async def test_a_command_result_is_queued_only_for_a_partner_that_takes_them(
     tmp_path: Path, emp: SandboxEmp
 ) -> None:
-    cfg = load_config(write_config(tmp_path, emps=_emps(emp.url)), {})
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps(emp.url)))
     recorder = Recorder()
     outcome = CommandOutcome("ref-7", "start", "accepted", session_id="s-9")
     async with running_gateway(Gateway(cfg, adapters={"ocpi": recorder}), emp) as h:
@@ -288,7 +295,7 @@ async def test_a_command_result_is_queued_only_for_a_partner_that_takes_them(
 async def test_a_held_cdr_withholds_the_session_end_until_it_is_released(
     tmp_path: Path, emp: SandboxEmp
 ) -> None:
-    cfg = load_config(write_config(tmp_path, emps=_emps(emp.url)), {})
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps(emp.url)))
     recorder = Recorder()
     async with running_gateway(Gateway(cfg, adapters={"ocpi": recorder}), emp) as h:
         await h.gateway.core.set_whitelist("roam", [CARD])

@@ -78,6 +78,7 @@ class Claim:
 
     session: SessionRecord
     id_tag: str
+    ref: int  # the claim's number, which the charger's start may name (see claim_evse)
 
 
 Settles = Callable[[StartResult], Sequence[NewOutbox]]
@@ -182,12 +183,13 @@ class Remote:
         # Stored before the command: a StartTransaction may arrive before the answer. The
         # claim checks and inserts in one transaction: of concurrent starts one wins the EVSE.
         places = [(c.charge_point, c.connector) for c in connectors]
-        if not await self._store.claim_evse(session, places, owed, self._clock()):
+        ref = await self._store.claim_evse(session, places, owed, self._clock())
+        if ref is None:
             log.info("session.remote_start_lost", evse_id=evse_id, emp=emp)
             return StartResult(Outcome.EVSE_IN_USE, detail="a session is running on this EVSE")
         self._pending.add(id_tag, emp)
         log.info("session.remote_start", session_id=session.id, evse_id=evse_id, emp=emp)
-        return Claim(session, id_tag)
+        return Claim(session, id_tag, ref)
 
     async def begin(self, claim: Claim, settles: Settles = _nothing_owed) -> StartResult:
         """The second half: send the start to the charger and record its answer.
@@ -197,7 +199,7 @@ class Remote:
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._chargers.remote_start(
-                    session.charge_point, session.connector, id_tag
+                    session.charge_point, session.connector, id_tag, claim.ref
                 )
         except TimeoutError:
             result = None

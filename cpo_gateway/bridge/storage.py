@@ -136,8 +136,13 @@ class RemoteStartStore(SessionReads, Protocol):
         places: Sequence[tuple[str, int]],
         owed: Sequence[NewOutbox] = (),
         now: float = 0.0,
-    ) -> bool:
-        """`owed`: outbox rows written in the claim's commit, only when it wins."""
+    ) -> int | None:
+        """Store a pending remote start unless its EVSE is held; its remote ref, else None.
+        `owed`: outbox rows written in the claim's commit, only when it wins."""
+        ...
+
+    async def remote_start_tag(self, charge_point: str, remote_ref: int) -> str | None:
+        """The idTag of the remote start sent to a charger under its remote ref."""
         ...
 
     async def open_session_on(self, charge_point: str, connector: int) -> SessionRecord | None: ...
