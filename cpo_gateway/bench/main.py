@@ -19,7 +19,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from cpo_gateway import logs
-from cpo_gateway.bench import emp_scenarios, ocpp_scenarios, schema_scenarios, tls_scenarios
+from cpo_gateway.bench import (
+    emp_scenarios,
+    ocpi_scenarios,
+    ocpp_scenarios,
+    schema_scenarios,
+    tls_scenarios,
+)
 from cpo_gateway.bench.ocpp_scenarios import Context
 from cpo_gateway.bench.report import Table
 
@@ -35,6 +41,7 @@ SCENARIOS = (
     "outbox",
     "schemas",
     "profile3",
+    "ocpi-registration",
 )
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
 NEEDED_FDS = 10_500
@@ -86,6 +93,9 @@ def plan(
             c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 4
         ),
         "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
+        "ocpi-registration": lambda c: ocpi_scenarios.registration(
+            c, 5 if quick else 50, 200 if quick else 5_000
+        ),
     }
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     return [(name, steps[name]) for name in chosen]
