@@ -296,3 +296,16 @@ async def test_token_a_is_refused_for_a_registered_partner(inbound: Rig) -> None
     )
     with pytest.raises(RegistrationFailed, match="already registered"):
         await inbound.registrar.issue_token_a("emsp")
+
+
+async def test_a_guesser_is_limited_but_the_partner_is_served(inbound: Rig) -> None:
+    token_a = await inbound.registrar.issue_token_a("emsp")
+    reg = await inbound.emsp.register_with(inbound.versions, token_a)
+    statuses = [
+        (await inbound.emsp.send("GET", inbound.versions, f"guess-{i}"))["_http_status"]
+        for i in range(25)
+    ]
+    assert statuses[:20] == [401] * 20 and set(statuses[21:]) == {429}
+    # the same address with the right token: served (only failing requests are limited)
+    ok = await inbound.emsp.send("GET", inbound.versions, reg.token_theirs)
+    assert ok["status_code"] == 1000
