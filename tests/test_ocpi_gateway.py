@@ -271,3 +271,17 @@ def test_token_a_from_a_file_or_the_environment(tmp_path: Path) -> None:
     assert by_name["f"].token_a == "from-a-file" and by_name["e-1"].token_a == "from-env"
     assert cfg.ocpi is not None and cfg.ocpi.port == 0 and cfg.ocpi.party_id == "CPO"
     assert "from-env" not in repr(by_name["e-1"])
+
+
+def test_check_config_shows_the_ocpi_listener(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, extra=_ocpi_emps(None) + OCPI_TABLE)
+    saved = structlog.get_config()
+    try:
+        code = main(["check-config", "-c", str(path)])
+    finally:
+        structlog.configure(**saved)
+    out = capsys.readouterr().out
+    assert code == 0 and "OCPI:       http://127.0.0.1:0/ocpi/cpo/versions as DE*CPO" in out
+    assert "1 partner(s)" in out
