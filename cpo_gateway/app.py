@@ -190,7 +190,7 @@ class Gateway:
             _endpoints(config), clock=clock, timings=self.exposition.emp_request_seconds
         )
         links: dict[str, EmpLink] = {"oioi": self.emp_clients, **(adapters or {})}
-        self._unserved = unserved(config.emps, links)
+        self._unserved = unserved(config.emps, links.keys())
         self.emp_router = route(config.emps, links)
         # Every part is built here and only started by start(): none is None while the
         # gateway lives, so neither the code nor its tests guard against a missing part.

@@ -276,7 +276,9 @@ def test_token_a_from_a_file_or_the_environment(tmp_path: Path) -> None:
 def test_check_config_shows_the_ocpi_listener(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path, extra=_ocpi_emps(None) + OCPI_TABLE)
+    # (no OCPI partner: until an adapter delivers to them, check-config says this build
+    # serves none, see tests/test_emp_partners.py)
+    path = write_config(tmp_path, extra=OCPI_TABLE)
     saved = structlog.get_config()
     try:
         code = main(["check-config", "-c", str(path)])
@@ -284,4 +286,4 @@ def test_check_config_shows_the_ocpi_listener(
         structlog.configure(**saved)
     out = capsys.readouterr().out
     assert code == 0 and "OCPI:       http://127.0.0.1:0/ocpi/cpo/versions as DE*CPO" in out
-    assert "1 partner(s)" in out
+    assert "0 partner(s)" in out

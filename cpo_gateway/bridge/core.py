@@ -254,6 +254,11 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         """The transaction a charger named `charger_key`, if the gateway has seen it."""
         return await self.store.transaction_by_key(charge_point_id, charger_key)
 
+    async def remote_start_tag(self, charge_point_id: str, remote_ref: int) -> str | None:
+        """A start report naming only the remote start's number is bound by its idTag, as
+        one that carries it: the same pending, late and card rules follow."""
+        return await self.store.remote_start_tag(charge_point_id, remote_ref)
+
     async def start_earlier(self, tx_id: int, started_at: str) -> None:
         """A transaction's own start report came after a later one had begun it: its time
         stands (the session's interval runs from when the charger began)."""
