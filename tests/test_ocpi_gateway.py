@@ -194,6 +194,12 @@ async def test_register_on_demand_from_the_cli(
         link = await h.store.link("emsp-out")
         again = emsp.registration
         assert link is not None and again is not None and again.token_ours != first
+        # while our PUT was open, the eMSP's old token still worked (no window of 401s)
+        assert emsp.old_token_during_update is True
+        stale = await emsp.send(
+            "GET", f"http://127.0.0.1:{port}/ocpi/cpo/versions", reg.token_theirs
+        )
+        assert stale["_http_status"] == 401  # replaced once the exchange was done
         assert link.token_out == again.token_ours and link.token_in == again.token_theirs
         emsp.fail_credentials = 1
         code, _, err = await _cli(capsys, "ocpi", "register", "emsp-out", "-c", str(path))
