@@ -451,7 +451,7 @@ class Gateway:
             log.error("config.reload_refused", path=str(self.config.path), problems=problems)
             return False
         self._loaded_at = datetime.now(UTC)
-        fixed = ("gateway", "ocpp", "oioi", "sessions", "outbox", "admin")
+        fixed = ("gateway", "ocpp", "oioi", "ocpi", "sessions", "outbox", "admin")
         kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
         if not await self._reload_keys(new):
             kept.append("emp")

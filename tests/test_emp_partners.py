@@ -19,12 +19,12 @@ from typing import Any
 import orjson
 import pytest
 
-from cpo_gateway.app import Gateway
+from cpo_gateway.app import Gateway, StartupError
 from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
 from cpo_gateway.bridge.owed import CommandOutcome, Owed, SessionPhase, SessionUpdate
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.oioi.client import EmpClients, Endpoint, NotCarried, render
-from cpo_gateway.partners import EmpRouter, partner_terms, unserved
+from cpo_gateway.partners import EmpRouter, partner_terms
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, running_gateway, write_config
 from tests.test_oioi_whitelist import cli
@@ -36,61 +36,26 @@ def hour_ago() -> datetime:
     return datetime.now(UTC) - timedelta(hours=1)
 
 
-ROAM_PARTNER = "roam"  # an OCPI partner's identifier toward the core is its name
-# An OCPI partner that registers with us (no versions_url, no token A), and our [ocpi] table.
-OCPI_ROAM = """
-        [[emp]]
-        name = "roam"
-        protocol = "ocpi"
-
-        [ocpi]
-        host = "127.0.0.1"
-        port = 0
-        country_code = "DE"
-        party_id = "CPO"
-        business_name = "Test CPO"
-"""
+ROAM_PARTNER = "roaming-partner-identifier-01"
 
 
-def _emps(sandbox_url: str, roam_protocol: str = "ocpi") -> str:
-    oioi = f"""
+def _emps(sandbox_url: str, roam_protocol: str = "oioi") -> str:
+    return f"""
         [[emp]]
         name = "sandbox"
         url = "{sandbox_url}"
         api_key = "{OUTBOUND_KEY}"
         inbound_api_key = "{INBOUND_KEY}"
         partner_identifier = "{PARTNER}"
-    """
-    if roam_protocol != "ocpi":
-        return (
-            oioi
-            + f"""
+
         [[emp]]
         name = "roam"
         protocol = "{roam_protocol}"
         url = "http://127.0.0.1:9/unused"
         api_key = "roam-outbound-key-0001"
         inbound_api_key = "roam-inbound-key-0001"
-        partner_identifier = "roaming-partner-identifier-01"
-    """
-        )
-    # An OCPI partner that registers with us (no versions_url/token_a), and who we are.
-    return (
-        oioi
-        + f"""
-        [[emp]]
-        name = "roam"
-        protocol = "ocpi"
         partner_identifier = "{ROAM_PARTNER}"
-
-        [ocpi]
-        host = "127.0.0.1"
-        port = 0
-        country_code = "DE"
-        party_id = "CPO"
-        business_name = "Test CPO"
     """
-    )
 
 
 def with_ocpi_roam(path: Path) -> Config:
@@ -140,20 +105,33 @@ def test_each_protocol_gives_its_terms(tmp_path: Path) -> None:
 
 
 async def test_a_partner_of_a_protocol_no_adapter_serves_refuses_to_start(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")), {})
-    # This build serves OCPI: a build without its adapter names the partner it cannot serve.
-    assert unserved(cfg.emps, {"oioi": Recorder()}) == ["roam (ocpi)"]
-    assert unserved(cfg.emps, {"oioi": Recorder(), "ocpi": Recorder()}) == []
-    gateway = Gateway(cfg, adapters={"oioi": Recorder()})
-    assert gateway.emp_router.serves("roam")  # the built-in OCPI link
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")))
+    gateway = Gateway(cfg)
+    with pytest.raises(StartupError) as info:
+        await gateway.start()
+    await gateway.stop()
+    assert info.value.exit_code == 78 and "roam (ocpi)" in str(info.value)
 
 
 async def test_check_config_names_a_partner_no_adapter_serves(tmp_path: Path) -> None:
     ok = await cli(write_config(tmp_path), "check-config")
     assert ok[0] == 0 and "(sandbox: oioi)" in ok[1]
+    # a complete OCPI partner (its keys and the [ocpi] table are the OCPI config's business)
+    roam = """
+        [[emp]]
+        name = "roam"
+        protocol = "ocpi"
+
+        [ocpi]
+        host = "127.0.0.1"
+        port = 0
+        country_code = "DE"
+        party_id = "CPO"
+        business_name = "Test CPO"
+    """
+    oioi_only = _emps("http://127.0.0.1:9/x").split("[[emp]]")[1]
     code, _, err = await cli(
-        write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x", roam_protocol="ocpi")),
-        "check-config",
+        write_config(tmp_path, emps="[[emp]]" + oioi_only + roam), "check-config"
     )
     assert code == 78 and "[[emp]] roam (ocpi): no adapter in this build serves" in err
 

@@ -194,6 +194,12 @@ async def test_register_on_demand_from_the_cli(
         link = await h.store.link("emsp-out")
         again = emsp.registration
         assert link is not None and again is not None and again.token_ours != first
+        # while our PUT was open, the eMSP's old token still worked (no window of 401s)
+        assert emsp.old_token_during_update is True
+        stale = await emsp.send(
+            "GET", f"http://127.0.0.1:{port}/ocpi/cpo/versions", reg.token_theirs
+        )
+        assert stale["_http_status"] == 401  # replaced once the exchange was done
         assert link.token_out == again.token_ours and link.token_in == again.token_theirs
         emsp.fail_credentials = 1
         code, _, err = await _cli(capsys, "ocpi", "register", "emsp-out", "-c", str(path))
@@ -271,3 +277,19 @@ def test_token_a_from_a_file_or_the_environment(tmp_path: Path) -> None:
     assert by_name["f"].token_a == "from-a-file" and by_name["e-1"].token_a == "from-env"
     assert cfg.ocpi is not None and cfg.ocpi.port == 0 and cfg.ocpi.party_id == "CPO"
     assert "from-env" not in repr(by_name["e-1"])
+
+
+def test_check_config_shows_the_ocpi_listener(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (no OCPI partner: until an adapter delivers to them, check-config says this build
+    # serves none, see tests/test_emp_partners.py)
+    path = write_config(tmp_path, extra=OCPI_TABLE)
+    saved = structlog.get_config()
+    try:
+        code = main(["check-config", "-c", str(path)])
+    finally:
+        structlog.configure(**saved)
+    out = capsys.readouterr().out
+    assert code == 0 and "OCPI:       http://127.0.0.1:0/ocpi/cpo/versions as DE*CPO" in out
+    assert "0 partner(s)" in out

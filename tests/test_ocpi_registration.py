@@ -296,3 +296,33 @@ async def test_token_a_is_refused_for_a_registered_partner(inbound: Rig) -> None
     )
     with pytest.raises(RegistrationFailed, match="already registered"):
         await inbound.registrar.issue_token_a("emsp")
+
+
+async def test_a_guesser_is_limited_but_the_partner_is_served(inbound: Rig) -> None:
+    token_a = await inbound.registrar.issue_token_a("emsp")
+    reg = await inbound.emsp.register_with(inbound.versions, token_a)
+    statuses = [
+        (await inbound.emsp.send("GET", inbound.versions, f"guess-{i}"))["_http_status"]
+        for i in range(25)
+    ]
+    assert statuses[:20] == [401] * 20 and set(statuses[21:]) == {429}
+    # the same address with the right token: served (only failing requests are limited)
+    ok = await inbound.emsp.send("GET", inbound.versions, reg.token_theirs)
+    assert ok["status_code"] == 1000
+
+
+async def test_a_new_token_a_voids_the_last_one(inbound: Rig) -> None:
+    first = await inbound.registrar.issue_token_a("emsp")
+    second = await inbound.registrar.issue_token_a("emsp")
+    old = await inbound.emsp.send("GET", inbound.versions, first)
+    new = await inbound.emsp.send("GET", inbound.versions, second)
+    assert old["_http_status"] == 401 and new["status_code"] == 1000
+
+
+async def test_a_malformed_token_is_not_echoed(inbound: Rig) -> None:
+    token_a = await inbound.registrar.issue_token_a("emsp")
+    secret = "s3cret-" + "x" * 70
+    creds = inbound.emsp.credentials(secret)
+    answer = await inbound.emsp.send("POST", inbound.url("credentials"), token_a, creds)
+    assert answer["status_code"] == 2001 and answer["status_message"].startswith("token:")
+    assert "s3cret" not in answer["status_message"] and "77 characters" in answer["status_message"]

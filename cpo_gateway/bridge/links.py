@@ -3,9 +3,10 @@ store keeps of them and the port an adapter reads and changes them through.
 
 A link holds the token the partner presents to us (`token_in`), the one we present to it
 (`token_out`), the URL it told us to start from (`peer_url`) and what the adapter learned in
-the handshake (`details`: opaque to the store and the core, JSON-serialisable). A one-time
-token we issue for the partner's first call is kept only as its SHA-256 (`token_a_digest`):
-it is shown once, when issued, and is worthless after the handshake.
+the handshake (`details`: opaque to the store and the core, JSON-serialisable). A token that
+serves only the handshake is kept as its SHA-256 (`token_a_digest`): the one-time token we
+issue for the partner's first call (shown once, when issued), or the token we offer while
+our own registration with the partner is under way; it is void once the handshake is done.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cpo_gateway.ocpi.transport import TOKEN_MAX, OcpiError, Party
+from cpo_gateway.ocpi.transport import TOKEN_MAX, OcpiError, OcpiStatus, Party
 
 ROLES = frozenset({"CPO", "EMSP", "HUB", "NAP", "NSP", "OTHER", "SCSP"})
 MAX_ROLES = 32  # a platform hosting more parties than this is not one peer we serve
@@ -55,7 +55,14 @@ class Credentials:
 
 def parse_token(value: object, where: str = "token") -> str:
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
-        raise OcpiError.invalid(where, f"1 to {TOKEN_MAX} printable ASCII characters", value)
+        # The value is a secret, even a malformed one: the message (and the log) tells only
+        # its type and length.
+        shown = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+        raise OcpiError(
+            OcpiStatus.INVALID_PARAMETERS,
+            f"{where}: expected 1 to {TOKEN_MAX} printable ASCII characters, got {shown}",
+            http_status=200,
+        )
     return value
 
 

@@ -173,15 +173,17 @@ class Registrar:
         assert credentials_url is not None  # parse_details requires it
         token_b = self._token()
         now = self._clock()
-        # The partner may call our versions with B while the request is open: B counts
-        # already (the token it replaces stops counting: the partner gets B in this call).
+        # The partner may call our versions with B while the request is open: B counts for
+        # the handshake already (as a token A does: versions and credentials only), and the
+        # token the partner has keeps working for everything until the exchange is done.
         pending = PartnerLink(
             p.name,
             before.state if before else LinkState.UNREGISTERED,
-            token_in=token_b,
+            token_in=before.token_in if before else None,
             token_out=before.token_out if before else None,
-            peer_url=url,
+            peer_url=before.peer_url if before and before.peer_url else url,
             details=dict(before.details) if before else {},
+            token_a_digest=digest(token_b),
             registered_at=before.registered_at if before else None,
             updated_at=now,
         )
@@ -212,6 +214,7 @@ class Registrar:
         link = replace(
             pending,
             state=LinkState.REGISTERED,
+            token_in=token_b,
             token_out=theirs.token,
             peer_url=theirs.url,
             details=_details(theirs, version_url, details),

@@ -121,6 +121,8 @@ class SandboxEmsp:
         self.refused = 0  # requests refused for their token
         self.fault = Fault.NONE
         self.fail_credentials = 0  # answer the next N credentials POST/PUT with 503
+        # set by a PUT from the CPO: whether the token we called it with still worked then
+        self.old_token_during_update: bool | None = None
         self.slow_s = 5.0
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
@@ -254,8 +256,12 @@ class SandboxEmsp:
             token_b, url = body["token"], body["url"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return _json(code=2001, message="token, url: missing", status=400)
+        before = self.registration
         try:
             reg = await self._learn(url, token_b)
+            if before is not None and request.method == "PUT":
+                # while the update is open, does the token we have still work?
+                self.old_token_during_update = await self._works(url, before.token_theirs)
         except (aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError) as exc:
             return _json(code=3001, message=f"cannot use your versions: {exc}")
         reg.roles = list(body.get("roles") or [])
@@ -264,6 +270,13 @@ class SandboxEmsp:
         if request.method == "POST":
             self.token_a = None  # used up
         return _json(self.credentials(reg.token_ours))
+
+    async def _works(self, versions_url: str, token: str) -> bool:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            http.get(versions_url, headers=_header(token)) as r,
+        ):
+            return r.status == 200
 
     async def _learn(self, versions_url: str, token: str) -> Registration:
         """GET the CPO's versions and 2.2.1 endpoints with `token`."""
