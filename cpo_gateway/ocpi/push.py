@@ -52,7 +52,7 @@ class PushContext:
 
 
 def render_push(
-    ctx: PushContext, kind: str, key: str, payload: Mapping[str, Any], written: datetime
+    ctx: PushContext, kind: str, payload: Mapping[str, Any], written: datetime
 ) -> Push | None:
     """The request a row owes (see the module docstring); None when it owes OCPI nothing.
     Raises NotRenderable for a payload that cannot be told (an EVSE gone from the file)."""

@@ -1,0 +1,96 @@
+"""Delivery of the outbox's neutral rows to an OCPI partner's Receiver interfaces.
+
+`OcpiDeliverer.deliver(emp, kind, payload)` is the `deliver` of the core's EmpLink port for
+OCPI partners: the row is rendered (push.py), sent with the token the partner gave us (C),
+to the receiver endpoint it listed in its version details, and the answer judged by the
+client's rules (client.py `delivery_of`: only a parseable 1xxx envelope is delivered).
+
+- Not registered yet (no token C): RETRY after a minute, the row kept.
+- A row that cannot be told in OCPI (an EVSE no longer in the stations file, a payload the
+  core never writes): REJECTED, dead-lettered and visible to operators.
+- A row OCPI has no request for (the early CDR of cdr_on_start), or a module the partner
+  does not receive (it lists no such RECEIVER; it may GET our lists instead): DELIVERED,
+  nothing sent; the detail says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cpo_gateway import logs
+from cpo_gateway.bridge.links import LinkState, LinkStore
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus
+from cpo_gateway.ocpi.client import OcpiCallFailed, OcpiClient, delivery_of, unreachable
+from cpo_gateway.ocpi.ports import ObjectReads
+from cpo_gateway.ocpi.push import PushContext, render_push
+from cpo_gateway.ocpi.registration import endpoints_of, parties_of
+from cpo_gateway.ocpi.sessions import NotRenderable
+from cpo_gateway.ocpi.transport import Party
+
+log = logs.get(__name__)
+NOT_REGISTERED_RETRY_S = 60.0
+
+
+class OcpiDeliverer:
+    def __init__(
+        self,
+        client: OcpiClient,
+        links: LinkStore,
+        reads: ObjectReads,
+        us: Party,
+        *,
+        business_name: str | None = None,
+        timeout_s: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._client = client
+        self._links = links
+        self._reads = reads
+        self._us = us
+        self._business_name = business_name
+        self._timeout_s = timeout_s
+        self._clock = clock
+
+    async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
+        link = await self._links.link(emp)
+        if link is None or link.state is not LinkState.REGISTERED or not link.token_out:
+            return Delivery(
+                DeliveryStatus.RETRY, "not registered yet: kept", NOT_REGISTERED_RETRY_S
+            )
+        parties = sorted(parties_of(link), key=str)
+        if not parties:
+            return Delivery(DeliveryStatus.RETRY, "credentials name no party: kept", 3600.0)
+        ctx = PushContext(
+            self._reads.catalogue,
+            self._us,
+            parties[0],
+            self._reads.catalogue_loaded_at(),
+            await self._reads.evse_states(emp),
+            self._business_name,
+        )
+        try:
+            push = render_push(ctx, kind, payload, self._clock())
+        except (NotRenderable, KeyError, ValueError, TypeError) as exc:
+            log.warning("ocpi.push_unrenderable", partner=emp, kind=kind, reason=str(exc))
+            return Delivery(DeliveryStatus.REJECTED, f"cannot be told in OCPI: {exc}"[:200])
+        if push is None:
+            return Delivery(DeliveryStatus.DELIVERED, f"{kind}: nothing owed over OCPI")
+        url = endpoints_of(link).url(push.module, "RECEIVER")
+        if url is None:
+            return Delivery(
+                DeliveryStatus.DELIVERED, f"{push.module}: the partner receives none (it may GET)"
+            )
+        try:
+            reply = await self._client.request(
+                push.method,
+                url.rstrip("/") + push.path,
+                link.token_out,
+                push.body,
+                to=parties[0],
+                timeout_s=self._timeout_s,
+            )
+        except OcpiCallFailed as exc:
+            return unreachable(exc)
+        return delivery_of(reply)
