@@ -156,3 +156,33 @@ async def test_what_ocpi_cannot_tell_is_rejected_and_an_early_cdr_owes_nothing(r
     delivery = await rig.deliverer.deliver("emsp", Owed.CDR, early)
     assert delivery.status is DeliveryStatus.DELIVERED and "nothing owed" in delivery.detail
     assert rig.emsp.received == []
+
+
+async def test_a_patch_the_receiver_refuses_becomes_a_put_of_the_whole_object(rig: Rig) -> None:
+    # The session's start (a PUT) was coalesced away by a progress row while the partner
+    # was down: the PATCH that arrives first is refused, the whole session is PUT instead.
+    await rig.registrar.register("emsp")
+    rig.emsp.strict_patch = True
+    tx = _tx(45, 0, 7.25, stopped=False)
+    charging = build_session_update(
+        tx, _session(), "DE*CPO*E1001*1", "x", SessionPhase.CHARGING, START.timestamp() + 600
+    )
+    delivery = await rig.deliverer.deliver("emsp", Owed.SESSION, charging.to_dict())
+    assert delivery.status is DeliveryStatus.DELIVERED
+    (put,) = rig.emsp.received
+    assert put.method == "PUT" and put.body["kwh"] == 7.25
+    validate("Session", put.body)
+    # Now the session is known: the next progress is a PATCH again.
+    assert (
+        await rig.deliverer.deliver("emsp", Owed.SESSION, charging.to_dict())
+    ).status is DeliveryStatus.DELIVERED
+    assert [r.method for r in rig.emsp.received] == ["PUT", "PATCH"]
+    # The same for an EVSE status of a location the partner never got.
+    status = {"evse_id": "DE*CPO*E2001", "status": "Available", "partner_identifier": "x"}
+    assert (
+        await rig.deliverer.deliver("emsp", Owed.EVSE_STATUS, status)
+    ).status is DeliveryStatus.DELIVERED
+    last = rig.emsp.received[-1]
+    assert last.method == "PUT" and last.path.endswith("/locations/DE/CPO/DE-MUC-MAX-01")
+    assert last.body["evses"][0]["status"] == "AVAILABLE"
+    validate("Location", last.body)

@@ -8,6 +8,7 @@ client's rules (client.py `delivery_of`: only a parseable 1xxx envelope is deliv
 - Not registered yet (no token C): RETRY after a minute, the row kept.
 - A row that cannot be told in OCPI (an EVSE no longer in the stations file, a payload the
   core never writes): REJECTED, dead-lettered and visible to operators.
+- A PATCH the receiver refuses (it never got the object): the whole object is PUT.
 - A row OCPI has no request for (the early CDR of cdr_on_start), or a module the partner
   does not receive (it lists no such RECEIVER; it may GET our lists instead): DELIVERED,
   nothing sent; the detail says why.
@@ -24,7 +25,7 @@ from cpo_gateway.bridge.links import LinkState, LinkStore
 from cpo_gateway.bridge.model import Delivery, DeliveryStatus
 from cpo_gateway.ocpi.client import OcpiCallFailed, OcpiClient, delivery_of, unreachable
 from cpo_gateway.ocpi.ports import ObjectReads
-from cpo_gateway.ocpi.push import PushContext, render_push
+from cpo_gateway.ocpi.push import Push, PushContext, render_push
 from cpo_gateway.ocpi.registration import endpoints_of, parties_of
 from cpo_gateway.ocpi.sessions import NotRenderable
 from cpo_gateway.ocpi.transport import Party
@@ -82,13 +83,24 @@ class OcpiDeliverer:
             return Delivery(
                 DeliveryStatus.DELIVERED, f"{push.module}: the partner receives none (it may GET)"
             )
+        delivery = await self._send(push, url, link.token_out, parties[0])
+        if push.method == "PATCH" and delivery.status is DeliveryStatus.REJECTED:
+            # The receiver does not know the object: its PUT may have been coalesced away
+            # while the partner was unreachable. The whole object makes it whole.
+            whole = render_push(ctx, kind, payload, self._clock(), whole=True)
+            if whole is not None:
+                log.info("ocpi.patch_refused_put_whole", partner=emp, kind=kind)
+                delivery = await self._send(whole, url, link.token_out, parties[0])
+        return delivery
+
+    async def _send(self, push: Push, url: str, token: str, to: Party) -> Delivery:
         try:
             reply = await self._client.request(
                 push.method,
                 url.rstrip("/") + push.path,
-                link.token_out,
+                token,
                 push.body,
-                to=parties[0],
+                to=to,
                 timeout_s=self._timeout_s,
             )
         except OcpiCallFailed as exc:
