@@ -186,3 +186,14 @@ async def test_a_patch_the_receiver_refuses_becomes_a_put_of_the_whole_object(ri
     assert last.method == "PUT" and last.path.endswith("/locations/DE/CPO/DE-MUC-MAX-01")
     assert last.body["evses"][0]["status"] == "AVAILABLE"
     validate("Location", last.body)
+
+
+async def test_tariffs_are_put_to_the_partners_tariffs_receiver(rig: Rig) -> None:
+    assert [d.status for d in await rig.deliverer.push_tariffs("emsp")] == [DeliveryStatus.RETRY]
+    await rig.registrar.register("emsp")
+    deliveries = await rig.deliverer.push_tariffs("emsp")
+    assert [d.status for d in deliveries] == [DeliveryStatus.DELIVERED] * 2
+    got = [(r.method, r.path.split("/2.2.1/", 1)[1]) for r in rig.emsp.received]
+    assert got == [("PUT", "tariffs/DE/CPO/AC"), ("PUT", "tariffs/DE/CPO/DC")]
+    for r in rig.emsp.received:
+        validate("Tariff", r.body)
