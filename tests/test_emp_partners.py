@@ -38,14 +38,18 @@ ROAM_PARTNER = "roaming-partner-identifier-01"
 
 
 def _emps(sandbox_url: str, roam_protocol: str = "ocpi") -> str:
-    return f"""
+    oioi = f"""
         [[emp]]
         name = "sandbox"
         url = "{sandbox_url}"
         api_key = "{OUTBOUND_KEY}"
         inbound_api_key = "{INBOUND_KEY}"
         partner_identifier = "{PARTNER}"
-
+    """
+    if roam_protocol != "ocpi":
+        return (
+            oioi
+            + f"""
         [[emp]]
         name = "roam"
         protocol = "{roam_protocol}"
@@ -54,6 +58,24 @@ def _emps(sandbox_url: str, roam_protocol: str = "ocpi") -> str:
         inbound_api_key = "roam-inbound-key-0001"
         partner_identifier = "{ROAM_PARTNER}"
     """
+        )
+    # An OCPI partner that registers with us (no versions_url/token_a), and who we are.
+    return (
+        oioi
+        + f"""
+        [[emp]]
+        name = "roam"
+        protocol = "ocpi"
+        partner_identifier = "{ROAM_PARTNER}"
+
+        [ocpi]
+        host = "127.0.0.1"
+        port = 0
+        country_code = "DE"
+        party_id = "CPO"
+        business_name = "Test CPO"
+    """
+    )
 
 
 @dataclass

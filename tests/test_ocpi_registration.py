@@ -34,9 +34,15 @@ class EchoLocations:
 
     def add_routes(self, router: web.UrlDispatcher, prefix: str) -> None:
         router.add_get(prefix, self._list)
+        router.add_put(prefix + "/{country_code}/{party_id}/{uid}", self._put)
 
     async def _list(self, request: web.Request) -> web.Response:
         return ocpi_json_response({"partner": caller(request).partner})
+
+    async def _put(self, request: web.Request) -> web.Response:
+        m = request.match_info
+        party = caller(request).require_own(m["country_code"], m["party_id"])
+        return ocpi_json_response({"owner": str(party)})
 
 
 @dataclass
@@ -263,6 +269,13 @@ async def test_a_partner_acts_only_as_its_own_party(inbound: Rig) -> None:
     elsewhere = {**own, "OCPI-to-country-code": "FR", "OCPI-to-party-id": "ABC"}
     refused = await inbound.emsp.send("GET", url, token, headers=elsewhere)
     assert refused["_http_status"] == 403 and "FR*ABC" in refused["status_message"]
+    # objects under another party's URL are not there for it
+    mine = await inbound.emsp.send("PUT", url + "/nl/ems/u1", token, {})
+    assert mine["status_code"] == 1000 and mine["data"] == {"owner": "NL*EMS"}
+    theirs = await inbound.emsp.send("PUT", url + "/NL/XYZ/u1", token, {})
+    assert theirs["_http_status"] == 404 and theirs["status_message"].startswith("path")
+    broken = await inbound.emsp.send("PUT", url + "/NLD/XYZ/u1", token, {})
+    assert broken["status_code"] == 2001 and "path.country_code" in broken["status_message"]
 
 
 async def test_request_ids_are_echoed(inbound: Rig) -> None:

@@ -4,6 +4,8 @@ middleware on a real aiohttp listener (port 0)."""
 from __future__ import annotations
 
 import base64
+import io
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -14,6 +16,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cpo_gateway import logs
 from cpo_gateway.ocpi.transport import (
     CORRELATION_ID,
     FROM_COUNTRY,
@@ -198,6 +201,24 @@ async def test_success_echoes_ids_and_answers_routing(listener: Listener) -> Non
     assert (got[TO_COUNTRY], got[TO_PARTY]) == ("NL", "EMS")
     assert (got[FROM_COUNTRY], got[FROM_PARTY]) == ("DE", "CPO")
     assert listener.counts.get("locations", 1000) == 1
+
+
+async def test_each_request_is_logged_with_its_ids(listener: Listener) -> None:
+    out = io.StringIO()
+    logs.configure("info", "json", out)
+    try:
+        await _call(
+            "GET",
+            listener.url + "/2.2.1/locations",
+            headers={REQUEST_ID: "req-log-1", CORRELATION_ID: "corr-log-1"},
+        )
+    finally:
+        logs.configure("info", "auto")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    done = [e for e in lines if e["event"] == "ocpi.request"]
+    assert len(done) == 1 and done[0]["request_id"] == "req-log-1"
+    assert done[0]["correlation_id"] == "corr-log-1" and done[0]["module"] == "locations"
+    assert done[0]["status_code"] == 1000 and done[0]["http_status"] == 200
 
 
 async def test_a_missing_request_id_is_generated_and_reused_for_correlation(

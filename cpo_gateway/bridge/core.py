@@ -327,7 +327,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         if partner is None or not partner.owed(Owed.COMMAND_RESULT):
             return False
         row = NewOutbox(emp, Owed.COMMAND_RESULT, outcome.reference, outcome.to_dict())
-        await self.store.enqueue([row], self._clock())
+        await self.store.queue_owed([row], self._clock())
         log.info("command.result_queued", emp=emp, reference=outcome.reference)
         return True
 

@@ -196,9 +196,9 @@ class DeliveryStore(Protocol):
 
 
 class OwedStore(Protocol):
-    """Rows owed to EMPs that no other change writes (a charger's answer to a command)."""
+    """Rows owed to EMPs that no stored change writes (a charger's answer to a command)."""
 
-    async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None: ...
+    async def queue_owed(self, rows: Sequence[NewOutbox], now: float) -> None: ...
 
 
 class StationStore(Protocol):

@@ -71,7 +71,7 @@ def _role(obj: object, where: str) -> CredentialsRole:
     role = obj.get("role")
     if role is None:
         raise OcpiError.missing(f"{where}.role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise OcpiError.invalid(f"{where}.role", "one of " + ", ".join(sorted(ROLES)), role)
     for key in ("country_code", "party_id"):
         if key not in obj:

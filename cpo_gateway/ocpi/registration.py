@@ -159,6 +159,12 @@ class Registrar:
 
     async def _register(self, p: PartnerSettings, url: str, token_a: str) -> PartnerLink:
         timeout = p.request_timeout_s
+        before = await self._store.link(p.name)
+        update = before is not None and before.state is LinkState.REGISTERED and before.token_out
+        if update:
+            # Registered already: token A is spent; update with the token we hold (PUT).
+            assert before is not None and before.token_out is not None
+            url, token_a = before.peer_url or url, before.token_out
         version_url = pick_version(await self._client.call("GET", url, token_a, timeout_s=timeout))
         details = parse_details(
             await self._client.call("GET", version_url, token_a, timeout_s=timeout)
@@ -166,9 +172,9 @@ class Registrar:
         credentials_url = details.url("credentials")
         assert credentials_url is not None  # parse_details requires it
         token_b = self._token()
-        before = await self._store.link(p.name)
         now = self._clock()
-        # The partner may call our versions with B while the POST is open: B counts already.
+        # The partner may call our versions with B while the request is open: B counts
+        # already (the token it replaces stops counting: the partner gets B in this call).
         pending = PartnerLink(
             p.name,
             before.state if before else LinkState.UNREGISTERED,
@@ -180,22 +186,29 @@ class Registrar:
             updated_at=now,
         )
         await self._store.save_link(pending)
-        method = "PUT" if before is not None and before.state is LinkState.REGISTERED else "POST"
-        answer = await self._client.call(
-            method,
-            credentials_url,
-            token_a if method == "POST" else (before.token_out if before else None) or token_a,
-            self.identity.credentials(token_b).render(),
-            timeout_s=timeout,
-        )
-        theirs = parse_credentials(answer, "data.")
-        # Their versions and endpoints again, as token C sees them (the URL they answered).
-        version_url = pick_version(
-            await self._client.call("GET", theirs.url, theirs.token, timeout_s=timeout)
-        )
-        details = parse_details(
-            await self._client.call("GET", version_url, theirs.token, timeout_s=timeout)
-        )
+        method = "PUT" if update else "POST"
+        try:
+            answer = await self._client.call(
+                method,
+                credentials_url,
+                token_a,
+                self.identity.credentials(token_b).render(),
+                timeout_s=timeout,
+            )
+            theirs = parse_credentials(answer, "data.")
+            # Their versions and endpoints again, as token C sees them (the URL answered).
+            version_url = pick_version(
+                await self._client.call("GET", theirs.url, theirs.token, timeout_s=timeout)
+            )
+            details = parse_details(
+                await self._client.call("GET", version_url, theirs.token, timeout_s=timeout)
+            )
+        except BaseException:
+            # Not exchanged: the partner keeps calling with the token it had.
+            await self._store.save_link(
+                before or PartnerLink(p.name, LinkState.UNREGISTERED, updated_at=now)
+            )
+            raise
         link = replace(
             pending,
             state=LinkState.REGISTERED,

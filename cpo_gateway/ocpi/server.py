@@ -53,6 +53,20 @@ class Caller:
     parties: frozenset[Party]  # its own country_code/party_id pairs, from its credentials
     with_token_a: bool  # the one-time token: only versions and credentials
 
+    def owns(self, country_code: str, party_id: str) -> bool:
+        return Party(country_code, party_id) in self.parties
+
+    def require_own(self, country_code: str, party_id: str) -> Party:
+        """A Client Owned Object URL's {country_code}/{party_id} must be one of the caller's
+        parties: otherwise 404 (transport_and_format, Client Owned Object Push, Errors: the
+        objects of others are not there for this client)."""
+        party = Party.parse(country_code, party_id, "path.")
+        if party not in self.parties:
+            raise OcpiError(
+                OcpiStatus.CLIENT_ERROR, f"path: {party} is not a party of yours", http_status=404
+            )
+        return party
+
 
 CALLER = web.RequestKey("ocpi_caller", Caller)
 
@@ -99,6 +113,10 @@ class OcpiServer:
         self.accepting = True
         self._runner: web.AppRunner | None = None
         self._site: GuardedSite | None = None
+
+    @property
+    def registrar(self) -> Registrar:
+        return self._registrar
 
     @property
     def port(self) -> int:

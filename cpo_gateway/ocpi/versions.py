@@ -120,7 +120,7 @@ def parse_details(data: Any, required: Sequence[str] = ("credentials",)) -> Vers
         if not isinstance(identifier, str) or not 0 < len(identifier) <= 32:
             raise OcpiError.invalid(f"{where}.identifier", "a module identifier", identifier)
         role = e.get("role")
-        if role not in INTERFACE_ROLES:
+        if not isinstance(role, str) or role not in INTERFACE_ROLES:
             raise OcpiError.invalid(f"{where}.role", "SENDER or RECEIVER", role)
         url = parse_url(e.get("url"), f"{where}.url")
         if identifier in MODULES or identifier == "versions":
