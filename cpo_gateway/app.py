@@ -32,7 +32,7 @@ from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
 from cpo_gateway.ocpi.client import OcpiClient
 from cpo_gateway.ocpi.commands_api import CommandsApi
-from cpo_gateway.ocpi.delivery import OcpiDelivery
+from cpo_gateway.ocpi.delivery import OcpiDeliverer
 from cpo_gateway.ocpi.link import OcpiLink, pull_source
 from cpo_gateway.ocpi.reads import StoreReads
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
@@ -208,13 +208,11 @@ class Gateway:
             self.ocpi_client, registrar = built
             # Verifications go to the tokens module's link, deliveries to the push adapter.
             verifier = OcpiLink(self.ocpi_client, self.store, self.store.issued_as)
-            links["ocpi"] = OcpiDelivery(
+            links["ocpi"] = OcpiDeliverer(
                 self.ocpi_client,
                 self.store,
-                ours=Party(config.ocpi.country_code, config.ocpi.party_id),
-                catalogue=lambda: self.config.catalogue,
-                loaded_at=lambda: self._loaded_at,
-                evse_states=ocpi_reads.evse_states,
+                ocpi_reads,
+                Party(config.ocpi.country_code, config.ocpi.party_id),
                 business_name=config.ocpi.business_name,
                 verifier=verifier.verify,
             )

@@ -35,7 +35,7 @@ def test_a_station_is_put_whole_with_its_current_statuses_and_removed_when_delet
 ) -> None:
     ctx = _ctx(tmp_path)
     station = ctx.catalogue.stations[1]
-    push = render_push(ctx, Owed.STATION, station.id, station_payload(station, "x", False), WRITTEN)
+    push = render_push(ctx, Owed.STATION, station_payload(station, "x", False), WRITTEN)
     assert push is not None and (push.module, push.method, push.path) == (
         "locations",
         "PUT",
@@ -43,25 +43,23 @@ def test_a_station_is_put_whole_with_its_current_statuses_and_removed_when_delet
     )
     validate("Location", push.body)
     assert push.body["evses"][0]["status"] == "AVAILABLE"
-    gone = render_push(ctx, Owed.STATION, station.id, station_payload(station, "x", True), WRITTEN)
+    gone = render_push(ctx, Owed.STATION, station_payload(station, "x", True), WRITTEN)
     assert gone is not None and [e["status"] for e in gone.body["evses"]] == ["REMOVED"]
     validate("Location", gone.body)
 
 
 def test_a_status_change_is_a_patch_of_the_evse(tmp_path: Path) -> None:
     payload = {"evse_id": "DE*CPO*E1001*2", "status": "Offline", "partner_identifier": "x"}
-    push = render_push(_ctx(tmp_path), Owed.EVSE_STATUS, "DE*CPO*E1001*2", payload, WRITTEN)
+    push = render_push(_ctx(tmp_path), Owed.EVSE_STATUS, payload, WRITTEN)
     assert push is not None
     assert (push.method, push.path) == ("PATCH", "/DE/CPO/DE-BER-ALEX-01/DE*CPO*E1001*2")
     assert push.body == {"status": "UNKNOWN", "last_updated": "2026-03-02T12:30:00Z"}
     faulted = render_push(
-        _ctx(tmp_path), Owed.EVSE_STATUS, "k", payload | {"reported": "Faulted"}, WRITTEN
+        _ctx(tmp_path), Owed.EVSE_STATUS, payload | {"reported": "Faulted"}, WRITTEN
     )
     assert faulted is not None and faulted.body["status"] == "OUTOFORDER"
     with pytest.raises(NotRenderable, match="evse_id"):
-        render_push(
-            _ctx(tmp_path), Owed.EVSE_STATUS, "k", payload | {"evse_id": "DE*CPO*E9"}, WRITTEN
-        )
+        render_push(_ctx(tmp_path), Owed.EVSE_STATUS, payload | {"evse_id": "DE*CPO*E9"}, WRITTEN)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +72,7 @@ def test_session_updates_put_at_start_and_end_and_patch_while_charging(
     tx = _tx(45, 0, 7.25, stopped=phase is SessionPhase.ENDED)
     now = (START + timedelta(minutes=45)).timestamp()
     update = build_session_update(tx, _session(), "DE*CPO*E1001*1", "x", phase, now)
-    push = render_push(_ctx(tmp_path), Owed.SESSION, update.session_id, update.to_dict(), WRITTEN)
+    push = render_push(_ctx(tmp_path), Owed.SESSION, update.to_dict(), WRITTEN)
     assert push is not None and (push.module, push.method) == ("sessions", method)
     assert push.path == f"/DE/CPO/{update.session_id}"
     assert push.body["kwh"] == 7.25
@@ -86,11 +84,11 @@ def test_session_updates_put_at_start_and_end_and_patch_while_charging(
 
 def test_a_cdr_is_posted_and_an_early_one_owes_nothing(tmp_path: Path) -> None:
     ended = cdr_to_dict(build_cdr(_tx(60, 5, 11.0), _session(), "DE*CPO*E1001*1", "x"))
-    push = render_push(_ctx(tmp_path), Owed.CDR, "k", ended, WRITTEN)
+    push = render_push(_ctx(tmp_path), Owed.CDR, ended, WRITTEN)
     assert push is not None and (push.module, push.method, push.path) == ("cdrs", "POST", "")
     validate("Cdr", push.body)
     early = cdr_to_dict(
         build_cdr(_tx(60, 5, 11.0, stopped=False), _session(), "DE*CPO*E1001*1", "x")
     )
-    assert render_push(_ctx(tmp_path), Owed.CDR, "k", early, WRITTEN) is None
-    assert render_push(_ctx(tmp_path), Owed.COMMAND_RESULT, "k", {}, WRITTEN) is None
+    assert render_push(_ctx(tmp_path), Owed.CDR, early, WRITTEN) is None
+    assert render_push(_ctx(tmp_path), Owed.COMMAND_RESULT, {}, WRITTEN) is None

@@ -9,6 +9,8 @@ path below the partner's endpoint of that module, and the body.
   `last_updated` only.
 - SESSION: PUT {sessions}/{cc}/{pid}/{session_id} when it starts and when it ends (the whole
   Session), PATCH of `kwh`, `status`, `last_updated` while it charges.
+- With `whole`, a PATCH is a PUT of the whole object instead (delivery.py falls back to it
+  when a receiver refuses a PATCH of an object it does not know).
 - CDR: POST {cdrs}, the whole CDR. A CDR of a session not ended (the optional one at the
   start) has no OCPI form: None, nothing to send.
 
@@ -52,10 +54,17 @@ class PushContext:
 
 
 def render_push(
-    ctx: PushContext, kind: str, key: str, payload: Mapping[str, Any], written: datetime
+    ctx: PushContext,
+    kind: str,
+    payload: Mapping[str, Any],
+    written: datetime,
+    *,
+    whole: bool = False,
 ) -> Push | None:
     """The request a row owes (see the module docstring); None when it owes OCPI nothing.
-    Raises NotRenderable for a payload that cannot be told (an EVSE gone from the file)."""
+    Raises NotRenderable for a payload that cannot be told (an EVSE gone from the file).
+    `whole`: a PUT of the whole object instead of a PATCH (for a receiver that never got
+    the object: a PATCH's PUT may have been coalesced away while it was unreachable)."""
     base = f"/{ctx.us.country_code}/{ctx.us.party_id}"
     locations = Locations(ctx.catalogue, ctx.states, ctx.us, ctx.loaded_at, ctx.business_name)
     match kind:
@@ -76,13 +85,19 @@ def render_push(
                 EvseStatus(payload["status"]),
                 ConnectorState(reported) if reported in set(ConnectorState) else None,
             )
+            if whole:
+                states = {**ctx.states, evse_id: state}
+                body = Locations(
+                    ctx.catalogue, states, ctx.us, ctx.loaded_at, ctx.business_name
+                ).location(site)
+                return Push("locations", "PUT", f"{base}/{site.id}", body)
             path = f"{base}/{site.id}/{evse_uid(evse_id)}"
             return Push("locations", "PATCH", path, status_patch(state, written))
         case Owed.SESSION:
             update = SessionUpdate.from_dict(dict(payload))
             sessions = Sessions(ctx.catalogue, ctx.us, ctx.emsp)
             path = f"{base}/{update.session_id}"
-            if update.phase is SessionPhase.CHARGING:
+            if update.phase is SessionPhase.CHARGING and not whole:
                 return Push("sessions", "PATCH", path, sessions.patch(update))
             return Push("sessions", "PUT", path, sessions.session(update, payload))
         case Owed.CDR:

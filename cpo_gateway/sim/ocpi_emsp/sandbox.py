@@ -124,6 +124,8 @@ class SandboxEmsp:
         # set by a PUT from the CPO: whether the token we called it with still worked then
         self.old_token_during_update: bool | None = None
         self.slow_s = 5.0
+        # Refuse (404, 2003) a PATCH of an object never PUT, as a strict receiver does.
+        self.strict_patch = False
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._pending: set[str] = set()  # our tokens offered in a POST/PUT still open
@@ -371,6 +373,8 @@ class SandboxEmsp:
             )
         elif self.fault is Fault.ERROR:
             return _json(code=3000, message="sandbox fault", status=500)
+        if self.strict_patch and request.method == "PATCH" and not self._was_put(request.path):
+            return _json(code=2003, message="unknown object: PUT it first", status=404)
         self.received.append(
             Received(module, request.method, request.path, body, dict(request.headers), time.time())
         )
@@ -396,3 +400,8 @@ class SandboxEmsp:
         return [
             r.body for r in self.received if r.module == "commands" and r.path.endswith(f"/{ref}")
         ]
+
+    def _was_put(self, path: str) -> bool:
+        """Whether this object (or, for an EVSE, its location) arrived by PUT."""
+        put = {r.path for r in self.received if r.method == "PUT"}
+        return path in put or path.rsplit("/", 1)[0] in put
