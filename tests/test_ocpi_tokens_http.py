@@ -126,6 +126,7 @@ async def test_a_pushed_token_reaches_the_chargers_authorize(
             "0A0B0C0E": "ALWAYS",
             "0A0B0C0F": "ALLOWED_OFFLINE",
             "0A0B0C10": "NEVER",
+            "0A0B0C11": "ALLOWED_OFFLINE",
         }
         for uid, whitelist in cards.items():
             status, body = await _call(s, "PUT", f"{url}/DE/EMS/{uid}", token(uid, whitelist))
@@ -143,9 +144,19 @@ async def test_a_pushed_token_reaches_the_chargers_authorize(
         )
         assert status == 200
         assert await cp.authorize("0A0B0C0D") == "Blocked"
+        # An invalid ALLOWED_OFFLINE token is still asked for; unreachable, it is refused.
+        status, _ = await _call(
+            s,
+            "PATCH",
+            f"{url}/DE/EMS/0A0B0C11",
+            {"valid": False, "last_updated": "2026-03-01T00:00:00Z"},
+        )
+        assert status == 200
+        assert await cp.authorize("0A0B0C11") == "Blocked"
         # The chargers' lists hold what the whitelist types allow, valid tokens only.
         await h.gateway.core.push_local_lists()
         assert cp.authorize_locally("0A0B0C0E")
         assert cp.authorize_locally("0A0B0C0F")
         assert not cp.authorize_locally("0A0B0C10")
         assert not cp.authorize_locally("0A0B0C0D")
+        assert not cp.authorize_locally("0A0B0C11")

@@ -295,7 +295,8 @@ class Delivery:
 
 # --- partners' tokens (see bridge/tokens.py) ---------------------------------------------
 class TokenPolicy(StrEnum):
-    """How a token may be authorized (the values are what the database stores)."""
+    """How a token may be authorized (the values are what the database stores; what each
+    allows is in bridge/tokens.py and bridge/auth.py)."""
 
     LOCAL_ONLY = "local_only"
     LOCAL_FIRST = "local_first"

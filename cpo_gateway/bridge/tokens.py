@@ -15,7 +15,9 @@ The policy is the core's own word for what a token allows:
 - ONLINE_ONLY: always asked online; refused when the partner cannot be reached; never in a
   charger's list.
 
-A token that is not valid is refused locally (Blocked), whatever its policy.
+A token that is not valid is never in a charger's list. One answered locally is refused
+(Blocked); one that must be asked online is still asked (its state may have changed since),
+and is Blocked when the partner cannot be reached.
 """
 
 from __future__ import annotations
