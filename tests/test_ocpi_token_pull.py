@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cpo_gateway.bridge.auth import Authorizer, EmpPolicy
 from cpo_gateway.bridge.model import AuthPath, AuthStatus, VerifyOutcome
@@ -242,3 +244,30 @@ async def test_real_time_authorization_asks_the_tokens_owner(
 
 async def _target(url: str, token: str) -> AuthorizeTarget:
     return AuthorizeTarget(url, token)
+
+
+# --- properties of the parsers of what the partner sends ------------------------------------------
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["allowed", "token", "x"]) | st.text(max_size=8), children
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.text(max_size=200))
+def test_any_link_header_gives_a_target_or_none(value: str) -> None:
+    target = next_link(value)
+    assert target is None or (isinstance(target, str) and ">" not in target)
+
+
+@given(st.integers(0, 999), st.none() | st.integers(), JSON)
+def test_any_authorize_answer_is_one_outcome(http: int, code: int | None, data: object) -> None:
+    outcome = outcome_of(http, code, data)
+    assert isinstance(outcome, VerifyOutcome)
+    if outcome is VerifyOutcome.ACCEPTED:  # only the partner's explicit word accepts
+        assert isinstance(data, dict) and data["allowed"] == "ALLOWED" and code is not None

@@ -29,10 +29,26 @@ from typing import Any
 from cpo_gateway import logs
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.core_ports import TokenSide
-from cpo_gateway.bridge.model import PartnerToken, TokensReplaced
-from cpo_gateway.bridge.storage import TokenStore
+from cpo_gateway.bridge.model import Listing, PartnerToken, TokenPolicy, TokensReplaced
+from cpo_gateway.bridge.storage import TokenStore, WhitelistStore
 
 log = logs.get(__name__)
+
+
+class Listings:
+    """Every partner's word on a card, for the authorization chain: its whitelists (answered
+    locally) and its tokens."""
+
+    def __init__(self, whitelists: WhitelistStore, tokens: TokenStore) -> None:
+        self._whitelists = whitelists
+        self._tokens = tokens
+
+    async def __call__(self, uid: str) -> list[Listing]:
+        listed = [
+            Listing(p, TokenPolicy.LOCAL_FIRST, True)
+            for p in await self._whitelists.whitelist_partners(uid)
+        ]
+        return listed + await self._tokens.token_listings(uid)
 
 
 class TokenBook(TokenSide):
