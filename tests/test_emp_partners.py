@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from cpo_gateway.app import Gateway
-from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutcome
 from cpo_gateway.bridge.owed import CommandOutcome, Owed, SessionPhase, SessionUpdate
 from cpo_gateway.config import ConfigError, load_config
 from cpo_gateway.oioi.client import EmpClients, Endpoint, NotCarried, render
@@ -81,7 +81,7 @@ class Recorder:
 
     delivered: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
         return VerifyOutcome.UNKNOWN
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:

@@ -244,7 +244,8 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         return accepted
 
     async def authorize(self, charge_point_id: str, id_tag: str) -> AuthDecision:
-        return await self.authorizer.authorize(id_tag)
+        place = self.catalogue.place_of(charge_point_id)
+        return await self.authorizer.authorize(id_tag, place=place)
 
     async def start_transaction(self, start: TransactionStart) -> Started:
         return await self.charging.start(start)

@@ -263,6 +263,15 @@ class StatusUpdate:
     partner_identifier: str
 
 
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a card is presented, for an EMP's online check: the station (site) and its
+    EVSEs served by the charger (all of its EVSEs when the connector is not known)."""
+
+    site: str
+    evses: tuple[str, ...]
+
+
 class VerifyOutcome(StrEnum):
     """Answer of an EMP asked online about a token presented at a charger."""
 
