@@ -10,6 +10,11 @@ JSON. Argument names are the OCPP 1.6 field names, e.g.::
     cpo-gateway charger command CP-1 InstallCertificate \
         --arg certificateType=CentralSystemRootCertificate --arg certificate=@root.pem
 
+The gateway sends each command in the version of the charger's connection: a 2.0.1 charger
+gets the 2.0.1 form (RemoteStartTransaction as RequestStartTransaction, certificate types by
+their 2.0.1 names, CentralSystemRootCertificate as CSMSRootCertificate; GetInstalledCertificateIds
+without certificateType lists all). A refusal is printed with the charger's status and reason.
+
 Exit codes: 0 accepted, 1 the charger refused (rejected, not supported, failed),
 64 bad usage, 69 the gateway or the charger cannot be reached (offline, timeout), 78 bad config.
 """
@@ -125,4 +130,8 @@ def cmd_command(args: argparse.Namespace) -> int:
     if status == "error":
         print(f"error: {reply.get('detail')}", file=sys.stderr)
         return EXIT_USAGE
-    return _EXIT.get(str(status), EXIT_REFUSED)
+    code = _EXIT.get(str(status), EXIT_REFUSED)
+    if code != EXIT_OK:  # the JSON says it all; this line says it to the operator
+        said = f": {reply.get('detail')}" if reply.get("detail") else ""
+        print(f"error: {args.action} to {args.id}: {status}{said}", file=sys.stderr)
+    return code

@@ -201,7 +201,7 @@ class Gateway:
             self.ocpi_client, registrar = built
             links["ocpi"] = OcpiLink(self.ocpi_client, self.store, self.store.issued_as)
         links.update(adapters or {})
-        self._unserved = unserved(config.emps, links)
+        self._unserved = unserved(config.emps, links.keys())
         self.emp_router = route(config.emps, links)
         # Every part is built here and only started by start(): none is None while the
         # gateway lives, so neither the code nor its tests guard against a missing part.

@@ -63,7 +63,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  stations:   {len(cat.stations)} ({cfg.gateway.stations_file})")
     print(f"  connectors: {len(connectors)} on {len({c.evse_id for c in connectors})} EVSE IDs")
     print(f"  chargers:   {len(cat.charge_point_ids())}")
-    print(f"  EMPs:       {len(cfg.emps)} ({', '.join(e.name for e in cfg.emps) or 'none'})")
+    emps = ", ".join(f"{e.name}: {e.protocol}" for e in cfg.emps) or "none"
+    print(f"  EMPs:       {len(cfg.emps)} ({emps})")
     scheme = "wss" if cfg.ocpp.tls else "ws"
     print(
         f"  OCPP:       {scheme}://{cfg.ocpp.host}:{cfg.ocpp.port}{cfg.ocpp.path}/<charge point id>"
@@ -87,8 +88,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
-    """(Stations whose connectors differ from what an EMP already has (OIOI forbids it),
-    chargers anyone may connect as: security profile 0 and no password in the database)."""
+    """(EMPs of a protocol this build does not serve, and stations whose connectors differ
+    from what an EMP that forbids it already has; chargers anyone may connect as: security
+    profile 0 and no password in the database)."""
+    from cpo_gateway.partners import partner_terms, unserved
+
+    problems = [
+        f"{cfg.path}: [[emp]] {name}: no adapter in this build serves that protocol"
+        for name in unserved(cfg.emps)
+    ]
     cat = cfg.catalogue
     unprotected = [
         cp
@@ -97,7 +105,7 @@ async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
         or (auth.security_profile == 0 and not auth.password_hash)
     ]
     if not cfg.gateway.database.exists():
-        return [], unprotected
+        return problems, unprotected
     from cpo_gateway.bridge.station_sync import changed_connectors
     from cpo_gateway.store import Database, Store
 
@@ -105,8 +113,9 @@ async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
     try:
         await db.open()
         store = Store(db)
-        problems: list[str] = []
         for emp in cfg.emps:
+            if not partner_terms(emp).fixed_connectors:
+                continue
             for p in changed_connectors(cfg.catalogue, await store.posted_stations(emp.name)):
                 problems.append(f"{cfg.gateway.stations_file}: {p} (EMP {emp.name})")
         return problems, [cp for cp in unprotected if not await store.password_hash(cp)]

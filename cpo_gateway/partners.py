@@ -8,7 +8,7 @@ module (like app.py) is the only place that knows them all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,11 @@ TERMS: dict[str, Terms] = {
     "oioi": Terms(oioi_client.CARRIED, fixed_connectors=True),
     "ocpi": Terms(frozenset(Owed), fixed_connectors=False),
 }
+
+
+# The protocols whose adapter the gateway builds itself (Gateway takes others, e.g. in tests):
+# OCPI's (ocpi/link.py) with the [ocpi] table, which the config requires for an OCPI partner.
+BUILT_IN = frozenset({"oioi", "ocpi"})
 
 
 def partner_terms(emp: EmpConfig) -> Partner:
@@ -106,6 +111,7 @@ def route(emps: Sequence[EmpConfig], adapters: Mapping[str, EmpLink]) -> EmpRout
     return EmpRouter({e.name: adapters[e.protocol] for e in emps if e.protocol in adapters})
 
 
-def unserved(emps: Sequence[EmpConfig], adapters: Mapping[str, EmpLink]) -> list[str]:
-    """'name (protocol)' of EMPs whose protocol no adapter of this build serves."""
-    return [f"{e.name} ({e.protocol})" for e in emps if e.protocol not in adapters]
+def unserved(emps: Sequence[EmpConfig], protocols: Collection[str] = BUILT_IN) -> list[str]:
+    """'name (protocol)' of EMPs whose protocol none of `protocols` (those with an
+    adapter) is."""
+    return [f"{e.name} ({e.protocol})" for e in emps if e.protocol not in protocols]

@@ -55,6 +55,7 @@ class Memory:
     seq: int = 0
     meter_wh: float = 1000.0
     stop_delta_wh: float = 5000.0  # energy by the Ended a remote stop brings
+    auto_start: bool = True  # False: a RequestStartTransaction is accepted, begun by the test
     started: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -147,7 +148,8 @@ class Point(ChargePoint):
             )
             self.memory.started.set()
 
-        self._later(started())
+        if self.memory.auto_start:
+            self._later(started())
         return call_result.RequestStartTransaction(status="Accepted", transaction_id=tx_id)
 
     @on(Action.request_stop_transaction)
@@ -285,14 +287,20 @@ class Point(ChargePoint):
 
 @contextlib.asynccontextmanager
 async def charger201(
-    url: str, cp_id: str, memory: Memory | None = None, *, boot: bool = True
+    url: str,
+    cp_id: str,
+    memory: Memory | None = None,
+    *,
+    boot: bool = True,
+    kind: type[Point] = Point,
 ) -> AsyncIterator[Point]:
-    """A connected 2.0.1 charger (booted unless `boot` is False), closed on exit."""
+    """A connected 2.0.1 charger (booted unless `boot` is False), closed on exit; `kind`: a
+    Point that answers more than this one does."""
     ws: ClientConnection = await connect(
         f"{url}/{cp_id}", subprotocols=[Subprotocol("ocpp2.0.1")], open_timeout=10
     )
     assert ws.subprotocol == "ocpp2.0.1"
-    point = Point(cp_id, ws, response_timeout=10)
+    point = kind(cp_id, ws, response_timeout=10)
     point.memory = memory or Memory()
     point.tasks = set()
     runner = asyncio.get_running_loop().create_task(point.start())

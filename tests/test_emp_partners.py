@@ -8,6 +8,7 @@ seen end to end: through the charger, the database and the delivery loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,14 +19,15 @@ from typing import Any
 import orjson
 import pytest
 
-from cpo_gateway.app import Gateway
+from cpo_gateway.app import Gateway, StartupError
 from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutcome
 from cpo_gateway.bridge.owed import CommandOutcome, Owed, SessionPhase, SessionUpdate
-from cpo_gateway.config import ConfigError, load_config
+from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.oioi.client import EmpClients, Endpoint, NotCarried, render
 from cpo_gateway.partners import EmpRouter, partner_terms, unserved
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, running_gateway, write_config
+from tests.test_oioi_whitelist import cli
 
 CARD = "0A0B0C0D"
 
@@ -34,45 +36,36 @@ def hour_ago() -> datetime:
     return datetime.now(UTC) - timedelta(hours=1)
 
 
-ROAM_PARTNER = "roam"  # an OCPI partner's identifier toward the core is its name
-# An OCPI partner that registers with us (no versions_url, no token A), and our [ocpi] table.
-OCPI_ROAM = """
-        [[emp]]
-        name = "roam"
-        protocol = "ocpi"
-
-        [ocpi]
-        host = "127.0.0.1"
-        port = 0
-        country_code = "DE"
-        party_id = "CPO"
-        business_name = "Test CPO"
-"""
+ROAM_PARTNER = "roaming-partner-identifier-01"
 
 
-def _emps(sandbox_url: str, roam_protocol: str = "ocpi") -> str:
-    sandbox = f"""
+def _emps(sandbox_url: str, roam_protocol: str = "oioi") -> str:
+    return f"""
         [[emp]]
         name = "sandbox"
         url = "{sandbox_url}"
         api_key = "{OUTBOUND_KEY}"
         inbound_api_key = "{INBOUND_KEY}"
         partner_identifier = "{PARTNER}"
-    """
-    if roam_protocol == "ocpi":
-        return sandbox + OCPI_ROAM
-    return (
-        sandbox
-        + f"""
+
         [[emp]]
         name = "roam"
         protocol = "{roam_protocol}"
         url = "http://127.0.0.1:9/unused"
         api_key = "roam-outbound-key-0001"
         inbound_api_key = "roam-inbound-key-0001"
-        partner_identifier = "roaming-partner-identifier-01"
+        partner_identifier = "{ROAM_PARTNER}"
     """
+
+
+def with_ocpi_roam(path: Path) -> Config:
+    """The config at `path` with its EMP "roam" speaking OCPI (set here rather than in the
+    file: what else an OCPI partner's table holds is not this test's business)."""
+    cfg = load_config(path, {})
+    emps = tuple(
+        dataclasses.replace(e, protocol="ocpi") if e.name == "roam" else e for e in cfg.emps
     )
+    return dataclasses.replace(cfg, emps=emps)
 
 
 @dataclass
@@ -104,7 +97,7 @@ def test_protocol_defaults_to_oioi_and_names_the_key_when_wrong(tmp_path: Path) 
 
 
 def test_each_protocol_gives_its_terms(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")), {})
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")))
     oioi, roam = (partner_terms(e) for e in cfg.emps)
     assert oioi.wants == {Owed.STATION, Owed.EVSE_STATUS, Owed.CDR}
     assert oioi.fixed_connectors
@@ -112,12 +105,21 @@ def test_each_protocol_gives_its_terms(tmp_path: Path) -> None:
 
 
 async def test_a_partner_of_a_protocol_no_adapter_serves_refuses_to_start(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")), {})
-    # This build serves OCPI: a build without its adapter names the partner it cannot serve.
-    assert unserved(cfg.emps, {"oioi": Recorder()}) == ["roam (ocpi)"]
-    assert unserved(cfg.emps, {"oioi": Recorder(), "ocpi": Recorder()}) == []
-    gateway = Gateway(cfg, adapters={"oioi": Recorder()})
-    assert gateway.emp_router.serves("roam")  # the built-in OCPI link
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")))
+    gateway = Gateway(cfg)
+    with pytest.raises(StartupError) as info:
+        await gateway.start()
+    await gateway.stop()
+    assert info.value.exit_code == 78 and "roam (ocpi)" in str(info.value)
+
+
+async def test_check_config_names_a_partner_no_adapter_serves(tmp_path: Path) -> None:
+    ok = await cli(write_config(tmp_path), "check-config")
+    assert ok[0] == 0 and "(sandbox: oioi)" in ok[1]
+    # This build serves OCPI; a protocol without an adapter would be named.
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")))
+    assert unserved(cfg.emps) == []
+    assert unserved(cfg.emps, {"oioi"}) == ["roam (ocpi)"]
 
 
 # --- OIOI carries what it has calls for, and refuses the rest -----------------------------------
@@ -178,13 +180,8 @@ async def test_a_following_partner_gets_start_rate_limited_progress_and_end_in_c
     tmp_path: Path, emp: SandboxEmp
 ) -> None:
     offset = [0.0]
-    cfg = load_config(
-        write_config(
-            tmp_path,
-            emps=_emps(emp.url),
-            sessions="update_interval_s = 60.0",
-        ),
-        {},
+    cfg = with_ocpi_roam(
+        write_config(tmp_path, emps=_emps(emp.url), sessions="update_interval_s = 60.0")
     )
     recorder = Recorder()
     gateway = Gateway(cfg, clock=lambda: time.time() + offset[0], adapters={"ocpi": recorder})
@@ -244,7 +241,7 @@ async def test_a_following_partner_gets_start_rate_limited_progress_and_end_in_c
 async def test_a_command_result_is_queued_only_for_a_partner_that_takes_them(
     tmp_path: Path, emp: SandboxEmp
 ) -> None:
-    cfg = load_config(write_config(tmp_path, emps=_emps(emp.url)), {})
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps(emp.url)))
     recorder = Recorder()
     outcome = CommandOutcome("ref-7", "start", "accepted", session_id="s-9")
     async with running_gateway(Gateway(cfg, adapters={"ocpi": recorder}), emp) as h:
@@ -262,7 +259,7 @@ async def test_a_command_result_is_queued_only_for_a_partner_that_takes_them(
 async def test_a_held_cdr_withholds_the_session_end_until_it_is_released(
     tmp_path: Path, emp: SandboxEmp
 ) -> None:
-    cfg = load_config(write_config(tmp_path, emps=_emps(emp.url)), {})
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps(emp.url)))
     recorder = Recorder()
     async with running_gateway(Gateway(cfg, adapters={"ocpi": recorder}), emp) as h:
         await h.gateway.core.set_whitelist("roam", [CARD])

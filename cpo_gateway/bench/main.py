@@ -25,6 +25,7 @@ from cpo_gateway.bench import (
     schema_scenarios,
     tls_scenarios,
     token_scenarios,
+    upgrade_scenarios,
 )
 from cpo_gateway.bench.ocpp_scenarios import Context
 from cpo_gateway.bench.report import Table
@@ -42,6 +43,7 @@ SCENARIOS = (
     "schemas",
     "profile3",
     "ocpi-tokens",
+    "upgrade",
 )
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
 NEEDED_FDS = 10_500
@@ -95,6 +97,9 @@ def plan(
         "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
         "ocpi-tokens": lambda c: token_scenarios.ocpi_tokens(
             c, (n or 10_000,) if quick else (n or 1_000_000,)
+        ),
+        "upgrade": lambda c: upgrade_scenarios.upgrade(
+            c, (1_000,) if quick else (10_000, 100_000, 1_000_000)
         ),
     }
     chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)

@@ -263,6 +263,11 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         """The transaction a charger named `charger_key`, if the gateway has seen it."""
         return await self.store.transaction_by_key(charge_point_id, charger_key)
 
+    async def remote_start_tag(self, charge_point_id: str, remote_ref: int) -> str | None:
+        """A start report naming only the remote start's number is bound by its idTag, as
+        one that carries it: the same pending, late and card rules follow."""
+        return await self.store.remote_start_tag(charge_point_id, remote_ref)
+
     async def start_earlier(self, tx_id: int, started_at: str) -> None:
         """A transaction's own start report came after a later one had begun it: its time
         stands (the session's interval runs from when the charger began)."""
@@ -336,7 +341,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         if partner is None or not partner.owed(Owed.COMMAND_RESULT):
             return False
         row = NewOutbox(emp, Owed.COMMAND_RESULT, outcome.reference, outcome.to_dict())
-        await self.store.enqueue([row], self._clock())
+        await self.store.queue_owed([row], self._clock())
         log.info("command.result_queued", emp=emp, reference=outcome.reference)
         return True
 

@@ -25,8 +25,11 @@ class ChargerControl(Protocol):
     def is_connected(self, charge_point_id: str) -> bool: ...
 
     async def remote_start(
-        self, charge_point_id: str, connector_id: int, id_tag: str
-    ) -> CommandResult: ...
+        self, charge_point_id: str, connector_id: int, id_tag: str, remote_ref: int | None = None
+    ) -> CommandResult:
+        """remote_ref: the stored number the charger may name the start by when it begins it
+        (a charger that names none is sent a number of its own)."""
+        ...
 
     async def remote_stop(
         self, charge_point_id: str, transaction_id: int, charger_key: str | None = None

@@ -143,7 +143,8 @@ class Remote:
         # Stored before the command: a StartTransaction may arrive before the answer. The
         # claim checks and inserts in one transaction: of concurrent starts one wins the EVSE.
         places = [(c.charge_point, c.connector) for c in connectors]
-        if not await self._store.claim_evse(session, places):
+        ref = await self._store.claim_evse(session, places)
+        if ref is None:
             log.info("session.remote_start_lost", evse_id=evse_id, emp=emp)
             return StartResult(Outcome.EVSE_IN_USE, detail="a session is running on this EVSE")
         self._pending.add(id_tag, emp)
@@ -151,7 +152,7 @@ class Remote:
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._chargers.remote_start(
-                    choice.charge_point, choice.connector, id_tag
+                    choice.charge_point, choice.connector, id_tag, ref
                 )
         except TimeoutError:
             result = None

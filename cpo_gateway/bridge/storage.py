@@ -124,7 +124,13 @@ class StepStore(Protocol):
 class RemoteStartStore(SessionReads, Protocol):
     """What Remote (bridge/remote.py) keeps of the EMPs' remote starts and stops."""
 
-    async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> bool: ...
+    async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> int | None:
+        """Store a pending remote start unless its EVSE is held; its remote ref, else None."""
+        ...
+
+    async def remote_start_tag(self, charge_point: str, remote_ref: int) -> str | None:
+        """The idTag of the remote start sent to a charger under its remote ref."""
+        ...
 
     async def open_session_on(self, charge_point: str, connector: int) -> SessionRecord | None: ...
 
@@ -199,9 +205,9 @@ class DeliveryStore(Protocol):
 
 
 class OwedStore(Protocol):
-    """Rows owed to EMPs that no other change writes (a charger's answer to a command)."""
+    """Rows owed to EMPs that no stored change writes (a charger's answer to a command)."""
 
-    async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None: ...
+    async def queue_owed(self, rows: Sequence[NewOutbox], now: float) -> None: ...
 
 
 class StationStore(Protocol):

@@ -191,7 +191,8 @@ def _install_certificate(r: ChargerRegistry, cp: str, a: Args) -> Command:
 
 
 def _installed_ids(r: ChargerRegistry, cp: str, a: Args) -> Command:
-    return r.get_installed_certificate_ids(cp, _str(a, "certificateType"))
+    """certificateType: one, or for a 2.0.1 charger several (comma separated) or none (all)."""
+    return r.get_installed_certificate_ids(cp, a.strings("certificateType") or [])
 
 
 def _delete_certificate(r: ChargerRegistry, cp: str, a: Args) -> Command:

@@ -18,6 +18,7 @@ from cpo_gateway.bridge.model import AuthStatus, CommandResult, CommandStatus
 from cpo_gateway.csms import v16_commands as cmd
 from cpo_gateway.csms import v16_security as sec
 from cpo_gateway.csms import v201_commands as cmd201
+from cpo_gateway.csms import v201_security as sec201
 from cpo_gateway.csms.connected201 import Address, Commands201
 from cpo_gateway.csms.connection import ChargerConnection
 from cpo_gateway.timing import NO_TIMINGS, Timings
@@ -79,10 +80,15 @@ class ChargerRegistry:
         return result
 
     async def remote_start(
-        self, charge_point_id: str, connector_id: int | None, id_tag: str
+        self,
+        charge_point_id: str,
+        connector_id: int | None,
+        id_tag: str,
+        remote_ref: int | None = None,
     ) -> CommandResult:
+        """remote_ref: 2.0.1's remoteStartId (1.6 has none)."""
         if conn := self._conn201(charge_point_id):
-            return await self.v201.remote_start(conn, connector_id, id_tag)
+            return await self.v201.remote_start(conn, connector_id, id_tag, remote_ref)
         return await self.command(
             charge_point_id,
             "RemoteStartTransaction",
@@ -121,7 +127,7 @@ class ChargerRegistry:
     async def trigger_meter_values(self, charge_point_id: str, connector_id: int) -> CommandResult:
         return await self.trigger_message(charge_point_id, "MeterValues", connector_id)
 
-    # --- certificates (OCPP 1.6 security extension) ---------------------------------------------
+    # --- certificates (OCPP 1.6 security extension, 2.0.1 security) ---------------------------
     async def extended_trigger(
         self, charge_point_id: str, requested_message: str, connector_id: int | None = None
     ) -> CommandResult:
@@ -134,20 +140,23 @@ class ChargerRegistry:
     async def install_certificate(
         self, charge_point_id: str, certificate_type: str, certificate_pem: str
     ) -> CommandResult:
+        v201 = self._conn201(charge_point_id) is not None
+        build = sec201.install_certificate_req if v201 else sec.install_certificate_req
         return await self.command(
-            charge_point_id,
-            "InstallCertificate",
-            sec.install_certificate_req(certificate_type, certificate_pem),
+            charge_point_id, "InstallCertificate", build(certificate_type, certificate_pem)
         )
 
     async def get_installed_certificate_ids(
-        self, charge_point_id: str, certificate_type: str
+        self, charge_point_id: str, certificate_types: Sequence[str]
     ) -> CommandResult:
-        return await self.command(
-            charge_point_id,
-            "GetInstalledCertificateIds",
-            sec.get_installed_certificate_ids_req(certificate_type),
-        )
+        """No types asks a 2.0.1 charger for all; a 1.6 charger is asked for exactly one."""
+        if self._conn201(charge_point_id):
+            payload = sec201.get_installed_certificate_ids_req(certificate_types)
+        elif len(certificate_types) == 1:
+            payload = sec.get_installed_certificate_ids_req(certificate_types[0])
+        else:
+            raise ValueError("certificateType: a 1.6 charger is asked for exactly one type")
+        return await self.command(charge_point_id, "GetInstalledCertificateIds", payload)
 
     async def delete_certificate(
         self, charge_point_id: str, hash_data: tuple[str, str, str, str]

@@ -26,8 +26,9 @@ log = logs.get(__name__)
 Address = Callable[[str, int], tuple[int, int]]
 DEFAULT_ITEMS = 100  # entries per SendLocalList when the charger does not say
 _LIST_VARIABLES = (cmd.ITEMS_PER_MESSAGE, cmd.BYTES_PER_MESSAGE, cmd.ENTRIES, cmd.ENABLED)
-# remoteStartId: unique across restarts without storing a counter (seconds since 2024 in the
-# high part, a counter below), and within the schema's integer.
+# remoteStartId of a start the core did not number (an operator's): unique across restarts
+# without storing a counter (seconds since 2024 in the high part, a counter below), and
+# within the schema's integer. The core's remote starts carry their stored remote ref.
 _EPOCH = 1_704_067_200
 
 
@@ -48,12 +49,17 @@ class Commands201:
         self._next_remote_id = remote_start_ids()
 
     async def remote_start(
-        self, conn: ChargerConnection, connector_id: int | None, id_tag: str
+        self,
+        conn: ChargerConnection,
+        connector_id: int | None,
+        id_tag: str,
+        remote_ref: int | None = None,
     ) -> CommandResult:
         cp = conn.charge_point_id
         evse = None if connector_id is None else self.address(cp, connector_id)[0]
-        remote_id = self._next_remote_id()
-        conn.remote_starts[remote_id] = id_tag  # the Started event names it
+        remote_id = remote_ref or self._next_remote_id()
+        # The Started event names it; on another connection the core finds it by remote_ref.
+        conn.remote_starts[remote_id] = id_tag
         result = await self._registry.command(
             cp,
             "RequestStartTransaction",

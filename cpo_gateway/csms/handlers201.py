@@ -216,6 +216,9 @@ class Handlers201:
         if id_tag is None and ev.remote_start_id is not None:
             # Bound by remoteStartId: the token our RequestStartTransaction carried.
             id_tag = conn.remote_starts.get(ev.remote_start_id)
+            if id_tag is None and (known is None or ev.kind is StepKind.STARTED):
+                # Sent on an earlier connection or before a restart: the stored start.
+                id_tag = await self._core.remote_start_tag(cp, ev.remote_start_id)
         reply: dict[str, object] = {}
         if ev.kind is StepKind.ENDED:
             decision = await self._core.stop_transaction(

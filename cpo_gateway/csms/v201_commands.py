@@ -180,13 +180,57 @@ def read_command_status(action: str, payload: dict[str, object]) -> CommandResul
     status = payload.get("status")
     extra = _EXTRA_STATUS.get(status) if isinstance(status, str) else None
     if extra is not None:
-        return CommandResult(extra, str(status), {"status": status})
+        return _said_why(CommandResult(extra, str(status), {"status": status}), payload)
     result = read_status16(action, payload)
     if action == "RequestStartTransaction" and isinstance(payload.get("transactionId"), str):
-        return CommandResult(
+        result = CommandResult(
             result.status, result.detail, {**result.data, "transactionId": payload["transactionId"]}
         )
-    return result
+    elif action == "GetInstalledCertificateIds":
+        result = _installed_certificates(result, payload)
+    return _said_why(result, payload)
+
+
+def _said_why(result: CommandResult, payload: dict[str, object]) -> CommandResult:
+    """A 2.0.1 answer's statusInfo (reasonCode, additionalInfo) kept in data; a refusal's
+    detail names the charger's status and that reason, for the operator who asked."""
+    info = payload.get("statusInfo")
+    reason = info.get("reasonCode") if isinstance(info, dict) else None
+    data = result.data
+    why = ""
+    if isinstance(info, dict) and isinstance(reason, str):
+        more = info.get("additionalInfo")
+        kept: dict[str, object] = {"reasonCode": reason[:20]}
+        why = reason[:20]
+        if isinstance(more, str) and more:
+            kept["additionalInfo"] = more[:512]
+            why = f"{why}: {more[:512]}"
+        data = {**data, "statusInfo": kept}
+    if result.accepted:
+        return CommandResult(result.status, result.detail, data)
+    said = result.detail or str(payload.get("status") or "")
+    detail = f"{said} ({why})" if said and why else said or why
+    return CommandResult(result.status, detail, data)
+
+
+def _installed_certificates(result: CommandResult, payload: dict[str, object]) -> CommandResult:
+    """GetInstalledCertificateIds: the chains as the charger listed them, and each one's
+    certificateHashData under the key the 1.6 answer uses (what DeleteCertificate takes)."""
+    chains = payload.get("certificateHashDataChain")
+    good = [
+        c
+        for c in (chains if isinstance(chains, list) else [])
+        if isinstance(c, dict) and isinstance(c.get("certificateHashData"), dict)
+    ]
+    return CommandResult(
+        result.status,
+        result.detail,
+        {
+            **result.data,
+            "certificateHashDataChain": good,
+            "certificateHashData": [c["certificateHashData"] for c in good],
+        },
+    )
 
 
 def variable_values(result: CommandResult) -> dict[tuple[str, str], str]:

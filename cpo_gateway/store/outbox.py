@@ -75,6 +75,10 @@ class OutboxRepo:
     async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None:
         await self.db.run_write(functools.partial(insert_outbox_sync, rows=rows, now=now))
 
+    async def queue_owed(self, rows: Sequence[NewOutbox], now: float) -> None:
+        """The core's own enqueue (OwedStore): what no stored change writes."""
+        await self.enqueue(rows, now)
+
     async def due(self, emp: str, now: float, limit: int) -> list[OutboxItem]:
         """Due pending rows, oldest first; rows of one kind and key (a session's CDRs) stay
         in order."""

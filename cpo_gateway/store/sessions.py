@@ -241,15 +241,19 @@ class ChargingRepo:
         raise RuntimeError("no free idTag for EVCO ID after 16 attempts")
 
     # --- sessions ------------------------------------------------------------------------------
-    async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> bool:
+    async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> int | None:
         """Store pending remote start `s` only if no session is open on its EVSE (by EVSE
-        ID or on any of its `places`, (charge point, connector)); False when one is.
+        ID or on any of its `places`, (charge point, connector)); None when one is.
+
+        Returns the start's remote ref: a positive number unique among the sessions (the
+        row's rowid, never reused while the row lives), stored with it in the same
+        transaction, by which the charger may name the start when it begins it.
 
         The check and the insert are one transaction on the database thread, so two starts
         for one EVSE cannot both pass; the unique index `sessions_one_remote_claim` holds
         the same rule for any writer that skips this."""
 
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: sqlite3.Connection) -> int | None:
             held = conn.execute(
                 "SELECT 1 FROM sessions WHERE state IN ('pending', 'active') AND evse_id = ?",
                 (s.evse_id,),
@@ -263,9 +267,9 @@ class ChargingRepo:
                     (charge_point, connector),
                 ).fetchone()
             if held is not None:
-                return False
+                return None
             try:
-                conn.execute(
+                cur = conn.execute(
                     "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
                     "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, "
                     "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -287,10 +291,22 @@ class ChargingRepo:
                     ),
                 )
             except sqlite3.IntegrityError:
-                return False  # a remote start that did not come through here holds it
-            return True
+                return None  # a remote start that did not come through here holds it
+            ref = cur.lastrowid
+            assert ref is not None and ref > 0
+            conn.execute("UPDATE sessions SET remote_ref = ? WHERE id = ?", (ref, s.id))
+            return ref
 
         return await self.db.run_write(work)
+
+    async def remote_start_tag(self, charge_point: str, remote_ref: int) -> str | None:
+        """The idTag of the remote start sent to `charge_point` under `remote_ref`, whatever
+        became of it since (pending, begun, failed)."""
+        row = await self.db.one(
+            "SELECT id_tag FROM sessions WHERE charge_point = ? AND remote_ref = ?",
+            (charge_point, remote_ref),
+        )
+        return None if row is None else row["id_tag"]
 
     async def set_session_state(
         self,
