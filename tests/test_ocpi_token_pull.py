@@ -106,8 +106,15 @@ async def test_an_interrupted_pull_leaves_the_old_list_in_force(
             await tokens.list_page(
                 EMSP, pull, [to_partner_token(EMSP, parse_token(sender.token("0D0E0F11")))]
             )
+            # A newer version pushed during the pull beats the list's older one.
+            newer = sender.token("0D0E0F12", valid=False, last_updated="2026-05-01T00:00:00Z")
+            await tokens.put_token(to_partner_token(EMSP, parse_token(newer)))
+            page = [to_partner_token(EMSP, parse_token(sender.token("0D0E0F12")))]
+            await tokens.list_page(EMSP, pull, page)
             replaced = await tokens.finish_list(EMSP, pull)
-            assert (replaced.total, replaced.previous) == (2, 301)
+            assert (replaced.total, replaced.previous) == (3, 302)
+            kept = await tokens.get_token(EMSP, "DE", "EMS", "0D0E0F12", "RFID")
+            assert kept is not None and not kept.valid and kept.last_updated.startswith("2026-05")
             assert [x.partner for x in await h.store.token_listings("0D0E0F10")] == [EMSP]
             assert await h.store.token_listings(generated_uid(0)) == []
             # A pull superseded by a newer one cannot finish.

@@ -65,6 +65,11 @@ async def test_put_get_patch_over_http(tmp_path: Path, emp: SandboxEmp) -> None:
         assert (status, body["status_code"]) == (200, 1000), body
         _, body = await _call(s, "GET", at)
         assert body["data"] == {**sent, **patch}
+        # A version older than the one kept (out of order) is taken and leaves it.
+        status, body = await _call(s, "PUT", at, sent)
+        assert (status, body["status_code"]) == (200, 1000)
+        _, body = await _call(s, "GET", at)
+        assert body["data"] == {**sent, **patch}
         status, body = await _call(s, "PATCH", at, {"valid": True})
         assert (status, body["status_code"]) == (200, 2001)
         assert body["status_message"].startswith("last_updated:")
