@@ -57,6 +57,9 @@ async def test_put_get_patch_over_http(tmp_path: Path, emp: SandboxEmp) -> None:
         status, body = await _call(s, "GET", at + "?type=RFID")
         assert (status, body["status_code"]) == (200, 1000)
         assert body["data"] == sent
+        # uid is a CiString: the same token whatever its case, kept as first given.
+        _, body = await _call(s, "GET", f"{url}/de/ems/aabbccdd")
+        assert body["data"] == sent
         # The same uid as another type is another token.
         status, body = await _call(s, "GET", at + "?type=APP_USER")
         assert (status, body["status_code"]) == (404, 2004)
