@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cpo_gateway.bridge.auth import Authorizer, EmpPolicy
 from cpo_gateway.bridge.model import AuthPath, AuthStatus, VerifyOutcome
@@ -104,8 +106,15 @@ async def test_an_interrupted_pull_leaves_the_old_list_in_force(
             await tokens.list_page(
                 EMSP, pull, [to_partner_token(EMSP, parse_token(sender.token("0D0E0F11")))]
             )
+            # A newer version pushed during the pull beats the list's older one.
+            newer = sender.token("0D0E0F12", valid=False, last_updated="2026-05-01T00:00:00Z")
+            await tokens.put_token(to_partner_token(EMSP, parse_token(newer)))
+            page = [to_partner_token(EMSP, parse_token(sender.token("0D0E0F12")))]
+            await tokens.list_page(EMSP, pull, page)
             replaced = await tokens.finish_list(EMSP, pull)
-            assert (replaced.total, replaced.previous) == (2, 301)
+            assert (replaced.total, replaced.previous) == (3, 302)
+            kept = await tokens.get_token(EMSP, "DE", "EMS", "0D0E0F12", "RFID")
+            assert kept is not None and not kept.valid and kept.last_updated.startswith("2026-05")
             assert [x.partner for x in await h.store.token_listings("0D0E0F10")] == [EMSP]
             assert await h.store.token_listings(generated_uid(0)) == []
             # A pull superseded by a newer one cannot finish.
@@ -242,3 +251,30 @@ async def test_real_time_authorization_asks_the_tokens_owner(
 
 async def _target(url: str, token: str) -> AuthorizeTarget:
     return AuthorizeTarget(url, token)
+
+
+# --- properties of the parsers of what the partner sends ------------------------------------------
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["allowed", "token", "x"]) | st.text(max_size=8), children
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.text(max_size=200))
+def test_any_link_header_gives_a_target_or_none(value: str) -> None:
+    target = next_link(value)
+    assert target is None or (isinstance(target, str) and ">" not in target)
+
+
+@given(st.integers(0, 999), st.none() | st.integers(), JSON)
+def test_any_authorize_answer_is_one_outcome(http: int, code: int | None, data: object) -> None:
+    outcome = outcome_of(http, code, data)
+    assert isinstance(outcome, VerifyOutcome)
+    if outcome is VerifyOutcome.ACCEPTED:  # only the partner's explicit word accepts
+        assert isinstance(data, dict) and data["allowed"] == "ALLOWED" and code is not None

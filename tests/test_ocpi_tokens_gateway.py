@@ -44,6 +44,7 @@ async def test_pulled_and_pushed_tokens_reach_authorize(tmp_path: Path, emp: San
         emsp.tokens.set_token("0A0B0C0F", whitelist="ALLOWED_OFFLINE")
         emsp.tokens.set_token("0A0B0C10", whitelist="NEVER")
         emsp.tokens.set_token("0A0B0C11", whitelist="NEVER")
+        emsp.tokens.set_token("0A0B0C12", whitelist="NEVER")
         emps = f"""
 [[emp]]
 name = "emsp"
@@ -62,7 +63,7 @@ verify_timeout_s = 2.0
             await _until(registered, "the registration")
 
             async def pulled() -> bool:
-                return (await h.store.token_counts()).get("emsp") == 1_503
+                return (await h.store.token_counts()).get("emsp") == 1_504
 
             await _until(pulled, "the token list")
             assert emsp.tokens.state.pages_served == 2  # 1,000 a page
@@ -75,7 +76,21 @@ verify_timeout_s = 2.0
                 assert await cp.authorize(generated_uid(1_234)) == "Accepted"
                 # NEVER: asked in real time, with the token's uid and type.
                 assert await cp.authorize("0A0B0C10") == "Accepted"
-                assert emsp.tokens.state.authorize_calls[-1][:2] == ("0A0B0C10", "RFID")
+                # ... and where: the charger's station and EVSEs, as Locations names them.
+                assert emsp.tokens.state.authorize_calls[-1] == (
+                    "0A0B0C10",
+                    "RFID",
+                    {
+                        "location_id": "DE-BER-ALEX-01",
+                        "evse_uids": ["DE*CPO*E1001*1", "DE*CPO*E1001*2"],
+                    },
+                )
+                # A start with the card names its connector's EVSE only.
+                assert await cp.start_transaction(1, "0A0B0C11") > 0
+                assert emsp.tokens.state.authorize_calls[-1][2] == {
+                    "location_id": "DE-BER-ALEX-01",
+                    "evse_uids": ["DE*CPO*E1001*1"],
+                }
                 # A token pushed on the Tokens module; one of another party refused.
                 pushed = emsp.tokens.token("0B0B0B0B", whitelist="ALWAYS")
                 answer = await emsp.send("PUT", f"{at}/NL/EMS/0B0B0B0B", reg.token_theirs, pushed)
@@ -90,7 +105,7 @@ verify_timeout_s = 2.0
                 # The eMSP goes away: ALLOWED_OFFLINE is accepted, NEVER refused.
                 await emsp.stop()
                 assert await cp.authorize("0A0B0C0F") == "Accepted"
-                assert await cp.authorize("0A0B0C11") == "Invalid"
+                assert await cp.authorize("0A0B0C12") == "Invalid"
                 assert await cp.authorize("0B0B0B0B") == "Accepted"  # ALWAYS: never asked
                 assert len(emsp.tokens.state.authorize_calls) == calls
     finally:

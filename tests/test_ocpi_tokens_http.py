@@ -57,12 +57,20 @@ async def test_put_get_patch_over_http(tmp_path: Path, emp: SandboxEmp) -> None:
         status, body = await _call(s, "GET", at + "?type=RFID")
         assert (status, body["status_code"]) == (200, 1000)
         assert body["data"] == sent
+        # uid is a CiString: the same token whatever its case, kept as first given.
+        _, body = await _call(s, "GET", f"{url}/de/ems/aabbccdd")
+        assert body["data"] == sent
         # The same uid as another type is another token.
         status, body = await _call(s, "GET", at + "?type=APP_USER")
         assert (status, body["status_code"]) == (404, 2004)
         patch = {"valid": False, "last_updated": "2026-02-01T00:00:00Z"}
         status, body = await _call(s, "PATCH", at, patch)
         assert (status, body["status_code"]) == (200, 1000), body
+        _, body = await _call(s, "GET", at)
+        assert body["data"] == {**sent, **patch}
+        # A version older than the one kept (out of order) is taken and leaves it.
+        status, body = await _call(s, "PUT", at, sent)
+        assert (status, body["status_code"]) == (200, 1000)
         _, body = await _call(s, "GET", at)
         assert body["data"] == {**sent, **patch}
         status, body = await _call(s, "PATCH", at, {"valid": True})
@@ -126,6 +134,7 @@ async def test_a_pushed_token_reaches_the_chargers_authorize(
             "0A0B0C0E": "ALWAYS",
             "0A0B0C0F": "ALLOWED_OFFLINE",
             "0A0B0C10": "NEVER",
+            "0A0B0C11": "ALLOWED_OFFLINE",
         }
         for uid, whitelist in cards.items():
             status, body = await _call(s, "PUT", f"{url}/DE/EMS/{uid}", token(uid, whitelist))
@@ -143,9 +152,19 @@ async def test_a_pushed_token_reaches_the_chargers_authorize(
         )
         assert status == 200
         assert await cp.authorize("0A0B0C0D") == "Blocked"
+        # An invalid ALLOWED_OFFLINE token is still asked for; unreachable, it is refused.
+        status, _ = await _call(
+            s,
+            "PATCH",
+            f"{url}/DE/EMS/0A0B0C11",
+            {"valid": False, "last_updated": "2026-03-01T00:00:00Z"},
+        )
+        assert status == 200
+        assert await cp.authorize("0A0B0C11") == "Blocked"
         # The chargers' lists hold what the whitelist types allow, valid tokens only.
         await h.gateway.core.push_local_lists()
         assert cp.authorize_locally("0A0B0C0E")
         assert cp.authorize_locally("0A0B0C0F")
         assert not cp.authorize_locally("0A0B0C10")
         assert not cp.authorize_locally("0A0B0C0D")
+        assert not cp.authorize_locally("0A0B0C11")

@@ -26,6 +26,7 @@ from cpo_gateway.bridge.model import (
     AuthPath,
     AuthStatus,
     Listing,
+    Place,
     TokenPolicy,
     VerifyOutcome,
 )
@@ -85,9 +86,12 @@ class Authorizer:
         self._listed.clear()
         self._generation += 1
 
-    async def authorize(self, id_tag: str, *, online: bool = True) -> AuthDecision:
-        """The chain for one idTag; online=False stops before asking an EMP."""
-        return self._count(await self._decide(id_tag, online))
+    async def authorize(
+        self, id_tag: str, *, online: bool = True, place: Place | None = None
+    ) -> AuthDecision:
+        """The chain for one idTag; online=False stops before asking an EMP. `place`: where
+        it is presented, given to the EMPs asked."""
+        return self._count(await self._decide(id_tag, online, place))
 
     def decide_cached(self, id_tag: str) -> AuthDecision | None:
         """The chain's answer when it needs no I/O: a card looked up since the last whitelist
@@ -104,7 +108,7 @@ class Authorizer:
         self.decisions[decision.path, decision.status] += 1
         return decision
 
-    async def _decide(self, id_tag: str, online: bool) -> AuthDecision:
+    async def _decide(self, id_tag: str, online: bool, place: Place | None) -> AuthDecision:
         uid = try_normalise_uid(id_tag)
         listings: list[Listing] = []
         if uid is not None:
@@ -117,10 +121,10 @@ class Authorizer:
         if uid is not None and owners:
             if not online:
                 return self._owners_unreachable(uid, owners)
-            return await self._ask_owners(uid, owners)
+            return await self._ask_owners(uid, owners, place)
         if not online or uid is None:
             return AuthDecision(AuthStatus.INVALID, AuthPath.NONE, None, uid)
-        return await self._online(uid)
+        return await self._online(uid, place)
 
     async def _look_up(self, uid: str) -> list[Listing]:
         """The whitelists and tokens naming `uid`, remembered until the next change."""
@@ -166,14 +170,16 @@ class Authorizer:
             return AuthDecision(AuthStatus.BLOCKED, AuthPath.POLICY, refused.partner, uid)
         return AuthDecision(AuthStatus.INVALID, AuthPath.POLICY, None, uid)
 
-    async def _ask_owners(self, uid: str, owners: list[Listing]) -> AuthDecision:
+    async def _ask_owners(
+        self, uid: str, owners: list[Listing], place: Place | None
+    ) -> AuthDecision:
         """Verify a token with the partners that issued it, each within its deadline."""
         policies = {e.name: e for e in self._emps}
         asked = [
             policies.get(o.partner) or EmpPolicy(o.partner, True, False, DEFAULT_VERIFY_TIMEOUT_S)
             for o in owners
         ]
-        results = await asyncio.gather(*(self._verify(e, uid) for e in asked))
+        results = await asyncio.gather(*(self._verify(e, uid, place) for e in asked))
         for emp, outcome in zip(asked, results, strict=True):
             if outcome is VerifyOutcome.ACCEPTED:
                 return self._remember(
@@ -190,11 +196,11 @@ class Authorizer:
         # The owner knows the token: it owns the refused session whatever it answered.
         return self._remember(AuthDecision(_VERIFY_STATUS[outcome], AuthPath.ONLINE, emp.name, uid))
 
-    async def _online(self, uid: str) -> AuthDecision:
+    async def _online(self, uid: str, place: Place | None) -> AuthDecision:
         online = [e for e in self._emps if e.online]
         if not online:
             return AuthDecision(AuthStatus.INVALID, AuthPath.NONE, None, uid)
-        results = await asyncio.gather(*(self._verify(e, uid) for e in online))
+        results = await asyncio.gather(*(self._verify(e, uid, place) for e in online))
         for emp, outcome in zip(online, results, strict=True):
             if outcome is VerifyOutcome.ACCEPTED:
                 return self._remember(
@@ -216,10 +222,10 @@ class Authorizer:
         owner = None if outcome is VerifyOutcome.UNKNOWN else emp.name
         return self._remember(AuthDecision(_VERIFY_STATUS[outcome], AuthPath.ONLINE, owner, uid))
 
-    async def _verify(self, emp: EmpPolicy, uid: str) -> VerifyOutcome:
+    async def _verify(self, emp: EmpPolicy, uid: str, place: Place | None) -> VerifyOutcome:
         try:
             async with asyncio.timeout(emp.verify_timeout_s):
-                return await self._link.verify(emp.name, uid)
+                return await self._link.verify(emp.name, uid, place)
         except TimeoutError:
             log.warning("auth.verify_timeout", emp=emp.name, uid=uid)
             return VerifyOutcome.UNREACHABLE

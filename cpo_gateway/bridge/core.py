@@ -33,13 +33,11 @@ from cpo_gateway.bridge.model import (
     BootInfo,
     CommandStatus,
     DeliveryStatus,
-    Listing,
     MeterReport,
     Started,
     StartResult,
     StatusReport,
     StopResult,
-    TokenPolicy,
     TransactionStart,
     TransactionStep,
     TransactionStop,
@@ -54,7 +52,7 @@ from cpo_gateway.bridge.settings import CoreSettings, Partner
 from cpo_gateway.bridge.station_sync import changed_connectors, sync_stations
 from cpo_gateway.bridge.status import StatusTracker
 from cpo_gateway.bridge.storage import StorePort
-from cpo_gateway.bridge.tokens import TokenBook
+from cpo_gateway.bridge.tokens import Listings, TokenBook
 from cpo_gateway.bridge.transactions import Charging
 
 log = logs.get(__name__)
@@ -106,7 +104,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
                 for p in partners
             ],
             emp_link,
-            self._listings,
+            Listings(store, store),
             self.pending,
             cache_ttl_s=settings.sessions.auth_cache_ttl_s,
             clock=clock,
@@ -257,7 +255,8 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         return accepted
 
     async def authorize(self, charge_point_id: str, id_tag: str) -> AuthDecision:
-        return await self.authorizer.authorize(id_tag)
+        place = self.catalogue.place_of(charge_point_id)
+        return await self.authorizer.authorize(id_tag, place=place)
 
     async def start_transaction(self, start: TransactionStart) -> Started:
         return await self.charging.start(start)
@@ -330,14 +329,6 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             stop=stop,
             follows=self._owed_to[Owed.SESSION],
         )
-
-    async def _listings(self, uid: str) -> list[Listing]:
-        """Every partner's word on a card: whitelists (answered locally) and tokens."""
-        listed = [
-            Listing(p, TokenPolicy.LOCAL_FIRST, True)
-            for p in await self.store.whitelist_partners(uid)
-        ]
-        return listed + await self.store.token_listings(uid)
 
     # --- the EMP side --------------------------------------------------------------------------
     async def remote_start(self, emp: str, user: User, evse_id: str) -> StartResult:

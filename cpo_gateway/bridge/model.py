@@ -269,6 +269,15 @@ class StatusUpdate:
     partner_identifier: str
 
 
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a card is presented, for an EMP's online check: the station (site) and its
+    EVSEs served by the charger (all of its EVSEs when the connector is not known)."""
+
+    site: str
+    evses: tuple[str, ...]
+
+
 class VerifyOutcome(StrEnum):
     """Answer of an EMP asked online about a token presented at a charger."""
 
@@ -301,7 +310,8 @@ class Delivery:
 
 # --- partners' tokens (see bridge/tokens.py) ---------------------------------------------
 class TokenPolicy(StrEnum):
-    """How a token may be authorized (the values are what the database stores)."""
+    """How a token may be authorized (the values are what the database stores; what each
+    allows is in bridge/tokens.py and bridge/auth.py)."""
 
     LOCAL_ONLY = "local_only"
     LOCAL_FIRST = "local_first"

@@ -12,6 +12,7 @@ from cpo_gateway.bridge.model import (
     CommandResult,
     Delivery,
     EnergySample,
+    Place,
     TransactionStart,
     TransactionStop,
     VerifyOutcome,
@@ -73,7 +74,9 @@ class ChargerControl(Protocol):
 class Verifier(Protocol):
     """Online authorization of a card by an EMP (what the authorization chain needs)."""
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome: ...
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
+        """`place`: where the card is presented, when known (an EMP may judge by it)."""
+        ...
 
 
 class EmpLink(Verifier, Protocol):

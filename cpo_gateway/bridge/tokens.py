@@ -15,7 +15,9 @@ The policy is the core's own word for what a token allows:
 - ONLINE_ONLY: always asked online; refused when the partner cannot be reached; never in a
   charger's list.
 
-A token that is not valid is refused locally (Blocked), whatever its policy.
+A token that is not valid is never in a charger's list. One answered locally is refused
+(Blocked); one that must be asked online is still asked (its state may have changed since),
+and is Blocked when the partner cannot be reached.
 """
 
 from __future__ import annotations
@@ -27,10 +29,26 @@ from typing import Any
 from cpo_gateway import logs
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.core_ports import TokenSide
-from cpo_gateway.bridge.model import PartnerToken, TokensReplaced
-from cpo_gateway.bridge.storage import TokenStore
+from cpo_gateway.bridge.model import Listing, PartnerToken, TokenPolicy, TokensReplaced
+from cpo_gateway.bridge.storage import TokenStore, WhitelistStore
 
 log = logs.get(__name__)
+
+
+class Listings:
+    """Every partner's word on a card, for the authorization chain: its whitelists (answered
+    locally) and its tokens."""
+
+    def __init__(self, whitelists: WhitelistStore, tokens: TokenStore) -> None:
+        self._whitelists = whitelists
+        self._tokens = tokens
+
+    async def __call__(self, uid: str) -> list[Listing]:
+        listed = [
+            Listing(p, TokenPolicy.LOCAL_FIRST, True)
+            for p in await self._whitelists.whitelist_partners(uid)
+        ]
+        return listed + await self._tokens.token_listings(uid)
 
 
 class TokenBook(TokenSide):

@@ -1,5 +1,6 @@
 """Real-time authorization (mod_tokens 12.2.2.2): POST {tokens}/{uid}/authorize[?type=] to
-the partner that issued a token, its AuthorizationInfo.allowed read as the core's
+the partner that issued a token, with the LocationReferences of the charger (its station and
+EVSEs, as our Locations module names them) when the core knows them, its AuthorizationInfo.allowed read as the core's
 VerifyOutcome (the core turns that into the charger's idTagInfo, within its deadline).
 
 An answer is the partner's word only when it is an envelope: 404 or 2004 is an unknown
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from cpo_gateway import logs
-from cpo_gateway.bridge.model import VerifyOutcome
+from cpo_gateway.bridge.model import Place, VerifyOutcome
 from cpo_gateway.ocpi.client import OcpiCallFailed, OcpiClient
 from cpo_gateway.ocpi.transport import OcpiStatus, Party
 
@@ -42,6 +44,17 @@ class AuthorizeTarget:
 # (partner, the card's normalised uid) -> (the token's uid as issued, its type), or None
 # when the partner issued no such token (asked as an RFID card with that uid).
 TokenOf = Callable[[str, str], Awaitable[tuple[str, str] | None]]
+
+
+def evse_uid(evse_id: str) -> str:
+    """An EVSE's uid as our Locations module names it (the EVSE ID, at most 36 characters:
+    a longer one loses its separators and is cut)."""
+    return evse_id if len(evse_id) <= 36 else evse_id.replace("*", "")[:36]
+
+
+def location_references(place: Place) -> dict[str, Any]:
+    """LocationReferences (mod_tokens 12.4.3) of where the card is presented."""
+    return {"location_id": place.site[:36], "evse_uids": [evse_uid(e) for e in place.evses]}
 
 
 def outcome_of(http_status: int, status_code: int | None, data: object) -> VerifyOutcome:
@@ -74,7 +87,7 @@ class OcpiVerifier:
         self._token_of = token_of
         self._timeout_s = timeout_s  # the core's own deadline is usually shorter
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
         target = await self._targets(emp)
         if target is None:  # not registered yet: nobody to ask
             return VerifyOutcome.UNREACHABLE
@@ -86,6 +99,7 @@ class OcpiVerifier:
                 "POST",
                 url + f"?type={kind}",
                 target.token,
+                None if place is None else location_references(place),
                 to=target.party,
                 timeout_s=self._timeout_s,
             )

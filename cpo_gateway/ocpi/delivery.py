@@ -25,7 +25,7 @@ from typing import Any
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.links import LinkState, LinkStore, PartnerLink
-from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutcome
 from cpo_gateway.bridge.owed import CommandOutcome, Owed
 from cpo_gateway.ocpi.client import OcpiCallFailed, OcpiClient, delivery_of, unreachable
 from cpo_gateway.ocpi.commands import CommandResultType, command_result
@@ -61,7 +61,7 @@ class OcpiDeliverer:
         business_name: str | None = None,
         timeout_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        verifier: Callable[[str, str], Awaitable[VerifyOutcome]] | None = None,
+        verifier: Callable[[str, str, Place | None], Awaitable[VerifyOutcome]] | None = None,
     ) -> None:
         """`verifier(partner, uid)`: real-time authorization (the tokens module's); without
         one a verification is UNREACHABLE (the token's policy decides)."""
@@ -75,10 +75,10 @@ class OcpiDeliverer:
         self._verifier = verifier
         self._cache: dict[str, tuple[float, PartnerLink]] = {}
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
         if self._verifier is None:
             return VerifyOutcome.UNREACHABLE
-        return await self._verifier(emp, uid)
+        return await self._verifier(emp, uid, place)
 
     async def _link(self, emp: str) -> PartnerLink | None:
         """A registered partner's link, read at most every LINK_TTL_S: a push of thousands

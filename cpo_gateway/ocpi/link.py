@@ -17,7 +17,7 @@ from typing import Any
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.links import LinkState, LinkStore
-from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutcome
 from cpo_gateway.ocpi.authorize import AuthorizeTarget, OcpiVerifier, TokenOf
 from cpo_gateway.ocpi.client import OcpiClient
 from cpo_gateway.ocpi.registration import endpoints_of, parties_of
@@ -58,8 +58,8 @@ class OcpiLink:
     async def _target(self, partner: str) -> AuthorizeTarget | None:
         return await tokens_sender(self._links, partner)
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
-        return await self._verifier.verify(emp, uid)
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
+        return await self._verifier.verify(emp, uid, place)
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
         return Delivery(

@@ -151,11 +151,12 @@ class TokenPuller:
     ) -> tuple[Sequence[PartnerToken], int]:
         page: list[PartnerToken] = []
         refused = 0
+        own = {(p.country_code, p.party_id) for p in parties}
         assert isinstance(reply.data, list)
         for i, obj in enumerate(reply.data):
             try:
                 token = parse_token(obj)
-                if Party(token.country_code, token.party_id) not in parties:
+                if (token.country_code, token.party_id) not in own:
                     raise TokenError("country_code/party_id", "not a party of this partner")
             except TokenError as exc:
                 refused += 1

@@ -132,7 +132,7 @@ class TokensReceiver:
                 ("uid", uid, token.uid),
                 ("type", kind.value, token.type.value),
             ):
-                if url != sent:
+                if url.upper() != sent.upper():  # CiStrings
                     raise TokenError(field, f"the body says {sent!r}, the URL {url!r}")
         except TokenError as exc:
             raise _invalid(exc) from None

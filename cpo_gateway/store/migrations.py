@@ -277,7 +277,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 13: partners' tokens. A full list from a partner is received into a new generation
     # while the one in force still answers; finishing it moves `generation` in one commit,
     # so a list interrupted half way never replaces anything (rows of generations neither
-    # in force nor being received are swept in batches).
+    # in force nor being received are swept in batches). A uid is a CiString: compared
+    # without case, kept as first given.
     """
     CREATE TABLE tokens (
         id INTEGER PRIMARY KEY,
@@ -285,7 +286,7 @@ MIGRATIONS: tuple[str, ...] = (
         generation INTEGER NOT NULL,
         country_code TEXT NOT NULL,
         party_id TEXT NOT NULL,
-        uid TEXT NOT NULL,
+        uid TEXT NOT NULL COLLATE NOCASE,
         type TEXT NOT NULL,
         card_uid TEXT,
         valid INTEGER NOT NULL,

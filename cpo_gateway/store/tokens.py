@@ -4,7 +4,8 @@
 full list is being received into. A token pushed alone goes into both, so a list finishing
 after it does not undo it. Finishing a list is one small commit (the generation moves);
 rows of generations neither in force nor being received are swept afterwards in batches of
-SWEEP_BATCH, so no commit holds the writer for the length of a million-row delete.
+SWEEP_BATCH, so no commit holds the writer for the length of a million-row delete. A version
+of a token older (last_updated, UTC) than the one kept never replaces it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ _UPSERT = (
     "ON CONFLICT (partner, generation, country_code, party_id, uid, type) DO UPDATE SET "
     "card_uid = excluded.card_uid, valid = excluded.valid, policy = excluded.policy, "
     "contract_id = excluded.contract_id, group_id = excluded.group_id, "
-    "last_updated = excluded.last_updated, extra = excluded.extra"
+    "last_updated = excluded.last_updated, extra = excluded.extra "
+    # An older version than the one kept (out of order, or a list page older than a token
+    # pushed while the list was read) leaves the newer one.
+    "WHERE excluded.last_updated >= tokens.last_updated"
 )
 
 
@@ -122,6 +126,8 @@ class TokensRepo:
                     "UPDATE token_lists SET count = count + 1 WHERE partner = ?", (token.partner,)
                 )
             before = None if old is None else _token(old)
+            if before is not None and token.last_updated < before.last_updated:
+                return False  # older than what is kept: nothing changed
             changed = _listed(before) != _listed(token) or (
                 _listed(token) and before is not None and before.card_uid != token.card_uid
             )
