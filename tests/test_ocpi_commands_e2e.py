@@ -338,3 +338,18 @@ async def test_a_crash_after_accepted_still_owes_the_result(
         await until(lambda: emsp.results("crash"), "the result owed by the crashed gateway")
     (result,) = emsp.results("crash")
     assert result["result"] == "TIMEOUT"
+
+
+async def test_a_charger_that_refuses_gets_rejected_and_the_session_fails(
+    gw: Harness, emsp: SandboxEmsp
+) -> None:
+    async with gw.charger("CP-BER-001", remote_start="reject") as cp:
+        await cp.connect()
+        answer = await emsp.command("START_SESSION", start_body(), ref="refused")
+        assert answer["data"]["result"] == "ACCEPTED"  # it could be sent: the charger decides
+        await until(lambda: emsp.results("refused"), "the result of the refused start")
+    (result,) = emsp.results("refused")
+    assert result["result"] == "REJECTED"
+    assert "rejected" in result["message"][0]["text"]
+    (session,) = await gw.store.list_sessions(limit=5)
+    assert session.emp == "emsp" and session.state.value == "failed"
