@@ -17,7 +17,7 @@ from cpo_gateway.bridge.clock import to_rfc3339
 from cpo_gateway.bridge.model import Interval
 from cpo_gateway.bridge.ports import SessionState
 from cpo_gateway.bridge.storage import ReviewStore
-from cpo_gateway.bridge.transactions import cdr_row, session_cdr
+from cpo_gateway.bridge.transactions import WAITING_DETAIL, cdr_row, session_cdr
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,12 @@ async def release_held(
     if session is None or session.state != SessionState.NEEDS_REVIEW:
         return Released(False, "no session held for review")
     tx = await store.transaction(session.transaction_id) if session.transaction_id else None
+    if tx is not None and session.detail == WAITING_DETAIL:
+        # Its Started never came: nothing says who charged or where, so no EMP can be billed.
+        if session.emp is None:
+            return Released(False, f"no EMP is known: its idToken never came ({WAITING_DETAIL})")
+        if tx.connector == 0:
+            return Released(False, f"the EVSE that served it is not known ({WAITING_DETAIL})")
     owed = None if tx is None else session_cdr(catalogue, partners, tx, session)
     if owed is None or session.emp is None:
         return Released(False, "no configured EMP is owed its CDR")
