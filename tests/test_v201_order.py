@@ -7,6 +7,7 @@ and an `ocpp` v201 charger."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,34 @@ async def test_a_restart_between_the_ended_and_the_late_started_releases_one_cdr
         await _started(cp, "CRASH-1", 6_500)  # resent after the reconnect, too
         cdr = await _one_cdr(h, "CRASH-1")
     assert cdr["energy-consumed"] == 1.5 and cdr["connector-id"] == EVSE2
+
+
+async def test_every_arrival_order_of_a_transactions_events_gives_the_same_cdr(
+    harness: Harness,
+) -> None:
+    h = harness
+    await _whitelist(h)
+    events: dict[str, dict[str, Any]] = {
+        "Started": {"seq": 0, "at": 5, "evse": 2, "token": TOKEN, "meter_value": meter(1_000, 5)},
+        "Updated": {"seq": 1, "at": 300, "evse": None, "trigger": "MeterValuePeriodic",
+                    "meter_value": meter(1_500, 300)},
+        "Ended": {"seq": 2, "at": 900, "evse": None, "trigger": "StopAuthorized",
+                  "meter_value": meter(3_000, 900), "stopped_reason": "Local"},
+    }  # fmt: skip
+    orders = list(itertools.permutations(events))
+    async with charger201(h.ocpp_url, CP, Memory()) as cp:
+        for n, order in enumerate(orders):
+            for kind in order:
+                for _ in range(2):  # each one resent, as after a lost answer
+                    await cp.event(kind, f"PERM-{n}", **events[kind])
+    sessions = {s.id: s for s in await h.store.list_sessions() if s.charge_point == CP}
+    await h.emp.wait_for(lambda: set(sessions) <= set(h.emp.cdrs), timeout=10)
+    rows = await _cdr_rows(h)
+    assert sorted(r["key"] for r in rows) == sorted(sessions)  # one CDR per transaction
+    got = {}
+    for n, order in enumerate(orders):
+        tx = await h.store.transaction_by_key(CP, f"PERM-{n}")
+        assert tx is not None
+        cdr = h.emp.cdrs[tx.session_id]
+        got[order] = (cdr["connector-id"], cdr["energy-consumed"], cdr["user"]["identifier"])
+    assert got == dict.fromkeys(orders, (EVSE2, 2.0, UID))

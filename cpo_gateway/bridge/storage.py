@@ -123,9 +123,9 @@ class TransactionStore(SessionReads, Protocol):
         outbox: StopOutbox,
         now: float,
     ) -> LateRecorded | None:
-        """Fill an ended transaction with a late report and, once its Started is in, judge
-        the CDR held for `held_detail` again (queued with a compare-and-set): one commit.
-        None when no ended transaction has the report's key."""
+        """Fill a transaction with a late report and, once its Started is in, judge the CDR
+        held for `held_detail` again (queued with a compare-and-set): one commit. None when
+        no transaction has the report's key."""
         ...
 
 

@@ -275,6 +275,14 @@ class Handlers201:
                     late = await self._core.identify_start(known[0], id_tag)
                     if late is not None and ev.id_token is not None:
                         reply["idTokenInfo"] = self._token_info(late)
+                placed = self._connector(cp, ev)
+                if connector == 0 and placed:
+                    # Begun by an Updated that named no EVSE: the Started places it.
+                    await self._core.late_report(
+                        LateReport(cp, key, placed, None, ev.timestamp, started=True)
+                    )
+                    conn.running.pop(connector, None)
+                    known, connector = (known[0], placed), placed
             conn.transactions[key] = known
             conn.running[connector] = key
             await self._charging_state(conn, connector, ev)

@@ -75,7 +75,8 @@ class StepsRepo:
         outbox: StopOutbox,
         now: float,
     ) -> LateRecorded | None:
-        """Fill an ended transaction and its session with what a late report says, and
+        """Fill a transaction and its session with what a late report says (one begun or
+        ended by reports the charger numbered after it), and
         release its CDR when the session was held for `held_detail` (then it is finished with
         `released_detail`): one commit.
 
@@ -85,7 +86,7 @@ class StepsRepo:
         Started is in, this report or one kept before: rows are queued and the session
         finished only if it is still held for `held_detail` (compare-and-set), a hold
         reason replaces the detail, and no rows and no hold finish it with nothing owed.
-        None when no ended transaction has this key."""
+        None when no transaction has this key."""
 
         def work(conn: sqlite3.Connection) -> LateRecorded | None:
             row = _one_sync(
@@ -93,7 +94,7 @@ class StepsRepo:
                 "SELECT * FROM transactions WHERE charge_point = ? AND charger_key = ?",
                 (report.charge_point_id, report.charger_key),
             )
-            if row is None or row["stopped_at"] is None:
+            if row is None:
                 return None
             merged = _merge_samples(dict(row), report.samples)
             first = min(report.samples, key=lambda s: s.timestamp) if report.samples else None
