@@ -111,6 +111,20 @@ class TransactionStore(SessionReads, Protocol):
         it had one already)."""
         ...
 
+
+class StepStore(Protocol):
+    """The numbered reports of charger-named transactions, as Charging keeps them: a resent
+    one is recognised by (charger, key, sequence), and a report that comes after its
+    transaction's end fills it in (record_late)."""
+
+    async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool: ...
+
+    async def record_step(self, step: TransactionStep, now: float) -> None: ...
+
+    async def has_started(self, charge_point: str, charger_key: str) -> bool:
+        """Whether a Started of this transaction has been kept."""
+        ...
+
     async def record_late(
         self,
         report: LateReport,
@@ -126,19 +140,6 @@ class TransactionStore(SessionReads, Protocol):
         """Fill a transaction with a late report and, once its Started is in, judge the CDR
         held for `held_detail` again (queued with a compare-and-set): one commit. None when
         no transaction has the report's key."""
-        ...
-
-
-class StepStore(Protocol):
-    """The numbered reports of charger-named transactions, as Charging keeps them: a resent
-    one is recognised by (charger, key, sequence)."""
-
-    async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool: ...
-
-    async def record_step(self, step: TransactionStep, now: float) -> None: ...
-
-    async def has_started(self, charge_point: str, charger_key: str) -> bool:
-        """Whether a Started of this transaction has been kept."""
         ...
 
 

@@ -308,7 +308,7 @@ class Charging:
         evse = self.evse_of(report.charge_point_id, connector) if connector else None
         if connector and evse is None:
             connector = 0  # a connector the stations file does not name places nothing
-        recorded = await self._store.record_late(
+        recorded = await self._steps.record_late(
             dataclasses.replace(report, connector_id=connector),
             decision=decision,
             user_id=uid,
