@@ -13,9 +13,9 @@ from typing import Any
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.cdr import CDR_KIND
+from cpo_gateway.bridge.late_reports import WAITING_DETAIL
 from cpo_gateway.bridge.model import EnergySample, LateReport
 from cpo_gateway.bridge.ports import SessionRecord, SessionState
-from cpo_gateway.bridge.transactions import WAITING_DETAIL
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.charger201 import Memory, charger201, meter, stamp

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import review
 from cpo_gateway.bridge.clock import to_rfc3339
+from cpo_gateway.bridge.late_reports import WAITING_DETAIL
 from cpo_gateway.bridge.model import Interval
 from cpo_gateway.bridge.ports import SessionState
 from cpo_gateway.bridge.storage import ReviewStore
-from cpo_gateway.bridge.transactions import WAITING_DETAIL, cdr_row, session_cdr
+from cpo_gateway.bridge.transactions import cdr_row, session_cdr
 
 
 @dataclass(frozen=True, slots=True)

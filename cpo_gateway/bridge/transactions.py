@@ -19,6 +19,7 @@ from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, cdr_to_dict, review
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.ids import try_normalise_uid
+from cpo_gateway.bridge.late_reports import LateReports
 from cpo_gateway.bridge.model import (
     AuthDecision,
     AuthPath,
@@ -47,10 +48,6 @@ log = logs.get(__name__)
 # The origin of a session a charger began for a remote start the EMP was told failed.
 LATE = SessionOrigin.LATE
 LATE_DETAIL = "late start after the EMP was told it failed: stopped, CDR kept locally"
-# A charger-named transaction whose Ended came before its Started, and which lacks what its
-# CDR needs (who charged, where): held until its Started comes (see Charging.late).
-WAITING_DETAIL = "waiting for earlier events of the transaction"
-COMPLETED_DETAIL = "its earlier events came: CDR judged then"
 
 
 class Charging:
@@ -80,6 +77,7 @@ class Charging:
         self._clock = clock
         self._new_id = new_id
         self._evidence = evidence or Evidence(catalogue, clock)
+        self._late = LateReports(steps, authorizer, self.evse_of, self._cdr_rows, clock)
 
     def evse_of(self, charge_point: str, connector: int) -> str | None:
         return evse_at(self._catalogue, charge_point, connector)
@@ -107,21 +105,6 @@ class Charging:
             )
             return Outgoing(hold=reason if tx.stopped_at else None)
         return Outgoing((cdr_row(session.emp or "", cdr),))
-
-    def _waiting_rows(self, tx: TxRecord, session: SessionRecord) -> Outgoing:
-        """As _cdr_rows, for a transaction whose Started has not come: held while it lacks
-        what the CDR needs (an EVSE, an idTag), so the Started can still complete it."""
-        if session.origin != LATE and _incomplete(tx, session):
-            log.info("cdr.waiting", session_id=session.id, transaction_id=tx.id)
-            return Outgoing(hold=WAITING_DETAIL)
-        return self._cdr_rows(tx, session)
-
-    async def _awaits_start(self, stop: TransactionStop) -> bool:
-        """An Ended numbered after reports not kept, without an idTag or a connector of its
-        own, of a transaction whose Started has not come: the Started may still say them."""
-        if stop.charger_key is None or not stop.sequence or (stop.id_tag and stop.connector_id):
-            return False
-        return not await self._steps.has_started(stop.charge_point_id, stop.charger_key)
 
     async def start(self, start: TransactionStart) -> Started:
         remote_emp = self._pending.emp_of(start.id_tag)
@@ -249,7 +232,7 @@ class Charging:
                 return None
             return self._orphan_session(stop, orphan_decision)
 
-        rows = self._waiting_rows if await self._awaits_start(stop) else self._cdr_rows
+        rows = self._late.rows if await self._late.awaits_start(stop) else self._cdr_rows
         recorded = await self._store.record_stop(
             stop, orphan_session=orphan, outbox=rows, now=self._clock()
         )
@@ -292,44 +275,12 @@ class Charging:
         return _stored_decision(session) if stop.id_tag else None
 
     async def late(self, report: LateReport) -> AuthDecision | None:
-        """A Started or Updated of a transaction that has ended (its Ended came first): what
-        it says fills in the transaction, and a CDR held for it is released in that commit
-        (see WAITING_DETAIL). Its idTag goes through the chain as a start's does; the
-        decision that stands is answered (None: the report carries no idTag)."""
-        decision = None
-        if report.id_tag:
-            decision = self._auth.decide_cached(report.id_tag) or await self._auth.authorize(
-                report.id_tag
-            )
-        uid = None
-        if decision is not None and report.id_tag:
-            uid = decision.uid or try_normalise_uid(report.id_tag)
-        connector = report.connector_id
-        evse = self.evse_of(report.charge_point_id, connector) if connector else None
-        if connector and evse is None:
-            connector = 0  # a connector the stations file does not name places nothing
-        recorded = await self._steps.record_late(
-            dataclasses.replace(report, connector_id=connector),
-            decision=decision,
-            user_id=uid,
-            evse_id=evse,
-            held_detail=WAITING_DETAIL,
-            released_detail=COMPLETED_DETAIL,
-            outbox=self._waiting_rows,
-            now=self._clock(),
-        )
-        if recorded is None:
+        """A Started or Updated of a transaction whose Ended came first (late_reports.py):
+        the decision on its idTag that stands (None: it carries none, or no such key)."""
+        recorded = await self._late.fill(report)
+        if recorded is None or not report.id_tag:
             return None
-        tx, session = recorded.tx, recorded.session
-        log.info(
-            "tx.late_report",
-            transaction_id=tx.id,
-            session_id=session.id,
-            started=report.started,
-            released=recorded.released,
-            state=session.state.value,
-        )
-        return _stored_decision(session) if report.id_tag else None
+        return _stored_decision(recorded.session)
 
     def _orphan_session(
         self, stop: TransactionStop, decision: AuthDecision | None
@@ -412,12 +363,6 @@ class Charging:
             remote_id=step.remote_id,
             queued=step.queued,
         )
-
-
-def _incomplete(tx: TxRecord, session: SessionRecord) -> bool:
-    """A session that cannot be billed yet: the connector that served it is not known (an
-    Ended without an EVSE, placed on the charger's first), or no idTag has named who charged."""
-    return tx.connector == 0 or (session.emp is None and not session.id_tag)
 
 
 def evse_at(catalogue: Catalogue, charge_point: str, connector: int) -> str | None:
