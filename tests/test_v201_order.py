@@ -272,3 +272,23 @@ async def test_every_arrival_order_of_a_transactions_events_gives_the_same_cdr(
         cdr = h.emp.cdrs[tx.session_id]
         got[order] = (cdr["connector-id"], cdr["energy-consumed"], cdr["user"]["identifier"])
     assert got == dict.fromkeys(orders, (EVSE2, 2.0, UID))
+
+
+async def test_a_late_started_that_makes_the_cdr_implausible_leaves_it_for_ops(
+    harness: Harness,
+) -> None:
+    h = harness
+    await _whitelist(h)
+    async with charger201(h.ocpp_url, CP, Memory()) as cp:
+        await _ended(cp, "ABSURD-1", 1, 900_000, 900)
+        await _started(cp, "ABSURD-1", 0)  # 900 kWh in 15 minutes on a 22 kW connector
+    session = await _session_of(h, "ABSURD-1")
+    assert session.state == SessionState.NEEDS_REVIEW
+    assert session.detail is not None and "above" in session.detail
+    assert (session.emp, session.evse_id) == ("sandbox", EVSE2)  # complete, but implausible
+    assert await _cdr_rows(h) == []
+    config = h.gateway.config.path
+    code, out, err = await cli(config, "sessions", "correct", session.id, "--kwh", "4.5")
+    assert code == 0, (out, err)
+    cdr = await _one_cdr(h, "ABSURD-1")
+    assert cdr["energy-consumed"] == 4.5 and cdr["connector-id"] == EVSE2
