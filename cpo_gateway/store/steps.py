@@ -75,10 +75,10 @@ class StepsRepo:
         outbox: StopOutbox,
         now: float,
     ) -> LateRecorded | None:
-        """Fill a transaction and its session with what a late report says (one begun or
-        ended by reports the charger numbered after it), and
-        release its CDR when the session was held for `held_detail` (then it is finished with
-        `released_detail`): one commit.
+        """Fill a transaction and its session with what a late report says (a transaction
+        begun or ended by reports the charger numbered after it), and release its CDR when
+        the session was held for `held_detail` (then finished with `released_detail`): one
+        commit.
 
         Only what is still unknown is filled (no idTag, connector 0, no start reading), so a
         resent report changes nothing; a Started moves the start time back (never forward)
@@ -173,11 +173,7 @@ class StepsRepo:
 
     async def has_started(self, charge_point: str, charger_key: str) -> bool:
         """Whether a Started of this transaction has been kept."""
-        value = await self.db.scalar(
-            "SELECT 1 FROM transaction_steps WHERE charge_point = ? AND charger_key = ? "
-            "AND kind = 'started' LIMIT 1",
-            (charge_point, charger_key),
-        )
+        value = await self.db.scalar(_STARTED_SQL, (charge_point, charger_key))
         return value is not None
 
     async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool:
@@ -231,13 +227,11 @@ class StepsRepo:
         ]
 
 
+_STARTED_SQL = (
+    "SELECT 1 FROM transaction_steps WHERE charge_point = ? AND charger_key = ? "
+    "AND kind = 'started' LIMIT 1"
+)
+
+
 def _has_started(conn: sqlite3.Connection, charge_point: str, charger_key: str) -> bool:
-    return (
-        _one_sync(
-            conn,
-            "SELECT 1 FROM transaction_steps WHERE charge_point = ? AND charger_key = ? "
-            "AND kind = 'started' LIMIT 1",
-            (charge_point, charger_key),
-        )
-        is not None
-    )
+    return _one_sync(conn, _STARTED_SQL, (charge_point, charger_key)) is not None
