@@ -14,7 +14,7 @@ import http
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -27,7 +27,7 @@ from cpo_gateway.bridge.core_ports import ChargerSide
 from cpo_gateway.config import OcppConfig
 from cpo_gateway.csms import v201_security
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
-from cpo_gateway.csms.clientcert import ClientCertPolicy
+from cpo_gateway.csms.clientcert import ClientCertPolicy, verified_chain
 from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
 from cpo_gateway.csms.frames import Call
@@ -37,11 +37,12 @@ from cpo_gateway.csms.passwords import parse_basic, verify_password
 from cpo_gateway.csms.proxycert import (
     CertHeaderError,
     is_trusted,
-    parse_cert_header,
+    parse_cert_chain,
     parse_networks,
 )
 from cpo_gateway.csms.refusals import PROXY_HEADER_IGNORED, Refusal, Refusals
 from cpo_gateway.csms.security import CertificateService
+from cpo_gateway.csms.tlsgate import TlsGate
 from cpo_gateway.ratelimit import LoginLimiter
 from cpo_gateway.tasks import TaskSet
 from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
@@ -103,7 +104,6 @@ class CsmsServer:
         self._open_timeout_s = ocpp.open_timeout_s  # closes handshakes that never complete
         if ssl_context is not None and ssl_context.minimum_version < ssl.TLSVersion.TLSv1_2:
             ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
-        self._ssl = ssl_context
         self._silence_s = float(SILENT_HEARTBEATS * ocpp.heartbeat_interval_s)
         self._admin_path = admin_socket
         self.admin: AdminServer | None = None
@@ -132,10 +132,17 @@ class CsmsServer:
         self.takeovers = 0  # connected chargers whose socket a new connection replaced
         self.limiter = LoginLimiter()
         self.refusals = Refusals()
+        # TLS is started per connection (tlsgate.py), so a failed handshake is a refusal too.
+        self.tls = (
+            TlsGate(ssl_context, self.refusals, tasks, timeout_s=ocpp.open_timeout_s)
+            if ssl_context is not None
+            else None
+        )
         self._call_timings = call_timings
         self._client_certs = client_certs
         self._proxies = parse_networks(ocpp.client_certs.trusted_proxies)
         self._cert_header = ocpp.client_certs.client_cert_header
+        self._chain_header = ocpp.client_certs.client_chain_header
         self.proxy_headers_ignored = 0  # certificate headers from peers not trusted to set them
         self._timing_by_label: dict[str, Timing] = {}  # labels() takes a lock: once per label
 
@@ -159,7 +166,7 @@ class CsmsServer:
             max_size=self._max_frame,
             max_queue=16,
             compression="deflate" if self._compression else None,
-            ssl=self._ssl,
+            create_connection=self.tls.connection_class() if self.tls is not None else None,
             backlog=ACCEPT_BATCH if tuned else LISTEN_QUEUE,
         )
         for listening in self._server.sockets if tuned else ():
@@ -315,36 +322,59 @@ class CsmsServer:
     def _check_client_cert(
         self, conn: ServerConnection, request: Request, cp_id: str, source: str, via_proxy: bool
     ) -> Response | None:
-        der: bytes | None = None
-        if via_proxy:
-            value = request.headers.get(self._cert_header)
-            if value is not None:
-                try:
-                    der = parse_cert_header(self._cert_header, value)
-                except CertHeaderError as exc:
-                    return self._cert_refused(
-                        conn, cp_id, source, Refusal.CLIENT_CERT_UNREADABLE, str(exc)
-                    )
-        else:
-            tls = conn.transport.get_extra_info("ssl_object")
-            der = tls.getpeercert(binary_form=True) if tls is not None else None
         if self._client_certs is None:
             return self._cert_refused(
                 conn, cp_id, source, Refusal.CLIENT_CERT_UNTRUSTED, "no [ocpp.tls] client_ca_file"
             )
-        refused = self._client_certs.check(der, cp_id)
+        if via_proxy:
+            try:
+                presented = self._forwarded_chain(request)
+            except CertHeaderError as exc:
+                return self._cert_refused(
+                    conn, cp_id, source, Refusal.CLIENT_CERT_UNREADABLE, str(exc)
+                )
+            refused = self._client_certs.check(
+                presented[0] if presented else None, cp_id, presented[1:]
+            )
+        else:
+            tls = conn.transport.get_extra_info("ssl_object")
+            chain = verified_chain(tls) if tls is not None else []
+            refused = self._client_certs.check_verified(chain, cp_id)
         if refused is None:
             return None
         return self._cert_refused(
-            conn, cp_id, source, Refusal(refused.problem.value), refused.detail
+            conn, cp_id, source, Refusal(refused.problem.value), refused.detail, refused.seen
         )
 
+    def _forwarded_chain(self, request: Request) -> list[bytes]:
+        """Leaf first, then the sub-CAs, from the headers a trusted proxy set."""
+        value = request.headers.get(self._cert_header)
+        if value is None:
+            return []
+        presented = parse_cert_chain(self._cert_header, value)
+        more = request.headers.get(self._chain_header)
+        if more is not None and more.strip():
+            presented += parse_cert_chain(self._chain_header, more)
+        return presented
+
     def _cert_refused(
-        self, conn: ServerConnection, cp_id: str, source: str, kind: Refusal, detail: str
+        self,
+        conn: ServerConnection,
+        cp_id: str,
+        source: str,
+        kind: Refusal,
+        detail: str,
+        seen: Mapping[str, str] | None = None,
     ) -> Response:
         self.auth_failures += 1
         self.refusals.refuse(
-            kind, cp_id, charge_point_id=cp_id, source=source, reason=detail, security_profile=3
+            kind,
+            cp_id,
+            charge_point_id=cp_id,
+            source=source,
+            reason=detail,
+            security_profile=3,
+            **(seen or {}),
         )
         return conn.respond(http.HTTPStatus.FORBIDDEN, "client certificate refused\n")
 
