@@ -350,13 +350,14 @@ def _ocpp(
 SIGNING_KEY_PASSPHRASE_ENV = "CPO_GATEWAY_SIGNING_CA_KEY_PASSPHRASE"  # noqa: S105 - a name
 
 
-def _passphrase(t: Table, base: Path, env: Mapping[str, str]) -> bytes | None:
-    """The signing key's passphrase: a file's first line (spaces kept), else the environment."""
+def _passphrase(t: Table, base: Path, env: Mapping[str, str]) -> tuple[bytes | None, bool]:
+    """The signing key's passphrase: a file's first line (spaces kept), else the environment;
+    and False when the file named cannot give one (the error is recorded)."""
     key = "signing_ca_key_passphrase_file"
     from_file = t.string(key, None)
     if not from_file:
         value = env.get(SIGNING_KEY_PASSPHRASE_ENV, "")
-        return value.encode() if value else None
+        return (value.encode() if value else None), True
     unset = _unset_dirs(from_file, env)
     if unset:
         t.error(
@@ -366,17 +367,17 @@ def _passphrase(t: Table, base: Path, env: Mapping[str, str]) -> bytes | None:
             "systemd sets it for the service (LoadCredential=); to check by hand, set it: "
             f"{unset[0]}=/etc/cpo-gateway/credentials cpo-gateway check-config -c ...",
         )
-        return None
+        return None, False
     p = _resolve(base, from_file, env)
     try:
         lines = p.read_bytes().splitlines()
     except OSError as exc:
         t.error(key, "a readable file holding the passphrase", f"{p} ({exc.strerror})")
-        return None
+        return None, False
     if not lines or not lines[0]:
         t.error(key, "a file holding the passphrase on its first line", f"{p} is empty")
-        return None
-    return lines[0]
+        return None, False
+    return lines[0], True
 
 
 def _client_certs(t: Table, base: Path, env: Mapping[str, str]) -> ClientCertConfig:
@@ -403,6 +404,7 @@ def _client_certs(t: Table, base: Path, env: Mapping[str, str]) -> ClientCertCon
     chain_header = t.string("client_chain_header", d.client_chain_header)
     if isinstance(chain_header, str) and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", chain_header):
         t.error("client_chain_header", "an HTTP header name", repr(chain_header))
+    passphrase, passphrase_read = _passphrase(t, base, env)
     cfg = ClientCertConfig(
         client_ca_file=paths["client_ca_file"],
         organization=t.string("organization", None),
@@ -411,7 +413,7 @@ def _client_certs(t: Table, base: Path, env: Mapping[str, str]) -> ClientCertCon
         client_chain_header=str(chain_header),
         signing_ca_cert=paths["signing_ca_cert"],
         signing_ca_key=paths["signing_ca_key"],
-        signing_ca_key_passphrase=_passphrase(t, base, env),
+        signing_ca_key_passphrase=passphrase,
     )
     for key_name, expected, found in tlsfiles.check_client_certs(
         cfg.client_ca_file,
@@ -420,6 +422,7 @@ def _client_certs(t: Table, base: Path, env: Mapping[str, str]) -> ClientCertCon
         cfg.organization,
         tlsfiles.utc_now(),
         passphrase=cfg.signing_ca_key_passphrase,
+        judge_key=passphrase_read,
     ):
         t.error(key_name, expected, found)
     return cfg
