@@ -34,7 +34,7 @@ from tests.test_csms_profile3 import (
     status_of,
     wss,
 )
-from tests.test_csms_support import OCPP16, config, running, tls11_client
+from tests.test_csms_support import OCPP16, config, eventually, running, tls11_client
 
 
 class Chain:
@@ -253,6 +253,12 @@ async def test_tls_handshakes_that_fail_for_other_reasons_are_refusals_too(
                     await asyncio.to_thread(blocking_tls_client, h.csms.port, no_ca)
             with tls11_client(pki.ca.cert) as old:
                 await tls_refused(url, old)
+            # A TCP probe (a load balancer's health check) that closes before any TLS is
+            # closed quietly: not a refusal.
+            _, writer = await asyncio.open_connection("127.0.0.1", h.csms.port)
+            writer.close()
+            await writer.wait_closed()
+            await eventually(lambda: any(e["event"] == "ocpp.tls_aborted" for e in events))
             # The gateway keeps serving TLS: a profile-2 charger boots.
             async with SimCharger(
                 P2, url[: -len(P2) - 1], password=PASSWORD, ssl=pki.client_context()

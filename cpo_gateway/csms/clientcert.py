@@ -113,7 +113,8 @@ class ClientCertPolicy:
         for item in intermediates:
             loaded = _load(item)
             if isinstance(loaded, CertRefused):
-                return CertRefused(loaded.problem, "chain: " + loaded.detail, describe(leaf))
+                detail = "chain: " + loaded.detail
+                return CertRefused(CertProblem.UNREADABLE, detail, describe(leaf))
             extra.append(loaded)
         expired = self._dates(leaf)
         if expired is not None:

@@ -62,7 +62,12 @@ class TlsGate:
         loop = asyncio.get_running_loop()
         try:
             wrapped = await loop.start_tls(
-                raw, conn, self._context, server_side=True, ssl_handshake_timeout=self._timeout_s
+                raw,
+                conn,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=self._timeout_s,
+                ssl_shutdown_timeout=self._timeout_s,
             )
         except ssl.SSLCertVerificationError as exc:
             self._failed(raw)
