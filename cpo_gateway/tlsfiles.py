@@ -119,6 +119,14 @@ def check_client_certs(
     return problems
 
 
+def signing_summary(signing_ca_cert: Path, passphrase: bytes | None) -> str:
+    """One line for check-config on a signing CA that passed `check_client_certs`."""
+    cas = x509.load_pem_x509_certificates(signing_ca_cert.read_bytes())
+    above = f" + {len(cas) - 1} CA(s) above it in every chain" if len(cas) > 1 else ""
+    key = "encrypted key, passphrase verified" if passphrase is not None else "unencrypted key"
+    return f"{cas[0].subject.rfc4514_string()}{above}; {key}"
+
+
 def _signing_key(
     path: Path, pem: bytes, passphrase: bytes | None, problems: list[tuple[str, str, str]]
 ) -> PrivateKeyTypes | None:

@@ -141,6 +141,19 @@ def test_the_passphrase_comes_from_a_credential_file_or_the_environment(
     assert x509.load_pem_x509_certificates(signed.chain_pem.encode())[1] == files.sub
 
 
+def test_check_config_reports_the_signer(tmp_path: Path, files: SigningFiles) -> None:
+    path = write_config(tmp_path, extra=files.tls(passphrase_file=str(files.passphrase)))
+    run = subprocess.run(
+        [sys.executable, "-m", "cpo_gateway", "check-config", "-c", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "CSR signer: CN=Signing sub-CA,O=Example CPO; encrypted key, passphrase verified" in (
+        run.stdout
+    )
+    assert PASSPHRASE.decode() not in run.stdout + run.stderr
+
+
 @pytest.mark.parametrize(
     ("case", "line"),
     [
