@@ -100,12 +100,16 @@ def refused(metrics: str) -> dict[str, float]:
 
 def blocking_tls_client(port: int, ctx: ssl.SSLContext) -> None:
     """A TLS client on a plain socket: like a charger's TLS stack, it sends its alert before
-    closing (asyncio's client drops it and just closes)."""
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        ctx.wrap_socket(raw, server_hostname="127.0.0.1"),
-    ):
-        pass
+    closing (asyncio's client drops it and just closes). It then reads until the server
+    closes: closing with unread data would send a RST, which can overtake the alert."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1", do_handshake_on_connect=False) as tls:
+        try:
+            tls.do_handshake()
+        finally:
+            tls.shutdown(socket.SHUT_WR)
+            while socket.socket.recv(tls, 4096):
+                pass
 
 
 async def tls_refused(url: str, ctx: ssl.SSLContext) -> BaseException:
