@@ -74,6 +74,7 @@ SUB, SUB_KEY = make_sub_ca(CA, CA_KEY, "Property sub-CA", "Example CPO")
 SUB_LEAF, _ = issue(SUB, SUB_KEY, "CP-1", "Example CPO")
 SUB_DER = SUB.public_bytes(serialization.Encoding.DER)
 SUB_LEAF_DER = SUB_LEAF.public_bytes(serialization.Encoding.DER)
+CA_DER = CA.public_bytes(serialization.Encoding.DER)
 
 
 @given(st.binary(max_size=4000))
@@ -112,3 +113,13 @@ def test_any_forwarded_chain_is_a_verdict_never_a_crash(intermediates: list[byte
     assert refused is not None  # random bytes never stand in for the sub-CA
     assert refused.problem in {CertProblem.UNREADABLE, CertProblem.UNTRUSTED}
     assert POLICY.check(SUB_LEAF_DER, "CP-1", [SUB_DER]) is None
+
+
+@given(st.lists(st.binary(max_size=600), max_size=3))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_any_tls_chain_is_a_verdict_never_a_crash(chain: list[bytes]) -> None:
+    """What the TLS layer hands over (leaf first) is judged, whatever its bytes."""
+    refused = POLICY.check_verified(chain, "CP-1")
+    assert refused is not None and refused.problem in set(CertProblem)
+    assert POLICY.check_verified([SUB_LEAF_DER, SUB_DER, CA_DER], "CP-1") is None
+    assert POLICY.check_verified([SUB_LEAF_DER, SUB_DER, CA_DER], "CP-2") is not None
