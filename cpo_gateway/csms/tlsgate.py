@@ -41,7 +41,14 @@ _DATE_ERRORS = frozenset({9, 10})
 class TlsGate:
     """Starts TLS on each accepted connection and reports the handshakes that fail."""
 
-    __slots__ = ("_context", "_refusals", "_tasks", "_timeout_s", "handshakes_failed")
+    __slots__ = (
+        "_context",
+        "_refusals",
+        "_tasks",
+        "_timeout_s",
+        "handshakes_abandoned",
+        "handshakes_failed",
+    )
 
     def __init__(
         self, context: ssl.SSLContext, refusals: Refusals, tasks: TaskSet, *, timeout_s: float
@@ -50,7 +57,8 @@ class TlsGate:
         self._refusals = refusals
         self._tasks = tasks
         self._timeout_s = timeout_s
-        self.handshakes_failed = 0
+        self.handshakes_failed = 0  # refused: counted by reason in refusals too
+        self.handshakes_abandoned = 0  # the peer left or stalled before TLS was up
 
     def connection_class(self) -> type[ServerConnection]:
         """websockets' connection, made to wait for the TLS handshake before it starts."""
@@ -99,6 +107,7 @@ class TlsGate:
         except (OSError, TimeoutError) as exc:
             # The peer went away or stalled before TLS was up: a TCP probe, a load balancer's
             # health check, a charger losing its link. Not a refusal; closed all the same.
+            self.handshakes_abandoned += 1
             raw.abort()
             log.debug("ocpp.tls_aborted", source=source, error=repr(exc))
             return
