@@ -16,6 +16,7 @@ from typing import Any
 
 from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core
+from cpo_gateway.bridge.links import LinkState
 from cpo_gateway.bridge.ports import EmpLink, OutboxState
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
@@ -28,6 +29,10 @@ from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
+from cpo_gateway.ocpi.client import OcpiClient
+from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
+from cpo_gateway.ocpi.server import OcpiServer
+from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.ops import GatewayOps
@@ -107,9 +112,25 @@ def _listener_limits(cfg: Config) -> ListenerLimits:
 def _endpoints(cfg: Config) -> list[Endpoint]:
     return [
         Endpoint(e.name, e.url, e.api_key, e.verify_timeout_s, e.request_timeout_s)
-        for e in cfg.emps
-        if e.protocol == "oioi"
+        for e in cfg.oioi_emps
     ]
+
+
+def ocpi_parts(
+    cfg: Config, store: Store, base_url: Callable[[], str]
+) -> tuple[OcpiClient, Registrar] | None:
+    """The OCPI client and registrar (None without an [ocpi] table): for the gateway and
+    for `cpo-gateway ocpi ...` commands, over the same database."""
+    if cfg.ocpi is None:
+        return None
+    ours = Party(cfg.ocpi.country_code, cfg.ocpi.party_id)
+    client = OcpiClient(ours)
+    partners = [
+        PartnerSettings(e.name, e.versions_url or None, e.token_a or None, e.request_timeout_s)
+        for e in cfg.ocpi_emps
+    ]
+    identity = Identity(ours, cfg.ocpi.business_name, base_url)
+    return client, Registrar(store, client, identity, partners)
 
 
 def offline_core(cfg: Config, store: Store, clock: Callable[[], float] = time.time) -> Core:
@@ -207,8 +228,7 @@ class Gateway:
             self.core,
             [
                 InboundPartner(e.name, e.inbound_api_key, e.partner_identifier)
-                for e in cfg.emps
-                if e.protocol == "oioi"
+                for e in cfg.oioi_emps
             ],
             host=cfg.oioi.host,
             port=cfg.oioi.port,
@@ -218,6 +238,21 @@ class Gateway:
             metrics=self.metrics if on_oioi else None,
             limits=_listener_limits(cfg),
         )
+        self.ocpi: OcpiServer | None = None
+        self.ocpi_client: OcpiClient | None = None
+        self._registering: list[asyncio.Task[Any]] = []
+        built = ocpi_parts(cfg, self.store, lambda: self._ocpi_base_url())
+        if built is not None and cfg.ocpi is not None:
+            self.ocpi_client, registrar = built
+            self.ocpi = OcpiServer(
+                registrar,
+                host=cfg.ocpi.host,
+                port=cfg.ocpi.port,
+                base_url=cfg.ocpi.base_url,
+                ours=Party(cfg.ocpi.country_code, cfg.ocpi.party_id),
+                max_body_bytes=cfg.ocpi.max_body_bytes,
+                limits=_listener_limits(cfg),
+            )
         self.jobs = Jobs(
             self.core,
             outbox_tick_s=cfg.outbox.tick_s,
@@ -257,10 +292,13 @@ class Gateway:
         await self.core.start()
         try:
             await self.oioi.start()
+            if self.ocpi is not None:
+                await self.ocpi.start()
             await self.csms.start()
         except OSError as exc:
             raise StartupError(f"cannot listen: {exc.strerror or exc}", EXIT_CANTBIND) from exc
         self._listening = True
+        await self._register_ocpi_partners()
         self.jobs.start()
         await self._start_console()
         if self.notifier.watchdog_interval_s:
@@ -279,11 +317,32 @@ class Gateway:
             version=__version__,
             ocpp_port=self.csms.port,
             oioi_port=self.oioi.port,
+            ocpi_port=self.ocpi.port if self.ocpi is not None else None,
             admin_port=self.console.port if self.console is not None else None,
             stations=len(cfg.catalogue.stations),
             emps=len(cfg.emps),
             ms=round((time.monotonic() - started) * 1000, 1),
         )
+
+    def _ocpi_base_url(self) -> str:
+        assert self.ocpi is not None
+        return self.ocpi.base_url
+
+    async def _register_ocpi_partners(self) -> None:
+        """Register with every OCPI partner that gave us a token A and is not registered
+        yet, each in a tracked task retrying with back-off until it succeeds (cancelled at
+        stop: a partner that stays down must not hold the shutdown)."""
+        if self.ocpi is None:
+            return
+        registrar = self.ocpi.registrar
+        for name, partner in registrar.partners.items():
+            link = await self.store.link(name)
+            if partner.token_a and (link is None or link.state is not LinkState.REGISTERED):
+                self._registering.append(
+                    self.tasks.spawn(
+                        registrar.register_until_done(name), name=f"ocpi-register-{name}"
+                    )
+                )
 
     def _console(self) -> ConsoleServer | None:
         admin = self.config.admin
@@ -343,7 +402,7 @@ class Gateway:
         if problems:
             log.error("config.reload_refused", path=str(self.config.path), problems=problems)
             return False
-        fixed = ("gateway", "ocpp", "oioi", "sessions", "outbox", "admin")
+        fixed = ("gateway", "ocpp", "oioi", "ocpi", "sessions", "outbox", "admin")
         kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
         if not await self._reload_keys(new):
             kept.append("emp")
@@ -418,6 +477,10 @@ class Gateway:
         if self.console is not None:
             await self.console.close()  # no operator action during shutdown; live views end
         await self.oioi.stop_accepting()
+        if self.ocpi is not None:
+            await self.ocpi.stop_accepting()
+        for task in self._registering:
+            task.cancel()  # a handshake not done by now is retried at the next start
         # Jobs still running get a quarter of the grace; the flush below delivers once more.
         await self.jobs.stop(grace / 4)
         await self.csms.close(1012)
@@ -434,6 +497,10 @@ class Gateway:
             except TimeoutError:
                 log.warning("gateway.flush_timeout")
         await self.oioi.close()
+        if self.ocpi is not None:
+            await self.ocpi.close()
+        if self.ocpi_client is not None:
+            await self.ocpi_client.close()
         await self.emp_clients.close()
         await self.db.close()
         log.info("gateway.stopped", ms=round((time.monotonic() - started) * 1000, 1))
@@ -491,4 +558,4 @@ class Gateway:
 
     def _parts(self, figures: Figures) -> Parts:
         pacing = self.collector.stats if self.collector is not None else None
-        return Parts(self.csms, self.oioi, self.core, pacing, figures)
+        return Parts(self.csms, self.oioi, self.core, pacing, figures, self.ocpi)

@@ -1,5 +1,5 @@
 """The command line: `cpo-gateway run|check-config|demo|charger|chargers|whitelist|outbox|
-sessions|backup|completion`.
+sessions|ocpi|backup|completion`.
 
 Exceptions map to exit codes (README): 0 ok, 64 usage, 70 crash, 71 cannot listen,
 73 state dir not writable, 78 bad configuration.
@@ -70,6 +70,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"  OCPP:       {scheme}://{cfg.ocpp.host}:{cfg.ocpp.port}{cfg.ocpp.path}/<charge point id>"
     )
     print(f"  OIOI:       http://{cfg.oioi.host}:{cfg.oioi.port}{cfg.oioi.path}")
+    if cfg.ocpi is not None:
+        base = cfg.ocpi.base_url or f"http://{cfg.ocpi.host}:{cfg.ocpi.port}/ocpi/cpo"
+        print(
+            f"  OCPI:       {base}/versions as {cfg.ocpi.country_code}*{cfg.ocpi.party_id}, "
+            f"{len(cfg.ocpi_emps)} partner(s)"
+        )
     print(f"  state:      {cfg.gateway.database}")
     certs = cfg.ocpp.client_certs
     if certs.signing_ca_cert is not None and certs.signing_ca_key is not None:
@@ -447,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--reason", required=True, help="why, kept on the session")
     ss.set_defaults(fn=cmd_sessions)
     cli_chargers.add_parser(sub, with_config, leaf)
+    from cpo_gateway import cli_ocpi
+
+    cli_ocpi.add_parser(sub, with_config, leaf)
     cli_backup.add_parser(sub, with_config)
     cli_completion.add_parser(sub)
     return p

@@ -97,6 +97,24 @@ class OioiConfig:
 
 
 @dataclass(frozen=True)
+class OcpiConfig:
+    """The `[ocpi]` table: the OCPI 2.2.1 listener and who we are to OCPI partners."""
+
+    country_code: str  # ISO 3166 alpha-2
+    party_id: str  # 3 characters
+    business_name: str
+    host: str = "0.0.0.0"  # noqa: S104 - partners reach it over the network
+    port: int = 8081
+    # The public URL partners reach, e.g. https://cpo.example.com/ocpi/cpo ({base_url}/versions
+    # is our versions endpoint). Empty: http://<host>:<bound port>/ocpi/cpo (loopback, tests).
+    base_url: str = ""
+    max_body_bytes: int = 64 * 1024 * 1024
+
+
+PROTOCOLS = ("oioi", "ocpi")
+
+
+@dataclass(frozen=True)
 class EmpConfig:
     name: str
     url: str
@@ -109,6 +127,10 @@ class EmpConfig:
     request_timeout_s: float = 30.0
     concurrency: int = 4
     protocol: str = "oioi"  # one of PROTOCOLS: how the gateway speaks with this partner
+    # OCPI: the partner's versions URL and the token A it gave us to register with (both
+    # empty when the partner registers with us, with a token A `cpo-gateway ocpi token-a` issues)
+    versions_url: str = ""
+    token_a: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -151,6 +173,7 @@ class Config:
     logging: LoggingConfig
     catalogue: Catalogue
     admin: AdminConfig | None = None  # None: no [admin] table, no admin listener
+    ocpi: OcpiConfig | None = None  # None: no [ocpi] table, no OCPI listener
 
     def emp(self, name: str) -> EmpConfig | None:
         return next((e for e in self.emps if e.name == name), None)
@@ -164,8 +187,15 @@ class Config:
             outbox=self.outbox,
         )
 
+    @property
+    def oioi_emps(self) -> tuple[EmpConfig, ...]:
+        return tuple(e for e in self.emps if e.protocol == "oioi")
 
-PROTOCOLS = ("oioi", "ocpi")
+    @property
+    def ocpi_emps(self) -> tuple[EmpConfig, ...]:
+        return tuple(e for e in self.emps if e.protocol == "ocpi")
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -193,8 +223,11 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     logging_ = _logging(root.table("logging"), path, errors)
     admin_table = root.table("admin")
     admin = None if admin_table is None else _admin(admin_table, base, env)
+    ocpi_table = root.table("ocpi")
+    ocpi = None if ocpi_table is None else _ocpi_table(ocpi_table)
     root.finish()
     _check_emps(emps, path, errors)
+    errors.extend(_ocpi_needs(path, ocpi, emps, ocpp.port, oioi.port, admin))
     if ocpp.port == oioi.port and ocpp.port != 0:
         errors.append(
             f"{path}: ocpp.port and oioi.port: expected two different ports, found both {ocpp.port}"
@@ -216,7 +249,9 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     errors.extend(_profile_3_needs(path, ocpp, catalogue))
     if errors:
         raise ConfigError(errors)
-    return Config(path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue, admin)
+    return Config(
+        path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue, admin, ocpi
+    )
 
 
 def _profile_3_needs(path: Path, ocpp: OcppConfig, catalogue: Catalogue) -> list[str]:
@@ -448,7 +483,15 @@ def _oioi(t: Table | None, path: Path, errors: list[str]) -> OioiConfig:
     return cfg
 
 
-def _secret(t: Table, key: str, emp_name: str, base: Path, env: Mapping[str, str]) -> str:
+def _secret(
+    t: Table,
+    key: str,
+    emp_name: str,
+    base: Path,
+    env: Mapping[str, str],
+    *,
+    required: bool = True,
+) -> str:
     inline = t.string(key, None)
     from_file = t.string(f"{key}_file", None)
     env_name = env_key_name(emp_name or "?", key)
@@ -478,6 +521,8 @@ def _secret(t: Table, key: str, emp_name: str, base: Path, env: Mapping[str, str
         return str(inline)
     if env.get(env_name):
         return env[env_name].strip()
+    if not required:
+        return ""
     t.error(
         key,
         "a key",
@@ -489,6 +534,9 @@ def _secret(t: Table, key: str, emp_name: str, base: Path, env: Mapping[str, str
 
 
 def _emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
+    protocol = t.string("protocol", "oioi", choices=PROTOCOLS)
+    if protocol == "ocpi":
+        return _ocpi_emp(t, base, env)
     name = t.string("name")
     url = t.string(
         "url", hint="the EMP's OIOI endpoint, e.g. https://api.example.com/api/v4/request"
@@ -510,10 +558,112 @@ def _emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
         verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),
         request_timeout_s=t.number("request_timeout_s", d.request_timeout_s, lo=0.5, hi=300.0),
         concurrency=t.integer("concurrency", d.concurrency, lo=1, hi=64),
-        protocol=t.string("protocol", d.protocol, choices=PROTOCOLS),
+        protocol="oioi",
     )
     t.finish()
     return cfg
+
+
+def _ocpi_emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
+    """An OCPI partner: its versions URL and token A when we register with it, neither when
+    it registers with us."""
+    name = t.string("name")
+    d = EmpConfig("", "", "", "", "")
+    versions_url = t.string(
+        "versions_url", "", hint="the partner's OCPI versions endpoint, e.g. https://.../versions"
+    )
+    if versions_url and not re.match(r"https?://[^/\s]+", str(versions_url)):
+        t.error("versions_url", "an http:// or https:// URL", repr(versions_url))
+    token_a = _secret(t, "token_a", name or "", base, env, required=False)
+    if bool(versions_url) != bool(token_a):
+        missing = "token_a" if versions_url else "versions_url"
+        t.error(
+            missing,
+            "versions_url and token_a together (we register with the partner) or neither "
+            "(it registers with us)",
+            "only one of them",
+            "`cpo-gateway ocpi token-a NAME` issues a token A for a partner that registers with us",
+        )
+    if token_a and len(token_a) > 64:
+        t.error("token_a", "a credentials token of at most 64 characters", f"{len(token_a)}")
+    cfg = EmpConfig(
+        name=name or "",
+        url="",
+        api_key="",
+        inbound_api_key="",
+        # what the core files the partner's sessions and CDRs under (default: its name)
+        partner_identifier=t.string("partner_identifier", name or ""),
+        online_authorization=t.boolean("online_authorization", d.online_authorization),
+        offline_policy=t.string("offline_policy", d.offline_policy, choices=("reject", "accept")),
+        verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),
+        request_timeout_s=t.number("request_timeout_s", d.request_timeout_s, lo=0.5, hi=300.0),
+        concurrency=t.integer("concurrency", d.concurrency, lo=1, hi=64),
+        protocol="ocpi",
+        versions_url=str(versions_url or ""),
+        token_a=token_a,
+    )
+    t.finish()
+    return cfg
+
+
+def _ocpi_table(t: Table) -> OcpiConfig:
+    d = OcpiConfig("", "", "")
+    country = t.string("country_code", hint="ISO 3166 alpha-2, e.g. DE")
+    if isinstance(country, str) and not re.fullmatch(r"[A-Z]{2}", country):
+        t.error("country_code", "2 upper-case letters (ISO 3166 alpha-2)", repr(country))
+    party = t.string("party_id", hint="the 3-character party id, e.g. CPO")
+    if isinstance(party, str) and not re.fullmatch(r"[A-Z0-9]{3}", party):
+        t.error("party_id", "3 upper-case letters or digits", repr(party))
+    name = t.string("business_name")
+    if isinstance(name, str) and len(name) > 100:
+        t.error("business_name", "at most 100 characters", f"{len(name)}")
+    base_url = t.string("base_url", "", allow_empty=True)
+    if base_url and not re.fullmatch(r"https?://[^/\s]+(/[^\s?#]*)?", str(base_url)):
+        t.error(
+            "base_url",
+            "an http:// or https:// URL without query or fragment",
+            repr(base_url),
+            "the public URL partners reach, e.g. https://cpo.example.com/ocpi/cpo",
+        )
+    cfg = OcpiConfig(
+        country_code=str(country or ""),
+        party_id=str(party or ""),
+        business_name=str(name or ""),
+        host=t.string("host", d.host),
+        port=t.integer("port", d.port, lo=0, hi=65535),
+        base_url=str(base_url or "").rstrip("/"),
+        max_body_bytes=t.integer("max_body_bytes", d.max_body_bytes, lo=1024, hi=1024**3),
+    )
+    t.finish()
+    return cfg
+
+
+def _ocpi_needs(
+    path: Path,
+    ocpi: OcpiConfig | None,
+    emps: tuple[EmpConfig, ...],
+    ocpp_port: int,
+    oioi_port: int,
+    admin: AdminConfig | None,
+) -> list[str]:
+    speaking = [i for i, e in enumerate(emps) if e.protocol == "ocpi"]
+    if ocpi is None:
+        if not speaking:
+            return []
+        return [
+            f"{path}: ocpi: expected an [ocpi] table (country_code, party_id, business_name) "
+            f'because emp[{speaking[0]}] has protocol = "ocpi", found nothing'
+        ]
+    errors = []
+    others = [("ocpp", ocpp_port), ("oioi", oioi_port)]
+    if admin is not None and admin.enabled:
+        others.append(("admin", admin.port))
+    for name, port in others:
+        if ocpi.port != 0 and ocpi.port == port:
+            errors.append(
+                f"{path}: ocpi.port: expected a port other than {name}.port, found {port}"
+            )
+    return errors
 
 
 def _check_emps(emps: tuple[EmpConfig, ...], path: Path, errors: list[str]) -> None:
@@ -630,6 +780,7 @@ __all__ = [
     "EmpConfig",
     "GatewayConfig",
     "LoggingConfig",
+    "OcpiConfig",
     "OcppConfig",
     "OioiConfig",
     "OutboxConfig",

@@ -27,6 +27,7 @@ from cpo_gateway.bridge.ports import OutboxStat, OutboxState
 if TYPE_CHECKING:
     from cpo_gateway.bridge.core_ports import CoreCounters
     from cpo_gateway.csms.server import CsmsServer
+    from cpo_gateway.ocpi.server import OcpiServer
     from cpo_gateway.oioi.server import OioiServer
     from cpo_gateway.runtime import CollectorStats
 
@@ -69,6 +70,7 @@ class Parts:
     core: CoreCounters | None
     pacing: CollectorStats | None
     figures: Figures
+    ocpi: OcpiServer | None = None
 
 
 def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
@@ -107,6 +109,7 @@ class GatewayCollector(Collector):
         )
         yield from self._ocpp(p.csms)
         yield from self._oioi(p.oioi)
+        yield from self._ocpi(p.ocpi)
         yield from self._core(p.core)
         yield from self._stored(p.figures)
         if p.pacing is not None:
@@ -183,6 +186,16 @@ class GatewayCollector(Collector):
                 ["limit", "outcome"],
             ),
             [((c, o), n) for (c, o), n in limited],
+        )
+
+    def _ocpi(self, ocpi: OcpiServer | None) -> Iterator[Metric]:
+        yield _filled(
+            _counter(
+                "ocpi_requests",
+                "OCPI requests answered, by module and OCPI status code",
+                ["module", "status_code"],
+            ),
+            [((m, str(c)), n) for (m, c), n in (ocpi.counts.items() if ocpi else [])],
         )
 
     def _core(self, core: CoreCounters | None) -> Iterator[Metric]:

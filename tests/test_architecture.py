@@ -184,10 +184,47 @@ def protocol_names(pkg: Path) -> list[str]:
 
 
 def test_packages_exist() -> None:
-    packages = "bridge csms oioi store jobs console sim sim/charger sim/charger201 sim/emp bench bench/soak"
+    packages = (
+        "bridge csms oioi ocpi store jobs console sim sim/charger sim/charger201 sim/emp "
+        "sim/ocpi_emsp bench bench/soak"
+    )
     for sub in packages.split():
         assert (PKG / sub / "__init__.py").is_file(), sub
     assert not (PKG / "ocpp").exists(), "a cpo_gateway/ocpp package would shadow the library"
+
+
+def outsider_violations(pkg: Path, sandbox: str) -> list[str]:
+    """Imports of anything of ours but itself by the simulated peer `sandbox` (a folder):
+    a peer written as an outside party would write it shares no misreading with us."""
+    root = pkg.name
+    own = f"{root}.{sandbox.replace('/', '.')}"
+    offenders = []
+    assert (pkg / sandbox).is_dir(), sandbox
+    for path in _modules(pkg, sandbox):
+        for name in imports_of(pkg, path):
+            parts = name.split(".")
+            if parts[0] == root and len(parts) > 1 and not _within(name, own):
+                offenders.append(f"{path.relative_to(pkg)}: {name}")
+    return sorted(offenders)
+
+
+def test_the_sandbox_emsp_uses_none_of_our_code() -> None:
+    assert outsider_violations(PKG, "sim/ocpi_emsp") == []
+
+
+def test_the_outsider_rule_catches_our_imports(tmp_path: Path) -> None:
+    pkg = _tree(tmp_path, {})
+    (pkg / "sim" / "peer").mkdir(parents=True)
+    (pkg / "sim" / "__init__.py").write_text("")
+    (pkg / "sim" / "peer" / "__init__.py").write_text("from cpo_gateway.sim.peer.x import Y\n")
+    (pkg / "sim" / "peer" / "x.py").write_text(
+        "import aiohttp\nfrom cpo_gateway.ocpi import transport\nfrom ... import logs\n"
+    )
+    assert outsider_violations(pkg, "sim/peer") == [
+        "sim/peer/x.py: cpo_gateway.logs",
+        "sim/peer/x.py: cpo_gateway.ocpi",
+        "sim/peer/x.py: cpo_gateway.ocpi.transport",
+    ]
 
 
 def test_core_imports_only_what_it_is_allowed() -> None:

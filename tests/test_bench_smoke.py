@@ -178,3 +178,12 @@ async def test_profile3_smoke_every_charger_is_accepted(tmp_path: Path) -> None:
     row = dict(zip(table.columns, table.rows[0], strict=True))
     assert row["chargers"] == "20" and row["accepted"] == "20", table.render()
     assert row["refused"] == "0", table.render()
+
+
+async def test_ocpi_registration_smoke_every_handshake_completes(tmp_path: Path) -> None:
+    from cpo_gateway.bench.ocpi_scenarios import registration
+
+    table = await registration(Context(tmp_path, workers=1), rounds=2, requests=20)
+    rows = {r[0]: dict(zip(table.columns, r, strict=True)) for r in table.rows}
+    assert [row["n"] for row in rows.values()] == ["2", "2", "20"], table.render()
+    assert all(row["p50 ms"] != "-" for row in rows.values()), table.render()

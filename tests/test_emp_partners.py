@@ -116,9 +116,22 @@ async def test_a_partner_of_a_protocol_no_adapter_serves_refuses_to_start(tmp_pa
 async def test_check_config_names_a_partner_no_adapter_serves(tmp_path: Path) -> None:
     ok = await cli(write_config(tmp_path), "check-config")
     assert ok[0] == 0 and "(sandbox: oioi)" in ok[1]
+    # a complete OCPI partner (its keys and the [ocpi] table are the OCPI config's business)
+    roam = """
+        [[emp]]
+        name = "roam"
+        protocol = "ocpi"
+
+        [ocpi]
+        host = "127.0.0.1"
+        port = 0
+        country_code = "DE"
+        party_id = "CPO"
+        business_name = "Test CPO"
+    """
+    oioi_only = _emps("http://127.0.0.1:9/x").split("[[emp]]")[1]
     code, _, err = await cli(
-        write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x", roam_protocol="ocpi")),
-        "check-config",
+        write_config(tmp_path, emps="[[emp]]" + oioi_only + roam), "check-config"
     )
     assert code == 78 and "[[emp]] roam (ocpi): no adapter in this build serves" in err
 

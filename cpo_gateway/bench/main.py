@@ -21,6 +21,7 @@ from pathlib import Path
 from cpo_gateway import logs
 from cpo_gateway.bench import (
     emp_scenarios,
+    ocpi_scenarios,
     ocpp_scenarios,
     schema_scenarios,
     tls_scenarios,
@@ -41,6 +42,7 @@ SCENARIOS = (
     "outbox",
     "schemas",
     "profile3",
+    "ocpi-registration",
     "upgrade",
 )
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
@@ -93,6 +95,9 @@ def plan(
             c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 4
         ),
         "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
+        "ocpi-registration": lambda c: ocpi_scenarios.registration(
+            c, 5 if quick else 50, 200 if quick else 5_000
+        ),
         "upgrade": lambda c: upgrade_scenarios.upgrade(
             c, (1_000,) if quick else (10_000, 100_000, 1_000_000)
         ),

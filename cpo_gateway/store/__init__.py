@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
+from cpo_gateway.store.links import LinksRepo
 from cpo_gateway.store.outbox import OutboxRepo
 from cpo_gateway.store.registry import RegistryRepo
 from cpo_gateway.store.reports import ReportsRepo
@@ -11,7 +12,9 @@ from cpo_gateway.store.sessions import ChargingRepo
 from cpo_gateway.store.steps import StepsRepo
 
 
-class Store(ChargingRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo):
+class Store(
+    ChargingRepo, LinksRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo
+):
     """Every repository over one database."""
 
     def __init__(self, db: Database) -> None:

@@ -252,4 +252,26 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX outbox_coalesce ON outbox (emp, kind, key)
         WHERE state = 'pending' AND kind IN ('evse-status', 'session-update');
     """,
+    # 12: credentials links with roaming partners that exchange tokens in a handshake
+    # (bridge/links.py): the tokens each side presents, where the partner starts, what the
+    # handshake learned; the partner's token and our one-time invitation found by digest
+    """
+    CREATE TABLE partner_links (
+        partner TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        token_in TEXT,
+        token_in_digest TEXT,
+        token_out TEXT,
+        peer_url TEXT,
+        details TEXT NOT NULL DEFAULT '{}',
+        token_a_digest TEXT,
+        registered_at REAL,
+        updated_at REAL NOT NULL,
+        last_error TEXT
+    );
+    CREATE UNIQUE INDEX partner_links_token_in ON partner_links (token_in_digest)
+        WHERE token_in_digest IS NOT NULL;
+    CREATE UNIQUE INDEX partner_links_token_a ON partner_links (token_a_digest)
+        WHERE token_a_digest IS NOT NULL;
+    """,
 )
