@@ -91,7 +91,10 @@ def _signer(config: Config) -> CertificateSigner | None:
     if certs.signing_ca_cert is None or certs.signing_ca_key is None or not certs.organization:
         return None  # check-config has said why, if only part of it is set
     return CertificateSigner.from_files(
-        certs.signing_ca_cert, certs.signing_ca_key, certs.organization
+        certs.signing_ca_cert,
+        certs.signing_ca_key,
+        certs.organization,
+        passphrase=certs.signing_ca_key_passphrase,
     )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from cpo_gateway import __version__, logs, runtime
+from cpo_gateway import __version__, logs, runtime, tlsfiles
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.store import DatabaseUnusable, Store
@@ -77,6 +77,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"{len(cfg.ocpi_emps)} partner(s)"
         )
     print(f"  state:      {cfg.gateway.database}")
+    certs = cfg.ocpp.client_certs
+    if certs.signing_ca_cert is not None and certs.signing_ca_key is not None:
+        summary = tlsfiles.signing_summary(certs.signing_ca_cert, certs.signing_ca_key_passphrase)
+        print(f"  CSR signer: {summary}")
     if open_ids:
         print(
             f"warning: {len(open_ids)} charger(s) on security profile 0 without a password, "

@@ -43,16 +43,21 @@ class ClientCertConfig:
 
     `client_ca_file` issues the chargers' client certificates (with any sub-CA);
     `organization` is the subject O every one of them carries (the CPO's name);
-    `trusted_proxies` may forward a verified certificate in `client_cert_header`;
-    `signing_ca_cert` / `signing_ca_key` sign the CSRs chargers send (SignCertificate).
+    `trusted_proxies` may forward a verified certificate in `client_cert_header` (and the
+    sub-CAs the charger sent in `client_chain_header`);
+    `signing_ca_cert` / `signing_ca_key` sign the CSRs chargers send (SignCertificate);
+    an encrypted key's passphrase comes from `signing_ca_key_passphrase_file` (a systemd
+    credential, say) or the environment (SIGNING_KEY_PASSPHRASE_ENV), never the TOML.
     """
 
     client_ca_file: Path | None = None
     organization: str | None = None
     trusted_proxies: tuple[str, ...] = ()
     client_cert_header: str = "X-Client-Cert"
+    client_chain_header: str = "X-Client-Cert-Chain"
     signing_ca_cert: Path | None = None
     signing_ca_key: Path | None = None
+    signing_ca_key_passphrase: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -363,6 +368,39 @@ def _ocpp(
     return cfg
 
 
+SIGNING_KEY_PASSPHRASE_ENV = "CPO_GATEWAY_SIGNING_CA_KEY_PASSPHRASE"  # noqa: S105 - a name
+
+
+def _passphrase(t: Table, base: Path, env: Mapping[str, str]) -> tuple[bytes | None, bool]:
+    """The signing key's passphrase: a file's first line (spaces kept), else the environment;
+    and False when the file named cannot give one (the error is recorded)."""
+    key = "signing_ca_key_passphrase_file"
+    from_file = t.string(key, None)
+    if not from_file:
+        value = env.get(SIGNING_KEY_PASSPHRASE_ENV, "")
+        return (value.encode() if value else None), True
+    unset = _unset_dirs(from_file, env)
+    if unset:
+        t.error(
+            key,
+            "a path whose variables are set",
+            f"{from_file!r} with {unset[0]} not set",
+            "systemd sets it for the service (LoadCredential=); to check by hand, set it: "
+            f"{unset[0]}=/etc/cpo-gateway/credentials cpo-gateway check-config -c ...",
+        )
+        return None, False
+    p = _resolve(base, from_file, env)
+    try:
+        lines = p.read_bytes().splitlines()
+    except OSError as exc:
+        t.error(key, "a readable file holding the passphrase", f"{p} ({exc.strerror})")
+        return None, False
+    if not lines or not lines[0]:
+        t.error(key, "a file holding the passphrase on its first line", f"{p} is empty")
+        return None, False
+    return lines[0], True
+
+
 def _client_certs(t: Table, base: Path, env: Mapping[str, str]) -> ClientCertConfig:
     d = ClientCertConfig()
     paths: dict[str, Path | None] = {}
@@ -384,13 +422,19 @@ def _client_certs(t: Table, base: Path, env: Mapping[str, str]) -> ClientCertCon
     header = t.string("client_cert_header", d.client_cert_header)
     if isinstance(header, str) and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
         t.error("client_cert_header", "an HTTP header name", repr(header))
+    chain_header = t.string("client_chain_header", d.client_chain_header)
+    if isinstance(chain_header, str) and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", chain_header):
+        t.error("client_chain_header", "an HTTP header name", repr(chain_header))
+    passphrase, passphrase_read = _passphrase(t, base, env)
     cfg = ClientCertConfig(
         client_ca_file=paths["client_ca_file"],
         organization=t.string("organization", None),
         trusted_proxies=tuple(str(p).strip() for p in proxies),
         client_cert_header=str(header),
+        client_chain_header=str(chain_header),
         signing_ca_cert=paths["signing_ca_cert"],
         signing_ca_key=paths["signing_ca_key"],
+        signing_ca_key_passphrase=passphrase,
     )
     for key_name, expected, found in tlsfiles.check_client_certs(
         cfg.client_ca_file,
@@ -398,6 +442,8 @@ def _client_certs(t: Table, base: Path, env: Mapping[str, str]) -> ClientCertCon
         cfg.signing_ca_key,
         cfg.organization,
         tlsfiles.utc_now(),
+        passphrase=cfg.signing_ca_key_passphrase,
+        judge_key=passphrase_read,
     ):
         t.error(key_name, expected, found)
     return cfg

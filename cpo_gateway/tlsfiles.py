@@ -6,15 +6,19 @@ A bad pair found at start-up would crash `run` in the middle of starting listene
 
 from __future__ import annotations
 
+import itertools
 import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 _PEM_KEY = b"-----BEGIN "  # PRIVATE KEY, EC PRIVATE KEY, RSA PRIVATE KEY, ...
+PASSPHRASE_ENV_HINT = "the environment variable CPO_GATEWAY_SIGNING_CA_KEY_PASSPHRASE"  # noqa: S105
 
 
 def check_pair(cert_file: Path, key_file: Path, now: datetime) -> list[tuple[str, str, str]]:
@@ -67,8 +71,13 @@ def check_client_certs(
     signing_ca_key: Path | None,
     organization: str | None,
     now: datetime,
+    *,
+    passphrase: bytes | None = None,
+    judge_key: bool = True,
 ) -> list[tuple[str, str, str]]:
-    """Problems of the profile-3 and signing keys of [ocpp.tls], as (key, expected, found)."""
+    """Problems of the profile-3 and signing keys of [ocpp.tls], as (key, expected, found).
+    The signing key is decrypted here with `passphrase`, so a wrong one stops the start;
+    `judge_key` False: the passphrase could not be read (said already), the key is not judged."""
     problems: list[tuple[str, str, str]] = []
     if client_ca_file is not None:
         _check_cas(client_ca_file, "client_ca_file", now, problems)
@@ -83,14 +92,18 @@ def check_client_certs(
             ("organization", "the O that signed certificates carry", "nothing (the key is missing)")
         )
     cas = _check_cas(signing_ca_cert, "signing_ca_cert", now, problems)
+    for i, (below, above) in enumerate(itertools.pairwise(cas), start=1):
+        try:
+            below.verify_directly_issued_by(above)
+        except (ValueError, TypeError, InvalidSignature):
+            expected = "the signing CA first, then each CA above it (the chain sent to chargers)"
+            found = f"certificate {i + 1} did not issue certificate {i}"
+            problems.append(("signing_ca_cert", expected, found))
     key_pem = _read(signing_ca_key, "signing_ca_key", problems)
-    if not cas or key_pem is None:
+    if not cas or key_pem is None or not judge_key:
         return problems
-    try:
-        private = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError) as exc:
-        found = f"{signing_ca_key}: {exc}"
-        problems.append(("signing_ca_key", "an unencrypted PEM private key", found))
+    private = _signing_key(signing_ca_key, key_pem, passphrase, problems)
+    if private is None:
         return problems
     ca_public = (
         cas[0]
@@ -104,6 +117,41 @@ def check_client_certs(
         found = f"{signing_ca_key} does not match {signing_ca_cert}"
         problems.append(("signing_ca_key", "the private key of signing_ca_cert", found))
     return problems
+
+
+def signing_summary(signing_ca_cert: Path, passphrase: bytes | None) -> str:
+    """One line for check-config on a signing CA that passed `check_client_certs`."""
+    cas = x509.load_pem_x509_certificates(signing_ca_cert.read_bytes())
+    above = f" + {len(cas) - 1} CA(s) above it in every chain" if len(cas) > 1 else ""
+    key = "encrypted key, passphrase verified" if passphrase is not None else "unencrypted key"
+    return f"{cas[0].subject.rfc4514_string()}{above}; {key}"
+
+
+def _signing_key(
+    path: Path, pem: bytes, passphrase: bytes | None, problems: list[tuple[str, str, str]]
+) -> PrivateKeyTypes | None:
+    # PKCS#8 ("BEGIN ENCRYPTED PRIVATE KEY") or OpenSSL's traditional form.
+    encrypted = b"BEGIN ENCRYPTED PRIVATE KEY" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
+    if encrypted and passphrase is None:
+        found = f"{path} is encrypted and no passphrase is configured"
+        hint = "set signing_ca_key_passphrase_file (or " + PASSPHRASE_ENV_HINT + ")"
+        problems.append(("signing_ca_key", "a key the gateway can decrypt", f"{found}; {hint}"))
+        return None
+    if not encrypted and passphrase is not None:
+        found = f"{path} is not encrypted, yet a passphrase is configured"
+        problems.append(("signing_ca_key_passphrase_file", "an encrypted signing_ca_key", found))
+        return None
+    try:
+        return serialization.load_pem_private_key(pem, password=passphrase)
+    except (ValueError, TypeError) as exc:
+        if encrypted:
+            found = f"it does not decrypt {path} (wrong passphrase?)"
+            problems.append(
+                ("signing_ca_key_passphrase_file", "the passphrase of signing_ca_key", found)
+            )
+        else:
+            problems.append(("signing_ca_key", "a PEM private key", f"{path}: {exc}"))
+        return None
 
 
 def _check_cas(

@@ -153,23 +153,36 @@ async def test_profile_3_refusals_are_logged_and_counted(
     assert said[0]["charge_point_id"] == P3 and said[0]["source"] == "127.0.0.1"
 
 
-async def test_untrusted_certificate_fails_the_tls_handshake(
+async def test_untrusted_certificate_fails_the_tls_handshake_and_is_reported(
     tmp_path: Path, emp: SandboxEmp, pki: SimPki
 ) -> None:
     cfg = config(tmp_path, emp, stations=stations(tmp_path), extra=tls_keys(pki))
-    async with running(cfg, emp) as h:
-        ctx = pki.client_context(_untrusted(pki, tmp_path))
-        # TLS 1.3: the server's alert arrives after the client's Finished, so the client sees
-        # it as a failed TLS read or as a connection lost before the HTTP response.
-        with pytest.raises((ssl.SSLError, ConnectionError, InvalidHandshake)) as info:
-            async with connect(
-                f"{wss(h.ocpp_url)}/{P3}", subprotocols=[OCPP16], ssl=ctx, open_timeout=5
-            ):
-                pass
-        print("untrusted certificate:", repr(info.value))
-        assert not isinstance(info.value, InvalidStatus)  # not even an HTTP answer
-        assert not h.csms.connections
-        assert sum(h.csms.refusals.counts.values()) == 0  # OpenSSL refused it, not us
+    with structlog.testing.capture_logs() as events:
+        async with running(cfg, emp) as h:
+            ctx = pki.client_context(_untrusted(pki, tmp_path))
+            for _ in range(3):
+                # TLS 1.3: the server's alert arrives after the client's Finished, so the
+                # client sees it as a failed TLS read or a connection lost before the answer.
+                with pytest.raises((ssl.SSLError, ConnectionError, InvalidHandshake)) as info:
+                    async with connect(
+                        f"{wss(h.ocpp_url)}/{P3}", subprotocols=[OCPP16], ssl=ctx, open_timeout=5
+                    ):
+                        pass
+                assert not isinstance(info.value, InvalidStatus)  # not even an HTTP answer
+            assert not h.csms.connections
+            metrics = await metrics_of(h.base_url)
+            # A profile-2 charger on the same port is not affected.
+            async with SimCharger(
+                P2, wss(h.ocpp_url), password=PASSWORD, ssl=pki.client_context()
+            ) as cp:
+                await cp.connect()
+                assert cp.boot_status == "Accepted"
+    assert 'cpo_gateway_ocpp_refused_total{reason="client_cert_untrusted"} 3.0' in metrics
+    said = [e for e in events if e["event"] == "security.client_cert_untrusted"]
+    assert len(said) == 1, said  # once per source and reason per interval
+    assert said[0]["source"] == "127.0.0.1"
+    assert said[0]["verify_code"] == 20  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    assert "issuer" in said[0]["reason"]
 
 
 def _der(pair: PemPair) -> bytes:

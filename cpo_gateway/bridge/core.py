@@ -33,6 +33,7 @@ from cpo_gateway.bridge.model import (
     BootInfo,
     CommandStatus,
     DeliveryStatus,
+    LateReport,
     MeterReport,
     Started,
     StartResult,
@@ -288,6 +289,11 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         """A transaction begun by a report without an idTag learns it from its own start
         report: decided by the chain, billed to the partner it names (None: it had one)."""
         return await self.charging.identify(tx_id, id_tag)
+
+    async def late_report(self, report: LateReport) -> AuthDecision | None:
+        """A Started or Updated of a transaction whose Ended came first: fills it in, and
+        releases a CDR held for it (Charging.late)."""
+        return await self.charging.late(report)
 
     async def open_charger_keys(self, charge_point_id: str) -> list[tuple[str, int]]:
         """(the charger's own name, connector) of its transactions the gateway holds open."""

@@ -23,6 +23,7 @@ from cpo_gateway.bridge.model import (
     BootInfo,
     CommandStatus,
     DeliveryStatus,
+    LateReport,
     MeterReport,
     PartnerToken,
     Started,
@@ -101,6 +102,8 @@ class ChargerSide(Protocol):
     async def identify_start(self, tx_id: int, id_tag: str) -> AuthDecision | None: ...
 
     async def record_step(self, step: TransactionStep) -> None: ...
+
+    async def late_report(self, report: LateReport) -> AuthDecision | None: ...
 
     async def open_charger_keys(self, charge_point_id: str) -> list[tuple[str, int]]: ...
 

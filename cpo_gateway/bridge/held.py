@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import build_session_update, review
 from cpo_gateway.bridge.clock import to_rfc3339
+from cpo_gateway.bridge.late_reports import WAITING_DETAIL
 from cpo_gateway.bridge.model import Interval
 from cpo_gateway.bridge.owed import Owed, SessionPhase
 from cpo_gateway.bridge.ports import NewOutbox, SessionState
@@ -46,6 +47,12 @@ async def release_held(
     if session is None or session.state != SessionState.NEEDS_REVIEW:
         return Released(False, "no session held for review")
     tx = await store.transaction(session.transaction_id) if session.transaction_id else None
+    if tx is not None and session.detail == WAITING_DETAIL:
+        # Its Started never came: nothing says who charged or where, so no EMP can be billed.
+        if session.emp is None:
+            return Released(False, f"no EMP is known: its idToken never came ({WAITING_DETAIL})")
+        if tx.connector == 0:
+            return Released(False, f"the EVSE that served it is not known ({WAITING_DETAIL})")
     owed = None if tx is None else session_cdr(catalogue, partners, tx, session)
     if owed is None or session.emp is None:
         return Released(False, "no configured EMP is owed its CDR")

@@ -134,6 +134,23 @@ class TransactionStop:
     samples: tuple[EnergySample, ...] = ()
     charger_key: str | None = None
     connector_id: int | None = None
+    sequence: int | None = None  # the charger's number of this report (see TransactionStep)
+
+
+@dataclass(frozen=True, slots=True)
+class LateReport:
+    """A Started or Updated of a charger-named transaction that has ended already (its Ended
+    came first). It fills in what the Ended did not say: the idTag, the connector (0: this
+    report names none either), and for a Started the start time and first reading; its
+    readings are folded in as any are. `started`: this is the transaction's Started."""
+
+    charge_point_id: str
+    charger_key: str
+    connector_id: int
+    id_tag: str | None
+    timestamp: str
+    started: bool
+    samples: tuple[EnergySample, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,14 @@ concrete store (store/) implements them all.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from cpo_gateway.bridge.model import (
     AuthDecision,
     BootInfo,
     EnergySample,
+    LateReport,
     Listing,
     PartnerToken,
     TokensReplaced,
@@ -41,6 +43,16 @@ from cpo_gateway.bridge.ports import (
 OutboxBuilder = Callable[[TxRecord, SessionRecord], Sequence[NewOutbox]]
 # For a stop: the CDR rows, or a reason to hold the session as needs_review (same commit).
 StopOutbox = Callable[[TxRecord, SessionRecord], Outgoing]
+
+
+@dataclass(frozen=True, slots=True)
+class LateRecorded:
+    """An ended transaction and its session after a late report filled them in; `released`:
+    this commit queued the CDR that had been held for the report."""
+
+    tx: TxRecord
+    session: SessionRecord
+    released: bool
 
 
 class SessionReads(Protocol):
@@ -120,11 +132,33 @@ class TransactionStore(SessionReads, Protocol):
 
 class StepStore(Protocol):
     """The numbered reports of charger-named transactions, as Charging keeps them: a resent
-    one is recognised by (charger, key, sequence)."""
+    one is recognised by (charger, key, sequence), and a report that comes after its
+    transaction's end fills it in (record_late)."""
 
     async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool: ...
 
     async def record_step(self, step: TransactionStep, now: float) -> None: ...
+
+    async def has_started(self, charge_point: str, charger_key: str) -> bool:
+        """Whether a Started of this transaction has been kept."""
+        ...
+
+    async def record_late(
+        self,
+        report: LateReport,
+        *,
+        decision: AuthDecision | None,
+        user_id: str | None,
+        evse_id: str | None,
+        held_detail: str,
+        released_detail: str,
+        outbox: StopOutbox,
+        now: float,
+    ) -> LateRecorded | None:
+        """Fill a transaction with a late report and, once its Started is in, judge the CDR
+        held for `held_detail` again (queued with a compare-and-set): one commit. None when
+        no transaction has the report's key."""
+        ...
 
 
 class RemoteStartStore(SessionReads, Protocol):

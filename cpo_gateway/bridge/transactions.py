@@ -19,11 +19,13 @@ from cpo_gateway.bridge.cdr import CDR_KIND, build_cdr, build_session_update, cd
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.evidence import Evidence
 from cpo_gateway.bridge.ids import try_normalise_uid
+from cpo_gateway.bridge.late_reports import LateReports
 from cpo_gateway.bridge.model import (
     AuthDecision,
     AuthPath,
     AuthStatus,
     Cdr,
+    LateReport,
     MeterReport,
     Started,
     TransactionStart,
@@ -84,6 +86,7 @@ class Charging:
         self._clock = clock
         self._new_id = new_id
         self._evidence = evidence or Evidence(catalogue, clock)
+        self._late = LateReports(steps, authorizer, self.evse_of, self._stop_rows, clock)
 
     def evse_of(self, charge_point: str, connector: int) -> str | None:
         return evse_at(self._catalogue, charge_point, connector)
@@ -279,15 +282,16 @@ class Charging:
                 return None
             return self._orphan_session(stop, orphan_decision)
 
+        rows = self._late.rows if await self._late.awaits_start(stop) else self._stop_rows
         recorded = await self._store.record_stop(
-            stop, orphan_session=orphan, outbox=self._stop_rows, now=self._clock()
+            stop, orphan_session=orphan, outbox=rows, now=self._clock()
         )
         if recorded is None:
             # Never ask an EMP online inside a StopTransaction: the charger would wait.
             assert stop.id_tag, "only an orphan with an idTag waits for a decision"
             orphan_decision = await self._auth.authorize(stop.id_tag, online=False)
             recorded = await self._store.record_stop(
-                stop, orphan_session=orphan, outbox=self._stop_rows, now=self._clock()
+                stop, orphan_session=orphan, outbox=rows, now=self._clock()
             )
             assert recorded is not None, "an orphan session is always made with a decision"
         tx, session, dup = recorded.tx, recorded.session, recorded.duplicate
@@ -320,6 +324,14 @@ class Charging:
             return orphan_decision
         # The idTag was decided at the start; a stop never re-judges it.
         return _stored_decision(session) if stop.id_tag else None
+
+    async def late(self, report: LateReport) -> AuthDecision | None:
+        """A Started or Updated of a transaction whose Ended came first (late_reports.py):
+        the decision on its idTag that stands (None: it carries none, or no such key)."""
+        recorded = await self._late.fill(report)
+        if recorded is None or not report.id_tag:
+            return None
+        return _stored_decision(recorded.session)
 
     def _orphan_session(
         self, stop: TransactionStop, decision: AuthDecision | None

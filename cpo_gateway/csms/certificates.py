@@ -9,13 +9,16 @@ Accepted/Rejected from that and sends the chain after its reply.
 
 What is signed is what profile 3 will accept (clientcert.py): subject O = the organization,
 CN = the charge point id (a charger cannot ask for another's name), a sound key, a valid CSR
-signature. The CA comes from `[ocpp.tls] signing_ca_cert` / `signing_ca_key`; the gateway
-never makes one of its own.
+signature. The CA comes from `[ocpp.tls] signing_ca_cert` / `signing_ca_key` (encrypted
+with the passphrase of `signing_ca_key_passphrase_file`, if it is); the gateway never makes
+one of its own. The signing CA may be a sub-CA: `signing_ca_cert` holds it first, then the
+CAs above it, and CertificateSigned carries the new certificate followed by all of them, in
+that order (OCPP 2.0.1 CertificateSigned: the chain "starting from the leaf certificate").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +39,7 @@ class CsrRejected(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SignedCertificate:
-    chain_pem: str  # the new certificate, then the CA: the certificateChain to send
+    chain_pem: str  # the new certificate, then the CA(s): the certificateChain to send
     serial: int
     not_after: datetime
     sha256: str  # hex fingerprint of the new certificate
@@ -53,22 +56,36 @@ class CertificateSigner:
         *,
         validity_days: int = DEFAULT_VALIDITY_DAYS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        above: Sequence[x509.Certificate] = (),
     ) -> None:
+        """`above`: the CAs over a sub-CA `ca_cert`, sent after it in every chain."""
         self._ca = ca_cert
+        self._chain = (ca_cert, *above)
+        self._chain_pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self._chain)
+        self._ca_ends = min(c.not_valid_after_utc for c in self._chain)
         self._key = ca_key
         self.organization = organization
         self._validity = timedelta(days=validity_days)
         self._clock = clock
 
     @classmethod
-    def from_files(cls, cert_file: Path, key_file: Path, organization: str) -> CertificateSigner:
-        ca = x509.load_pem_x509_certificates(cert_file.read_bytes())[0]
-        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    def from_files(
+        cls,
+        cert_file: Path,
+        key_file: Path,
+        organization: str,
+        *,
+        passphrase: bytes | None = None,
+    ) -> CertificateSigner:
+        """The files config.py checked (tlsfiles.check_client_certs): a wrong passphrase is
+        a configuration error at start, never a surprise at the first CSR."""
+        ca, *above = x509.load_pem_x509_certificates(cert_file.read_bytes())
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=passphrase)
         if not isinstance(
             key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
         ):
             raise ValueError(f"{key_file}: an EC, RSA or Ed25519 key is needed to sign")
-        return cls(ca, key, organization)
+        return cls(ca, key, organization, above=above)
 
     def sign(self, csr_pem: str, charge_point_id: str) -> SignedCertificate:
         csr = read_csr(csr_pem)
@@ -86,7 +103,7 @@ class CertificateSigner:
         if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise CsrRejected(f"a {type(public).__name__} key, expected RSA or EC")
         now = self._clock()
-        not_after = min(now + self._validity, self._ca.not_valid_after_utc)
+        not_after = min(now + self._validity, self._ca_ends)
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.organization),
@@ -112,9 +129,7 @@ class CertificateSigner:
                 None if isinstance(self._key, ed25519.Ed25519PrivateKey) else hashes.SHA256(),
             )
         )
-        pem = cert.public_bytes(serialization.Encoding.PEM) + self._ca.public_bytes(
-            serialization.Encoding.PEM
-        )
+        pem = cert.public_bytes(serialization.Encoding.PEM) + self._chain_pem
         return SignedCertificate(
             pem.decode("ascii"),
             cert.serial_number,

@@ -18,6 +18,11 @@ naming the field, except a TransactionEvent the parser can still read (acknowled
 problem logged: a charger refused drops it, and the session's energy with it).
 An Ended closes the transaction and its CDR goes with what is known then: readings of
 earlier events arriving after it are kept, as for a late stop in 1.6, but do not change it.
+Except when the Ended came before its Started (seqNo above 0, no Started kept) and does not
+itself say who charged and where (idToken, EVSE): then the CDR is held ("waiting for earlier
+events of the transaction") and the late Started (or an Updated after it) fills in the
+idTag, the EVSE, the start time and the first reading, and releases the CDR in its commit
+(Charging.late). Energy then runs from the Started's reading to the Ended's, by seqNo.
 
 A Started or Updated that carries `chargingState` Charging, SuspendedEV or SuspendedEVSE
 reports the connector's state as a StatusNotification would (2.0.1 StatusNotification only
@@ -39,6 +44,7 @@ from cpo_gateway.bridge.model import (
     AuthDecision,
     BootInfo,
     ConnectorState,
+    LateReport,
     MeterReport,
     StatusReport,
     StepKind,
@@ -208,9 +214,11 @@ class Handlers201:
         key = ev.transaction_id
         # (our transaction id, connector): asked of the store once per connection and key.
         known = conn.transactions.get(key)
+        ended = False
         if known is None:
             tx = await self._core.charger_transaction(cp, key)
             known = None if tx is None else (tx.id, tx.connector)
+            ended = tx is not None and tx.stopped_at is not None
         connector = known[1] if known is not None else self._connector(cp, ev)
         id_tag = ev.id_token.value if ev.id_token is not None else None
         if id_tag is None and ev.remote_start_id is not None:
@@ -220,6 +228,8 @@ class Handlers201:
                 # Sent on an earlier connection or before a restart: the stored start.
                 id_tag = await self._core.remote_start_tag(cp, ev.remote_start_id)
         reply: dict[str, object] = {}
+        if ended and ev.kind is not StepKind.ENDED:
+            return await self._late(conn, ev, id_tag)
         if ev.kind is StepKind.ENDED:
             decision = await self._core.stop_transaction(
                 TransactionStop(
@@ -232,6 +242,7 @@ class Handlers201:
                     samples=ev.samples,
                     charger_key=key,
                     connector_id=connector or None,
+                    sequence=ev.seq_no,
                 )
             )
             conn.running.pop(connector, None)
@@ -267,6 +278,14 @@ class Handlers201:
                     late = await self._core.identify_start(known[0], id_tag)
                     if late is not None and ev.id_token is not None:
                         reply["idTokenInfo"] = self._token_info(late)
+                placed = self._connector(cp, ev)
+                if connector == 0 and placed:
+                    # Begun by an Updated that named no EVSE: the Started places it.
+                    await self._core.late_report(
+                        LateReport(cp, key, placed, None, ev.timestamp, started=True)
+                    )
+                    conn.running.pop(connector, None)
+                    known, connector = (known[0], placed), placed
             conn.transactions[key] = known
             conn.running[connector] = key
             await self._charging_state(conn, connector, ev)
@@ -281,6 +300,30 @@ class Handlers201:
                 return reply
         await self._core.record_step(self._step(cp, ev))
         return reply
+
+    async def _late(
+        self, conn: ChargerConnection, ev: TransactionEvent, id_tag: str | None
+    ) -> dict[str, object]:
+        """A Started or Updated of a transaction whose Ended came first: it fills in what
+        the Ended lacked (module docstring); the transaction is over, so nothing runs."""
+        cp = conn.charge_point_id
+        decision = await self._core.late_report(
+            LateReport(
+                cp,
+                ev.transaction_id,
+                self._connector(cp, ev),
+                id_tag,
+                ev.timestamp,
+                started=ev.kind is StepKind.STARTED,
+                samples=ev.samples,
+            )
+        )
+        if ev.remote_start_id is not None:
+            conn.remote_starts.pop(ev.remote_start_id, None)
+        await self._core.record_step(self._step(cp, ev))
+        if decision is None or ev.id_token is None:
+            return {}
+        return {"idTokenInfo": self._token_info(decision)}
 
     async def _charging_state(
         self, conn: ChargerConnection, connector: int, ev: TransactionEvent

@@ -1,7 +1,8 @@
 """Handshakes refused before the upgrade: counted by reason, logged once per interval.
 
-Every refusal (bad path, no supported subprotocol, unknown id, TLS required, too many failed
-logins, failed login) must leave a trace, or a charger that cannot connect looks merely
+Every refusal (bad path, no supported subprotocol, unknown id, TLS required, a TLS handshake
+that failed, a client certificate refused, too many failed logins, failed login) must leave
+a trace, or a charger that cannot connect looks merely
 offline. A charger retries every few seconds, so each (reason, charge point, detail) is logged
 at most once per interval, with how many refusals the last interval suppressed; the table of
 keys is bounded so a spray of made-up ids cannot grow memory.
@@ -27,6 +28,7 @@ class Refusal(StrEnum):
     TLS_REQUIRED = "tls_required"
     RATE_LIMITED = "rate_limited"
     AUTH_FAILED = "auth_failed"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"  # no TLS agreed (version, alert, not TLS)
     # Security profile 3 (clientcert.CertProblem has the same values).
     CLIENT_CERT_MISSING = "client_cert_missing"
     CLIENT_CERT_UNREADABLE = "client_cert_unreadable"
@@ -43,6 +45,7 @@ _EVENTS = {
     Refusal.TLS_REQUIRED: "security.tls_required",
     Refusal.RATE_LIMITED: "security.auth_rate_limited",
     Refusal.AUTH_FAILED: "security.auth_failed",
+    Refusal.TLS_HANDSHAKE_FAILED: "security.tls_handshake_failed",
     Refusal.CLIENT_CERT_MISSING: "security.client_cert_missing",
     Refusal.CLIENT_CERT_UNREADABLE: "security.client_cert_unreadable",
     Refusal.CLIENT_CERT_EXPIRED: "security.client_cert_expired",

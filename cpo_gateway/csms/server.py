@@ -27,21 +27,17 @@ from cpo_gateway.bridge.core_ports import ChargerSide
 from cpo_gateway.config import OcppConfig
 from cpo_gateway.csms import v201_security
 from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
-from cpo_gateway.csms.clientcert import ClientCertPolicy
+from cpo_gateway.csms.certgate import ClientCertGate
+from cpo_gateway.csms.clientcert import CertRefused, ClientCertPolicy
 from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.connection import FIRST_MESSAGE_GRACE_S, ChargerConnection
 from cpo_gateway.csms.frames import Call
 from cpo_gateway.csms.handlers import Handlers
 from cpo_gateway.csms.handlers201 import Handlers201
 from cpo_gateway.csms.passwords import parse_basic, verify_password
-from cpo_gateway.csms.proxycert import (
-    CertHeaderError,
-    is_trusted,
-    parse_cert_header,
-    parse_networks,
-)
-from cpo_gateway.csms.refusals import PROXY_HEADER_IGNORED, Refusal, Refusals
+from cpo_gateway.csms.refusals import Refusal, Refusals
 from cpo_gateway.csms.security import CertificateService
+from cpo_gateway.csms.tlsgate import TlsGate
 from cpo_gateway.ratelimit import LoginLimiter
 from cpo_gateway.tasks import TaskSet
 from cpo_gateway.timing import NO_TIMINGS, Timing, Timings
@@ -103,7 +99,6 @@ class CsmsServer:
         self._open_timeout_s = ocpp.open_timeout_s  # closes handshakes that never complete
         if ssl_context is not None and ssl_context.minimum_version < ssl.TLSVersion.TLSv1_2:
             ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
-        self._ssl = ssl_context
         self._silence_s = float(SILENT_HEARTBEATS * ocpp.heartbeat_interval_s)
         self._admin_path = admin_socket
         self.admin: AdminServer | None = None
@@ -132,12 +127,20 @@ class CsmsServer:
         self.takeovers = 0  # connected chargers whose socket a new connection replaced
         self.limiter = LoginLimiter()
         self.refusals = Refusals()
+        # TLS is started per connection (tlsgate.py), so a failed handshake is a refusal too.
+        self.tls = (
+            TlsGate(ssl_context, self.refusals, tasks, timeout_s=ocpp.open_timeout_s)
+            if ssl_context is not None
+            else None
+        )
         self._call_timings = call_timings
-        self._client_certs = client_certs
-        self._proxies = parse_networks(ocpp.client_certs.trusted_proxies)
-        self._cert_header = ocpp.client_certs.client_cert_header
-        self.proxy_headers_ignored = 0  # certificate headers from peers not trusted to set them
+        self.client_certs = ClientCertGate(client_certs, ocpp.client_certs, self.refusals)
         self._timing_by_label: dict[str, Timing] = {}  # labels() takes a lock: once per label
+
+    @property
+    def proxy_headers_ignored(self) -> int:
+        """Certificate headers from peers not trusted to set them."""
+        return self.client_certs.proxy_headers_ignored
 
     @property
     def port(self) -> int:
@@ -159,7 +162,7 @@ class CsmsServer:
             max_size=self._max_frame,
             max_queue=16,
             compression="deflate" if self._compression else None,
-            ssl=self._ssl,
+            create_connection=self.tls.connection_class() if self.tls is not None else None,
             backlog=ACCEPT_BATCH if tuned else LISTEN_QUEUE,
         )
         for listening in self._server.sockets if tuned else ():
@@ -258,14 +261,15 @@ class CsmsServer:
             self.refusals.refuse(Refusal.UNKNOWN_ID, cp_id, charge_point_id=cp_id, source=source)
             return conn.respond(http.HTTPStatus.NOT_FOUND, "unknown charge point\n")
         profile = self._core.security_profile(cp_id)
-        via_proxy = self._from_proxy(source, request)
+        via_proxy = self.client_certs.from_proxy(source, request)
         if profile >= 2 and not via_proxy and conn.transport.get_extra_info("ssl_object") is None:
             self.refusals.refuse(Refusal.TLS_REQUIRED, cp_id, charge_point_id=cp_id, source=source)
             return conn.respond(http.HTTPStatus.FORBIDDEN, "this charge point must use TLS\n")
         if profile == 3:
             # The certificate is the credential (no Basic auth); without one, a password
             # does not get a profile-3 charger in on a weaker profile.
-            return self._check_client_cert(conn, request, cp_id, source, via_proxy)
+            refused = self.client_certs.judge(conn, request, cp_id, via_proxy)
+            return None if refused is None else self._cert_refused(conn, cp_id, source, refused)
         stored = await self._core.password_hash(cp_id)
         if profile >= 1 or stored:
             header = request.headers.get("Authorization")
@@ -300,51 +304,18 @@ class CsmsServer:
                 return response
         return None
 
-    def _from_proxy(self, source: str, request: Request) -> bool:
-        """Whether the peer is a trusted TLS-terminating proxy; a certificate header from
-        anyone else is ignored, and logged once per source and interval."""
-        if is_trusted(source, self._proxies):
-            return True
-        if self._cert_header in request.headers:
-            self.proxy_headers_ignored += 1
-            self.refusals.remark(
-                PROXY_HEADER_IGNORED, source, source=source, header=self._cert_header
-            )
-        return False
-
-    def _check_client_cert(
-        self, conn: ServerConnection, request: Request, cp_id: str, source: str, via_proxy: bool
-    ) -> Response | None:
-        der: bytes | None = None
-        if via_proxy:
-            value = request.headers.get(self._cert_header)
-            if value is not None:
-                try:
-                    der = parse_cert_header(self._cert_header, value)
-                except CertHeaderError as exc:
-                    return self._cert_refused(
-                        conn, cp_id, source, Refusal.CLIENT_CERT_UNREADABLE, str(exc)
-                    )
-        else:
-            tls = conn.transport.get_extra_info("ssl_object")
-            der = tls.getpeercert(binary_form=True) if tls is not None else None
-        if self._client_certs is None:
-            return self._cert_refused(
-                conn, cp_id, source, Refusal.CLIENT_CERT_UNTRUSTED, "no [ocpp.tls] client_ca_file"
-            )
-        refused = self._client_certs.check(der, cp_id)
-        if refused is None:
-            return None
-        return self._cert_refused(
-            conn, cp_id, source, Refusal(refused.problem.value), refused.detail
-        )
-
     def _cert_refused(
-        self, conn: ServerConnection, cp_id: str, source: str, kind: Refusal, detail: str
+        self, conn: ServerConnection, cp_id: str, source: str, refused: CertRefused
     ) -> Response:
         self.auth_failures += 1
         self.refusals.refuse(
-            kind, cp_id, charge_point_id=cp_id, source=source, reason=detail, security_profile=3
+            Refusal(refused.problem.value),
+            cp_id,
+            charge_point_id=cp_id,
+            source=source,
+            reason=refused.detail,
+            security_profile=3,
+            **refused.seen,
         )
         return conn.respond(http.HTTPStatus.FORBIDDEN, "client certificate refused\n")
 

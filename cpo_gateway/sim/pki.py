@@ -35,18 +35,47 @@ def name(cn: str, org: str | None) -> x509.Name:
 
 
 def make_ca(cn: str, org: str = DEFAULT_ORG, *, days: int = 30) -> tuple[x509.Certificate, Key]:
+    """A self-signed root CA that may issue one level of sub-CAs."""
     key = new_key()
+    return _ca(name(cn, org), key, None, key, path_length=1, days=days), key
+
+
+def make_sub_ca(
+    issuer: x509.Certificate,
+    issuer_key: Key,
+    cn: str,
+    org: str = DEFAULT_ORG,
+    *,
+    days: int = 30,
+    not_after: datetime | None = None,
+) -> tuple[x509.Certificate, Key]:
+    """A sub-CA under `issuer` that issues leaves only (pathLen 0)."""
+    key = new_key()
+    return _ca(
+        name(cn, org), key, issuer, issuer_key, path_length=0, days=days, not_after=not_after
+    ), key
+
+
+def _ca(
+    subject: x509.Name,
+    key: Key,
+    issuer: x509.Certificate | None,
+    issuer_key: Key,
+    *,
+    path_length: int,
+    days: int,
+    not_after: datetime | None = None,
+) -> x509.Certificate:
     now = datetime.now(UTC)
-    subject = name(cn, org)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer.subject if issuer is not None else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .not_valid_after(not_after or now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -62,9 +91,13 @@ def make_ca(cn: str, org: str = DEFAULT_ORG, *, days: int = 30) -> tuple[x509.Ce
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return cert, key
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
 
 
 def issue(
@@ -121,9 +154,17 @@ class PemPair:
     key: Path
 
 
-def write_pair(directory: Path, stem: str, cert: x509.Certificate, key: Key) -> PemPair:
+def write_pair(
+    directory: Path,
+    stem: str,
+    cert: x509.Certificate,
+    key: Key,
+    chain: tuple[x509.Certificate, ...] = (),
+) -> PemPair:
+    """`stem`.pem (the certificate, then `chain`: what a charger with a sub-CA presents)
+    and `stem`.key."""
     pair = PemPair(directory / f"{stem}.pem", directory / f"{stem}.key")
-    pair.cert.write_bytes(cert_pem(cert))
+    pair.cert.write_bytes(b"".join(cert_pem(c) for c in (cert, *chain)))
     pair.key.write_bytes(key_pem(key))
     pair.key.chmod(0o600)
     return pair

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from cpo_gateway.bridge.model import AuthDecision, StepKind, TransactionStep
-from cpo_gateway.bridge.ports import TxRecord
+from cpo_gateway.bridge.model import AuthDecision, LateReport, StepKind, TransactionStep
+from cpo_gateway.bridge.ports import SessionState, TxRecord
+from cpo_gateway.bridge.storage import LateRecorded, StopOutbox
 from cpo_gateway.store.db import Database
-from cpo_gateway.store.sessions import _tx
+from cpo_gateway.store.outbox import insert_outbox_sync
+from cpo_gateway.store.sessions import _merge_samples, _one_sync, _session, _tx
 
 
 class StepsRepo:
@@ -60,6 +62,119 @@ class StepsRepo:
             return True
 
         return await self.db.run_write(work)
+
+    async def record_late(
+        self,
+        report: LateReport,
+        *,
+        decision: AuthDecision | None,
+        user_id: str | None,
+        evse_id: str | None,
+        held_detail: str,
+        released_detail: str,
+        outbox: StopOutbox,
+        now: float,
+    ) -> LateRecorded | None:
+        """Fill a transaction and its session with what a late report says (a transaction
+        begun or ended by reports the charger numbered after it), and release its CDR when
+        the session was held for `held_detail` (then finished with `released_detail`): one
+        commit.
+
+        Only what is still unknown is filled (no idTag, connector 0, no start reading), so a
+        resent report changes nothing; a Started moves the start time back (never forward)
+        and gives the start reading. The CDR is judged (`outbox`) once the transaction's
+        Started is in, this report or one kept before: rows are queued and the session
+        finished only if it is still held for `held_detail` (compare-and-set), a hold
+        reason replaces the detail, and no rows and no hold finish it with nothing owed.
+        None when no transaction has this key."""
+
+        def work(conn: sqlite3.Connection) -> LateRecorded | None:
+            row = _one_sync(
+                conn,
+                "SELECT * FROM transactions WHERE charge_point = ? AND charger_key = ?",
+                (report.charge_point_id, report.charger_key),
+            )
+            if row is None:
+                return None
+            merged = _merge_samples(dict(row), report.samples)
+            first = min(report.samples, key=lambda s: s.timestamp) if report.samples else None
+            conn.execute(
+                "UPDATE transactions SET first_wh = ?, first_wh_at = ?, last_wh = ?, "
+                "last_wh_at = ?, charge_start_at = ?, charge_stop_at = ?, "
+                "connector = CASE WHEN connector = 0 THEN ? ELSE connector END, "
+                "id_tag = CASE WHEN COALESCE(id_tag, '') = '' THEN ? ELSE id_tag END, "
+                "started_at = CASE WHEN ? AND (started_at IS NULL OR started_at > ?) "
+                "THEN ? ELSE started_at END, "
+                "meter_start_wh = CASE WHEN ? AND meter_start_wh IS NULL THEN ? "
+                "ELSE meter_start_wh END WHERE id = ?",
+                (
+                    *merged.values(),
+                    report.connector_id,
+                    report.id_tag or row["id_tag"],
+                    report.started,
+                    report.timestamp,
+                    report.timestamp,
+                    report.started,
+                    None if first is None else round(first.wh),
+                    row["id"],
+                ),
+            )
+            if report.connector_id and evse_id is not None:
+                conn.execute(
+                    "UPDATE sessions SET connector = ?, evse_id = ? WHERE id = ? AND connector = 0",
+                    (report.connector_id, evse_id, row["session_id"]),
+                )
+            if report.id_tag and decision is not None:
+                conn.execute(
+                    "UPDATE sessions SET id_tag = ?, user_id = ?, emp = ?, auth_status = ?, "
+                    "auth_path = ? WHERE id = ? AND COALESCE(id_tag, '') = ''",
+                    (
+                        report.id_tag,
+                        user_id or report.id_tag,
+                        decision.partner,
+                        decision.status.value,
+                        decision.path.value,
+                        row["session_id"],
+                    ),
+                )
+            trow = _one_sync(conn, "SELECT * FROM transactions WHERE id = ?", (row["id"],))
+            srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (row["session_id"],))
+            assert trow is not None and srow is not None
+            tx, session = _tx(trow), _session(srow)
+            held = session.state == SessionState.NEEDS_REVIEW and session.detail == held_detail
+            started = report.started or _has_started(
+                conn, report.charge_point_id, report.charger_key
+            )
+            if not held or not started:
+                return LateRecorded(tx, session, released=False)
+            out = outbox(tx, session)
+            if out.hold is not None:
+                if out.hold != held_detail:
+                    conn.execute(
+                        "UPDATE sessions SET detail = ? WHERE id = ? AND state = 'needs_review'",
+                        (out.hold, session.id),
+                    )
+                srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (session.id,))
+                assert srow is not None
+                return LateRecorded(tx, _session(srow), released=False)
+            cur = conn.execute(
+                "UPDATE sessions SET state = 'finished', detail = ? "
+                "WHERE id = ? AND state = 'needs_review' AND detail = ?",
+                (released_detail, session.id, held_detail),
+            )
+            if cur.rowcount == 0:
+                return LateRecorded(tx, session, released=False)
+            insert_outbox_sync(conn, out.rows, now)
+            srow = _one_sync(conn, "SELECT * FROM sessions WHERE id = ?", (session.id,))
+            assert srow is not None
+            return LateRecorded(tx, _session(srow), released=bool(out.rows))
+
+        return await self.db.run_write(work)
+
+    async def has_started(self, charge_point: str, charger_key: str) -> bool:
+        """Whether a Started of this transaction has been kept."""
+        value = await self.db.scalar(_STARTED_SQL, (charge_point, charger_key))
+        return value is not None
 
     async def step_seen(self, charge_point: str, charger_key: str, sequence: int) -> bool:
         value = await self.db.scalar(
@@ -110,3 +225,13 @@ class StepsRepo:
             )
             for r in rows
         ]
+
+
+_STARTED_SQL = (
+    "SELECT 1 FROM transaction_steps WHERE charge_point = ? AND charger_key = ? "
+    "AND kind = 'started' LIMIT 1"
+)
+
+
+def _has_started(conn: sqlite3.Connection, charge_point: str, charger_key: str) -> bool:
+    return _one_sync(conn, _STARTED_SQL, (charge_point, charger_key)) is not None
