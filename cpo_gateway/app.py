@@ -30,8 +30,11 @@ from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
 from cpo_gateway.ocpi.client import OcpiClient
+from cpo_gateway.ocpi.link import OcpiLink, pull_source
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
 from cpo_gateway.ocpi.server import OcpiServer
+from cpo_gateway.ocpi.token_pull import TokenPuller
+from cpo_gateway.ocpi.tokens_api import TokensReceiver
 from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.oioi.server import InboundPartner, OioiServer
@@ -192,7 +195,15 @@ class Gateway:
         self.emp_clients = EmpClients(
             _endpoints(config), clock=clock, timings=self.exposition.emp_request_seconds
         )
-        links: dict[str, EmpLink] = {"oioi": self.emp_clients, **(adapters or {})}
+        self.ocpi: OcpiServer | None = None
+        self.ocpi_client: OcpiClient | None = None
+        self._registering: list[asyncio.Task[Any]] = []
+        built = ocpi_parts(config, self.store, lambda: self._ocpi_base_url())
+        links: dict[str, EmpLink] = {"oioi": self.emp_clients}
+        if built is not None:
+            self.ocpi_client, registrar = built
+            links["ocpi"] = OcpiLink(self.ocpi_client, self.store, self.store.issued_as)
+        links.update(adapters or {})
         self._unserved = unserved(config.emps, links.keys())
         self.emp_router = route(config.emps, links)
         # Every part is built here and only started by start(): none is None while the
@@ -238,12 +249,8 @@ class Gateway:
             metrics=self.metrics if on_oioi else None,
             limits=_listener_limits(cfg),
         )
-        self.ocpi: OcpiServer | None = None
-        self.ocpi_client: OcpiClient | None = None
-        self._registering: list[asyncio.Task[Any]] = []
-        built = ocpi_parts(cfg, self.store, lambda: self._ocpi_base_url())
+        self.token_puller: TokenPuller | None = None
         if built is not None and cfg.ocpi is not None:
-            self.ocpi_client, registrar = built
             self.ocpi = OcpiServer(
                 registrar,
                 host=cfg.ocpi.host,
@@ -252,7 +259,9 @@ class Gateway:
                 ours=Party(cfg.ocpi.country_code, cfg.ocpi.party_id),
                 max_body_bytes=cfg.ocpi.max_body_bytes,
                 limits=_listener_limits(cfg),
+                modules=[TokensReceiver(self.core.tokens)],
             )
+            self.token_puller = TokenPuller(built[0], self.core.tokens)
         self.jobs = Jobs(
             self.core,
             outbox_tick_s=cfg.outbox.tick_s,
@@ -299,6 +308,7 @@ class Gateway:
             raise StartupError(f"cannot listen: {exc.strerror or exc}", EXIT_CANTBIND) from exc
         self._listening = True
         await self._register_ocpi_partners()
+        self._pull_ocpi_tokens()
         self.jobs.start()
         await self._start_console()
         if self.notifier.watchdog_interval_s:
@@ -343,6 +353,21 @@ class Gateway:
                         registrar.register_until_done(name), name=f"ocpi-register-{name}"
                     )
                 )
+
+    def _pull_ocpi_tokens(self) -> None:
+        """Each OCPI partner's full token list, pulled once it is registered and then
+        nightly (loops cancelled at stop)."""
+        puller = self.token_puller
+        if puller is None:
+            return
+        store = self.store
+        for e in self.config.ocpi_emps:
+            self._endless.append(
+                self.tasks.service(
+                    puller.keep_pulling(e.name, lambda p: pull_source(store, p)),
+                    name=f"ocpi-tokens-{e.name}",
+                )
+            )
 
     def _console(self) -> ConsoleServer | None:
         admin = self.config.admin

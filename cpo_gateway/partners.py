@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cpo_gateway import logs
-from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutcome
 from cpo_gateway.bridge.owed import Owed
 from cpo_gateway.bridge.ports import EmpLink
 from cpo_gateway.bridge.settings import Partner
@@ -41,8 +41,9 @@ TERMS: dict[str, Terms] = {
 }
 
 
-# The protocols whose adapter the gateway builds itself (Gateway takes others, e.g. in tests).
-BUILT_IN = frozenset({"oioi"})
+# The protocols whose adapter the gateway builds itself (Gateway takes others, e.g. in tests):
+# OCPI's (ocpi/link.py) with the [ocpi] table, which the config requires for an OCPI partner.
+BUILT_IN = frozenset({"oioi", "ocpi"})
 
 
 def partner_terms(emp: EmpConfig) -> Partner:
@@ -89,12 +90,12 @@ class EmpRouter:
     def serves(self, emp: str) -> bool:
         return emp in self._links
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
         link = self._links.get(emp)
         if link is None:
             log.error("emp.not_routed", emp=emp, what="verify")
             return VerifyOutcome.UNREACHABLE
-        return await link.verify(emp, uid)
+        return await link.verify(emp, uid, place)
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
         link = self._links.get(emp)

@@ -20,11 +20,11 @@ import orjson
 import pytest
 
 from cpo_gateway.app import Gateway, StartupError
-from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutcome
 from cpo_gateway.bridge.owed import CommandOutcome, Owed, SessionPhase, SessionUpdate
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.oioi.client import EmpClients, Endpoint, NotCarried, render
-from cpo_gateway.partners import EmpRouter, partner_terms
+from cpo_gateway.partners import EmpRouter, partner_terms, unserved
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, running_gateway, write_config
 from tests.test_oioi_whitelist import cli
@@ -74,7 +74,7 @@ class Recorder:
 
     delivered: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
         return VerifyOutcome.UNKNOWN
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
@@ -116,24 +116,10 @@ async def test_a_partner_of_a_protocol_no_adapter_serves_refuses_to_start(tmp_pa
 async def test_check_config_names_a_partner_no_adapter_serves(tmp_path: Path) -> None:
     ok = await cli(write_config(tmp_path), "check-config")
     assert ok[0] == 0 and "(sandbox: oioi)" in ok[1]
-    # a complete OCPI partner (its keys and the [ocpi] table are the OCPI config's business)
-    roam = """
-        [[emp]]
-        name = "roam"
-        protocol = "ocpi"
-
-        [ocpi]
-        host = "127.0.0.1"
-        port = 0
-        country_code = "DE"
-        party_id = "CPO"
-        business_name = "Test CPO"
-    """
-    oioi_only = _emps("http://127.0.0.1:9/x").split("[[emp]]")[1]
-    code, _, err = await cli(
-        write_config(tmp_path, emps="[[emp]]" + oioi_only + roam), "check-config"
-    )
-    assert code == 78 and "[[emp]] roam (ocpi): no adapter in this build serves" in err
+    # This build serves OCPI; a protocol without an adapter would be named.
+    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps("http://127.0.0.1:9/x")))
+    assert unserved(cfg.emps) == []
+    assert unserved(cfg.emps, {"oioi"}) == ["roam (ocpi)"]
 
 
 # --- OIOI carries what it has calls for, and refuses the rest -----------------------------------

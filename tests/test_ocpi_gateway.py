@@ -14,7 +14,7 @@ import structlog
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.links import LinkState
-from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutcome
 from cpo_gateway.cli import main
 from cpo_gateway.config import ConfigError, load_config
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
@@ -29,7 +29,7 @@ class Taken:
     def __init__(self) -> None:
         self.kinds: list[str] = []
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
         return VerifyOutcome.UNKNOWN
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:

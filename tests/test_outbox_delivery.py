@@ -14,7 +14,7 @@ import pytest
 
 from cpo_gateway.bridge.cdr import cdr_to_dict
 from cpo_gateway.bridge.delivery import Deliverer, backoff_s
-from cpo_gateway.bridge.model import Cdr, Delivery, Interval, User, UserKind
+from cpo_gateway.bridge.model import Cdr, Delivery, Interval, Place, User, UserKind
 from cpo_gateway.bridge.ports import NewOutbox
 from cpo_gateway.bridge.station_sync import digest, station_payload
 from cpo_gateway.oioi.client import EmpClients, Endpoint
@@ -46,8 +46,8 @@ class CountingLink:
         self.active = 0
         self.peak = 0
 
-    async def verify(self, emp: str, uid: str) -> Any:
-        return await self.inner.verify(emp, uid)
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> Any:
+        return await self.inner.verify(emp, uid, place)
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
         self.active += 1

@@ -25,6 +25,7 @@ from cpo_gateway.bench import (
     ocpp_scenarios,
     schema_scenarios,
     tls_scenarios,
+    token_scenarios,
     upgrade_scenarios,
 )
 from cpo_gateway.bench.ocpp_scenarios import Context
@@ -43,6 +44,7 @@ SCENARIOS = (
     "schemas",
     "profile3",
     "ocpi-registration",
+    "ocpi-tokens",
     "upgrade",
 )
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
@@ -97,6 +99,9 @@ def plan(
         "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
         "ocpi-registration": lambda c: ocpi_scenarios.registration(
             c, 5 if quick else 50, 200 if quick else 5_000
+        ),
+        "ocpi-tokens": lambda c: token_scenarios.ocpi_tokens(
+            c, (n or 10_000,) if quick else (n or 1_000_000,)
         ),
         "upgrade": lambda c: upgrade_scenarios.upgrade(
             c, (1_000,) if quick else (10_000, 100_000, 1_000_000)

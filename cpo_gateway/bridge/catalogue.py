@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 
+from cpo_gateway.bridge.model import Place
+
 CONNECTOR_TYPES = (
     "Type2", "Combo", "Chademo", "Schuko", "Type3", "CeeBlue", "3PinSquare", "Type1", "CeeRed",
     "Cee2Poles", "Tesla", "Scame", "Nema5", "CeePlus", "T13", "T15", "T23", "Marechal", "TypeE",
@@ -162,6 +164,21 @@ class Catalogue:
 
     def connectors_of(self, charge_point_id: str) -> tuple[Connector, ...]:
         return self._by_cp.get(charge_point_id, ())
+
+    def place_of(self, charge_point_id: str, connector_id: int | None = None) -> Place | None:
+        """The station a charger belongs to and its EVSEs (that connector's, when given)."""
+        connectors = self.connectors_of(charge_point_id)
+        if connector_id is not None:
+            connectors = tuple(c for c in connectors if c.connector == connector_id) or connectors
+        if not connectors:
+            return None
+        station = self.station_of(connectors[0].evse_id)
+        if station is None:
+            return None
+        evses = tuple(
+            dict.fromkeys(c.evse_id for c in connectors if self.station_of(c.evse_id) is station)
+        )
+        return Place(station.id, evses)
 
     def charger_auth(self, charge_point_id: str) -> ChargerAuth | None:
         return self._auth.get(charge_point_id)

@@ -52,6 +52,7 @@ from cpo_gateway.bridge.settings import CoreSettings, Partner
 from cpo_gateway.bridge.station_sync import changed_connectors, sync_stations
 from cpo_gateway.bridge.status import StatusTracker
 from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.tokens import Listings, TokenBook
 from cpo_gateway.bridge.transactions import Charging
 
 log = logs.get(__name__)
@@ -103,7 +104,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
                 for p in partners
             ],
             emp_link,
-            store.whitelist_partners,
+            Listings(store, store),
             self.pending,
             cache_ttl_s=settings.sessions.auth_cache_ttl_s,
             clock=clock,
@@ -155,6 +156,13 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             clock=clock,
         )
         self.local_list = LocalListPusher(store, chargers, connected, clock=clock)
+        self.tokens = TokenBook(
+            store,
+            changed=self.authorizer.clear_cache,
+            push_all=self.local_list.push_all,
+            spawn=spawn,
+            clock=clock,
+        )
         self.reconciler = Reconciler(
             store,
             chargers,
@@ -237,7 +245,8 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         return accepted
 
     async def authorize(self, charge_point_id: str, id_tag: str) -> AuthDecision:
-        return await self.authorizer.authorize(id_tag)
+        place = self.catalogue.place_of(charge_point_id)
+        return await self.authorizer.authorize(id_tag, place=place)
 
     async def start_transaction(self, start: TransactionStart) -> Started:
         return await self.charging.start(start)

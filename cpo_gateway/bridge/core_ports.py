@@ -24,10 +24,12 @@ from cpo_gateway.bridge.model import (
     DeliveryStatus,
     LateReport,
     MeterReport,
+    PartnerToken,
     Started,
     StartResult,
     StatusReport,
     StopResult,
+    TokensReplaced,
     TransactionStart,
     TransactionStep,
     TransactionStop,
@@ -186,3 +188,23 @@ class CoreCounters(Protocol):
     def local_list_outcomes(self) -> Mapping[str, int]: ...
 
     async def local_list_states(self) -> Mapping[ListState, int]: ...
+
+
+class TokenSide(Protocol):
+    """What an adapter that receives partners' tokens asks of the core."""
+
+    async def put_token(self, token: PartnerToken) -> None: ...
+
+    async def get_token(
+        self, partner: str, country: str, party: str, uid: str, kind: str | None
+    ) -> PartnerToken | None: ...
+
+    async def begin_list(self, partner: str) -> int: ...
+
+    async def list_page(self, partner: str, pull: int, tokens: Sequence[PartnerToken]) -> None: ...
+
+    async def finish_list(self, partner: str, pull: int) -> TokensReplaced: ...
+
+    async def issued_as(self, partner: str, card_uid: str) -> tuple[str, str] | None:
+        """(uid as issued, kind) of the partner's token a charger presents as `card_uid`."""
+        ...

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from cpo_gateway.bridge.ids import try_normalise_uid
 
 
 # --- charger side -------------------------------------------------------------------------
@@ -277,6 +280,15 @@ class StatusUpdate:
     partner_identifier: str
 
 
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a card is presented, for an EMP's online check: the station (site) and its
+    EVSEs served by the charger (all of its EVSEs when the connector is not known)."""
+
+    site: str
+    evses: tuple[str, ...]
+
+
 class VerifyOutcome(StrEnum):
     """Answer of an EMP asked online about a token presented at a charger."""
 
@@ -284,6 +296,8 @@ class VerifyOutcome(StrEnum):
     UNKNOWN = "unknown"
     BLOCKED = "blocked"
     NO_PAYMENT = "no_payment"
+    EXPIRED = "expired"
+    NOT_ALLOWED = "not_allowed"  # known, but not allowed here (at this location, say)
     UNREACHABLE = "unreachable"
 
 
@@ -303,3 +317,62 @@ class Delivery:
     retry_after_s: float | None = None  # a floor for the next attempt (Retry-After)
     http_status: int | None = None
     code: int | None = None
+
+
+# --- partners' tokens (see bridge/tokens.py) ---------------------------------------------
+class TokenPolicy(StrEnum):
+    """How a token may be authorized (the values are what the database stores; what each
+    allows is in bridge/tokens.py and bridge/auth.py)."""
+
+    LOCAL_ONLY = "local_only"
+    LOCAL_FIRST = "local_first"
+    ONLINE_FIRST = "online_first"
+    ONLINE_ONLY = "online_only"
+
+    @property
+    def answered_locally(self) -> bool:
+        return self in (TokenPolicy.LOCAL_ONLY, TokenPolicy.LOCAL_FIRST)
+
+    @property
+    def in_local_lists(self) -> bool:
+        return self is not TokenPolicy.ONLINE_ONLY
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerToken:
+    """One token as a partner issued it. (country, party, uid, kind) names it within the
+    partner; `body` is the adapter's full rendering, kept to answer reads as it was given."""
+
+    partner: str
+    country: str
+    party: str
+    uid: str
+    kind: str
+    valid: bool
+    policy: TokenPolicy
+    contract_id: str
+    last_updated: str
+    group_id: str | None = None
+    body: dict[str, Any] | None = None
+
+    @property
+    def card_uid(self) -> str | None:
+        """The normalised UID a charger presents for it; None when it is no card UID."""
+        return try_normalise_uid(self.uid)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One partner's word on a card: its whitelist (policy LOCAL_FIRST, valid) or a token."""
+
+    partner: str
+    policy: TokenPolicy
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokensReplaced:
+    """What a full list replaced: tokens in the new list, tokens the old one had."""
+
+    total: int
+    previous: int

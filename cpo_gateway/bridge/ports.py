@@ -12,6 +12,7 @@ from cpo_gateway.bridge.model import (
     CommandResult,
     Delivery,
     EnergySample,
+    Place,
     TransactionStart,
     TransactionStop,
     VerifyOutcome,
@@ -53,11 +54,17 @@ class ChargerControl(Protocol):
         ...
 
 
-class EmpLink(Protocol):
+class Verifier(Protocol):
+    """Online authorization of a card by an EMP (what the authorization chain needs)."""
+
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
+        """`place`: where the card is presented, when known (an EMP may judge by it)."""
+        ...
+
+
+class EmpLink(Verifier, Protocol):
     """Requests to EMPs (implemented by the partner adapters, one per protocol, behind a
     router that picks each EMP's). `kind` is an Owed value (bridge/owed.py)."""
-
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome: ...
 
     async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery: ...
 
@@ -233,4 +240,5 @@ __all__ = [
     "TransactionStart",
     "TransactionStop",
     "TxRecord",
+    "Verifier",
 ]

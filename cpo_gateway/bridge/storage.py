@@ -18,6 +18,9 @@ from cpo_gateway.bridge.model import (
     BootInfo,
     EnergySample,
     LateReport,
+    Listing,
+    PartnerToken,
+    TokensReplaced,
     TransactionStart,
     TransactionStep,
     TransactionStop,
@@ -354,6 +357,36 @@ class OpsStore(Protocol):
     ) -> list[tuple[str, str]]: ...
 
 
+class TokenStore(Protocol):
+    """Partners' tokens as the store keeps them (implemented by store/)."""
+
+    async def upsert_token(self, token: PartnerToken, now: float) -> bool:
+        """Store one token (also into a list being replaced); True when the chargers' lists
+        change."""
+        ...
+
+    async def token(
+        self, partner: str, country: str, party: str, uid: str, kind: str | None
+    ) -> PartnerToken | None: ...
+
+    async def begin_token_list(self, partner: str, now: float) -> int: ...
+
+    async def stage_tokens(self, partner: str, pull: int, tokens: Sequence[PartnerToken]) -> None:
+        """One page of a list being replaced, in one commit."""
+        ...
+
+    async def finish_token_list(self, partner: str, pull: int, at: str) -> TokensReplaced:
+        """Make the staged list the partner's, atomically; a list never finished leaves the
+        partner's tokens as they were."""
+        ...
+
+    async def token_listings(self, uid: str) -> list[Listing]: ...
+
+    async def issued_as(self, partner: str, card_uid: str) -> tuple[str, str] | None:
+        """(uid as issued, kind) of the partner's token a charger presents as `card_uid`."""
+        ...
+
+
 class StorePort(
     TransactionStore,
     StepStore,
@@ -366,6 +399,7 @@ class StorePort(
     StationStore,
     WhitelistStore,
     LocalListStore,
+    TokenStore,
     ChargerStore,
     HousekeepingStore,
     Protocol,

@@ -172,7 +172,8 @@ class Charging:
                 session = await self._store.session(existing.session_id)
                 log.info("tx.start_duplicate", transaction_id=existing.id)
                 return Started(existing.id, _stored_decision(session))
-            decision = await self._auth.authorize(start.id_tag)
+            place = self._catalogue.place_of(start.charge_point_id, start.connector_id)
+            decision = await self._auth.authorize(start.id_tag, place=place)
         uid = decision.uid or try_normalise_uid(start.id_tag)
         new = SessionRecord(
             id=self._new_id(),

@@ -21,6 +21,7 @@ from cpo_gateway.bridge.model import (
     Delivery,
     DeliveryStatus,
     EvseStatus,
+    Place,
     StatusUpdate,
     VerifyOutcome,
 )
@@ -170,8 +171,9 @@ class EmpClients:
             return Delivery(DeliveryStatus.RETRY, f"{type(exc).__name__}: {exc}"[:200])
         return read_delivery(status, data, retry_after, self._clock())
 
-    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
-        """The EMP's verdict, or UNREACHABLE when it has none within the EMP's deadline."""
+    async def verify(self, emp: str, uid: str, place: Place | None = None) -> VerifyOutcome:
+        """The EMP's verdict, or UNREACHABLE when it has none within the EMP's deadline
+        (rfid-verify carries no place)."""
         try:
             async with asyncio.timeout(self._endpoints[emp].verify_timeout_s):
                 status, data, _ = await self._post(emp, VERIFY_KIND, render_rfid_verify(uid))

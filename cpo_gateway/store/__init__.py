@@ -10,10 +10,18 @@ from cpo_gateway.store.reports import ReportsRepo
 from cpo_gateway.store.security import SecurityRepo
 from cpo_gateway.store.sessions import ChargingRepo
 from cpo_gateway.store.steps import StepsRepo
+from cpo_gateway.store.tokens import TokensRepo
 
 
 class Store(
-    ChargingRepo, LinksRepo, OutboxRepo, RegistryRepo, ReportsRepo, SecurityRepo, StepsRepo
+    ChargingRepo,
+    LinksRepo,
+    OutboxRepo,
+    RegistryRepo,
+    ReportsRepo,
+    SecurityRepo,
+    StepsRepo,
+    TokensRepo,
 ):
     """Every repository over one database."""
 

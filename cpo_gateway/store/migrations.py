@@ -274,4 +274,37 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX partner_links_token_a ON partner_links (token_a_digest)
         WHERE token_a_digest IS NOT NULL;
     """,
+    # 13: partners' tokens. A full list from a partner is received into a new generation
+    # while the one in force still answers; finishing it moves `generation` in one commit,
+    # so a list interrupted half way never replaces anything (rows of generations neither
+    # in force nor being received are swept in batches). A uid is a CiString: compared
+    # without case, kept as first given.
+    """
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        partner TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        country_code TEXT NOT NULL,
+        party_id TEXT NOT NULL,
+        uid TEXT NOT NULL COLLATE NOCASE,
+        type TEXT NOT NULL,
+        card_uid TEXT,
+        valid INTEGER NOT NULL,
+        policy TEXT NOT NULL,
+        contract_id TEXT NOT NULL,
+        group_id TEXT,
+        last_updated TEXT NOT NULL,
+        extra TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX tokens_key
+        ON tokens (partner, generation, country_code, party_id, uid, type);
+    CREATE INDEX tokens_card ON tokens (card_uid) WHERE card_uid IS NOT NULL;
+    CREATE TABLE token_lists (
+        partner TEXT PRIMARY KEY,
+        generation INTEGER NOT NULL,
+        staging INTEGER,
+        count INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT
+    );
+    """,
 )

@@ -183,7 +183,14 @@ class RegistryRepo:
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def whitelist_union(self) -> list[str]:
-        rows = await self.db.all("SELECT DISTINCT uid FROM whitelist ORDER BY uid")
+        """What chargers' local lists hold: every whitelist, and the partners' valid tokens
+        whose policy lets a charger answer for them (store/tokens.py)."""
+        rows = await self.db.all(
+            "SELECT uid FROM whitelist UNION SELECT t.card_uid FROM tokens t "
+            "JOIN token_lists l ON l.partner = t.partner AND l.generation = t.generation "
+            "WHERE t.card_uid IS NOT NULL AND t.valid = 1 AND t.policy != 'online_only' "
+            "ORDER BY 1"
+        )
         return [str(r[0]) for r in rows]
 
     async def whitelist_page(

@@ -5,6 +5,8 @@ hands to the gateway), and it can register with a CPO (`register_with`, given th
 versions URL and a token A the CPO issued). Its receiver endpoints for locations, sessions
 and CDRs record every request they get (`received`) and answer 1000; `fault` makes every
 answer of those endpoints misbehave as a flaky real eMSP does (200 with HTML, 500, slow).
+Its tokens sender (`tokens`, sim/ocpi_emsp/tokens.py) lists its tokens page by page and answers
+real-time authorization, to the CPO it is registered with.
 
 Written as an outside party would write it: aiohttp and orjson only, none of the gateway's
 OCPI code, so both sides cannot share one misreading of the spec.
@@ -26,6 +28,9 @@ from typing import Any, Self
 import aiohttp
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from cpo_gateway.sim.ocpi_emsp.tokens import TokenList
 
 VERSION = "2.2.1"
 RECEIVER_MODULES = ("locations", "sessions", "cdrs", "tariffs")
@@ -121,6 +126,7 @@ class SandboxEmsp:
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._pending: set[str] = set()  # our tokens offered in a POST/PUT still open
+        self.tokens = TokenList(country_code=country_code, party_id=party_id)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -131,6 +137,9 @@ class SandboxEmsp:
         for module in RECEIVER_MODULES:
             app.router.add_route("*", f"/ocpi/emsp/{VERSION}/{module}", self._receiver)
             app.router.add_route("*", f"/ocpi/emsp/{VERSION}/{module}/{{rest:.*}}", self._receiver)
+        tokens = f"/ocpi/emsp/{VERSION}/tokens"
+        app.router.add_get(tokens, self._registered(self.tokens.list_page))
+        app.router.add_post(tokens + "/{uid}/authorize", self._registered(self.tokens.authorize))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()
@@ -185,6 +194,14 @@ class SandboxEmsp:
             return "pending"
         self.refused += 1
         return None
+
+    def _registered(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if self._known(request, allow_a=False) != "registered":
+                return _json(code=2000, message="unknown token", status=401)
+            return await handler(request)
+
+        return guarded
 
     async def _versions(self, request: web.Request) -> web.Response:
         if self._known(request, allow_a=True) is None:
