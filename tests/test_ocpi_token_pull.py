@@ -21,7 +21,7 @@ from cpo_gateway.ocpi.client import OcpiClient
 from cpo_gateway.ocpi.token_pull import PullFailed, TokenPuller, next_link
 from cpo_gateway.ocpi.tokens import parse_token, to_partner_token
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
-from cpo_gateway.sim.ocpi_tokens import TokenSender, generated_uid
+from cpo_gateway.sim.ocpi_emsp.tokens import TokenSender, generated_uid
 from tests.ocpi_tokens_support import EMSP, EMSP_PARTY, EMSP_TOKEN, gateway_with_tokens
 
 CP = "CP-BER-001"

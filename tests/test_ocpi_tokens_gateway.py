@@ -14,7 +14,7 @@ from cpo_gateway.bridge.links import LinkState
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
-from cpo_gateway.sim.ocpi_tokens import generated_uid
+from cpo_gateway.sim.ocpi_emsp.tokens import generated_uid
 from tests.conftest import running_gateway, write_config
 
 CP = "CP-BER-001"

@@ -1,7 +1,7 @@
 """Benchmark `ocpi-tokens`: an eMSP's full token list pulled over loopback into a gateway,
 then Authorize answered from it.
 
-The simulated tokens sender (sim/ocpi_tokens.py) runs in the bench process; the gateway and
+The simulated tokens sender (sim/ocpi_emsp/tokens.py) runs in the bench process; the gateway and
 the puller run in a worker process of their own (`python -m cpo_gateway.bench.token_scenarios
 WORKDIR URL COUNT`), so its peak RSS is the gateway's alone. The worker prints one JSON line.
 """
@@ -22,7 +22,7 @@ from typing import Any
 from cpo_gateway.bench.ocpp_scenarios import Context
 from cpo_gateway.bench.report import Table, ms, num, percentile
 from cpo_gateway.bench.servers import OUTBOUND_KEY, charger_ids, write_gateway_config
-from cpo_gateway.sim.ocpi_tokens import TokenSender, generated_uid
+from cpo_gateway.sim.ocpi_emsp.tokens import TokenSender, generated_uid
 
 TOKEN_C = "bench-token-c-0001"  # noqa: S105 - a loopback benchmark peer's token
 PARTY = ("DE", "EMS")

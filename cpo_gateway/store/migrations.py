@@ -230,8 +230,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX sessions_remote_ref ON sessions (charge_point, remote_ref)
         WHERE remote_ref IS NOT NULL;
     """,
-    # 10: reserved for the sibling change that owns it (issue 13); a placeholder here so
-    # that 11 keeps its number until that change is merged in its place
+    # 10: no schema change (a 2.0.1 Ended before its Started needed none); kept so that the
+    # numbers after it stay those already applied
     "SELECT 1;",
     # 11: the outbox's kinds are the core's own names (bridge/owed.py), not one partner
     # protocol's call names; pending rows keep their place (same ids, same order) and the

@@ -5,7 +5,7 @@ hands to the gateway), and it can register with a CPO (`register_with`, given th
 versions URL and a token A the CPO issued). Its receiver endpoints for locations, sessions
 and CDRs record every request they get (`received`) and answer 1000; `fault` makes every
 answer of those endpoints misbehave as a flaky real eMSP does (200 with HTML, 500, slow).
-Its tokens sender (`tokens`, sim/ocpi_tokens.py) lists its tokens page by page and answers
+Its tokens sender (`tokens`, sim/ocpi_emsp/tokens.py) lists its tokens page by page and answers
 real-time authorization, to the CPO it is registered with.
 
 Written as an outside party would write it: aiohttp and orjson only, none of the gateway's
@@ -30,7 +30,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from cpo_gateway.sim.ocpi_tokens import TokenList
+from cpo_gateway.sim.ocpi_emsp.tokens import TokenList
 
 VERSION = "2.2.1"
 RECEIVER_MODULES = ("locations", "sessions", "cdrs", "tariffs")
