@@ -12,6 +12,7 @@ import dataclasses
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from cpo_gateway import __version__, logs
@@ -30,7 +31,10 @@ from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
 from cpo_gateway.ocpi.client import OcpiClient
+from cpo_gateway.ocpi.delivery import OcpiDeliverer, OcpiEmpLink
+from cpo_gateway.ocpi.reads import StoreReads
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
+from cpo_gateway.ocpi.sender_api import sender_modules
 from cpo_gateway.ocpi.server import OcpiServer
 from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.oioi.client import EmpClients, Endpoint
@@ -189,7 +193,24 @@ class Gateway:
         self.emp_clients = EmpClients(
             _endpoints(config), clock=clock, timings=self.exposition.emp_request_seconds
         )
-        links: dict[str, EmpLink] = {"oioi": self.emp_clients, **(adapters or {})}
+        # OCPI: the client and registrar, the read side of its Sender modules, and the
+        # partner adapter that delivers the outbox's rows to OCPI partners.
+        self.catalogue_loaded_at = datetime.fromtimestamp(clock(), UTC)
+        self._ocpi_built = ocpi_parts(config, self.store, lambda: self._ocpi_base_url())
+        self._ocpi_reads = StoreReads(
+            self.store, config.catalogue, lambda: self.catalogue_loaded_at
+        )
+        links: dict[str, EmpLink] = {"oioi": self.emp_clients}
+        if self._ocpi_built is not None and config.ocpi is not None:
+            deliverer = OcpiDeliverer(
+                self._ocpi_built[0],
+                self.store,
+                self._ocpi_reads,
+                Party(config.ocpi.country_code, config.ocpi.party_id),
+                business_name=config.ocpi.business_name,
+            )
+            links["ocpi"] = OcpiEmpLink(deliverer)
+        links |= adapters or {}
         self._unserved = unserved(config.emps, links)
         self.emp_router = route(config.emps, links)
         # Every part is built here and only started by start(): none is None while the
@@ -238,15 +259,22 @@ class Gateway:
         self.ocpi: OcpiServer | None = None
         self.ocpi_client: OcpiClient | None = None
         self._registering: list[asyncio.Task[Any]] = []
-        built = ocpi_parts(cfg, self.store, lambda: self._ocpi_base_url())
+        built = self._ocpi_built
         if built is not None and cfg.ocpi is not None:
             self.ocpi_client, registrar = built
+            ours = Party(cfg.ocpi.country_code, cfg.ocpi.party_id)
             self.ocpi = OcpiServer(
                 registrar,
                 host=cfg.ocpi.host,
                 port=cfg.ocpi.port,
                 base_url=cfg.ocpi.base_url,
-                ours=Party(cfg.ocpi.country_code, cfg.ocpi.party_id),
+                ours=ours,
+                modules=sender_modules(
+                    self._ocpi_reads,
+                    ours,
+                    self._ocpi_base_url,
+                    business_name=cfg.ocpi.business_name,
+                ),
                 max_body_bytes=cfg.ocpi.max_body_bytes,
                 limits=_listener_limits(cfg),
             )
@@ -399,6 +427,7 @@ class Gateway:
         if problems:
             log.error("config.reload_refused", path=str(self.config.path), problems=problems)
             return False
+        self.catalogue_loaded_at = datetime.fromtimestamp(self.clock(), UTC)
         fixed = ("gateway", "ocpp", "oioi", "sessions", "outbox", "admin")
         kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
         if not await self._reload_keys(new):

@@ -5,7 +5,7 @@ OCPI partners: the row is rendered (push.py), sent with the token the partner ga
 to the receiver endpoint it listed in its version details, and the answer judged by the
 client's rules (client.py `delivery_of`: only a parseable 1xxx envelope is delivered).
 
-- Not registered yet (no token C): RETRY after a minute, the row kept.
+- Not registered yet (no token C): RETRY after a few seconds, the row kept.
 - A row that cannot be told in OCPI (an EVSE no longer in the stations file, a payload the
   core never writes): REJECTED, dead-lettered and visible to operators.
 - A PATCH the receiver refuses (it never got the object): the whole object is PUT.
@@ -22,7 +22,7 @@ from typing import Any
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.links import LinkState, LinkStore
-from cpo_gateway.bridge.model import Delivery, DeliveryStatus
+from cpo_gateway.bridge.model import Delivery, DeliveryStatus, VerifyOutcome
 from cpo_gateway.ocpi.client import OcpiCallFailed, OcpiClient, delivery_of, unreachable
 from cpo_gateway.ocpi.ports import ObjectReads, stamp
 from cpo_gateway.ocpi.push import Push, PushContext, render_push
@@ -32,7 +32,7 @@ from cpo_gateway.ocpi.tariffs import render_tariff
 from cpo_gateway.ocpi.transport import Party
 
 log = logs.get(__name__)
-NOT_REGISTERED_RETRY_S = 60.0
+NOT_REGISTERED_RETRY_S = 5.0  # a cheap look-up; a registration at start takes seconds
 
 
 class OcpiDeliverer:
@@ -127,3 +127,18 @@ class OcpiDeliverer:
         except OcpiCallFailed as exc:
             return unreachable(exc)
         return delivery_of(reply)
+
+
+class OcpiEmpLink:
+    """The core's EmpLink for OCPI partners: deliveries through OcpiDeliverer. Real-time
+    authorization is the tokens module's (it answers UNREACHABLE here, so the token's
+    policy decides, until that module's verifier is wired in its place)."""
+
+    def __init__(self, deliverer: OcpiDeliverer) -> None:
+        self.deliverer = deliverer
+
+    async def verify(self, emp: str, uid: str) -> VerifyOutcome:
+        return VerifyOutcome.UNREACHABLE
+
+    async def deliver(self, emp: str, kind: str, payload: Mapping[str, Any]) -> Delivery:
+        return await self.deliverer.deliver(emp, kind, payload)
