@@ -33,6 +33,9 @@ _LIST_VARIABLES = (cmd.ITEMS_PER_MESSAGE, cmd.BYTES_PER_MESSAGE, cmd.ENTRIES, cm
 # reconnect is bound by the stored ref alone, so an operator's number equal to one would
 # give the operator's start that session's idTag, user and EMP.
 _EPOCH = 1_704_067_200
+# Remote starts a connection keeps bound by remoteStartId (the newest): a charger accepts
+# many it never begins (no car came); a core start older than these still binds by its ref.
+MAX_REMOTE_STARTS = 64
 OPERATOR_IDS_FROM = 1 << 30
 _SPAN_S = (2**31 - 1 - OPERATOR_IDS_FROM) // 1000  # about 12 days, then the numbers repeat
 
@@ -64,7 +67,11 @@ class Commands201:
         evse = None if connector_id is None else self.address(cp, connector_id)[0]
         remote_id = remote_ref or self._next_remote_id()
         # The Started event names it; on another connection the core finds it by remote_ref.
-        conn.remote_starts[remote_id] = id_tag
+        starts = conn.remote_starts
+        starts.pop(remote_id, None)  # a number used again is the newest
+        starts[remote_id] = id_tag
+        while len(starts) > MAX_REMOTE_STARTS:
+            del starts[next(iter(starts))]  # the oldest (dicts keep insertion order)
         result = await self._registry.command(
             cp,
             "RequestStartTransaction",
