@@ -25,6 +25,7 @@ from cpo_gateway.bench import (
     ocpi_scenarios,
     ocpp_scenarios,
     schema_scenarios,
+    tls_flood,
     tls_scenarios,
     token_scenarios,
     upgrade_scenarios,
@@ -44,6 +45,7 @@ SCENARIOS = (
     "outbox",
     "schemas",
     "profile3",
+    "tls-flood",
     "ocpi-registration",
     "ocpi-tokens",
     "ocpi-start",
@@ -99,6 +101,10 @@ def plan(
             c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 4
         ),
         "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
+        # Silent sockets on the TLS port (no ClientHello) while profile-2 chargers connect.
+        "tls-flood": lambda c: tls_flood.tls_flood(
+            c, scaled(200 if quick else 2_000, fds // 2), n or (10 if quick else 100)
+        ),
         "ocpi-registration": lambda c: ocpi_scenarios.registration(
             c, 5 if quick else 50, 200 if quick else 5_000
         ),

@@ -48,9 +48,11 @@ def cards(n: int) -> tuple[str, ...]:
     return tuple(f"{0xB0000000 + i:08X}" for i in range(n))
 
 
-def write_stations(path: Path, n_chargers: int, security_profile: int = 0) -> int:
+def write_stations(
+    path: Path, n_chargers: int, security_profile: int = 0, password_hash: str = ""
+) -> int:
     """One station per CHARGERS_PER_STATION chargers, one connector per charger; each charger
-    with `security_profile` when it is not 0."""
+    with `security_profile` when it is not 0, and `password_hash` (profile 2) when given."""
     parts: list[str] = []
     n_stations = (n_chargers + CHARGERS_PER_STATION - 1) // CHARGERS_PER_STATION
     for s in range(n_stations):
@@ -66,8 +68,9 @@ def write_stations(path: Path, n_chargers: int, security_profile: int = 0) -> in
                 f'speed_kw = 22.0\ncharge_point = "BENCH-{i:05d}"\nconnector = 1\n'
             )
     if security_profile:
+        password = f'password_hash = "{password_hash}"\n' if password_hash else ""
         parts += [
-            f'[[charger]]\nid = "BENCH-{i:05d}"\nsecurity_profile = {security_profile}\n'
+            f'[[charger]]\nid = "BENCH-{i:05d}"\nsecurity_profile = {security_profile}\n{password}'
             for i in range(n_chargers)
         ]
     path.write_text("\n".join(parts), encoding="utf-8")
@@ -84,12 +87,13 @@ def write_gateway_config(
     *,
     security_profile: int = 0,
     tls: str = "",
+    password_hash: str = "",
 ) -> Path:
     """The gateway's default configuration, but for loopback ports, the EMP and quiet logs.
     `validate_schemas` False only to measure what the schema check costs; `tls`: the keys
-    of an [ocpp.tls] table."""
+    of an [ocpp.tls] table; `password_hash`: every charger's (profile 2)."""
     directory.mkdir(parents=True, exist_ok=True)
-    write_stations(directory / "stations.toml", n_chargers, security_profile)
+    write_stations(directory / "stations.toml", n_chargers, security_profile, password_hash)
     tls_table = f"[ocpp.tls]\n{tls}" if tls else ""
     text = f"""
         [gateway]
@@ -151,6 +155,7 @@ class ServerProcess:
         *,
         security_profile: int = 0,
         tls: str = "",
+        password_hash: str = "",
     ) -> ServerProcess:
         ocpp_port, oioi_port = free_port(), free_port()
         config = write_gateway_config(
@@ -162,6 +167,7 @@ class ServerProcess:
             validate_schemas,
             security_profile=security_profile,
             tls=tls,
+            password_hash=password_hash,
         )
         argv = [sys.executable, "-m", "cpo_gateway", "run", "-c", str(config)]
         server = cls("gateway", argv, directory / "gateway.log", ocpp_port)
