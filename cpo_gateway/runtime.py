@@ -18,12 +18,17 @@ the event loop for far longer than a charger should wait:
   pass stops the loop for 30-60 ms. With the collector installed, the gateway's event loop
   collects the youngest generation itself, at most every `young_interval_s` (before it
   polls, so never while it is idle), and the middle one every `_MIDDLE_EVERY`-th time.
+- TLS buffers. asyncio gives every TLS connection a read buffer of
+  `SSLProtocol.max_size` (256 KiB, zeroed, so resident at once), silent ones included:
+  2,000 sockets that never finish a handshake held 500 MB. A TLS record is at most 16 KiB,
+  so `new_event_loop` lowers it to `_TLS_READ_BUFFER` (32 KiB); a larger read takes two.
 - Polling. `new_event_loop` gives asyncio a selector that reports at most `_MAX_EVENTS` ready
   sockets per poll (the rest stay ready and come in the next iteration), so a thousand
   sockets closing at once are handled over several short iterations, with timers and
   other chargers' messages served in between, instead of in one long one.
 
-All of it leans on CPython internals (the selector's private `_selector`, gc thresholds and
+All of it leans on CPython internals (the selector's private `_selector`, SSLProtocol's
+`max_size`, gc thresholds and
 freezing, asyncio accepting up to `backlog` connections per wake-up): one switch turns it off,
 `CPO_GATEWAY_RUNTIME_TUNING=0` in the environment (default on), and
 tests/test_runtime_internals.py fails when an internal it relies on changes.
@@ -32,6 +37,7 @@ tests/test_runtime_internals.py fails when an internal it relies on changes.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import gc
 import os
 import selectors
@@ -51,6 +57,7 @@ _OFF = frozenset({"0", "false", "no", "off"})
 _MAX_EVENTS = 16
 _NEVER = 1 << 30  # a gen-1 collection count the oldest generation's trigger never reaches
 _MIDDLE_EVERY = 4  # young passes per pass over the middle generation too
+_TLS_READ_BUFFER = 32 * 1024  # two TLS records; asyncio's default is 256 KiB per connection
 
 
 def _no_young_pass() -> None:
@@ -88,10 +95,19 @@ class _CappedEpollSelector(selectors.EpollSelector):
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The gateway's event loop: asyncio's, with a capped epoll selector where there is one."""
+    """The gateway's event loop: asyncio's, with a capped epoll selector where there is one,
+    and TLS read buffers of `_TLS_READ_BUFFER`."""
+    small_tls_buffers()
     if hasattr(selectors, "EpollSelector"):
         return asyncio.SelectorEventLoop(_CappedEpollSelector())
     return asyncio.new_event_loop()
+
+
+def small_tls_buffers() -> None:
+    """Lower asyncio's per-connection TLS read buffer (see the module docstring)."""
+    protocol: Any = asyncio.sslproto.SSLProtocol
+    if getattr(protocol, "max_size", 0) > _TLS_READ_BUFFER:
+        protocol.max_size = _TLS_READ_BUFFER
 
 
 def tuning_enabled(env: Mapping[str, str] | None = None) -> bool:

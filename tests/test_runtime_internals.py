@@ -5,6 +5,7 @@ CPO_GATEWAY_RUNTIME_TUNING=0 until runtime.py is adapted, and do not raise requi
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import gc
 import inspect
 import json
@@ -110,3 +111,17 @@ def test_the_daemon_runs_untuned_when_switched_off(tmp_path: Path) -> None:
     events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
     assert "runtime.tuning_off" in events and "gateway.ready" in events
     assert "gc.paced" not in events  # no collector installed
+
+
+def test_asyncio_sizes_each_tls_connections_read_buffer_by_max_size() -> None:
+    protocol = asyncio.sslproto.SSLProtocol
+    # Each TLS connection's read buffer is allocated from the class attribute ...
+    assert "bytearray(self.max_size)" in inspect.getsource(protocol.__init__)
+    saved = protocol.max_size
+    try:
+        protocol.max_size = 256 * 1024
+        runtime.new_event_loop().close()
+        # ... which the gateway's loop lowers to two TLS records.
+        assert protocol.max_size == 32 * 1024
+    finally:
+        protocol.max_size = saved
