@@ -12,6 +12,7 @@ import dataclasses
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from cpo_gateway import __version__, logs
@@ -30,9 +31,13 @@ from cpo_gateway.httpguard import ListenerLimits
 from cpo_gateway.jobs import Jobs
 from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
 from cpo_gateway.ocpi.client import OcpiClient
+from cpo_gateway.ocpi.commands_api import CommandsApi
+from cpo_gateway.ocpi.delivery import OcpiDeliverer
 from cpo_gateway.ocpi.link import OcpiLink, pull_source
+from cpo_gateway.ocpi.reads import StoreReads
 from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
-from cpo_gateway.ocpi.server import OcpiServer
+from cpo_gateway.ocpi.sender_api import sender_modules
+from cpo_gateway.ocpi.server import OcpiModule, OcpiServer
 from cpo_gateway.ocpi.token_pull import TokenPuller
 from cpo_gateway.ocpi.tokens_api import TokensReceiver
 from cpo_gateway.ocpi.transport import Party
@@ -199,10 +204,21 @@ class Gateway:
         self.ocpi_client: OcpiClient | None = None
         self._registering: list[asyncio.Task[Any]] = []
         built = ocpi_parts(config, self.store, lambda: self._ocpi_base_url())
+        self._loaded_at = datetime.now(UTC)  # when the stations file in force was read
+        ocpi_reads = StoreReads(self.store, config.catalogue, lambda: self._loaded_at)
         links: dict[str, EmpLink] = {"oioi": self.emp_clients}
-        if built is not None:
+        if built is not None and config.ocpi is not None:
             self.ocpi_client, registrar = built
-            links["ocpi"] = OcpiLink(self.ocpi_client, self.store, self.store.issued_as)
+            # Verifications go to the tokens module's link, deliveries to the push adapter.
+            verifier = OcpiLink(self.ocpi_client, self.store, self.store.issued_as)
+            links["ocpi"] = OcpiDeliverer(
+                self.ocpi_client,
+                self.store,
+                ocpi_reads,
+                Party(config.ocpi.country_code, config.ocpi.party_id),
+                business_name=config.ocpi.business_name,
+                verifier=verifier.verify,
+            )
         links.update(adapters or {})
         self._unserved = unserved(config.emps, links.keys())
         self.emp_router = route(config.emps, links)
@@ -251,15 +267,23 @@ class Gateway:
         )
         self.token_puller: TokenPuller | None = None
         if built is not None and cfg.ocpi is not None:
+            us = Party(cfg.ocpi.country_code, cfg.ocpi.party_id)
+            modules: list[OcpiModule] = [
+                CommandsApi(self.core.commands, cfg.catalogue),
+                TokensReceiver(self.core.tokens),
+            ]
+            modules += sender_modules(
+                ocpi_reads, us, self._ocpi_base_url, business_name=cfg.ocpi.business_name
+            )
             self.ocpi = OcpiServer(
-                registrar,
+                built[1],
                 host=cfg.ocpi.host,
                 port=cfg.ocpi.port,
                 base_url=cfg.ocpi.base_url,
                 ours=Party(cfg.ocpi.country_code, cfg.ocpi.party_id),
                 max_body_bytes=cfg.ocpi.max_body_bytes,
                 limits=_listener_limits(cfg),
-                modules=[TokensReceiver(self.core.tokens)],
+                modules=modules,
             )
             self.token_puller = TokenPuller(built[0], self.core.tokens)
         self.jobs = Jobs(
@@ -427,6 +451,7 @@ class Gateway:
         if problems:
             log.error("config.reload_refused", path=str(self.config.path), problems=problems)
             return False
+        self._loaded_at = datetime.now(UTC)
         fixed = ("gateway", "ocpp", "oioi", "ocpi", "sessions", "outbox", "admin")
         kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
         if not await self._reload_keys(new):

@@ -7,6 +7,7 @@ an EVSE ID (the OIOI connector-id) to an OCPP charge point id and connector id.
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import available_timezones
 
 from cpo_gateway.bridge.catalogue import (
     CONNECTOR_TYPES,
@@ -20,6 +21,9 @@ from cpo_gateway.bridge.catalogue import (
     Station,
 )
 from cpo_gateway.bridge.ids import CPO_ID_RE, EVSE_ID_RE
+from cpo_gateway.bridge.tariff import Tariff
+from cpo_gateway.isocodes import SINGLE_ZONE
+from cpo_gateway.stations_tariffs import read_tariff
 from cpo_gateway.tomlcheck import ConfigError, Table, describe, read_toml
 
 # ISO 3166-1 alpha-2, officially assigned codes.
@@ -276,6 +280,7 @@ COUNTRIES = frozenset(
         "ZW",
     ]
 )
+POWER_TYPES = ("AC_1_PHASE", "AC_3_PHASE", "DC")
 _TIME_OK = frozenset(f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)) | {"24:00"}
 
 
@@ -285,11 +290,13 @@ def load_stations(path: Path) -> Catalogue:
     root = Table(path, data, "", errors)
     stations = [_station(t) for t in root.tables("station")]
     chargers = [_charger(t) for t in root.tables("charger")]
+    tariffs = [read_tariff(t) for t in root.tables("tariff")]
     root.finish()
     _check_unique(path, stations, chargers, errors)
+    _check_tariffs(path, stations, tariffs, errors)
     if errors:
         raise ConfigError(errors)
-    return Catalogue(tuple(stations), tuple(chargers))
+    return Catalogue(tuple(stations), tuple(chargers), tuple(tariffs))
 
 
 def _station(t: Table) -> Station:
@@ -342,9 +349,27 @@ def _station(t: Table) -> Station:
         is_plugin_charge=t.boolean("is_plugin_charge", None),
         is_roofed=t.boolean("is_roofed", None),
         is_private=t.boolean("is_private", None),
+        time_zone=_time_zone(t),
     )
     t.finish()
     return station
+
+
+def _time_zone(t: Table) -> str | None:
+    zone = t.string("time_zone", None, hint="IANA, e.g. Europe/Berlin")
+    if isinstance(zone, str) and zone not in _zones():
+        t.error("time_zone", "an IANA time zone name (e.g. Europe/Berlin)", repr(zone))
+        return None
+    return zone if isinstance(zone, str) else None
+
+
+_ZONES: set[str] = set()
+
+
+def _zones() -> set[str]:
+    if not _ZONES:
+        _ZONES.update(available_timezones())
+    return _ZONES
 
 
 def _connector(t: Table, cpo_id: object) -> Connector:
@@ -374,6 +399,10 @@ def _connector(t: Table, cpo_id: object) -> Connector:
             hi=99,
             hint="the connector id on that EVSE for a 2.0.1 charger (default: 1)",
         ),
+        tariff=t.string("tariff", None, hint="the id of a [[tariff]] in this file"),
+        power_type=t.string("power_type", None, choices=POWER_TYPES),
+        max_voltage=t.integer("max_voltage", None, lo=1, hi=2000, hint="V, line to neutral for AC"),
+        max_amperage=t.integer("max_amperage", None, lo=1, hi=2000, hint="A"),
     )
     t.finish()
     return conn
@@ -458,3 +487,31 @@ def _check_unique(
                 f"{path}: charger[{i}].id: expected a unique charge point id, found {ch.charge_point_id!r} twice"
             )
         seen.add(ch.charge_point_id)
+
+
+def _check_tariffs(
+    path: Path, stations: list[Station], tariffs: list[Tariff], errors: list[str]
+) -> None:
+    ids: dict[str, int] = {}
+    for i, tariff in enumerate(tariffs):
+        if tariff.id in ids:
+            errors.append(
+                f"{path}: tariff[{i}].id: expected a unique tariff id, found {tariff.id!r} as in tariff[{ids[tariff.id]}]"
+            )
+        ids.setdefault(tariff.id, i)
+    for i, st in enumerate(stations):
+        priced = False
+        for j, c in enumerate(st.connectors):
+            if c.tariff is None:
+                continue
+            priced = True
+            if c.tariff not in ids:
+                known = ", ".join(repr(k) for k in ids) or "none"
+                errors.append(
+                    f"{path}: station[{i}].connector[{j}].tariff: expected the id of a [[tariff]] (known: {known}), found {c.tariff!r}"
+                )
+        # Tariff restrictions are local times: a priced station needs its zone.
+        if priced and st.time_zone is None and st.address.country not in SINGLE_ZONE:
+            errors.append(
+                f"{path}: station[{i}].time_zone: expected an IANA time zone (country {st.address.country!r} has several), found nothing"
+            )

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 
 from cpo_gateway.bridge.model import Place
+from cpo_gateway.bridge.tariff import Tariff
 
 CONNECTOR_TYPES = (
     "Type2", "Combo", "Chademo", "Schuko", "Type3", "CeeBlue", "3PinSquare", "Type1", "CeeRed",
@@ -53,6 +54,11 @@ class Connector:
     # connector number) and its connector on that EVSE (default 1).
     evse_index: int | None = None
     evse_connector: int | None = None
+    # Roaming detail beyond OIOI's (None: derived from type and speed_kw when rendered).
+    tariff: str | None = None  # a [[tariff]] id
+    power_type: str | None = None  # "AC_1_PHASE", "AC_3_PHASE", "DC"
+    max_voltage: int | None = None  # V (line to neutral for AC)
+    max_amperage: int | None = None  # A
 
     @property
     def evse_address(self) -> tuple[int, int]:
@@ -83,6 +89,7 @@ class Station:
     is_plugin_charge: bool | None = None
     is_roofed: bool | None = None
     is_private: bool | None = None
+    time_zone: str | None = None  # IANA, e.g. Europe/Berlin (None: the country's only one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,7 @@ class ChargerAuth:
 class Catalogue:
     stations: tuple[Station, ...] = ()
     chargers: tuple[ChargerAuth, ...] = ()
+    tariffs: tuple[Tariff, ...] = ()
     _by_evse: dict[str, tuple[Connector, ...]] = field(init=False, repr=False, compare=False)
     _by_ocpp: dict[tuple[str, int], Connector] = field(init=False, repr=False, compare=False)
     _station_of: dict[str, Station] = field(init=False, repr=False, compare=False)
@@ -182,6 +190,9 @@ class Catalogue:
 
     def charger_auth(self, charge_point_id: str) -> ChargerAuth | None:
         return self._auth.get(charge_point_id)
+
+    def tariff(self, tariff_id: str) -> Tariff | None:
+        return next((t for t in self.tariffs if t.id == tariff_id), None)
 
     def adopt(self, other: Catalogue) -> None:
         """Take over another catalogue's contents in place: a reload of the stations file.

@@ -12,6 +12,7 @@ from cpo_gateway import logs
 from cpo_gateway.bridge.auth import Authorizer, EmpPolicy
 from cpo_gateway.bridge.catalogue import Catalogue, Connector
 from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.commands import Commands
 from cpo_gateway.bridge.core_ports import (
     ChargerSide,
     CoreCounters,
@@ -153,6 +154,16 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             retry_window_s=settings.outbox.retry_window_s,
             batch_size=settings.outbox.batch_size,
             concurrency={p.name: p.concurrency for p in partners},
+            clock=clock,
+        )
+        # A partner's commands answer at once and report the charger's answer later.
+        self.commands = Commands(
+            store,
+            catalogue,
+            chargers,
+            self.remote,
+            deadline_s=max(0.5, settings.request_deadline_s - 0.5),
+            spawn=spawn,
             clock=clock,
         )
         self.local_list = LocalListPusher(store, chargers, connected, clock=clock)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cpo_gateway.bridge.catalogue import Connector
+from cpo_gateway.bridge.commands import Answer
 from cpo_gateway.bridge.held import Released
 from cpo_gateway.bridge.locallist import ListState
 from cpo_gateway.bridge.model import (
@@ -126,6 +127,29 @@ class EmpSide(Protocol):
         """Queue what a charger finally answered to the EMP's command (False: the EMP's
         terms take no command results)."""
         ...
+
+
+class PartnerCommands(Protocol):
+    """What a roaming adapter asks of the core for a partner's commands (bridge/commands.py):
+    each answers at once and owes its result through the outbox (kind "command-result",
+    payload reply_to / command / result / detail)."""
+
+    @property
+    def timeout_s(self) -> int: ...
+
+    def connector(self, evse_id: str, position: int) -> Connector | None: ...
+
+    async def start(self, emp: str, user: User, evse_id: str, reply_to: str) -> Answer: ...
+
+    async def stop(self, emp: str, session_id: str, reply_to: str) -> Answer: ...
+
+    async def unlock(self, emp: str, evse_id: str, position: int, reply_to: str) -> Answer: ...
+
+    async def reserve(
+        self, emp: str, user: User, evse_id: str, ref: str, expires_at: str, reply_to: str
+    ) -> Answer: ...
+
+    async def cancel_reservation(self, emp: str, ref: str, reply_to: str) -> Answer: ...
 
 
 class ScheduledWork(Protocol):

@@ -73,6 +73,9 @@ class CommandStatus(StrEnum):
     TIMEOUT = "timeout"
     OFFLINE = "offline"
     FAILED = "failed"  # the charger answered with a CallError
+    # A reservation refused for what the EVSE is doing: in use, or faulted / out of service.
+    OCCUPIED = "occupied"
+    INOPERATIVE = "inoperative"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,9 @@ class UserKind(StrEnum):
     EVCO_ID = "evco-id"
     RFID = "rfid"
     USERNAME = "username"
+    # A partner's contract id that is not an EVCO ID (e.g. a longer eMA ID): the charger is
+    # given it as idTag when it fits, else a stable idTag made for it.
+    CONTRACT_ID = "contract-id"
 
 
 @dataclass(frozen=True, slots=True)

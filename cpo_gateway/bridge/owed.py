@@ -14,9 +14,11 @@ its own calls and refuses kinds it does not carry. The payloads (all keys snake_
 - CDR, key = session id: a Cdr as a dict (bridge/cdr.py: cdr_to_dict / cdr_from_dict). The
   session id is the CDR's stable id: a retry or a replay carries the same one, so a
   partner that keys on it never bills twice.
-- COMMAND_RESULT, key = the partner's command reference: a CommandOutcome as a dict (below),
-  what a charger finally answered to a command the partner sent, for partners that take
-  the answer apart from their request.
+- COMMAND_RESULT, key = the gateway's own id of the command (unique: a partner may name two
+  commands alike): a CommandOutcome as a dict (below), what a charger finally answered to a
+  command the partner sent, for partners that take the answer apart from their request.
+  Written before the partner hears "accepted", due at the deadline and reading "timeout";
+  rewritten with the charger's answer, due at once (bridge/commands.py).
 """
 
 from __future__ import annotations
@@ -90,9 +92,9 @@ class SessionUpdate:
 @dataclass(frozen=True, slots=True)
 class CommandOutcome:
     """A charger's final answer to a partner's command: `reference` is the partner's own
-    name for the command (its key in the outbox), `command` what was asked (start, stop,
-    unlock, ...), `result` a CommandStatus value, `session_id` the session it concerns when
-    there is one."""
+    name for the command (where it wants the answer), `command` what was asked (start,
+    stop, unlock, ...), `result` a bridge.commands.Result value, `session_id` the session it
+    concerns when there is one."""
 
     reference: str
     command: str

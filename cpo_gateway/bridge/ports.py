@@ -53,6 +53,23 @@ class ChargerControl(Protocol):
         """False when the charger says its local list is switched off; None: it cannot tell."""
         ...
 
+    async def unlock_connector(self, charge_point_id: str, connector_id: int) -> CommandResult: ...
+
+    async def reservation_supported(self, charge_point_id: str) -> bool | None:
+        """Whether the charger takes reservations; None: it cannot tell (then try)."""
+        ...
+
+    async def reserve_now(
+        self, charge_point_id: str, connector_id: int, expiry: str, id_tag: str, reservation: int
+    ) -> CommandResult:
+        """connector_id 0: any connector of the charger. expiry: RFC 3339. OCCUPIED or
+        INOPERATIVE when the charger refuses for what the EVSE is doing."""
+        ...
+
+    async def cancel_reservation(self, charge_point_id: str, reservation: int) -> CommandResult:
+        """REJECTED when the charger holds no such reservation."""
+        ...
+
 
 class Verifier(Protocol):
     """Online authorization of a card by an EMP (what the authorization chain needs)."""
@@ -206,12 +223,41 @@ class LocalListRecord:
 
 @dataclass(frozen=True, slots=True)
 class NewOutbox:
-    """An outbox row to write inside the transaction that causes it."""
+    """An outbox row to write inside the transaction that causes it.
+
+    due_at: not sent before then (epoch s; None: at once). A row owed later unless settled
+    first, e.g. a command's result that reads "timeout" until the charger answers."""
 
     emp: str
     kind: str
     key: str
     payload: dict[str, Any]
+    due_at: float | None = None
+
+
+class ReservationState(StrEnum):
+    """Where a partner's reservation stands (the values are what the database stores)."""
+
+    REQUESTED = "requested"  # sent to the charger, no answer yet
+    HELD = "held"  # the charger holds it
+    REFUSED = "refused"  # the charger refused it, or never answered
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A reservation a partner asked for: `ref` is the partner's id for it, `number` the
+    charger's (0 until stored)."""
+
+    emp: str
+    ref: str
+    charge_point: str
+    connector: int  # 0: any connector of the charger
+    evse_id: str | None
+    expires_at: str  # RFC 3339
+    id_tag: str
+    state: ReservationState = ReservationState.REQUESTED
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +280,8 @@ __all__ = [
     "OutboxState",
     "Outgoing",
     "Recorded",
+    "Reservation",
+    "ReservationState",
     "SessionOrigin",
     "SessionRecord",
     "SessionState",

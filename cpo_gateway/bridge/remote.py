@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.catalogue import Catalogue, Connector
@@ -39,7 +41,13 @@ from cpo_gateway.bridge.model import (
     UserKind,
 )
 from cpo_gateway.bridge.pending import PendingStarts
-from cpo_gateway.bridge.ports import ChargerControl, SessionOrigin, SessionRecord, SessionState
+from cpo_gateway.bridge.ports import (
+    ChargerControl,
+    NewOutbox,
+    SessionOrigin,
+    SessionRecord,
+    SessionState,
+)
 from cpo_gateway.bridge.storage import RemoteStartStore
 
 log = logs.get(__name__)
@@ -59,8 +67,25 @@ _ANSWERED = {
     CommandStatus.FAILED: "the charger answered the command with an error",
     CommandStatus.TIMEOUT: "the charger did not answer in time",
 }
+_PRINTABLE = re.compile(r"[!-~]{1,64}")  # a contract id usable as (the source of) an idTag
 _LATE_STOP_ATTEMPTS = 5
 _LATE_STOP_PAUSE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A remote start that holds its EVSE: its pending session and the charger's idTag."""
+
+    session: SessionRecord
+    id_tag: str
+    ref: int  # the claim's number, which the charger's start may name (see claim_evse)
+
+
+Settles = Callable[[StartResult], Sequence[NewOutbox]]
+
+
+def _nothing_owed(_: StartResult) -> Sequence[NewOutbox]:
+    return ()
 
 
 def hashed_id_tag(evco_id: str, attempt: int) -> str:
@@ -94,19 +119,23 @@ class Remote:
         self._clock = clock
         self._new_id = new_id
 
-    async def _id_tag(self, user: User) -> str | None:
+    async def id_tag_of(self, user: User) -> str | None:
+        """The idTag a charger is given for `user`; None when it cannot be one."""
         if user.kind is UserKind.RFID:
             return try_normalise_uid(user.identifier)
-        if user.kind is not UserKind.EVCO_ID or not is_evco_id(user.identifier):
+        if user.kind is UserKind.CONTRACT_ID and _PRINTABLE.fullmatch(user.identifier):
+            evco = user.identifier.upper()
+        elif user.kind is not UserKind.EVCO_ID or not is_evco_id(user.identifier):
             return None
-        evco = normalise_evco_id(user.identifier)
+        else:
+            evco = normalise_evco_id(user.identifier)
         if self._strategy == "evco" and len(evco) <= 20:
             return evco
         return await self._store.id_tag_for(evco, hashed_id_tag)
 
     @staticmethod
     def _unusable(user: User) -> str:
-        """Why `user` cannot start a session (`_id_tag` gave None), in the EMP's terms."""
+        """Why `user` cannot start a session (`id_tag_of` gave None), in the EMP's terms."""
         if user.kind is UserKind.RFID:
             return f"{user.identifier!r} is not an RFID UID (hex, at most 20 characters)"
         if user.kind is UserKind.EVCO_ID:
@@ -114,10 +143,21 @@ class Remote:
         return f"a {user.kind.value} cannot start a session here: an EVCO ID or RFID UID can"
 
     async def start(self, emp: str, user: User, evse_id: str) -> StartResult:
+        claim = await self.claim(emp, user, evse_id)
+        if isinstance(claim, StartResult):
+            return claim
+        return await self.begin(claim)
+
+    async def claim(
+        self, emp: str, user: User, evse_id: str, owed: Sequence[NewOutbox] = ()
+    ) -> Claim | StartResult:
+        """The first half of a start: check, pick a connector and claim the EVSE for a
+        pending session, with `owed` outbox rows in the claim's commit. A StartResult says
+        why not; nothing has been sent to the charger yet."""
         connectors = self._catalogue.evse(evse_id)
         if not connectors:
             return StartResult(Outcome.EVSE_NOT_FOUND, detail=f"unknown EVSE {evse_id}")
-        id_tag = await self._id_tag(user)
+        id_tag = await self.id_tag_of(user)
         if id_tag is None:
             return StartResult(Outcome.BAD_USER, detail=self._unusable(user))
         choice = await self._pick(connectors)
@@ -143,37 +183,55 @@ class Remote:
         # Stored before the command: a StartTransaction may arrive before the answer. The
         # claim checks and inserts in one transaction: of concurrent starts one wins the EVSE.
         places = [(c.charge_point, c.connector) for c in connectors]
-        ref = await self._store.claim_evse(session, places)
+        ref = await self._store.claim_evse(session, places, owed, self._clock())
         if ref is None:
             log.info("session.remote_start_lost", evse_id=evse_id, emp=emp)
             return StartResult(Outcome.EVSE_IN_USE, detail="a session is running on this EVSE")
         self._pending.add(id_tag, emp)
         log.info("session.remote_start", session_id=session.id, evse_id=evse_id, emp=emp)
+        return Claim(session, id_tag, ref)
+
+    async def begin(self, claim: Claim, settles: Settles = _nothing_owed) -> StartResult:
+        """The second half: send the start to the charger and record its answer.
+        `settles(result)`: outbox rows to rewrite with the outcome, in the commit that
+        fails the session when there is one."""
+        session, id_tag, emp = claim.session, claim.id_tag, claim.session.emp or ""
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._chargers.remote_start(
-                    choice.charge_point, choice.connector, id_tag, ref
+                    session.charge_point, session.connector, id_tag, claim.ref
                 )
         except TimeoutError:
             result = None
         if result is not None and result.accepted:
-            return StartResult(Outcome.OK, session.id)
+            ok = StartResult(Outcome.OK, session.id)
+            await self._settle(settles(ok))
+            return ok
+        if result is None or result.status is CommandStatus.TIMEOUT:
+            failed = StartResult(Outcome.EVSE_TIMEOUT, detail=_ANSWERED[CommandStatus.TIMEOUT])
+        else:
+            failed = StartResult(Outcome.EVSE_ERROR, detail=_ANSWERED.get(result.status, "failed"))
         if not await self._store.set_session_state(
             session.id,
             SessionState.FAILED,
             "charger did not accept",
             only_from=SessionState.PENDING,
+            settles=settles(failed),
         ):
             current = await self._store.session(session.id)
             if current is not None and current.state == SessionState.ACTIVE:
                 # Its StartTransaction came before the answer: it runs, so it succeeded.
-                return StartResult(Outcome.OK, session.id)
+                ok = StartResult(Outcome.OK, session.id)
+                await self._settle(settles(ok))
+                return ok
         # The charger may still begin it (its answer came too late): recognise it there.
         until = session.expires_at or self._clock()
-        self._pending.fail(choice.charge_point, id_tag, emp, until)
-        if result is None or result.status is CommandStatus.TIMEOUT:
-            return StartResult(Outcome.EVSE_TIMEOUT, detail=_ANSWERED[CommandStatus.TIMEOUT])
-        return StartResult(Outcome.EVSE_ERROR, detail=_ANSWERED.get(result.status, "failed"))
+        self._pending.fail(session.charge_point, id_tag, emp, until)
+        return failed
+
+    async def _settle(self, rows: Sequence[NewOutbox]) -> None:
+        if rows:
+            await self._store.settle(rows)
 
     async def _pick(self, connectors: tuple[Connector, ...]) -> Connector | StartResult:
         for conn in connectors:

@@ -29,6 +29,9 @@ STATION_KIND = Owed.STATION
 # How a charger numbers a connector is the charger side's business, not the EMP's: left out
 # of what is posted and of the digest, so naming it changes no station and posts nothing.
 _CHARGER_SIDE = ("evse_index", "evse_connector")
+# Roaming detail added later: left out while unset, so a stations file without it hashes
+# (and posts) exactly as before.
+_IF_SET = ("tariff", "power_type", "max_voltage", "max_amperage", "time_zone")
 
 
 def _posted(station: Station) -> dict[str, Any]:
@@ -36,6 +39,11 @@ def _posted(station: Station) -> dict[str, Any]:
     for c in d["connectors"]:
         for key in _CHARGER_SIDE:
             c.pop(key, None)
+        for key in _IF_SET:
+            if c.get(key, 0) is None:
+                c.pop(key)
+    if d.get("time_zone", 0) is None:
+        d.pop("time_zone")
     return d
 
 

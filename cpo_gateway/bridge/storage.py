@@ -33,6 +33,8 @@ from cpo_gateway.bridge.ports import (
     Outgoing,
     PostedStation,
     Recorded,
+    Reservation,
+    ReservationState,
     SessionRecord,
     SessionState,
     TxRecord,
@@ -68,7 +70,11 @@ class SessionReads(Protocol):
         detail: str = "",
         *,
         only_from: SessionState | None = None,
-    ) -> bool: ...
+        settles: Sequence[NewOutbox] = (),
+    ) -> bool:
+        """`settles`: outbox rows owed for later, rewritten in the same commit when the
+        state changed (see CommandStore.settle)."""
+        ...
 
 
 class TransactionStore(SessionReads, Protocol):
@@ -158,8 +164,15 @@ class StepStore(Protocol):
 class RemoteStartStore(SessionReads, Protocol):
     """What Remote (bridge/remote.py) keeps of the EMPs' remote starts and stops."""
 
-    async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> int | None:
-        """Store a pending remote start unless its EVSE is held; its remote ref, else None."""
+    async def claim_evse(
+        self,
+        s: SessionRecord,
+        places: Sequence[tuple[str, int]],
+        owed: Sequence[NewOutbox] = (),
+        now: float = 0.0,
+    ) -> int | None:
+        """Store a pending remote start unless its EVSE is held; its remote ref, else None.
+        `owed`: outbox rows written in the claim's commit, only when it wins."""
         ...
 
     async def remote_start_tag(self, charge_point: str, remote_ref: int) -> str | None:
@@ -173,6 +186,37 @@ class RemoteStartStore(SessionReads, Protocol):
     async def failed_remote_starts(self, now: float) -> list[SessionRecord]: ...
 
     async def id_tag_for(self, evco_id: str, make: Callable[[str, int], str]) -> str: ...
+
+    async def settle(self, rows: Sequence[NewOutbox]) -> int: ...
+
+
+class CommandStore(Protocol):
+    """What the partners' commands (bridge/commands.py) keep: the result each command owes,
+    written before the partner is told it was accepted, and the reservations made."""
+
+    async def session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def owe(self, rows: Sequence[NewOutbox], now: float) -> None:
+        """Queue outbox rows on their own (each due at its due_at)."""
+        ...
+
+    async def settle(self, rows: Sequence[NewOutbox]) -> int:
+        """Rewrite pending rows owed for later (same EMP, kind, key) with what they now say,
+        due at their due_at (None: at once); a row already sent is left alone."""
+        ...
+
+    async def save_reservation(self, r: Reservation, now: float) -> int:
+        """Store (or replace: same EMP and ref) a reservation; returns its number, the one
+        the charger knows it by (kept when replaced)."""
+        ...
+
+    async def reservation(self, emp: str, ref: str) -> Reservation | None: ...
+
+    async def reservation_ended(
+        self, number: int, state: ReservationState, settles: Sequence[NewOutbox]
+    ) -> None:
+        """Record how a reservation's command ended, with its result rows in one commit."""
+        ...
 
 
 class ReconcileStore(SessionReads, Protocol):
@@ -390,6 +434,7 @@ class TokenStore(Protocol):
 class StorePort(
     TransactionStore,
     StepStore,
+    CommandStore,
     RemoteStartStore,
     ReconcileStore,
     ReviewStore,

@@ -21,6 +21,7 @@ from cpo_gateway.csms import v201_commands as cmd201
 from cpo_gateway.csms import v201_security as sec201
 from cpo_gateway.csms.connected201 import Address, Commands201
 from cpo_gateway.csms.connection import ChargerConnection
+from cpo_gateway.csms.reservations import Reservations
 from cpo_gateway.timing import NO_TIMINGS, Timings
 
 log = logs.get(__name__)
@@ -42,6 +43,7 @@ class ChargerRegistry:
             tuple[Sequence[tuple[str, AuthStatus]], int, list[list[dict[str, object]]]] | None
         ) = None
         self.v201 = Commands201(self, lambda _cp, connector: (connector, 1))
+        self.reservations = Reservations(self)
 
     def use_addresses(self, address: Address) -> None:
         """How a connector number reads as (EVSE, connector on it) for 2.0.1 chargers."""
@@ -126,6 +128,19 @@ class ChargerRegistry:
 
     async def trigger_meter_values(self, charge_point_id: str, connector_id: int) -> CommandResult:
         return await self.trigger_message(charge_point_id, "MeterValues", connector_id)
+
+    async def reservation_supported(self, charge_point_id: str) -> bool | None:
+        return await self.reservations.supported(charge_point_id)
+
+    async def reserve_now(
+        self, charge_point_id: str, connector_id: int, expiry: str, id_tag: str, reservation: int
+    ) -> CommandResult:
+        return await self.reservations.reserve_now(
+            charge_point_id, connector_id, expiry, id_tag, reservation
+        )
+
+    async def cancel_reservation(self, charge_point_id: str, reservation: int) -> CommandResult:
+        return await self.reservations.cancel(charge_point_id, reservation)
 
     # --- certificates (OCPP 1.6 security extension, 2.0.1 security) ---------------------------
     async def extended_trigger(

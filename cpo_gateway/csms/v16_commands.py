@@ -28,6 +28,10 @@ _STATUS = {
     "NotSupported": CommandStatus.NOT_SUPPORTED,
     "NotImplemented": CommandStatus.NOT_SUPPORTED,
     "NotFound": CommandStatus.REJECTED,  # DeleteCertificate, GetInstalledCertificateIds
+    # ReserveNow: the EVSE cannot be reserved for what it is doing now.
+    "Occupied": CommandStatus.OCCUPIED,
+    "Faulted": CommandStatus.INOPERATIVE,
+    "Unavailable": CommandStatus.INOPERATIVE,
 }
 _DETAIL_STATUSES = frozenset({"Scheduled", "RebootRequired", "VersionMismatch", "UnlockFailed"})
 
@@ -109,6 +113,31 @@ def reset_req(type_: str) -> dict[str, object]:
 
 def unlock_connector_req(connector_id: int) -> dict[str, object]:
     return {"connectorId": connector_id}
+
+
+MAX_RESERVATION_ID = 2_147_483_647  # reservationId is a (signed 32-bit) integer
+
+
+def reserve_now_req(
+    connector_id: int, expiry_date: str, id_tag: str, reservation_id: int
+) -> dict[str, object]:
+    """connector_id 0 reserves any connector of the charger; expiry_date is RFC 3339."""
+    if connector_id < 0:
+        raise ValueError(f"connectorId must be 0 or more, got {connector_id}")
+    if not 0 <= reservation_id <= MAX_RESERVATION_ID:
+        raise ValueError(f"reservationId must be 0 to {MAX_RESERVATION_ID}, got {reservation_id}")
+    return {
+        "connectorId": connector_id,
+        "expiryDate": expiry_date,
+        "idTag": _id_tag(id_tag),
+        "reservationId": reservation_id,
+    }
+
+
+def cancel_reservation_req(reservation_id: int) -> dict[str, object]:
+    if not 0 <= reservation_id <= MAX_RESERVATION_ID:
+        raise ValueError(f"reservationId must be 0 to {MAX_RESERVATION_ID}, got {reservation_id}")
+    return {"reservationId": reservation_id}
 
 
 def get_configuration_req(keys: Sequence[str] | None = None) -> dict[str, object]:

@@ -55,8 +55,9 @@ _SHOWN_KEYS = 10  # top-level keys named in an envelope error
 _SHOWN_UIDS = 10  # offending rfids named in an rfid-post error
 _SHOWN_CHARS = 40  # a peer's string is cut to this length when quoted back
 _DETAIL_CHARS = 200  # the cause added to a business error's message
-_USER_KINDS = {kind.value: kind for kind in UserKind}
-_USER_KINDS_TEXT = ", ".join(kind.value for kind in UserKind)
+# OIOI's identifier types (a contract id of another protocol is not one of them).
+_USER_KINDS = {k.value: k for k in (UserKind.EVCO_ID, UserKind.RFID, UserKind.USERNAME)}
+_USER_KINDS_TEXT = ", ".join(_USER_KINDS)
 _BOM = b"\xef\xbb\xbf"
 
 

@@ -307,4 +307,22 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT
     );
     """,
+    # 14: reservations partners asked for: the charger's number for each (`id`, an integer
+    # as OCPP wants) beside the partner's own id (`ref`), one per partner and ref (a second
+    # ReserveNow with the same ref replaces the first and keeps its number)
+    """
+    CREATE TABLE reservations (
+        id INTEGER PRIMARY KEY,
+        emp TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        charge_point TEXT NOT NULL,
+        connector INTEGER NOT NULL,
+        evse_id TEXT,
+        expires_at TEXT NOT NULL,
+        id_tag TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (emp, ref)
+    );
+    """,
 )

@@ -36,7 +36,24 @@ def insert_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox], now:
     for row in rows:
         payload = orjson.dumps(row.payload).decode()
         sql = _COALESCE if row.kind in _COALESCED else _INSERT
-        conn.execute(sql, (row.emp, row.kind, row.key, payload, now, now))
+        due = now if row.due_at is None else row.due_at
+        conn.execute(sql, (row.emp, row.kind, row.key, payload, now, due))
+
+
+def settle_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox]) -> int:
+    """Rewrite pending rows owed for later (same EMP, kind and key) with what they now say,
+    due at `due_at` (None: at once), inside the caller's transaction. A row no longer
+    pending (sent when it fell due) is left alone: the partner has had its one answer.
+    Returns how many rows were rewritten."""
+    settled = 0
+    for row in rows:
+        cur = conn.execute(
+            "UPDATE outbox SET payload = ?, next_at = ? "
+            "WHERE emp = ? AND kind = ? AND key = ? AND state = 'pending'",
+            (orjson.dumps(row.payload).decode(), row.due_at or 0.0, row.emp, row.kind, row.key),
+        )
+        settled += cur.rowcount
+    return settled
 
 
 def _item(row: aiosqlite.Row) -> OutboxItem:
@@ -74,6 +91,14 @@ class OutboxRepo:
 
     async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None:
         await self.db.run_write(functools.partial(insert_outbox_sync, rows=rows, now=now))
+
+    async def owe(self, rows: Sequence[NewOutbox], now: float) -> None:
+        """Rows on their own, each due at its due_at: what a partner's command owes."""
+        await self.enqueue(rows, now)
+
+    async def settle(self, rows: Sequence[NewOutbox]) -> int:
+        """See settle_outbox_sync; returns how many pending rows were rewritten."""
+        return await self.db.run_write(functools.partial(settle_outbox_sync, rows=rows))
 
     async def queue_owed(self, rows: Sequence[NewOutbox], now: float) -> None:
         """The core's own enqueue (OwedStore): what no stored change writes."""

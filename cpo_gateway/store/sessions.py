@@ -21,7 +21,7 @@ from cpo_gateway.bridge.ports import (
 )
 from cpo_gateway.bridge.storage import OutboxBuilder, StopOutbox
 from cpo_gateway.store.db import Database
-from cpo_gateway.store.outbox import insert_outbox_sync
+from cpo_gateway.store.outbox import insert_outbox_sync, settle_outbox_sync
 
 
 def start_key(start: TransactionStart) -> str:
@@ -241,9 +241,16 @@ class ChargingRepo:
         raise RuntimeError("no free idTag for EVCO ID after 16 attempts")
 
     # --- sessions ------------------------------------------------------------------------------
-    async def claim_evse(self, s: SessionRecord, places: Sequence[tuple[str, int]]) -> int | None:
+    async def claim_evse(
+        self,
+        s: SessionRecord,
+        places: Sequence[tuple[str, int]],
+        owed: Sequence[NewOutbox] = (),
+        now: float = 0.0,
+    ) -> int | None:
         """Store pending remote start `s` only if no session is open on its EVSE (by EVSE
-        ID or on any of its `places`, (charge point, connector)); None when one is.
+        ID or on any of its `places`, (charge point, connector)); None when one is. `owed`:
+        outbox rows written with the claim (nothing of them when it fails).
 
         Returns the start's remote ref: a positive number unique among the sessions (the
         row's rowid, never reused while the row lives), stored with it in the same
@@ -295,6 +302,7 @@ class ChargingRepo:
             ref = cur.lastrowid
             assert ref is not None and ref > 0
             conn.execute("UPDATE sessions SET remote_ref = ? WHERE id = ?", (ref, s.id))
+            insert_outbox_sync(conn, owed, now)
             return ref
 
         return await self.db.run_write(work)
@@ -315,7 +323,11 @@ class ChargingRepo:
         detail: str = "",
         *,
         only_from: SessionState | None = None,
+        settles: Sequence[NewOutbox] = (),
     ) -> bool:
+        """`settles`: rows owed for later rewritten in the same commit (settle_outbox_sync),
+        only when the state changed."""
+
         def work(conn: sqlite3.Connection) -> bool:
             if only_from:
                 cur = conn.execute(
@@ -327,6 +339,8 @@ class ChargingRepo:
                     "UPDATE sessions SET state = ?, detail = ? WHERE id = ?",
                     (state, detail, session_id),
                 )
+            if cur.rowcount > 0:
+                settle_outbox_sync(conn, settles)
             return cur.rowcount > 0
 
         return await self.db.run_write(work)

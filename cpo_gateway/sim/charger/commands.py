@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from ocpp.exceptions import NotImplementedError as OcppNotImplemented
 from ocpp.exceptions import OCPPError
 
 from cpo_gateway.sim.charger.link import FollowUp, Reply
@@ -90,6 +91,42 @@ class ChargerCommands:
                 await self._try_status(connector, "Available")
             finally:
                 self._stopping.discard(connector)
+
+        return "Accepted", run
+
+    # -- reservations (the Reservation profile) ----------------------------------------------
+
+    def reserve_now(self, connector_id: int, id_tag: str, reservation_id: int) -> Reply:
+        if not self._state.reservation_supported:
+            raise OcppNotImplemented(description="ReserveNow: no Reservation profile")
+        connector = connector_id or 1  # 0: any connector; this charger picks the first
+        if not 1 <= connector <= self._state.connectors:
+            return _REJECTED
+        status = self._state.connector_status.get(connector, "Available")
+        if connector in self._state.transactions or connector in self._starting:
+            return "Occupied", None
+        if status in ("Faulted", "Unavailable"):
+            return status, None
+        held = [c for c, _ in self._state.reservations.values()]
+        if connector in held and reservation_id not in self._state.reservations:
+            return "Occupied", None
+        self._state.reservations[reservation_id] = (connector, id_tag)
+
+        async def run() -> None:
+            await self._try_status(connector, "Reserved")
+
+        return "Accepted", run
+
+    def cancel_reservation(self, reservation_id: int) -> Reply:
+        if not self._state.reservation_supported:
+            raise OcppNotImplemented(description="CancelReservation: no Reservation profile")
+        held = self._state.reservations.pop(reservation_id, None)
+        if held is None:
+            return _REJECTED
+        connector = held[0]
+
+        async def run() -> None:
+            await self._try_status(connector, "Available")
 
         return "Accepted", run
 

@@ -44,6 +44,8 @@ class CommandHandler(FollowUpHandler, Protocol):
     def get_local_list_version(self) -> int: ...
     def get_configuration(self, keys: list[str] | None) -> dict[str, Any]: ...
     def change_configuration(self, key: str, value: str) -> str: ...
+    def reserve_now(self, connector_id: int, id_tag: str, reservation_id: int) -> Reply: ...
+    def cancel_reservation(self, reservation_id: int) -> Reply: ...
 
 
 class FollowUpLink(BaseChargePoint):
@@ -178,6 +180,20 @@ class ChargePointLink(FollowUpLink, ChargePoint):
         return call_result.ChangeConfiguration(
             status=self._handler.change_configuration(key, value)
         )
+
+    @on(Action.reserve_now)
+    def _on_reserve_now(
+        self, connector_id: int, id_tag: str, reservation_id: int, **_: Any
+    ) -> call_result.ReserveNow:
+        reply = self._handler.reserve_now(connector_id, id_tag, reservation_id)
+        return call_result.ReserveNow(status=self._reply(reply, "reserve-now"))
+
+    @on(Action.cancel_reservation)
+    def _on_cancel_reservation(
+        self, reservation_id: int, **_: Any
+    ) -> call_result.CancelReservation:
+        reply = self._handler.cancel_reservation(reservation_id)
+        return call_result.CancelReservation(status=self._reply(reply, "cancel-reservation"))
 
     @on(Action.change_availability)
     def _on_change_availability(self, **_: Any) -> call_result.ChangeAvailability:

@@ -50,6 +50,7 @@ class SimCharger(ChargerWire):
         meter_interval_s: float = 0,
         remote_start: RemoteStartMode = "accept",
         local_list_supported: bool = True,
+        reservation_supported: bool = True,
         local_list_max_length: int = 50,
         local_list_capacity: int = 100_000,
         clock: Callable[[], datetime] | None = None,
@@ -74,6 +75,7 @@ class SimCharger(ChargerWire):
         self.state = ChargerState(
             connectors=connectors,
             local_list_supported=local_list_supported,
+            reservation_supported=reservation_supported,
             local_list_max_length=local_list_max_length,
             local_list_capacity=local_list_capacity,
             meter_interval_s=meter_interval_s,

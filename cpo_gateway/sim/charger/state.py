@@ -44,6 +44,7 @@ class Transaction:
 class ChargerState:
     connectors: int
     local_list_supported: bool = True
+    reservation_supported: bool = True
     local_list_max_length: int = 50  # entries per SendLocalList message
     local_list_capacity: int = 100_000  # entries the charger can hold in all
     heartbeat_interval: int = 300
@@ -55,6 +56,7 @@ class ChargerState:
     transactions: dict[int, Transaction] = field(default_factory=dict)
     # Each connector's energy register (Wh): it keeps counting across transactions.
     registers: dict[int, int] = field(default_factory=dict)
+    reservations: dict[int, tuple[int, str]] = field(default_factory=dict)  # id: (connector, tag)
 
     def __post_init__(self) -> None:
         self.configuration = {
@@ -70,6 +72,10 @@ class ChargerState:
                 }
                 if self.local_list_supported
                 else {}
+            ),
+            "SupportedFeatureProfiles": ",".join(
+                ["Core", "LocalAuthListManagement", "RemoteTrigger"]
+                + (["Reservation"] if self.reservation_supported else [])
             ),
             "LocalAuthorizeOffline": "true",
             "LocalPreAuthorize": "false",

@@ -117,12 +117,15 @@ class SandboxEmsp:
         self.token_a: str | None = token_a or secrets.token_urlsafe(24)
         self.registration: Registration | None = None
         self.received: list[Received] = []
+        self.cdrs: dict[str, Any] = {}  # CDRs by id, as a receiver that dedups keeps them
         self.refused = 0  # requests refused for their token
         self.fault = Fault.NONE
         self.fail_credentials = 0  # answer the next N credentials POST/PUT with 503
         # set by a PUT from the CPO: whether the token we called it with still worked then
         self.old_token_during_update: bool | None = None
         self.slow_s = 5.0
+        # Refuse (404, 2003) a PATCH of an object never PUT, as a strict receiver does.
+        self.strict_patch = False
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._pending: set[str] = set()  # our tokens offered in a POST/PUT still open
@@ -137,6 +140,8 @@ class SandboxEmsp:
         for module in RECEIVER_MODULES:
             app.router.add_route("*", f"/ocpi/emsp/{VERSION}/{module}", self._receiver)
             app.router.add_route("*", f"/ocpi/emsp/{VERSION}/{module}/{{rest:.*}}", self._receiver)
+        # Where we ask a CPO to post CommandResults (each command's response_url).
+        app.router.add_post(f"/ocpi/emsp/{VERSION}/commands/{{rest:.*}}", self._receiver)
         tokens = f"/ocpi/emsp/{VERSION}/tokens"
         app.router.add_get(tokens, self._registered(self.tokens.list_page))
         app.router.add_post(tokens + "/{uid}/authorize", self._registered(self.tokens.authorize))
@@ -368,7 +373,35 @@ class SandboxEmsp:
             )
         elif self.fault is Fault.ERROR:
             return _json(code=3000, message="sandbox fault", status=500)
+        if self.strict_patch and request.method == "PATCH" and not self._was_put(request.path):
+            return _json(code=2003, message="unknown object: PUT it first", status=404)
         self.received.append(
             Received(module, request.method, request.path, body, dict(request.headers), time.time())
         )
+        if module == "cdrs" and request.method == "POST" and isinstance(body, dict):
+            self.cdrs.setdefault(str(body.get("id")), body)  # billed once per CDR id
         return _json()
+
+    # --- commands (we are their sender) ----------------------------------------------------
+    async def command(self, command: str, body: dict[str, Any], ref: str = "") -> dict[str, Any]:
+        """POST a command to the CPO, asking for its result at our commands/{command}/{ref}
+        (`results(ref)`); the answer's envelope."""
+        reg = self.registration
+        assert reg is not None, "not registered with a CPO"
+        ref = ref or secrets.token_hex(8)
+        url = f"{self.base}/{VERSION}/commands/{command}/{ref}"
+        return await self.send(
+            "POST", f"{reg.endpoints['commands']}/{command}", reg.token_theirs,
+            {"response_url": url, **body},
+        )  # fmt: skip
+
+    def results(self, ref: str) -> list[Any]:
+        """The CommandResults the CPO posted for the command `ref`, in order."""
+        return [
+            r.body for r in self.received if r.module == "commands" and r.path.endswith(f"/{ref}")
+        ]
+
+    def _was_put(self, path: str) -> bool:
+        """Whether this object (or, for an EVSE, its location) arrived by PUT."""
+        put = {r.path for r in self.received if r.method == "PUT"}
+        return path in put or path.rsplit("/", 1)[0] in put
