@@ -189,6 +189,7 @@ async def play(
                 "ocpi_session_puts": ocpi.count("sessions", "PUT"),
                 "ocpi_session_patches": ocpi.count("sessions", "PATCH"),
                 "ocpi_cdrs": dict(emsp.cdrs),
+                "ocpi_emsp_registered": emsp.registration is not None,
             }
 
 
