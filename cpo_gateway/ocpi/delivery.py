@@ -5,7 +5,7 @@ OCPI partners: the row is rendered (push.py), sent with the token the partner ga
 to the receiver endpoint it listed in its version details, and the answer judged by the
 client's rules (client.py `delivery_of`: only a parseable 1xxx envelope is delivered).
 
-- Not registered yet (no token C): RETRY after a minute, the row kept.
+- Not registered yet (no token C): RETRY after a few seconds, the row kept.
 - A row that cannot be told in OCPI (an EVSE no longer in the stations file, a payload the
   core never writes): REJECTED, dead-lettered and visible to operators.
 - A PATCH the receiver refuses (it never got the object): the whole object is PUT.
@@ -37,7 +37,7 @@ from cpo_gateway.ocpi.tariffs import render_tariff
 from cpo_gateway.ocpi.transport import Party
 
 log = logs.get(__name__)
-NOT_REGISTERED_RETRY_S = 60.0
+NOT_REGISTERED_RETRY_S = 5.0  # a cheap look-up; a registration at start takes seconds
 LINK_TTL_S = 2.0
 _RESULTS = {t.value.lower(): t for t in CommandResultType}
 
