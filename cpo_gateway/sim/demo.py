@@ -267,6 +267,7 @@ async def _story_two_partners(
         await ber.meter_values(1, tx_oioi, oioi_wh)
         await ber.meter_values(2, tx_ocpi, ocpi_wh)
         await _settle(tl, 0.6)  # the eMSP gets a Session PATCH at most every update_interval_s
+    await ocpi.patched(ocpi_session)  # shown before the stop (which would supersede it)
     sent_at = tl.emp_request("session-stop")
     status, body = await client.session_stop(OIOI_EVSE, EVCO, session_id)
     tl.emp_call("session-stop", {"session-id": str(session_id)[:8]}, status, body, sent_at)

@@ -87,8 +87,8 @@ class DemoEmsp:
         reg = self.emsp.registration
         assert reg is not None
         self._tl.note(
-            f"the gateway registered with the eMSP using its token A: link {state.value}; "
-            f"the eMSP learned {len(reg.endpoints)} endpoints ({', '.join(sorted(reg.endpoints))})"
+            f"the gateway registered with the eMSP (its token A): link {state.value}, "
+            f"{len(reg.endpoints)} endpoints exchanged"
         )
         self.seen["link"] = state.value
         return state
@@ -151,6 +151,17 @@ class DemoEmsp:
 
         await _until(found, f"the Session PUT for {evse_uid}")
         return found() or ""
+
+    async def patched(self, session_id: str) -> None:
+        """Wait for a Session PATCH of `session_id` (the charging update the gateway owes)."""
+
+        def found() -> bool:
+            return any(
+                r.module == "sessions" and r.method == "PATCH" and r.path.endswith(session_id)
+                for r in self.emsp.received
+            )
+
+        await _until(found, f"a Session PATCH of {session_id[:8]}")
 
     async def cdr(self, session_id: str) -> dict[str, Any]:
         await _until(lambda: session_id in self.emsp.cdrs, f"the CDR of {session_id[:8]}")
