@@ -165,6 +165,34 @@ async def test_the_demo_shows_requests_from_outside_and_keeps_its_chargers() -> 
         ):
             listed = await resp.json()
         assert resp.status == 200 and [v["version"] for v in listed["data"]] == ["2.2.1"]
+        # The START_SESSION curl, sent as printed: ACCEPTED, the charger is asked, and the
+        # CommandResult reaches the eMSP and the timeline.
+        start = re.search(
+            r"curl -s -X POST -H '(Authorization: Token \S+)' "
+            r"-H 'Content-Type: application/json' -d '(.+)' (\S+)",
+            text,
+        )
+        assert start is not None, text[-1200:]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                start.group(3),
+                data=start.group(2),
+                headers={
+                    "Authorization": start.group(1).split(": ", 1)[1],
+                    "Content-Type": "application/json",
+                },
+            ) as resp,
+        ):
+            command = await resp.json()
+        assert command["data"]["result"] == "ACCEPTED", command
+        for _ in range(250):
+            if "CommandResult START_SESSION ACCEPTED" in out.getvalue()[len(text) :]:
+                break
+            await asyncio.sleep(0.02)
+        tail = out.getvalue()[len(text) :]
+        assert "gw -> eMSP CommandResult START_SESSION ACCEPTED" in tail
+        assert 'gw -> CP-HH-001 RemoteStartTransaction {"idTag":"0A1B2C3D","connectorId":2}' in tail
         # The console's URL and a login that works.
         console = re.search(r"Console: (\S+)  \(log in as 'demo' with the token (\S+)\)", text)
         assert console is not None, text[-800:]

@@ -160,9 +160,7 @@ async def play(
                     tl.flush()
                     if keep_running:
                         out.write(_curl_help(client, oioi_url, ocpp_url, cfg.gateway.database))
-                        out.write(
-                            f"OCPI versions, as the eMSP calls them:\n  {ocpi.curl_versions()}\n"
-                        )
+                        out.write(ocpi.help_text())
                         out.write(_console_help(gateway, Path(tmp)))
                         out.flush()
                         await stop.wait()

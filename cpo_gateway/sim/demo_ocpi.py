@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -171,10 +173,40 @@ class DemoEmsp:
     def count(self, module: str, method: str) -> int:
         return sum(1 for r in self.emsp.received if r.module == module and r.method == method)
 
+    def help_text(self) -> str:
+        """What the user can send as the eMSP once the story has played."""
+        return (
+            f"\nOCPI, as the eMSP: the gateway's versions\n  {self.curl_versions()}\n"
+            "START_SESSION on DE*CPO*E3001*2 (its CommandResult shows above when it arrives):\n"
+            f"  {self.curl_start('DE-HH-HAFEN-01', 'DE*CPO*E3001*2')}\n"
+        )
+
     def curl_versions(self) -> str:
         """A curl for the gateway's OCPI versions, with the token the eMSP calls it with."""
         reg = self.emsp.registration
         if reg is None:
             return ""
-        auth = base64.b64encode(reg.token_theirs.encode()).decode()
-        return f"curl -H 'Authorization: Token {auth}' {reg.versions_url}"
+        return f"curl -H 'Authorization: Token {self._auth()}' {reg.versions_url}"
+
+    def curl_start(self, location_id: str, evse_uid: str) -> str:
+        """A curl for START_SESSION as the eMSP: the CommandResult goes to the eMSP's
+        receiver (and shows on the timeline)."""
+        reg = self.emsp.registration
+        if reg is None:
+            return ""
+        body = {
+            "response_url": f"{self.emsp.base}/2.2.1/commands/START_SESSION/yours",
+            "token": token(),
+            "location_id": location_id,
+            "evse_uid": evse_uid,
+        }
+        return (
+            f"curl -s -X POST -H 'Authorization: Token {self._auth()}' "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))} "
+            f"{reg.endpoints['commands']}/START_SESSION"
+        )
+
+    def _auth(self) -> str:
+        reg = self.emsp.registration
+        assert reg is not None
+        return base64.b64encode(reg.token_theirs.encode()).decode()
