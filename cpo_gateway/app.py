@@ -204,8 +204,9 @@ class Gateway:
         self.ocpi_client: OcpiClient | None = None
         self._registering: list[asyncio.Task[Any]] = []
         built = ocpi_parts(config, self.store, lambda: self._ocpi_base_url())
-        self._loaded_at = datetime.now(UTC)  # when the stations file in force was read
-        ocpi_reads = StoreReads(self.store, config.catalogue, lambda: self._loaded_at)
+        # When the stations file in force was read: the last_updated of static OCPI data.
+        self.catalogue_loaded_at = datetime.fromtimestamp(clock(), UTC)
+        ocpi_reads = StoreReads(self.store, config.catalogue, lambda: self.catalogue_loaded_at)
         links: dict[str, EmpLink] = {"oioi": self.emp_clients}
         if built is not None and config.ocpi is not None:
             self.ocpi_client, registrar = built
@@ -280,7 +281,7 @@ class Gateway:
                 host=cfg.ocpi.host,
                 port=cfg.ocpi.port,
                 base_url=cfg.ocpi.base_url,
-                ours=Party(cfg.ocpi.country_code, cfg.ocpi.party_id),
+                ours=us,
                 max_body_bytes=cfg.ocpi.max_body_bytes,
                 limits=_listener_limits(cfg),
                 modules=modules,
@@ -451,7 +452,7 @@ class Gateway:
         if problems:
             log.error("config.reload_refused", path=str(self.config.path), problems=problems)
             return False
-        self._loaded_at = datetime.now(UTC)
+        self.catalogue_loaded_at = datetime.fromtimestamp(self.clock(), UTC)
         fixed = ("gateway", "ocpp", "oioi", "ocpi", "sessions", "outbox", "admin")
         kept = [name for name in fixed if getattr(new, name) != getattr(self.config, name)]
         if not await self._reload_keys(new):

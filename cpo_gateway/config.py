@@ -558,7 +558,7 @@ def _emp(t: Table, base: Path, env: Mapping[str, str]) -> EmpConfig:
         verify_timeout_s=t.number("verify_timeout_s", d.verify_timeout_s, lo=0.1, hi=30.0),
         request_timeout_s=t.number("request_timeout_s", d.request_timeout_s, lo=0.5, hi=300.0),
         concurrency=t.integer("concurrency", d.concurrency, lo=1, hi=64),
-        protocol=protocol or d.protocol,
+        protocol="oioi",
     )
     t.finish()
     return cfg

@@ -44,9 +44,9 @@ SCENARIOS = (
     "outbox",
     "schemas",
     "profile3",
+    "ocpi-registration",
     "ocpi-tokens",
     "ocpi-start",
-    "ocpi-registration",
     "upgrade",
 )
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
@@ -99,14 +99,14 @@ def plan(
             c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 4
         ),
         "profile3": lambda c: tls_scenarios.profile3(c, scaled(n or (50 if quick else 1_000), fds)),
-        "ocpi-start": lambda c: ocpi_command_scenarios.ocpi_start(
-            c, 20 if quick else 200, 500 if quick else 5_000
+        "ocpi-registration": lambda c: ocpi_scenarios.registration(
+            c, 5 if quick else 50, 200 if quick else 5_000
         ),
         "ocpi-tokens": lambda c: token_scenarios.ocpi_tokens(
             c, (n or 10_000,) if quick else (n or 1_000_000,)
         ),
-        "ocpi-registration": lambda c: ocpi_scenarios.registration(
-            c, 5 if quick else 50, 200 if quick else 5_000
+        "ocpi-start": lambda c: ocpi_command_scenarios.ocpi_start(
+            c, 20 if quick else 200, 500 if quick else 5_000
         ),
         "upgrade": lambda c: upgrade_scenarios.upgrade(
             c, (1_000,) if quick else (10_000, 100_000, 1_000_000)
