@@ -249,7 +249,9 @@ class Gateway:
             call_timings=self.exposition.ocpp_call_seconds,
             clock=clock,
             client_certs=_client_cert_policy(cfg),
-            certificates=CertificateService(chargers, self.store, _signer(cfg)),
+            certificates=CertificateService(
+                chargers, self.store, _signer(cfg), known=self.core.is_known_charger
+            ),
         )
         on_oioi = cfg.admin is None or cfg.admin.metrics_on_oioi
         self.oioi = OioiServer(

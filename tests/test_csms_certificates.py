@@ -292,3 +292,34 @@ async def test_a_2_0_1_charger_gets_a_certificate_and_its_events_are_stored(
     assert leaf.public_key() == cp.key.public_key()
     assert [e.type for e in events] == ["TamperDetectionActivated"]
     assert [c.status for c in issued] == ["accepted"]
+
+
+async def test_a_charger_not_in_the_stations_file_gets_no_certificate(
+    tmp_path: Path, emp: SandboxEmp
+) -> None:
+    """With allow_unknown_chargers a stranger connects (Pending, no credential); a certificate
+    signed for the id it chose would let it in as that charger once the operator adds it
+    with security_profile = 3."""
+    pki = SimPki(tmp_path / "pki", ORG)
+    stranger = "CP-NOT-YET-1"
+    cfg = config(tmp_path, emp, ocpp="allow_unknown_chargers = true", extra=tls_extra(pki))
+    async with running(cfg, emp) as h:
+        url = f"wss://127.0.0.1:{h.csms.port}{cfg.ocpp.path}/{stranger}"
+        async with connect(
+            url, subprotocols=[OCPP16], ssl=pki.client_context(), open_timeout=5
+        ) as ws:
+            cp = LibCharger(stranger, ws, stranger)
+            reader = asyncio.create_task(cp.start())
+            try:
+                boot = await cp.call(
+                    call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                )
+                answer = await cp.call(call.SignCertificate(csr=csr_for(cp.key, stranger)))
+            finally:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+        assert boot.status == "Pending"
+        assert answer.status == "Rejected"
+        assert cp.chains == []
+        issued = await h.store.db.all("SELECT * FROM issued_certificates")
+        assert issued == []

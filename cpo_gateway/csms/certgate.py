@@ -68,11 +68,20 @@ class ClientCertGate:
 
     def _forwarded_chain(self, request: Request) -> list[bytes]:
         """Leaf first, then the sub-CAs, from the headers a trusted proxy set."""
-        value = request.headers.get(self._cert_header)
+        value = _single(request, self._cert_header)
         if value is None:
             return []
         presented = parse_cert_chain(self._cert_header, value)
-        more = request.headers.get(self._chain_header)
+        more = _single(request, self._chain_header)
         if more is not None and more.strip():
             presented += parse_cert_chain(self._chain_header, more)
         return presented
+
+
+def _single(request: Request, name: str) -> str | None:
+    """Header `name`, or None when absent; CertHeaderError when sent more than once (a
+    charger's own beside the proxy's: which one the proxy vouches for is unknown)."""
+    values = request.headers.get_all(name)
+    if len(values) > 1:
+        raise CertHeaderError(f"{name}: sent {len(values)} times")
+    return values[0] if values else None

@@ -27,17 +27,25 @@ Address = Callable[[str, int], tuple[int, int]]
 DEFAULT_ITEMS = 100  # entries per SendLocalList when the charger does not say
 _LIST_VARIABLES = (cmd.ITEMS_PER_MESSAGE, cmd.BYTES_PER_MESSAGE, cmd.ENTRIES, cmd.ENABLED)
 # remoteStartId of a start the core did not number (an operator's): unique across restarts
-# without storing a counter (seconds since 2024 in the high part, a counter below), and
-# within the schema's integer. The core's remote starts carry their stored remote ref.
+# without storing a counter (seconds since 2024 in the high part, a counter below), within
+# the schema's integer, and never one of the core's: those are session rowids
+# (store/sessions.py claim_evse), far below OPERATOR_IDS_FROM, and a Started after a
+# reconnect is bound by the stored ref alone, so an operator's number equal to one would
+# give the operator's start that session's idTag, user and EMP.
 _EPOCH = 1_704_067_200
+# Remote starts a connection keeps bound by remoteStartId (the newest): a charger accepts
+# many it never begins (no car came); a core start older than these still binds by its ref.
+MAX_REMOTE_STARTS = 64
+OPERATOR_IDS_FROM = 1 << 30
+_SPAN_S = (2**31 - 1 - OPERATOR_IDS_FROM) // 1000  # about 12 days, then the numbers repeat
 
 
-def remote_start_ids() -> Callable[[], int]:
+def remote_start_ids(clock: Callable[[], float] = time.time) -> Callable[[], int]:
     counter = itertools.count()
-    base = (int(time.time()) - _EPOCH) % 2_000_000 * 1000
+    base = OPERATOR_IDS_FROM + (int(clock()) - _EPOCH) % _SPAN_S * 1000
 
     def next_id() -> int:
-        return (base + next(counter) % 1000) % 2_147_483_647 or 1
+        return base + next(counter) % 1000
 
     return next_id
 
@@ -59,7 +67,11 @@ class Commands201:
         evse = None if connector_id is None else self.address(cp, connector_id)[0]
         remote_id = remote_ref or self._next_remote_id()
         # The Started event names it; on another connection the core finds it by remote_ref.
-        conn.remote_starts[remote_id] = id_tag
+        starts = conn.remote_starts
+        starts.pop(remote_id, None)  # a number used again is the newest
+        starts[remote_id] = id_tag
+        while len(starts) > MAX_REMOTE_STARTS:
+            del starts[next(iter(starts))]  # the oldest (dicts keep insertion order)
         result = await self._registry.command(
             cp,
             "RequestStartTransaction",

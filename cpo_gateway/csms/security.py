@@ -34,16 +34,34 @@ class CertificateService:
         records: SecurityStore | None,
         signer: CertificateSigner | None,
         *,
+        known: Callable[[str], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`known`: whether a charge point id is in the stations file (the core's)."""
         self._registry = registry
+        self._known = known
         self._records = records
         self._signer = signer
         self._clock = clock
         self._to_send: dict[str, SignedCertificate] = {}
 
     async def accept_csr(self, charge_point_id: str, csr_pem: str) -> bool:
-        """Sign the CSR now; True (answer Accepted) when there is a chain to deliver."""
+        """Sign the CSR now; True (answer Accepted) when there is a chain to deliver.
+
+        Only for chargers of the stations file: one let in by allow_unknown_chargers has
+        shown no credential, and a certificate for the id it chose would let it in as that
+        charger once the operator adds it with security_profile = 3."""
+        if not self._known(charge_point_id):
+            log.warning(
+                "security.csr_rejected",
+                charge_point_id=charge_point_id,
+                reason="not a charger of the stations file",
+            )
+            self._registry.certificate_outcome(
+                charge_point_id,
+                CommandResult(CommandStatus.REJECTED, "not a charger of the stations file"),
+            )
+            return False
         if self._signer is None:
             log.warning(
                 "security.csr_rejected",

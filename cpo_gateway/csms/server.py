@@ -272,7 +272,8 @@ class CsmsServer:
             return None if refused is None else self._cert_refused(conn, cp_id, source, refused)
         stored = await self._core.password_hash(cp_id)
         if profile >= 1 or stored:
-            header = request.headers.get("Authorization")
+            sent = request.headers.get_all("Authorization")
+            header = sent[0] if len(sent) == 1 else None  # twice: neither is believed
             # A credential verified before passes even while strangers fail for this id: no
             # failure limit may lock out the rightful charger (and this check costs no scrypt).
             if self._known_good(cp_id, header, stored):
@@ -287,7 +288,11 @@ class CsmsServer:
                 )
                 response.headers["Retry-After"] = "60"
                 return response
-            problem = await self._check_password(cp_id, header, stored)
+            problem = (
+                f"Authorization header sent {len(sent)} times"
+                if len(sent) > 1
+                else await self._check_password(cp_id, header, stored)
+            )
             if problem:
                 self.auth_failures += 1
                 self.limiter.failed(source, cp_id)
