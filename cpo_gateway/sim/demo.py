@@ -1,9 +1,13 @@
 """`cpo-gateway demo`: the whole story on loopback, no configuration needed.
 
-A gateway on free loopback ports with its database in a temporary directory, the sandbox
-EMP, and simulated chargers for the demo stations: three speak OCPP 1.6, one OCPP 2.0.1. It
-plays: stations pushed, statuses, a remote start with meter values and a remote stop ending
-in a CDR, the same on the 2.0.1 charger (RequestStartTransaction, TransactionEvents), a
+A gateway on free loopback ports with its database in a temporary directory, two roaming
+partners served at once (the sandbox OIOI EMP and the sandbox OCPI 2.2.1 eMSP, which the
+gateway registers with at start), and simulated chargers for the demo stations: three speak
+OCPP 1.6, one OCPP 2.0.1. It plays: stations and Locations pushed, statuses to both partners,
+the eMSP reading Locations and pushing a token, both partners starting a session on the same
+charger at the same time (OIOI session-start on one connector, OCPI START_SESSION on the
+other), meter values, stops ending in a CDR for each (the eMSP also gets its CommandResults and
+the Session PUT/PATCH), the same on the 2.0.1 charger (RequestStartTransaction, TransactionEvents), a
 whitelisted card charging while its charger is cut off, an unknown card refused by
 rfid-verify, and a charger that loses its connection and comes back. Then it keeps running with copy-paste curl
 commands until Ctrl-C.
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ocpp.exceptions import OCPPError
 
@@ -31,7 +35,10 @@ from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.charger.simulator import ChargerOffline, SimCharger
 from cpo_gateway.sim.charger201.simulator import SimCharger201
+from cpo_gateway.sim.demo_ocpi import DemoEmsp
+from cpo_gateway.sim.demo_ocpi import config as ocpi_config
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
+from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
 from cpo_gateway.sim.timeline import Timeline
 
 INBOUND_KEY = "demo-inbound-key-0001"
@@ -41,6 +48,9 @@ EVCO = "DE-8PS-C12345-6"
 CARD = "04523022AA4881"  # on the EMP's whitelist
 UNKNOWN_CARD = "DEADBEEF"  # unknown to the EMP: rfid-verify answers 191
 EVSE_201 = "DE*CPO*E4001*1"  # served by the OCPP 2.0.1 charger CP-KOE-201, EVSE 1
+OIOI_EVSE, OCPI_EVSE = "DE*CPO*E1001*1", "DE*CPO*E1001*2"  # both on CP-BER-001
+OCPI_LOCATION = "DE-BER-ALEX-01"
+OIOI_WH, OCPI_WH = (250, 520, 780), (300, 610, 900)  # the two sessions' meter readings
 DEMO_STATIONS = 4
 CONFIG = """
 [gateway]
@@ -70,6 +80,7 @@ offline_policy = "reject"
 
 [sessions]
 status_debounce_s = 0.3
+update_interval_s = 1.0
 
 [outbox]
 tick_s = 0.2
@@ -86,7 +97,7 @@ format = "console"
 CONSOLE_USER = "demo"
 
 
-def _write_config(directory: Path, emp_url: str) -> Path:
+def _write_config(directory: Path, emp_url: str, extra: str = "") -> Path:
     # A fresh login token per run: the console listens on loopback only, but a fixed token in
     # the source would be a known password all the same.
     (directory / "admin.token").write_text(secrets.token_urlsafe(18), encoding="utf-8")
@@ -100,7 +111,8 @@ def _write_config(directory: Path, emp_url: str) -> Path:
             outbound=OUTBOUND_KEY,
             inbound=INBOUND_KEY,
             partner=PARTNER,
-        ),
+        )
+        + extra,
         encoding="utf-8",
     )
     return path
@@ -113,15 +125,16 @@ async def _settle(tl: Timeline, seconds: float = 0.6) -> None:
 
 async def play(
     out: TextIO, *, keep_running: bool, stop: asyncio.Event | None = None
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Run the story; returns counters the tests check. Blocks until `stop` if keep_running."""
     stop = stop or asyncio.Event()
     logs.configure("warning", "console", sys.stderr)
     with tempfile.TemporaryDirectory(prefix="cpo-gateway-demo-") as tmp:
-        async with SandboxEmp(
-            api_key=OUTBOUND_KEY, verify_codes={UNKNOWN_CARD.rjust(8, "0"): 191}
-        ) as emp:
-            cfg = load_config(_write_config(Path(tmp), emp.url), {})
+        async with (
+            SandboxEmp(api_key=OUTBOUND_KEY, verify_codes={UNKNOWN_CARD.rjust(8, "0"): 191}) as emp,
+            SandboxEmsp() as emsp,
+        ):
+            cfg = load_config(_write_config(Path(tmp), emp.url, ocpi_config(emsp)), {})
             gateway = Gateway(cfg)
             await gateway.start()
             assert gateway.csms is not None and gateway.oioi is not None
@@ -134,7 +147,8 @@ async def play(
             cps = DemoChargers(ber, muc, hh, koe)
             chargers = cps.all()
             oioi = gateway.oioi
-            tl = Timeline(out, emp, chargers, inbound=lambda: oioi.requests)
+            tl = Timeline(out, emp, chargers, inbound=lambda: oioi.requests, emsp=emsp)
+            ocpi = DemoEmsp(emsp, gateway, tl)
             tl.header()
             follower = asyncio.create_task(tl.follow(), name="demo-timeline")
             # Like real chargers, the demo's heartbeat: without it the gateway closes them as
@@ -142,16 +156,17 @@ async def play(
             beats = asyncio.create_task(heartbeats(chargers), name="demo-heartbeats")
             try:
                 async with EmpClient(oioi_url, INBOUND_KEY) as client:
-                    await _story(tl, emp, client, cps)
+                    await _story(tl, emp, client, cps, ocpi)
                     tl.flush()
                     if keep_running:
                         out.write(_curl_help(client, oioi_url, ocpp_url, cfg.gateway.database))
+                        out.write(ocpi.help_text())
                         out.write(_console_help(gateway, Path(tmp)))
                         out.flush()
                         await stop.wait()
                         tl.flush()
                     else:
-                        out.write(_the_end(emp))
+                        out.write(_the_end(emp, ocpi))
                         out.flush()
             finally:
                 for task in (follower, beats):
@@ -166,6 +181,13 @@ async def play(
                 "cdrs": len(emp.cdrs),
                 "statuses": len(emp.calls("connector-post-status")),
                 "verify": len(emp.calls("rfid-verify")),
+                "ocpi": dict(ocpi.seen),
+                "ocpi_locations_put": ocpi.count("locations", "PUT"),
+                "ocpi_status_patches": ocpi.count("locations", "PATCH"),
+                "ocpi_session_puts": ocpi.count("sessions", "PUT"),
+                "ocpi_session_patches": ocpi.count("sessions", "PATCH"),
+                "ocpi_cdrs": dict(emsp.cdrs),
+                "ocpi_emsp_registered": emsp.registration is not None,
             }
 
 
@@ -182,14 +204,22 @@ class DemoChargers:
         return [self.ber, self.muc, self.hh, self.koe]
 
 
-async def _story(tl: Timeline, emp: SandboxEmp, client: EmpClient, cps: DemoChargers) -> None:
-    ber, koe = cps.ber, cps.koe
-    tl.chapter("1. The gateway starts and pushes the station catalogue (station-post)")
+async def _story(
+    tl: Timeline, emp: SandboxEmp, client: EmpClient, cps: DemoChargers, ocpi: DemoEmsp
+) -> None:
+    koe = cps.koe
+    tl.chapter(
+        "1. The gateway starts: station-post to the OIOI EMP; it registers with the OCPI eMSP "
+        "(credentials, token A) and PUTs its Locations"
+    )
     await emp.wait_for(lambda: len(emp.stations) == DEMO_STATIONS, timeout=10)
+    await ocpi.registered()
+    await emp.wait_for(lambda: ocpi.count("locations", "PUT") >= DEMO_STATIONS, timeout=10)
     await _settle(tl, 0.2)
 
     tl.chapter(
-        "2. Chargers connect and report their connectors (StatusNotification -> connector-post-status)"
+        "2. Chargers connect and report their connectors (StatusNotification -> "
+        "connector-post-status and EVSE status PATCH)"
     )
     for cp in cps.all():
         await cp.connect()
@@ -205,25 +235,50 @@ async def _story(tl: Timeline, emp: SandboxEmp, client: EmpClient, cps: DemoChar
     status, body = await client.rfid_post(PARTNER, [CARD, "12345678"])
     tl.emp_call("rfid-post", {"rfids": 2}, status, body, sent_at)
     await _settle(tl, 1.0)
-
-    tl.chapter("4. Remote start from the EMP, charging with meter values, remote stop, CDR")
-    sent_at = tl.emp_request("session-start")
-    status, body = await client.session_start("DE*CPO*E1001*1", EVCO)
-    start = {"connector-id": "DE*CPO*E1001*1", "evco-id": EVCO}
-    tl.emp_call("session-start", start, status, body, sent_at)
-    session_id = body.get("session-start", {}).get("session-id")
-    await emp.wait_for(lambda: ber.transaction_id(1) is not None, timeout=10)
-    tx_id = ber.transaction_id(1) or 0
-    for wh in (250, 520, 780):  # seconds of charging: more would be held for review
-        await ber.meter_values(1, tx_id, wh)
-    await _settle(tl, 0.3)
-    sent_at = tl.emp_request("session-stop")
-    status, body = await client.session_stop("DE*CPO*E1001*1", EVCO, session_id)
-    tl.emp_call("session-stop", {"session-id": str(session_id)[:8]}, status, body, sent_at)
-    await emp.wait_for(lambda: session_id in emp.cdrs, timeout=10)
-    await _settle(tl, 0.8)
+    await _story_two_partners(tl, emp, client, cps.ber, ocpi)
     await _story201(tl, emp, client, koe)
     await _story_offline(tl, emp, cps)
+
+
+async def _story_two_partners(
+    tl: Timeline, emp: SandboxEmp, client: EmpClient, ber: SimCharger, ocpi: DemoEmsp
+) -> None:
+    tl.chapter(
+        "4. Two partners on CP-BER-001 at once: the OCPI eMSP reads Locations and pushes a "
+        "token; the OIOI EMP starts on connector 1, the eMSP (START_SESSION) on connector 2"
+    )
+    await ocpi.read_locations()
+    await ocpi.push_token()
+    await _settle(tl, 0.5)
+    sent_at = tl.emp_request("session-start")
+    status, body = await client.session_start(OIOI_EVSE, EVCO)
+    start = {"connector-id": OIOI_EVSE, "evco-id": EVCO}
+    tl.emp_call("session-start", start, status, body, sent_at)
+    session_id = body.get("session-start", {}).get("session-id")
+    await ocpi.start(OCPI_LOCATION, OCPI_EVSE, ref="start")
+    await emp.wait_for(lambda: ber.transaction_id(1) is not None, timeout=10)
+    await emp.wait_for(lambda: ber.transaction_id(2) is not None, timeout=10)
+    await ocpi.result("start")
+    ocpi_session = await ocpi.session_id(OCPI_EVSE)
+    tx_oioi, tx_ocpi = ber.transaction_id(1) or 0, ber.transaction_id(2) or 0
+    for oioi_wh, ocpi_wh in zip(OIOI_WH, OCPI_WH, strict=True):
+        await ber.meter_values(1, tx_oioi, oioi_wh)
+        await ber.meter_values(2, tx_ocpi, ocpi_wh)
+        await _settle(tl, 0.6)  # the eMSP gets a Session PATCH at most every update_interval_s
+    await ocpi.patched(ocpi_session)  # shown before the stop (which would supersede it)
+    sent_at = tl.emp_request("session-stop")
+    status, body = await client.session_stop(OIOI_EVSE, EVCO, session_id)
+    tl.emp_call("session-stop", {"session-id": str(session_id)[:8]}, status, body, sent_at)
+    await emp.wait_for(lambda: session_id in emp.cdrs, timeout=10)
+    await ocpi.stop(ocpi_session, ref="stop")
+    await ocpi.result("stop")
+    cdr = await ocpi.cdr(ocpi_session)
+    await _settle(tl, 0.8)
+    tl.note(
+        f"the eMSP's CDR {ocpi_session[:8]}: {cdr.get('total_energy')} kWh for token "
+        f"{cdr.get('cdr_token', {}).get('uid')}; the OIOI EMP's: "
+        f"{emp.cdrs[session_id].get('energy-consumed')} kWh"
+    )
 
 
 async def _story201(tl: Timeline, emp: SandboxEmp, client: EmpClient, koe: SimCharger201) -> None:
@@ -296,11 +351,15 @@ async def heartbeats(
                     await cp.heartbeat()
 
 
-def _the_end(emp: SandboxEmp) -> str:
+def _the_end(emp: SandboxEmp, ocpi: DemoEmsp) -> str:
     return (
         f"\n== Done: the EMP received {len(emp.stations)} stations, {len(emp.cdrs)} CDRs and "
-        f"{len(emp.calls('connector-post-status'))} status updates. Run scripts/demo without "
-        "--once to keep the gateway running and send it requests yourself.\n"
+        f"{len(emp.calls('connector-post-status'))} status updates; the OCPI eMSP "
+        f"({ocpi.seen.get('link')}) received {ocpi.count('locations', 'PUT')} Locations, "
+        f"{len(ocpi.emsp.cdrs)} CDR(s), {ocpi.count('locations', 'PATCH')} EVSE status updates and "
+        f"{ocpi.count('sessions', 'PUT') + ocpi.count('sessions', 'PATCH')} session updates. "
+        "Run scripts/demo without --once to keep the gateway running and send it requests "
+        "yourself.\n"
     )
 
 

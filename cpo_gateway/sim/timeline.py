@@ -1,8 +1,9 @@
-"""A readable timeline of both protocols side by side: OIOI on the left, OCPP on the right.
+"""A readable timeline of both sides: the EMPs (OIOI and OCPI) on the left, OCPP on the right.
 
 Events come from several places (the sandbox EMP's record of what the gateway sent it, each
 simulated charger's record of what it received and what its calls were answered, the demo's
-own requests, requests that reached the gateway from outside, such as a curl the user typed)
+own requests, requests that reached the gateway from outside, such as a curl the user typed,
+and the sandbox OCPI eMSP's record of what its receivers got)
 and are printed in the order they happened: each carries its wall-clock time and is held back
 briefly so that a late-reported earlier event still comes first. So a StopTransaction's answer
 stands before the session-post it caused, and an rfid-verify before the Authorize it decided.
@@ -19,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TextIO
 
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
+from cpo_gateway.sim.ocpi_emsp.sandbox import Received, SandboxEmsp
 
 WIDTH = 58
 HOLD_S = 0.3  # how long an event waits for earlier ones reported later
@@ -52,12 +54,16 @@ class Timeline:
         chargers: Sequence[RecordingCharger],
         *,
         inbound: Inbound | None = None,
+        emsp: SandboxEmsp | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`inbound`: the gateway's count of OIOI requests by (call, code), so requests that
-        did not come from the demo itself are shown too."""
+        did not come from the demo itself are shown too. `emsp`: an OCPI eMSP whose received
+        requests are shown beside the OIOI EMP's."""
         self._out = out
         self._emp = emp
+        self._emsp = emsp
+        self._seen_emsp = 0
         self._chargers = chargers
         self._inbound = inbound
         self._clock = clock
@@ -77,7 +83,8 @@ class Timeline:
 
     def header(self) -> None:
         self._out.write(
-            f"{'time':>8}  {'OIOI (EMP <-> gateway)':<{WIDTH}} | OCPP (gateway <-> chargers)\n"
+            f"{'time':>8}  {'OIOI EMP and OCPI eMSP <-> gateway':<{WIDTH}} | "
+            "OCPP (gateway <-> chargers)\n"
         )
         self._out.write("-" * (WIDTH + 11) + "+" + "-" * 50 + "\n")
 
@@ -107,6 +114,22 @@ class Timeline:
             f"EMP <- gw  HTTP {status} code {code} {_short(rest, 26) if rest else ''}",
         )
 
+    def now(self) -> float:
+        return self._clock()
+
+    def emsp_call(self, request: str, answer: dict[str, Any], sent_at: float) -> None:
+        """A request the demo sent to the gateway as the OCPI eMSP, and the envelope answered."""
+        data = answer.get("data")
+        shown = data.get("result") if isinstance(data, dict) and "result" in data else None
+        if shown is None and isinstance(data, list):
+            shown = f"{len(data)} objects"
+        self._line(sent_at, f"eMSP -> gw {request}")
+        self._line(
+            self._clock(),
+            f"eMSP <- gw HTTP {answer.get('_http_status')} {answer.get('status_code')} "
+            f"{shown or answer.get('status_message', '')}",
+        )
+
     def poll(self, *, hold_s: float = HOLD_S) -> None:
         """Collect what happened since the last poll; print what is older than `hold_s`."""
         self._collect()
@@ -129,6 +152,11 @@ class Timeline:
                 rec.received_at, f"gw <- EMP  HTTP {rec.answered_status} code {rec.answered_code}"
             )
         self._seen_emp = len(requests)
+        if self._emsp is not None:
+            received = self._emsp.received
+            for delivered in received[self._seen_emsp :]:
+                self._line(delivered.at, f"gw -> eMSP {_ocpi_summary(delivered)}")
+            self._seen_emsp = len(received)
         for cp in self._chargers:
             sent, got = self._seen.get(cp.charge_point_id, (0, 0))
             for (action, payload), at in zip(cp.received[got:], cp.received_at[got:], strict=True):
@@ -168,3 +196,22 @@ def _summary(call: str, inner: dict[str, Any]) -> str:
     if call == "rfid-verify":
         return str(inner.get("rfid"))
     return _short(inner, 30)
+
+
+def _ocpi_summary(got: Received) -> str:
+    """One request the eMSP's receivers got: the method, the object and what matters of it."""
+    body = got.body if isinstance(got.body, dict) else {}
+    tail = got.path.rsplit(f"/{got.module}/", 1)[-1]
+    if got.module == "locations" and got.method == "PATCH":
+        return f"PATCH EVSE {tail.rsplit('/', 1)[-1]} {body.get('status')}"
+    if got.module == "locations":
+        return f"PUT location {body.get('id')} ({len(body.get('evses', []))} EVSEs)"
+    if got.module == "sessions":
+        status = f" {body['status']}" if "status" in body else ""
+        return f"{got.method} session {tail.rsplit('/', 1)[-1][:8]}{status} {body.get('kwh')} kWh"
+    if got.module == "cdrs":
+        token = body.get("cdr_token", {}).get("uid")
+        return f"POST cdr {str(body.get('id'))[:8]} {body.get('total_energy')} kWh {token}"
+    if got.module == "commands":
+        return f"CommandResult {tail.split('/', 1)[0]} {body.get('result')}"
+    return f"{got.method} {got.module} {_short(body, 30)}"
