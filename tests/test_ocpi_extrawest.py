@@ -198,7 +198,7 @@ class Emsp:
             every: list[dict[str, Any]] = await reply.json()
         return [r for r in every if module is None or r["module"] == module]
 
-    async def call(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
         auth = "Token " + base64.b64encode(self.token.encode()).decode()
         headers = {"Authorization": auth, "X-Request-ID": "xw-1", "X-Correlation-ID": "xw-1"}
         async with self.http.request(method, url, json=body, headers=headers) as reply:
@@ -300,6 +300,8 @@ async def test_the_whole_ocpi_story_beside_an_oioi_emp(tmp_path: Path, seeded_pe
             session = sessions[0]["data"]
             assert session["status"] == "ACTIVE"
             assert session["cdr_token"]["uid"].upper() == PULLED
+            # CdrToken.contract_id is the eMSP's contract (mod_cdrs 10.4.5), not the card uid
+            assert session["cdr_token"]["contract_id"].upper() == f"NL-XWE-C{PULLED}"
             session_id = session["id"]
 
             behind[0] = timedelta(0)
@@ -319,6 +321,12 @@ async def test_the_whole_ocpi_story_beside_an_oioi_emp(tmp_path: Path, seeded_pe
         cdr = cdrs[0]["data"]
         assert cdr["total_energy"] == pytest.approx(7.5)
         assert cdr["cdr_token"]["uid"].upper() == PULLED
+        assert cdr["cdr_token"]["contract_id"].upper() == f"NL-XWE-C{PULLED}"
+        # and our CDRs Sender (GET list) names the token as the push did
+        listed = await xw.call("GET", xw.ours["cdrs"], None)
+        assert [c["cdr_token"]["contract_id"].upper() for c in listed["data"]] == [
+            f"NL-XWE-C{PULLED}"
+        ]
         final = [w["data"] for w in await xw_writes(xw, "sessions", session_id)][-1]
         assert final["status"] == "COMPLETED" and final["kwh"] == pytest.approx(7.5)
         # the OIOI EMP got its own CDR, with its own energy
