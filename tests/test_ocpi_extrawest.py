@@ -213,6 +213,7 @@ class Emsp:
         )
 
 
+UPDATE_EVERY_S = "update_interval_s = 1.0"
 EXTRA = """
 [[emp]]
 name = "xw"
@@ -239,7 +240,8 @@ async def gateway_beside(
     extra = EXTRA.format(versions_url=peer.versions_url, token_a=TOKEN_A)
     sandbox = SandboxEmp(api_key=OUTBOUND_KEY, verify_codes={EVCO: 0})
     await sandbox.start()
-    cfg = load_config(write_config(tmp_path, emp_url=sandbox.url, extra=extra), {})
+    path = write_config(tmp_path, emp_url=sandbox.url, extra=extra, sessions=UPDATE_EVERY_S)
+    cfg = load_config(path, {})
     try:
         async with running_gateway(Gateway(cfg), sandbox) as gw, aiohttp.ClientSession() as http:
             xw = Emsp(peer, http)
@@ -309,6 +311,15 @@ async def test_the_whole_ocpi_story_beside_an_oioi_emp(tmp_path: Path, seeded_pe
             assert tx1 is not None and tx2 is not None
             await cp.meter_values(1, tx1, 7500)
             await cp.meter_values(2, tx2, 3000)
+            # the progress (a PATCH of kwh, at most one a second: update_interval_s) reaches
+            # its copy of the session while it charges; the charger reports until it has
+            for _ in range(100):
+                if await charging(xw, session_id, 7.5):
+                    break
+                await cp.meter_values(1, tx1, 7500)
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the Session PATCH never reached extrawest")
             stop = await xw.command("STOP_SESSION", {"session_id": session_id}, "stop-1")
             assert stop["data"]["result"] == "ACCEPTED", stop
             status, body = await oioi.session_stop(OIOI_EVSE, EVCO, oioi_session)
@@ -385,6 +396,16 @@ async def xw_writes(xw: Emsp, module: str, id: str | None = None) -> list[dict[s
     """What the eMSP's crud stored for `module` (and this object id), in order."""
     found = await xw.received(module)
     return [w for w in found if id is None or w["id"].lower() == id.lower()]
+
+
+async def charging(xw: Emsp, session_id: str, kwh: float) -> bool:
+    """Whether the eMSP's copy of the session is ACTIVE with this energy."""
+    writes = await xw_writes(xw, "sessions", session_id)
+    return (
+        bool(writes)
+        and writes[-1]["data"]["status"] == "ACTIVE"
+        and (writes[-1]["data"]["kwh"] == pytest.approx(kwh))
+    )
 
 
 async def evse_status(xw: Emsp, evse_uid: str, status: str) -> bool:
