@@ -23,6 +23,7 @@ from cpo_gateway.bridge.clock import parse_timestamp
 from cpo_gateway.ocpi.ports import stamp
 from cpo_gateway.ocpi.sessions import (
     DEFAULT_CURRENCY,
+    Known,
     NotRenderable,
     Sessions,
     auth_method,
@@ -43,10 +44,12 @@ def _hours(seconds: Decimal) -> float:
 class Cdrs:
     """Renders CDR payloads for one eMSP."""
 
-    def __init__(self, catalogue: Catalogue, us: Party, emsp: Party) -> None:
+    def __init__(
+        self, catalogue: Catalogue, us: Party, emsp: Party, known: Known | None = None
+    ) -> None:
         self._us = us
         self._emsp = emsp
-        self._sessions = Sessions(catalogue, us, emsp)
+        self._sessions = Sessions(catalogue, us, emsp, known)
 
     def cdr(self, payload: Mapping[str, Any], last_updated: datetime) -> dict[str, Any]:
         try:
@@ -75,7 +78,9 @@ class Cdrs:
             "start_date_time": ocpi_time(start, "session_interval.start"),
             "end_date_time": ocpi_time(stop, "session_interval.stop"),
             "session_id": cdr.session_id,
-            "cdr_token": token_of(cdr.user.kind.value, cdr.user.identifier, self._emsp).render(),
+            "cdr_token": token_of(
+                cdr.user.kind.value, cdr.user.identifier, self._emsp, self._sessions.known
+            ).render(),
             "auth_method": auth_method(payload.get("auth_path"), cdr.user.kind.value),
             "cdr_location": place.cdr_location(),
             "currency": tariff.currency if tariff else DEFAULT_CURRENCY,

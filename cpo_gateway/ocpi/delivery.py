@@ -116,6 +116,9 @@ class OcpiDeliverer:
             # Only a Location PUT tells EVSE statuses: a CDR or session row needs no read.
             await self._reads.evse_states(emp) if kind == Owed.STATION else _NO_STATES,
             self._business_name,
+            await self._reads.known_tokens(emp, [payload])
+            if kind in (Owed.SESSION, Owed.CDR)
+            else None,
         )
         try:
             push = render_push(ctx, kind, payload, self._clock())

@@ -8,14 +8,17 @@ tariffs.py, sessions.py, cdrs.py) take it and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.model import ConnectorState, EvseStatus
+from cpo_gateway.bridge.model import ConnectorState, EvseStatus, PartnerToken
 from cpo_gateway.bridge.ports import OutboxItem
+
+if TYPE_CHECKING:
+    from cpo_gateway.ocpi.sessions import TokenRef
 
 
 def stamp(moment: datetime) -> str:
@@ -63,6 +66,13 @@ class ObjectReads(Protocol):
         """Every CDR owed to `partner`, oldest first."""
         ...
 
+    async def known_tokens(
+        self, partner: str, payloads: Iterable[Mapping[str, Any]]
+    ) -> Mapping[str, TokenRef]:
+        """The partner's tokens behind the cards these session or CDR payloads name, by
+        normalised card UID."""
+        ...
+
 
 class OwedRows(Protocol):
     """What the store offers ObjectReads (store/ implements it; app.py passes the Store)."""
@@ -74,3 +84,7 @@ class OwedRows(Protocol):
     async def last_statuses(self) -> list[tuple[str, str, str, str]]: ...
 
     async def connector_states(self) -> dict[tuple[str, int], str | None]: ...
+
+    async def issued_token(self, partner: str, card_uid: str) -> PartnerToken | None:
+        """The partner's token a charger presents as this card UID (None: not listed)."""
+        ...

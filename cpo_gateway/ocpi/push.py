@@ -31,7 +31,7 @@ from cpo_gateway.bridge.station_sync import station_from_dict
 from cpo_gateway.ocpi.cdrs import Cdrs
 from cpo_gateway.ocpi.locations import Locations, evse_uid, status_patch
 from cpo_gateway.ocpi.ports import EvseState
-from cpo_gateway.ocpi.sessions import NotRenderable, Sessions
+from cpo_gateway.ocpi.sessions import Known, NotRenderable, Sessions
 from cpo_gateway.ocpi.transport import Party
 
 
@@ -51,6 +51,7 @@ class PushContext:
     loaded_at: datetime  # when the stations file in force was loaded
     states: Mapping[str, EvseState]  # EVSE statuses as this partner is told them
     business_name: str | None = None
+    known: Known | None = None  # the partner's tokens a session or CDR row may name
 
 
 def render_push(
@@ -95,7 +96,7 @@ def render_push(
             return Push("locations", "PATCH", path, status_patch(state, written))
         case Owed.SESSION:
             update = SessionUpdate.from_dict(dict(payload))
-            sessions = Sessions(ctx.catalogue, ctx.us, ctx.emsp)
+            sessions = Sessions(ctx.catalogue, ctx.us, ctx.emsp, ctx.known)
             path = f"{base}/{update.session_id}"
             if update.phase is SessionPhase.CHARGING and not whole:
                 return Push("sessions", "PATCH", path, sessions.patch(update))
@@ -103,6 +104,6 @@ def render_push(
         case Owed.CDR:
             if not (payload.get("session_interval") or {}).get("stop"):
                 return None
-            body = Cdrs(ctx.catalogue, ctx.us, ctx.emsp).cdr(payload, written)
+            body = Cdrs(ctx.catalogue, ctx.us, ctx.emsp, ctx.known).cdr(payload, written)
             return Push("cdrs", "POST", "", body)
     return None

@@ -8,13 +8,15 @@ session of the partner; delivered ones count until the outbox prunes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus
 from cpo_gateway.bridge.owed import Owed as Kind
 from cpo_gateway.ocpi.ports import EvseState, Owed, OwedRows
+from cpo_gateway.ocpi.sessions import TokenRef, card_of, token_ref
 
 
 class StoreReads:
@@ -48,6 +50,17 @@ class StoreReads:
             )
             states[evse_id] = EvseState(EvseStatus(status), state)
         return states
+
+    async def known_tokens(
+        self, partner: str, payloads: Iterable[Mapping[str, Any]]
+    ) -> dict[str, TokenRef]:
+        """The partner's tokens behind the cards these session or CDR payloads name."""
+        known: dict[str, TokenRef] = {}
+        for card in {c for c in map(card_of, payloads) if c is not None}:
+            token = await self._rows.issued_token(partner, card)
+            if token is not None:
+                known[card] = token_ref(token)
+        return known
 
     async def sessions(self, partner: str) -> Sequence[Owed]:
         return await self._owed(partner, Kind.SESSION)

@@ -153,8 +153,10 @@ class SessionsApi(_Sender):
         router.add_get(prefix, self._list)
 
     async def _list(self, request: web.Request) -> web.Response:
-        render = Sessions(self._reads.catalogue, self._us, emsp_of(request))
-        owed = await self._reads.sessions(caller(request).partner)
+        partner = caller(request).partner
+        owed = await self._reads.sessions(partner)
+        known = await self._reads.known_tokens(partner, [o.payload for o in owed])
+        render = Sessions(self._reads.catalogue, self._us, emsp_of(request), known)
         return self._page(
             request,
             _rendered(
@@ -170,8 +172,10 @@ class CdrsApi(_Sender):
         router.add_get(prefix, self._list)
 
     async def _list(self, request: web.Request) -> web.Response:
-        render = Cdrs(self._reads.catalogue, self._us, emsp_of(request))
-        owed = await self._reads.cdrs(caller(request).partner)
+        partner = caller(request).partner
+        owed = await self._reads.cdrs(partner)
+        known = await self._reads.known_tokens(partner, [o.payload for o in owed])
+        render = Cdrs(self._reads.catalogue, self._us, emsp_of(request), known)
         return self._page(request, _rendered(owed, lambda o: render.cdr(o.payload, o.last_updated)))
 
 

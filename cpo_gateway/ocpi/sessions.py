@@ -3,8 +3,9 @@
 A SESSION row of the outbox becomes the Session object (the PUT body, and what GET lists)
 or, while the session charges, the PATCH body of what changes: `kwh`, `status`,
 `last_updated` (and `end_date_time` once it ended). The token is told as a CdrToken of the
-eMSP's party: a card (`rfid`) as RFID, a contract id or user name as APP_USER, the id
-itself standing in as contract_id when the partner's token is not known in more detail.
+eMSP's party: a card (`rfid`) as RFID, a contract id or user name as APP_USER. A card of a
+token the partner listed is told as that token (its uid, type and contract_id: CdrToken,
+mod_cdrs 10.4.5); otherwise the id itself stands in as contract_id.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.clock import parse_timestamp
-from cpo_gateway.bridge.model import AuthPath, UserKind
+from cpo_gateway.bridge.ids import try_normalise_uid
+from cpo_gateway.bridge.model import AuthPath, PartnerToken, UserKind
 from cpo_gateway.bridge.owed import SessionPhase, SessionUpdate
 from cpo_gateway.bridge.tariff import Tariff
 from cpo_gateway.ocpi.locations import Place, place_of
@@ -63,8 +65,31 @@ class TokenRef:
         }
 
 
-def token_of(user_kind: str, user_id: str, emsp: Party) -> TokenRef:
+# The partner's tokens, by the normalised card UID a charger presents for them.
+Known = Mapping[str, TokenRef]
+
+
+def token_ref(token: PartnerToken) -> TokenRef:
+    return TokenRef(Party(token.country, token.party), token.uid, token.kind, token.contract_id)
+
+
+def card_of(payload: Mapping[str, Any]) -> str | None:
+    """The normalised card UID a session or CDR payload names; None for other users."""
+    user = payload.get("user")
+    if isinstance(user, Mapping):  # a CDR
+        kind, identifier = user.get("kind"), user.get("identifier")
+    else:  # a session update
+        kind, identifier = payload.get("user_kind"), payload.get("user_id")
+    if kind != UserKind.RFID.value or not isinstance(identifier, str):
+        return None
+    return try_normalise_uid(identifier)
+
+
+def token_of(user_kind: str, user_id: str, emsp: Party, known: Known | None = None) -> TokenRef:
     kind = "RFID" if user_kind == UserKind.RFID.value else "APP_USER"
+    card = try_normalise_uid(user_id) if kind == "RFID" and known else None
+    if known and card is not None and card in known:
+        return known[card]
     return TokenRef(emsp, user_id, kind, user_id)
 
 
@@ -91,10 +116,13 @@ def seconds_between(start: str, stop: str | None) -> Decimal:
 class Sessions:
     """Renders session updates for one eMSP."""
 
-    def __init__(self, catalogue: Catalogue, us: Party, emsp: Party) -> None:
+    def __init__(
+        self, catalogue: Catalogue, us: Party, emsp: Party, known: Known | None = None
+    ) -> None:
         self._catalogue = catalogue
         self._us = us
         self._emsp = emsp
+        self.known = known
 
     def place(self, evse_id: str) -> Place:
         place = place_of(self._catalogue, evse_id)
@@ -122,7 +150,9 @@ class Sessions:
             body["end_date_time"] = ocpi_time(update.stop, "stop")
         body |= {
             "kwh": _kwh(update.energy_kwh),
-            "cdr_token": token_of(update.user_kind, update.user_id, self._emsp).render(),
+            "cdr_token": token_of(
+                update.user_kind, update.user_id, self._emsp, self.known
+            ).render(),
             "auth_method": auth_method((extra or {}).get("auth_path"), update.user_kind),
             "location_id": place.station.id,
             "evse_uid": place.evse_uid,

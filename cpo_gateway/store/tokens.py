@@ -168,6 +168,15 @@ class TokensRepo:
         )
         return None if row is None else (str(row[0]), str(row[1]))
 
+    async def issued_token(self, partner: str, card_uid: str) -> PartnerToken | None:
+        """The partner's token (in its list in force) a charger presents as `card_uid`."""
+        row = await self.db.one(
+            _SELECT_ISSUED + " WHERE t.card_uid = ? AND t.partner = ? "
+            "ORDER BY t.type = 'RFID' DESC LIMIT 1",
+            (card_uid, partner),
+        )
+        return None if row is None else _token(row)
+
     async def token_counts(self) -> dict[str, int]:
         rows = await self.db.all("SELECT partner, count FROM token_lists")
         return {str(r[0]): int(r[1]) for r in rows}
