@@ -368,20 +368,20 @@ async def test_its_token_pages_link_to_another_origin(tmp_path: Path, seeded_pee
         assert [listing.partner for listing in listed] == ["xw"]
 
 
-async def test_its_real_time_authorization_reads_as_no_answer(
+async def test_its_real_time_authorization_is_read_from_its_one_element_list(
     tmp_path: Path, seeded_peer: Peer
 ) -> None:
     """extrawest answers POST {tokens}/{uid}/authorize with `data` a list holding the
-    AuthorizationInfo; mod_tokens 12.2.2.2 answers one AuthorizationInfo. We read its answer
-    as no answer (UNREACHABLE), so the token's whitelist decides: NEVER refuses although
-    the eMSP said ALLOWED, ALLOWED_OFFLINE accepts."""
+    AuthorizationInfo, where mod_tokens 12.2.2.2 answers one AuthorizationInfo. A list of
+    exactly one is read as that one, so its ALLOWED decides: a NEVER token (always asked)
+    is accepted, as is an ALLOWED_OFFLINE one."""
     async with (
         gateway_beside(tmp_path, seeded_peer) as (gw, xw, _),
         gw.charger("CP-BER-001") as cp,
     ):
         await cp.connect()
         assert await until(lambda: authorized(cp, PULLED), "the pulled token") == "Accepted"
-        assert await cp.authorize(ASK_FIRST) == "Invalid"
+        assert await cp.authorize(ASK_FIRST) == "Accepted"
         assert await cp.authorize(KEPT_OFFLINE) == "Accepted"
         asked = {w["id"] for w in await xw.received("tokens") if w["op"] == "authorize"}
         assert asked == {ASK_FIRST.lower(), KEPT_OFFLINE.lower()}  # it was asked, both times

@@ -181,6 +181,9 @@ async def test_a_next_link_elsewhere_ends_the_pull(tmp_path: Path, emp: SandboxE
         (200, 1000, {"allowed": "NOT_ALLOWED"}, VerifyOutcome.NOT_ALLOWED),
         (200, 1000, {"allowed": "MAYBE"}, VerifyOutcome.UNREACHABLE),
         (200, 1000, None, VerifyOutcome.UNREACHABLE),
+        (200, 1000, [{"allowed": "BLOCKED"}], VerifyOutcome.BLOCKED),  # wrapped in a list of one
+        (200, 1000, [{"allowed": "ALLOWED"}] * 2, VerifyOutcome.UNREACHABLE),
+        (200, 1000, [], VerifyOutcome.UNREACHABLE),
         (404, 2004, None, VerifyOutcome.UNKNOWN),
         (200, 2004, None, VerifyOutcome.UNKNOWN),
         (200, 3000, None, VerifyOutcome.UNREACHABLE),

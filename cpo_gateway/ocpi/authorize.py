@@ -63,6 +63,10 @@ def outcome_of(http_status: int, status_code: int | None, data: object) -> Verif
         return VerifyOutcome.UNKNOWN
     if not (200 <= http_status <= 299) or status_code is None or status_code // 1000 != 1:
         return VerifyOutcome.UNREACHABLE
+    if isinstance(data, list) and len(data) == 1:
+        # AuthorizationInfo wrapped in a one-element list, as some eMSPs (extrawest-ocpi)
+        # answer: unambiguous, so read it; a longer list says nothing.
+        data = data[0]
     allowed = data.get("allowed") if isinstance(data, Mapping) else None
     return (
         ALLOWED.get(allowed, VerifyOutcome.UNREACHABLE)
