@@ -44,9 +44,9 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
     User,
 )
-from cpo_gateway.bridge.owed import CommandOutcome, Owed
+from cpo_gateway.bridge.owed import Owed
 from cpo_gateway.bridge.pending import PendingStarts
-from cpo_gateway.bridge.ports import ChargerControl, EmpLink, NewOutbox, TxRecord
+from cpo_gateway.bridge.ports import ChargerControl, EmpLink, TxRecord
 from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
 from cpo_gateway.bridge.settings import CoreSettings, Partner
@@ -350,17 +350,6 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         log.info("whitelist.replaced", emp=emp, new=new, total=total)
         self._spawn(self.local_list.push_all(), "locallist-push-all")
         return WhitelistReplaced(new, total)
-
-    async def owe_command_result(self, emp: str, outcome: CommandOutcome) -> bool:
-        """Queue a charger's final answer to an EMP's command, for an EMP whose terms want
-        command results (False, nothing queued: this EMP takes none)."""
-        partner = self.partners.get(emp)
-        if partner is None or not partner.owed(Owed.COMMAND_RESULT):
-            return False
-        row = NewOutbox(emp, Owed.COMMAND_RESULT, outcome.reference, outcome.to_dict())
-        await self.store.queue_owed([row], self._clock())
-        log.info("command.result_queued", emp=emp, reference=outcome.reference)
-        return True
 
     async def push_local_list(self, charge_point_id: str) -> CommandStatus | None:
         return await self.local_list.push(charge_point_id, fresh=True)
