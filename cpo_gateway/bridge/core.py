@@ -115,6 +115,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             store,
             catalogue,
             self._owed_to[Owed.EVSE_STATUS],
+            detailed=frozenset(p.name for p in partners if p.offline_detail),
             debounce_s=settings.sessions.status_debounce_s,
             offline_grace_s=settings.offline_grace_s,
             clock=clock,

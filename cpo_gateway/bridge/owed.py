@@ -7,7 +7,9 @@ its own calls and refuses kinds it does not carry. The payloads (all keys snake_
   numbering left out; "partner_identifier": str; "deleted": bool}
   (bridge/station_sync.py: station_payload / station_from_dict).
 - EVSE_STATUS, key = EVSE ID: {"evse_id": str, "status": an EvseStatus value,
-  "partner_identifier": str}. Coalesced: one pending row per partner and EVSE, rewritten
+  "reported": the ConnectorState value the charger last reported behind it, before the
+  partner-facing mapping (a fault first; None when none is known; absent in rows written
+  before it was carried), "partner_identifier": str}. Coalesced: one pending row per partner and EVSE, rewritten
   in place by a newer status.
 - SESSION, key = session id: a SessionUpdate as a dict (below). Coalesced like statuses:
   one pending row per partner and session, the newest state of the session.

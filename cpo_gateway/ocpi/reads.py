@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus
 from cpo_gateway.bridge.owed import Owed as Kind
+from cpo_gateway.bridge.status import reported_state
 from cpo_gateway.ocpi.ports import EvseState, Owed, OwedRows
 
 
@@ -41,10 +42,9 @@ class StoreReads:
             seen = [
                 reported.get((c.charge_point, c.connector)) for c in self._catalogue.evse(evse_id)
             ]
-            # The most telling state behind a shared EVSE: a fault before a switch-off.
-            state = next(
-                (ConnectorState(s) for s in seen if s == ConnectorState.FAULTED),
-                next((ConnectorState(s) for s in seen if s in set(ConnectorState)), None),
+            # The same state behind a shared EVSE as the pushed status carries.
+            state = reported_state(
+                ConnectorState(s) if s in set(ConnectorState) else None for s in seen
             )
             states[evse_id] = EvseState(EvseStatus(status), state)
         return states
