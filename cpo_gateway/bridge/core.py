@@ -53,6 +53,7 @@ from cpo_gateway.bridge.settings import CoreSettings, Partner
 from cpo_gateway.bridge.station_sync import changed_connectors, sync_stations
 from cpo_gateway.bridge.status import StatusTracker
 from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.tariff_sync import sync_tariffs
 from cpo_gateway.bridge.tokens import Listings, TokenBook
 from cpo_gateway.bridge.transactions import Charging
 
@@ -199,6 +200,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         await self.status.load()
         await self.remote.restore()
         await sync_stations(self.store, self.catalogue, self._owed_to[Owed.STATION], self._clock)
+        await sync_tariffs(self.store, self.catalogue, self._owed_to[Owed.TARIFF], self._clock)
 
     async def reload_catalogue(self, catalogue: Catalogue) -> list[str]:
         """Adopt a new stations file and queue station data for what changed (new, changed,
@@ -215,6 +217,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         self.catalogue.adopt(catalogue)
         self.status.catalogue_changed()
         await sync_stations(self.store, self.catalogue, self._owed_to[Owed.STATION], self._clock)
+        await sync_tariffs(self.store, self.catalogue, self._owed_to[Owed.TARIFF], self._clock)
         return []
 
     # --- the charger side ----------------------------------------------------------------------

@@ -16,6 +16,9 @@ its own calls and refuses kinds it does not carry. The payloads (all keys snake_
 - CDR, key = session id: a Cdr as a dict (bridge/cdr.py: cdr_to_dict / cdr_from_dict). The
   session id is the CDR's stable id: a retry or a replay carries the same one, so a
   partner that keys on it never bills twice.
+- TARIFF, key = tariff id: {"tariff_id": str, "deleted": bool}, queued when a [[tariff]]
+  table of the stations file is new, changed or removed (bridge/tariff_sync.py). The file is
+  the tariff's record: an adapter renders the tariff in force when it delivers the row.
 - COMMAND_RESULT, key = the gateway's own id of the command (unique: a partner may name two
   commands alike): a CommandOutcome as a dict (below), what a charger finally answered to a
   command the partner sent, for partners that take the answer apart from their request.
@@ -38,6 +41,7 @@ class Owed(StrEnum):
     SESSION = "session-update"
     CDR = "cdr"
     COMMAND_RESULT = "command-result"
+    TARIFF = "tariff"
 
 
 # Kinds of which only the newest pending row per (partner, key) is worth sending.

@@ -13,6 +13,9 @@ path below the partner's endpoint of that module, and the body.
   when a receiver refuses a PATCH of an object it does not know).
 - CDR: POST {cdrs}, the whole CDR. A CDR of a session not ended (the optional one at the
   start) has no OCPI form: None, nothing to send.
+- TARIFF: PUT {tariffs}/{cc}/{pid}/{tariff_id}, the tariff as the stations file in force
+  has it (None when the file no longer has it: its removal row follows); a removed tariff
+  is DELETE {tariffs}/{cc}/{pid}/{tariff_id}.
 
 {cc}/{pid} are ours (the CPO's): the receiver stores our objects under our party.
 """
@@ -30,17 +33,18 @@ from cpo_gateway.bridge.owed import Owed, SessionPhase, SessionUpdate
 from cpo_gateway.bridge.station_sync import station_from_dict
 from cpo_gateway.ocpi.cdrs import Cdrs
 from cpo_gateway.ocpi.locations import Locations, evse_uid, status_patch
-from cpo_gateway.ocpi.ports import EvseState
+from cpo_gateway.ocpi.ports import EvseState, stamp
 from cpo_gateway.ocpi.sessions import NotRenderable, Sessions
+from cpo_gateway.ocpi.tariffs import render_tariff
 from cpo_gateway.ocpi.transport import Party
 
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    module: str  # the partner's endpoint: locations, sessions, cdrs
+    module: str  # the partner's endpoint: locations, sessions, cdrs, tariffs
     method: str
     path: str  # below the endpoint's URL ("" for the endpoint itself)
-    body: dict[str, Any]
+    body: dict[str, Any]  # a DELETE's is empty and not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,4 +109,14 @@ def render_push(
                 return None
             body = Cdrs(ctx.catalogue, ctx.us, ctx.emsp).cdr(payload, written)
             return Push("cdrs", "POST", "", body)
+        case Owed.TARIFF:
+            tariff_id = str(payload["tariff_id"])
+            if payload.get("deleted"):
+                return Push("tariffs", "DELETE", f"{base}/{tariff_id}", {})
+            tariff = ctx.catalogue.tariff(tariff_id)
+            if tariff is None:
+                return None  # removed from the file since: its own removal row follows
+            cc, pid = ctx.us.country_code, ctx.us.party_id
+            body = render_tariff(tariff, cc, pid, stamp(ctx.loaded_at))
+            return Push("tariffs", "PUT", f"{base}/{tariff_id}", body)
     return None
