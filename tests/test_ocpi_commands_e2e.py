@@ -134,6 +134,7 @@ async def test_start_charge_stop_and_the_cdr_with_its_energy(
         await until(lambda: received(emsp, "sessions", "PUT"), "the Session PUT")
         session = received(emsp, "sessions", "PUT")[0].body
         assert session["status"] == "ACTIVE" and session["cdr_token"]["uid"] == CARD
+        assert session["auth_method"] == "COMMAND"  # a remote start, whatever the token
         session_id = session["id"]
         assert received(emsp, "sessions", "PUT")[0].path.endswith(f"/DE/CPO/{session_id}")
 
@@ -149,6 +150,7 @@ async def test_start_charge_stop_and_the_cdr_with_its_energy(
     cdr = emsp.cdrs[session_id]
     assert cdr["total_energy"] == pytest.approx(7.5)
     assert cdr["cdr_token"]["uid"] == CARD
+    assert cdr["auth_method"] == "COMMAND"
     assert len(received(emsp, "cdrs", "POST")) == 1
     final = [r.body for r in received(emsp, "sessions", "PUT")][-1]
     assert final["status"] == "COMPLETED" and final["kwh"] == pytest.approx(7.5)

@@ -62,7 +62,8 @@ class SessionUpdate:
 
     `energy_kwh` is the energy delivered so far (None before the first reading); `start` and
     `stop` are RFC 3339 (stop None while it runs); `updated_at` is when the gateway wrote
-    it (RFC 3339, our clock)."""
+    it (RFC 3339, our clock); `auth_path` how the driver was authorized (an AuthPath value,
+    None when not recorded); `charge_point`/`connector` the charger's connector serving it."""
 
     session_id: str
     evse_id: str
@@ -74,6 +75,9 @@ class SessionUpdate:
     updated_at: str
     stop: str | None = None
     energy_kwh: float | None = None
+    auth_path: str | None = None
+    charge_point: str | None = None
+    connector: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +85,7 @@ class SessionUpdate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionUpdate:
         energy = data.get("energy_kwh")
+        auth, cp, connector = data.get("auth_path"), data.get("charge_point"), data.get("connector")
         return cls(
             session_id=str(data["session_id"]),
             evse_id=str(data["evse_id"]),
@@ -92,6 +97,9 @@ class SessionUpdate:
             updated_at=str(data["updated_at"]),
             stop=None if data.get("stop") is None else str(data["stop"]),
             energy_kwh=float(energy) if isinstance(energy, int | float) else None,
+            auth_path=None if auth is None else str(auth),
+            charge_point=None if cp is None else str(cp),
+            connector=connector if isinstance(connector, int) else None,
         )
 
 

@@ -32,7 +32,7 @@ from cpo_gateway.ocpi.commands import CommandResultType, command_result
 from cpo_gateway.ocpi.ports import EvseState, ObjectReads
 from cpo_gateway.ocpi.push import Push, PushContext, render_push
 from cpo_gateway.ocpi.registration import endpoints_of, parties_of
-from cpo_gateway.ocpi.sessions import NotRenderable
+from cpo_gateway.ocpi.sessions import NotRenderable, card_of
 from cpo_gateway.ocpi.transport import Party
 
 log = logs.get(__name__)
@@ -115,6 +115,7 @@ class OcpiDeliverer:
             # Only a Location PUT tells EVSE statuses: a CDR or session row needs no read.
             await self._reads.evse_states(emp) if kind == Owed.STATION else _NO_STATES,
             self._business_name,
+            await self._reads.known_tokens(emp, card_of(kind, payload)),
         )
         try:
             push = render_push(ctx, kind, payload, self._clock())

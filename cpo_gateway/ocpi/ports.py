@@ -8,7 +8,7 @@ tariffs.py, sessions.py, cdrs.py) take it and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -43,6 +43,18 @@ class Owed:
     last_updated: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class KnownToken:
+    """A partner's token as it gave it to us (the Tokens module): what a session or CDR
+    names the driver by, rather than guessing from the card's uid."""
+
+    country_code: str
+    party_id: str
+    uid: str
+    type: str
+    contract_id: str
+
+
 class ObjectReads(Protocol):
     @property
     def catalogue(self) -> Catalogue: ...
@@ -63,6 +75,12 @@ class ObjectReads(Protocol):
         """Every CDR owed to `partner`, oldest first."""
         ...
 
+    async def known_tokens(
+        self, partner: str, user_ids: Collection[str]
+    ) -> Mapping[str, KnownToken]:
+        """The tokens `partner` gave us for these cards (by card uid); unknown ones left out."""
+        ...
+
 
 class OwedRows(Protocol):
     """What the store offers ObjectReads (store/ implements it; app.py passes the Store)."""
@@ -74,3 +92,8 @@ class OwedRows(Protocol):
     async def last_statuses(self) -> list[tuple[str, str, str, str]]: ...
 
     async def connector_states(self) -> dict[tuple[str, int], str | None]: ...
+
+    async def card_token(self, partner: str, card_uid: str) -> tuple[str, ...] | None:
+        """(country_code, party_id, uid, type, contract_id) of the partner's token for the
+        card, in its list in force; None when it gave none."""
+        ...

@@ -33,7 +33,7 @@ from cpo_gateway.bridge.owed import Owed, SessionPhase, SessionUpdate
 from cpo_gateway.bridge.station_sync import station_from_dict
 from cpo_gateway.ocpi.cdrs import Cdrs
 from cpo_gateway.ocpi.locations import Locations, evse_uid, status_patch
-from cpo_gateway.ocpi.ports import EvseState, stamp
+from cpo_gateway.ocpi.ports import EvseState, KnownToken, stamp
 from cpo_gateway.ocpi.sessions import NotRenderable, Sessions
 from cpo_gateway.ocpi.tariffs import render_tariff
 from cpo_gateway.ocpi.transport import Party
@@ -55,6 +55,7 @@ class PushContext:
     loaded_at: datetime  # when the stations file in force was loaded
     states: Mapping[str, EvseState]  # EVSE statuses as this partner is told them
     business_name: str | None = None
+    tokens: Mapping[str, KnownToken] | None = None  # the partner's tokens of the row's card
 
 
 def render_push(
@@ -99,7 +100,7 @@ def render_push(
             return Push("locations", "PATCH", path, status_patch(state, written))
         case Owed.SESSION:
             update = SessionUpdate.from_dict(dict(payload))
-            sessions = Sessions(ctx.catalogue, ctx.us, ctx.emsp)
+            sessions = Sessions(ctx.catalogue, ctx.us, ctx.emsp, ctx.tokens)
             path = f"{base}/{update.session_id}"
             if update.phase is SessionPhase.CHARGING and not whole:
                 return Push("sessions", "PATCH", path, sessions.patch(update))
@@ -107,7 +108,7 @@ def render_push(
         case Owed.CDR:
             if not (payload.get("session_interval") or {}).get("stop"):
                 return None
-            body = Cdrs(ctx.catalogue, ctx.us, ctx.emsp).cdr(payload, written)
+            body = Cdrs(ctx.catalogue, ctx.us, ctx.emsp, ctx.tokens).cdr(payload, written)
             return Push("cdrs", "POST", "", body)
         case Owed.TARIFF:
             tariff_id = str(payload["tariff_id"])

@@ -8,14 +8,14 @@ session of the partner; delivered ones count until the outbox prunes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus
 from cpo_gateway.bridge.owed import Owed as Kind
 from cpo_gateway.bridge.status import reported_state
-from cpo_gateway.ocpi.ports import EvseState, Owed, OwedRows
+from cpo_gateway.ocpi.ports import EvseState, KnownToken, Owed, OwedRows
 
 
 class StoreReads:
@@ -48,6 +48,16 @@ class StoreReads:
             )
             states[evse_id] = EvseState(EvseStatus(status), state)
         return states
+
+    async def known_tokens(
+        self, partner: str, user_ids: Collection[str]
+    ) -> Mapping[str, KnownToken]:
+        known = {}
+        for user_id in set(user_ids):
+            row = await self._rows.card_token(partner, user_id)
+            if row is not None and len(row) == 5:
+                known[user_id] = KnownToken(*row)
+        return known
 
     async def sessions(self, partner: str) -> Sequence[Owed]:
         return await self._owed(partner, Kind.SESSION)
