@@ -92,7 +92,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
-    """(EMPs of a protocol this build does not serve, and stations whose connectors differ
+    """(EMPs of a protocol this build does not serve, stations that cannot be OCPI
+    Locations when OCPI partners are configured, and stations whose connectors differ
     from what an EMP that forbids it already has; chargers anyone may connect as: security
     profile 0 and no password in the database)."""
     from cpo_gateway.partners import partner_terms, unserved
@@ -101,6 +102,10 @@ async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
         f"{cfg.path}: [[emp]] {name}: no adapter in this build serves that protocol"
         for name in unserved(cfg.emps)
     ]
+    if cfg.ocpi_emps:
+        from cpo_gateway.ocpi.locations import ocpi_problems
+
+        problems.extend(f"{cfg.gateway.stations_file}: {p}" for p in ocpi_problems(cfg.catalogue))
     cat = cfg.catalogue
     unprotected = [
         cp

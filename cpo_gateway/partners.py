@@ -30,6 +30,7 @@ class Terms:
 
     wants: frozenset[Owed]
     fixed_connectors: bool
+    offline_detail: bool = False  # an Offline EVSE is told a fault from a switch-off
 
 
 # OIOI carries station data, EVSE statuses and CDRs (one call each) and forbids changing the
@@ -37,7 +38,7 @@ class Terms:
 # and asynchronous command results, and lets a location's EVSEs change.
 TERMS: dict[str, Terms] = {
     "oioi": Terms(oioi_client.CARRIED, fixed_connectors=True),
-    "ocpi": Terms(frozenset(Owed), fixed_connectors=False),
+    "ocpi": Terms(frozenset(Owed), fixed_connectors=False, offline_detail=True),
 }
 
 
@@ -58,6 +59,7 @@ def partner_terms(emp: EmpConfig) -> Partner:
         concurrency=emp.concurrency,
         wants=terms.wants,
         fixed_connectors=terms.fixed_connectors,
+        offline_detail=terms.offline_detail,
     )
 
 

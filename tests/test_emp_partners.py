@@ -21,7 +21,7 @@ import pytest
 
 from cpo_gateway.app import Gateway, StartupError
 from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutcome
-from cpo_gateway.bridge.owed import CommandOutcome, Owed, SessionPhase, SessionUpdate
+from cpo_gateway.bridge.owed import Owed, SessionPhase, SessionUpdate
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.oioi.client import EmpClients, Endpoint, NotCarried, render
 from cpo_gateway.partners import EmpRouter, partner_terms, unserved
@@ -236,24 +236,6 @@ async def test_a_following_partner_gets_start_rate_limited_progress_and_end_in_c
     assert oioi_updates == []
     assert cdr["session_id"] not in emp.cdrs
     assert {k for e, k, _ in recorder.delivered if e != "roam"} == set()
-
-
-async def test_a_command_result_is_queued_only_for_a_partner_that_takes_them(
-    tmp_path: Path, emp: SandboxEmp
-) -> None:
-    cfg = with_ocpi_roam(write_config(tmp_path, emps=_emps(emp.url)))
-    recorder = Recorder()
-    outcome = CommandOutcome("ref-7", "start", "accepted", session_id="s-9")
-    async with running_gateway(Gateway(cfg, adapters={"ocpi": recorder}), emp) as h:
-        assert await h.gateway.core.owe_command_result("roam", outcome)
-        assert not await h.gateway.core.owe_command_result("sandbox", outcome)
-        await _settled(recorder, lambda: bool(recorder.of(Owed.COMMAND_RESULT)))
-        kinds = await h.store.db.all(
-            "SELECT emp, kind, key FROM outbox WHERE kind = ?", (Owed.COMMAND_RESULT,)
-        )
-    assert [tuple(r) for r in kinds] == [("roam", "command-result", "ref-7")]
-    (delivered,) = recorder.of(Owed.COMMAND_RESULT)
-    assert CommandOutcome.from_dict(delivered) == outcome
 
 
 async def test_a_held_cdr_withholds_the_session_end_until_it_is_released(

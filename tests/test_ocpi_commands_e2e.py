@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -133,6 +134,7 @@ async def test_start_charge_stop_and_the_cdr_with_its_energy(
         await until(lambda: received(emsp, "sessions", "PUT"), "the Session PUT")
         session = received(emsp, "sessions", "PUT")[0].body
         assert session["status"] == "ACTIVE" and session["cdr_token"]["uid"] == CARD
+        assert session["auth_method"] == "COMMAND"  # a remote start, whatever the token
         session_id = session["id"]
         assert received(emsp, "sessions", "PUT")[0].path.endswith(f"/DE/CPO/{session_id}")
 
@@ -148,6 +150,7 @@ async def test_start_charge_stop_and_the_cdr_with_its_energy(
     cdr = emsp.cdrs[session_id]
     assert cdr["total_energy"] == pytest.approx(7.5)
     assert cdr["cdr_token"]["uid"] == CARD
+    assert cdr["auth_method"] == "COMMAND"
     assert len(received(emsp, "cdrs", "POST")) == 1
     final = [r.body for r in received(emsp, "sessions", "PUT")][-1]
     assert final["status"] == "COMPLETED" and final["kwh"] == pytest.approx(7.5)
@@ -353,3 +356,42 @@ async def test_a_charger_that_refuses_gets_rejected_and_the_session_fails(
     assert "rejected" in result["message"][0]["text"]
     (session,) = await gw.store.list_sessions(limit=5)
     assert session.emp == "emsp" and session.state.value == "failed"
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "http://127.0.0.1:{other}/ocpi/emsp/2.2.1/commands/START_SESSION/r",  # another port
+        "http://localhost:{port}/ocpi/emsp/2.2.1/commands/START_SESSION/r",  # another name
+        "https://127.0.0.1/ocpi/emsp/2.2.1/commands/START_SESSION/r",  # port 443
+        "http://127.0.0.2:{port}/x",
+    ],
+)
+async def test_a_response_url_off_the_partners_registered_hosts_is_refused(
+    gw: Harness, emsp: SandboxEmsp, elsewhere: str
+) -> None:
+    from urllib.parse import urlsplit
+
+    reg = emsp.registration
+    assert reg is not None
+    port = urlsplit(emsp.versions_url).port
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        other = spare.getsockname()[1]
+    url = elsewhere.format(port=port, other=other)
+    async with gw.charger("CP-BER-001") as cp:
+        await cp.connect()
+        body = {"response_url": url, **start_body()}
+        answer = await emsp.send(
+            "POST", f"{reg.endpoints['commands']}/START_SESSION", reg.token_theirs, body
+        )
+        assert answer["status_code"] == 2001, answer
+        assert answer["status_message"].startswith("response_url:")
+        assert f"127.0.0.1:{port}" in answer["status_message"]  # what it may use instead
+        # Nothing was done: the charger was asked nothing, no result is owed.
+        assert [a for a, _ in cp.received if a == "RemoteStartTransaction"] == []
+        rows = await gw.store.list_outbox(limit=500)
+        assert [r for r in rows if r.kind == "command-result"] == []
+        # Its own host is fine (the same command, answered as usual).
+        ok = await emsp.command("START_SESSION", start_body(), ref="own-host")
+        assert ok["status_code"] == 1000 and ok["data"]["result"] == "ACCEPTED", ok

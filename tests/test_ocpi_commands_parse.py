@@ -185,3 +185,23 @@ def test_near_valid_bodies_parse_or_name_a_field(
         assert named.split(".")[0] in {*FIELD_NAMES, "body"}
     else:
         assert parsed.response_url == body["response_url"]
+
+
+@given(st.text(max_size=80), st.sampled_from(["http", "https"]), st.integers(1, 65535))
+@settings(max_examples=200, deadline=None)
+def test_a_response_url_origin_is_its_host_and_port_or_nothing(
+    junk: str, scheme: str, port: int
+) -> None:
+    from cpo_gateway.bridge.links import LinkState, PartnerLink
+    from cpo_gateway.ocpi.commands_api import origin, registered_origins
+
+    link = PartnerLink("p", LinkState.REGISTERED, peer_url=f"{scheme}://127.0.0.1:{port}/v")
+    assert registered_origins(link) == {("127.0.0.1", port)}
+    # Whatever text a partner sends, the origin is read without raising.
+    assert origin(junk) is None or origin(junk)[1] in range(0, 65536)  # type: ignore[index]
+    assert origin(f"{scheme}://127.0.0.1:{port}/r/{junk}") == ("127.0.0.1", port)
+    assert origin(f"ftp://127.0.0.1:{port}/{junk}") is None
+    assert origin(f"{scheme}://evil.example/?u=127.0.0.1:{port}") == (
+        "evil.example",
+        443 if scheme == "https" else 80,
+    )

@@ -189,11 +189,26 @@ async def test_a_patch_the_receiver_refuses_becomes_a_put_of_the_whole_object(ri
 
 
 async def test_tariffs_are_put_to_the_partners_tariffs_receiver(rig: Rig) -> None:
-    assert [d.status for d in await rig.deliverer.push_tariffs("emsp")] == [DeliveryStatus.RETRY]
+    def owed(tariff_id: str, deleted: bool = False) -> dict[str, object]:
+        return {"tariff_id": tariff_id, "deleted": deleted}
+
+    assert (await rig.deliverer.deliver("emsp", Owed.TARIFF, owed("AC"))).status is (
+        DeliveryStatus.RETRY
+    )
     await rig.registrar.register("emsp")
-    deliveries = await rig.deliverer.push_tariffs("emsp")
-    assert [d.status for d in deliveries] == [DeliveryStatus.DELIVERED] * 2
+    for tariff_id in ("AC", "DC"):
+        delivery = await rig.deliverer.deliver("emsp", Owed.TARIFF, owed(tariff_id))
+        assert delivery.status is DeliveryStatus.DELIVERED
+    # A tariff removed from the file is deleted; one the file no longer has is not PUT.
+    gone = await rig.deliverer.deliver("emsp", Owed.TARIFF, owed("OLD", deleted=True))
+    assert gone.status is DeliveryStatus.DELIVERED
+    stale = await rig.deliverer.deliver("emsp", Owed.TARIFF, owed("OLD"))
+    assert stale.status is DeliveryStatus.DELIVERED and "nothing owed" in stale.detail
     got = [(r.method, r.path.split("/2.2.1/", 1)[1]) for r in rig.emsp.received]
-    assert got == [("PUT", "tariffs/DE/CPO/AC"), ("PUT", "tariffs/DE/CPO/DC")]
-    for r in rig.emsp.received:
+    assert got == [
+        ("PUT", "tariffs/DE/CPO/AC"),
+        ("PUT", "tariffs/DE/CPO/DC"),
+        ("DELETE", "tariffs/DE/CPO/OLD"),
+    ]
+    for r in rig.emsp.received[:2]:
         validate("Tariff", r.body)

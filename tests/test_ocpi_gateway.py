@@ -19,7 +19,7 @@ from cpo_gateway.cli import main
 from cpo_gateway.config import ConfigError, load_config
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
-from tests.conftest import Harness, running_gateway, write_config
+from tests.conftest import EXAMPLE_STATIONS, Harness, running_gateway, write_config
 
 
 class Taken:
@@ -293,3 +293,23 @@ def test_check_config_shows_the_ocpi_listener(
     out = capsys.readouterr().out
     assert code == 0 and "OCPI:       http://127.0.0.1:0/ocpi/cpo/versions as DE*CPO" in out
     assert "0 partner(s)" in out
+
+
+def test_check_config_names_a_station_that_cannot_be_an_ocpi_location(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long_id = "DE-" + "X" * 40
+    stations = tmp_path / "long-id.toml"
+    stations.write_text(EXAMPLE_STATIONS.read_text().replace("DE-MUC-MAX-01", long_id))
+    path = write_config(tmp_path, extra=OCPI_TABLE + _ocpi_emps(None), stations=stations)
+    saved = structlog.get_config()
+    try:
+        code = main(["check-config", "-c", str(path)])
+        err = capsys.readouterr().err
+        # The same file with no OCPI partner: OCPI's limits are not its business.
+        alone = main(["check-config", "-c", str(write_config(tmp_path, stations=stations))])
+    finally:
+        structlog.configure(**saved)
+    assert code == 78 and alone == 0, err
+    assert "stations.toml: station[1].id: expected at most 36 ASCII characters" in err
+    assert long_id in err

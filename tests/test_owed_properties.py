@@ -41,5 +41,5 @@ def test_a_command_outcome_reads_back_as_written(outcome: CommandOutcome) -> Non
 
 def test_the_kinds_are_distinct_and_the_coalesced_ones_are_kinds() -> None:
     values = [k.value for k in Owed]
-    assert len(set(values)) == len(values) == 5
+    assert len(set(values)) == len(values) == 6
     assert set(COALESCED) == {Owed.EVSE_STATUS, Owed.SESSION}

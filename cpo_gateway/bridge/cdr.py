@@ -41,6 +41,9 @@ def build_cdr(tx: TxRecord, session: SessionRecord, evse_id: str, partner: str) 
         partner_identifier=partner,
         charging_interval=charging,
         energy_kwh=energy,
+        auth_path=session.auth_path,
+        charge_point=tx.charge_point,
+        connector=tx.connector,
     )
 
 
@@ -118,6 +121,7 @@ def cdr_from_dict(data: dict[str, object]) -> Cdr:
     si = data["session_interval"]
     ci = data.get("charging_interval")
     energy = data.get("energy_kwh")
+    auth, cp, connector = data.get("auth_path"), data.get("charge_point"), data.get("connector")
     assert isinstance(user, dict) and isinstance(si, dict)
     return Cdr(
         session_id=str(data["session_id"]),
@@ -127,6 +131,9 @@ def cdr_from_dict(data: dict[str, object]) -> Cdr:
         partner_identifier=str(data["partner_identifier"]),
         charging_interval=Interval(ci["start"], ci.get("stop")) if isinstance(ci, dict) else None,
         energy_kwh=float(energy) if isinstance(energy, int | float) else None,
+        auth_path=str(auth) if auth is not None else None,
+        charge_point=str(cp) if cp is not None else None,
+        connector=connector if isinstance(connector, int) else None,
     )
 
 
@@ -158,4 +165,7 @@ def build_session_update(
         updated_at=rfc3339(now),
         stop=to_rfc3339(tx.stopped_at) if phase is SessionPhase.ENDED else None,
         energy_kwh=energy,
+        auth_path=session.auth_path,
+        charge_point=tx.charge_point,
+        connector=tx.connector,
     )

@@ -44,15 +44,16 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
     User,
 )
-from cpo_gateway.bridge.owed import CommandOutcome, Owed
+from cpo_gateway.bridge.owed import Owed
 from cpo_gateway.bridge.pending import PendingStarts
-from cpo_gateway.bridge.ports import ChargerControl, EmpLink, NewOutbox, TxRecord
+from cpo_gateway.bridge.ports import ChargerControl, EmpLink, TxRecord
 from cpo_gateway.bridge.reconcile import CloseResult, Reconciler
 from cpo_gateway.bridge.remote import Remote
 from cpo_gateway.bridge.settings import CoreSettings, Partner
 from cpo_gateway.bridge.station_sync import changed_connectors, sync_stations
 from cpo_gateway.bridge.status import StatusTracker
 from cpo_gateway.bridge.storage import StorePort
+from cpo_gateway.bridge.tariff_sync import sync_tariffs
 from cpo_gateway.bridge.tokens import Listings, TokenBook
 from cpo_gateway.bridge.transactions import Charging
 
@@ -115,6 +116,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             store,
             catalogue,
             self._owed_to[Owed.EVSE_STATUS],
+            detailed=frozenset(p.name for p in partners if p.offline_detail),
             debounce_s=settings.sessions.status_debounce_s,
             offline_grace_s=settings.offline_grace_s,
             clock=clock,
@@ -198,6 +200,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         await self.status.load()
         await self.remote.restore()
         await sync_stations(self.store, self.catalogue, self._owed_to[Owed.STATION], self._clock)
+        await sync_tariffs(self.store, self.catalogue, self._owed_to[Owed.TARIFF], self._clock)
 
     async def reload_catalogue(self, catalogue: Catalogue) -> list[str]:
         """Adopt a new stations file and queue station data for what changed (new, changed,
@@ -214,6 +217,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         self.catalogue.adopt(catalogue)
         self.status.catalogue_changed()
         await sync_stations(self.store, self.catalogue, self._owed_to[Owed.STATION], self._clock)
+        await sync_tariffs(self.store, self.catalogue, self._owed_to[Owed.TARIFF], self._clock)
         return []
 
     # --- the charger side ----------------------------------------------------------------------
@@ -350,17 +354,6 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         log.info("whitelist.replaced", emp=emp, new=new, total=total)
         self._spawn(self.local_list.push_all(), "locallist-push-all")
         return WhitelistReplaced(new, total)
-
-    async def owe_command_result(self, emp: str, outcome: CommandOutcome) -> bool:
-        """Queue a charger's final answer to an EMP's command, for an EMP whose terms want
-        command results (False, nothing queued: this EMP takes none)."""
-        partner = self.partners.get(emp)
-        if partner is None or not partner.owed(Owed.COMMAND_RESULT):
-            return False
-        row = NewOutbox(emp, Owed.COMMAND_RESULT, outcome.reference, outcome.to_dict())
-        await self.store.queue_owed([row], self._clock())
-        log.info("command.result_queued", emp=emp, reference=outcome.reference)
-        return True
 
     async def push_local_list(self, charge_point_id: str) -> CommandStatus | None:
         return await self.local_list.push(charge_point_id, fresh=True)

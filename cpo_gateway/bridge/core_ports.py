@@ -36,7 +36,6 @@ from cpo_gateway.bridge.model import (
     TransactionStop,
     User,
 )
-from cpo_gateway.bridge.owed import CommandOutcome
 from cpo_gateway.bridge.ports import TxRecord
 from cpo_gateway.bridge.reconcile import CloseResult
 
@@ -121,11 +120,6 @@ class EmpSide(Protocol):
 
     async def set_whitelist(self, emp: str, uids: Sequence[str]) -> WhitelistReplaced:
         """Replace the EMP's whole whitelist (then pushed to the chargers)."""
-        ...
-
-    async def owe_command_result(self, emp: str, outcome: CommandOutcome) -> bool:
-        """Queue what a charger finally answered to the EMP's command (False: the EMP's
-        terms take no command results)."""
         ...
 
 

@@ -277,6 +277,11 @@ class Cdr:
     partner_identifier: str
     charging_interval: Interval | None = None
     energy_kwh: float | None = None
+    # How the driver was authorized (an AuthPath value; None when not recorded), and the
+    # charger and its connector that served the session (which connector of the EVSE).
+    auth_path: str | None = None
+    charge_point: str | None = None
+    connector: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

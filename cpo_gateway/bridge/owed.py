@@ -7,13 +7,18 @@ its own calls and refuses kinds it does not carry. The payloads (all keys snake_
   numbering left out; "partner_identifier": str; "deleted": bool}
   (bridge/station_sync.py: station_payload / station_from_dict).
 - EVSE_STATUS, key = EVSE ID: {"evse_id": str, "status": an EvseStatus value,
-  "partner_identifier": str}. Coalesced: one pending row per partner and EVSE, rewritten
+  "reported": the ConnectorState value the charger last reported behind it, before the
+  partner-facing mapping (a fault first; None when none is known; absent in rows written
+  before it was carried), "partner_identifier": str}. Coalesced: one pending row per partner and EVSE, rewritten
   in place by a newer status.
 - SESSION, key = session id: a SessionUpdate as a dict (below). Coalesced like statuses:
   one pending row per partner and session, the newest state of the session.
 - CDR, key = session id: a Cdr as a dict (bridge/cdr.py: cdr_to_dict / cdr_from_dict). The
   session id is the CDR's stable id: a retry or a replay carries the same one, so a
   partner that keys on it never bills twice.
+- TARIFF, key = tariff id: {"tariff_id": str, "deleted": bool}, queued when a [[tariff]]
+  table of the stations file is new, changed or removed (bridge/tariff_sync.py). The file is
+  the tariff's record: an adapter renders the tariff in force when it delivers the row.
 - COMMAND_RESULT, key = the gateway's own id of the command (unique: a partner may name two
   commands alike): a CommandOutcome as a dict (below), what a charger finally answered to a
   command the partner sent, for partners that take the answer apart from their request.
@@ -36,6 +41,7 @@ class Owed(StrEnum):
     SESSION = "session-update"
     CDR = "cdr"
     COMMAND_RESULT = "command-result"
+    TARIFF = "tariff"
 
 
 # Kinds of which only the newest pending row per (partner, key) is worth sending.
@@ -56,7 +62,8 @@ class SessionUpdate:
 
     `energy_kwh` is the energy delivered so far (None before the first reading); `start` and
     `stop` are RFC 3339 (stop None while it runs); `updated_at` is when the gateway wrote
-    it (RFC 3339, our clock)."""
+    it (RFC 3339, our clock); `auth_path` how the driver was authorized (an AuthPath value,
+    None when not recorded); `charge_point`/`connector` the charger's connector serving it."""
 
     session_id: str
     evse_id: str
@@ -68,6 +75,9 @@ class SessionUpdate:
     updated_at: str
     stop: str | None = None
     energy_kwh: float | None = None
+    auth_path: str | None = None
+    charge_point: str | None = None
+    connector: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +85,7 @@ class SessionUpdate:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionUpdate:
         energy = data.get("energy_kwh")
+        auth, cp, connector = data.get("auth_path"), data.get("charge_point"), data.get("connector")
         return cls(
             session_id=str(data["session_id"]),
             evse_id=str(data["evse_id"]),
@@ -86,6 +97,9 @@ class SessionUpdate:
             updated_at=str(data["updated_at"]),
             stop=None if data.get("stop") is None else str(data["stop"]),
             energy_kwh=float(energy) if isinstance(energy, int | float) else None,
+            auth_path=None if auth is None else str(auth),
+            charge_point=None if cp is None else str(cp),
+            connector=connector if isinstance(connector, int) else None,
         )
 
 

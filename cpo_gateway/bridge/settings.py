@@ -63,7 +63,8 @@ class Partner:
     `wants`: the kinds of message the core queues for it (nothing else is ever queued for
     it). `online_authorization`: whether it is asked about unknown tokens while a driver
     waits. `fixed_connectors`: a station it has received keeps its connectors (a change
-    means deleting the station and adding it again under a new id). The composition root
+    means deleting the station and adding it again under a new id). `offline_detail`: see
+    below. The composition root
     derives the terms from the partner's protocol."""
 
     name: str
@@ -74,6 +75,9 @@ class Partner:
     concurrency: int
     wants: frozenset[Owed]
     fixed_connectors: bool
+    # It is told why an Offline EVSE is offline (a fault or a switch-off): a change between
+    # the two alone is owed to it (to no other partner: their status did not change).
+    offline_detail: bool = False
 
     def owed(self, kind: Owed) -> bool:
         return kind in self.wants

@@ -30,7 +30,7 @@ transaction ends) the reported state shows again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.catalogue import Catalogue, Connector
@@ -85,6 +85,16 @@ def aggregate(statuses: list[EvseStatus]) -> EvseStatus:
     return EvseStatus.UNKNOWN
 
 
+def reported_state(states: Iterable[ConnectorState | None]) -> ConnectorState | None:
+    """The charger's state behind an EVSE, before the partner-facing mapping: of the
+    connectors sharing it, a fault first (it tells a broken EVSE from a switched-off
+    one), else the first state known."""
+    known = [s for s in states if s is not None]
+    if ConnectorState.FAULTED in known:
+        return ConnectorState.FAULTED
+    return known[0] if known else None
+
+
 class StatusTracker:
     def __init__(
         self,
@@ -92,6 +102,7 @@ class StatusTracker:
         catalogue: Catalogue,
         partners: Mapping[str, str],  # EMP name -> partner identifier
         *,
+        detailed: frozenset[str] = frozenset(),  # EMPs told a fault from a switch-off
         debounce_s: float,
         offline_grace_s: float,
         clock: Callable[[], float],
@@ -100,6 +111,7 @@ class StatusTracker:
         self._store = store
         self._catalogue = catalogue
         self._partners = partners
+        self._detailed = detailed
         self._debounce_s = debounce_s
         self._grace_s = offline_grace_s
         self._clock = clock
@@ -107,6 +119,8 @@ class StatusTracker:
         self._connected: set[str] = set()
         self._offline_since: dict[str, float] = {}
         self._posted: dict[str, EvseStatus] = {}
+        # The reported state behind each posted status, since this process started.
+        self._posted_reported: dict[str, ConnectorState | None] = {}
         self._dirty: dict[str, float] = {}  # EVSE ID -> when it may be flushed
         self._evidence = evidence or Evidence(catalogue, clock)
         self._boots: dict[str, float] = {}  # charger -> its last boot, gateway clock
@@ -272,6 +286,11 @@ class StatusTracker:
     def current(self, evse_id: str) -> EvseStatus:
         return aggregate([self._connector_status(c) for c in self._catalogue.evse(evse_id)])
 
+    def reported(self, evse_id: str) -> ConnectorState | None:
+        """The charger's last state behind the EVSE (see reported_state)."""
+        conns = self._catalogue.evse(evse_id)
+        return reported_state(self._states.get((c.charge_point, c.connector)) for c in conns)
+
     async def flush(self, *, force: bool = False) -> int:
         """Queue the EVSE status owed for EVSEs whose debounced status changed."""
         now = self._clock()
@@ -284,18 +303,35 @@ class StatusTracker:
             if not self._catalogue.evse(evse):
                 continue  # removed from the stations file by a reload
             self._recheck_held(evse)
-            status = self.current(evse)
-            if not force and self._posted.get(evse) is status:
+            status, reported = self.current(evse), self.reported(evse)
+            owed_to = self._owed_status(evse, status, reported, force)
+            if owed_to is None:
                 continue
             rows = [
-                NewOutbox(emp, STATUS_KIND, evse, _update(evse, status, partner))
-                for emp, partner in self._partners.items()
+                NewOutbox(emp, STATUS_KIND, evse, _update(evse, status, reported, partner))
+                for emp, partner in owed_to.items()
             ]
             await self._store.set_evse_status(evse, status.value, rows, now)
             self._posted[evse] = status
+            self._posted_reported[evse] = reported
             queued += 1
             log.info("status.changed", evse_id=evse, status=status.value)
         return queued
+
+    def _owed_status(
+        self, evse: str, status: EvseStatus, reported: ConnectorState | None, force: bool
+    ) -> Mapping[str, str] | None:
+        """Who is owed the EVSE's status now: everyone when it changed (or when forced);
+        when only the state behind an Offline EVSE changed (switched off to faulted, or
+        back), the partners told the two apart; None when nothing changed."""
+        if force or self._posted.get(evse) is not status:
+            return self._partners
+        if (
+            status is EvseStatus.OFFLINE
+            and self._posted_reported.get(evse, reported) is not reported
+        ):
+            return {e: p for e, p in self._partners.items() if e in self._detailed}
+        return None
 
     def _recheck_held(self, evse: str) -> None:
         """An EVSE held Occupied by live evidence is looked at again when that evidence
@@ -313,10 +349,13 @@ def _state(value: str | None) -> ConnectorState | None:
         return None
 
 
-def _update(evse_id: str, status: EvseStatus, partner: str) -> dict[str, object]:
+def _update(
+    evse_id: str, status: EvseStatus, reported: ConnectorState | None, partner: str
+) -> dict[str, object]:
     u = StatusUpdate(evse_id, status, partner)
     return {
         "evse_id": u.evse_id,
         "status": u.status.value,
+        "reported": None if reported is None else reported.value,
         "partner_identifier": u.partner_identifier,
     }

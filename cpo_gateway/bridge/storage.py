@@ -298,6 +298,17 @@ class StationStore(Protocol):
     ) -> None: ...
 
 
+class TariffStore(Protocol):
+    """What tariff sync (bridge/tariff_sync.py) compares and queues: per EMP and tariff id,
+    the digest last queued and whether that was its removal."""
+
+    async def queued_tariffs(self, emp: str) -> dict[str, tuple[str, bool]]: ...
+
+    async def queue_tariff(
+        self, emp: str, tariff_id: str, digest: str, deleted: bool, outbox: NewOutbox, now: float
+    ) -> None: ...
+
+
 class WhitelistStore(Protocol):
     """The EMPs' whitelists, as the authorization chain and whitelist updates see them."""
 
@@ -442,6 +453,7 @@ class StorePort(
     DeliveryStore,
     OwedStore,
     StationStore,
+    TariffStore,
     WhitelistStore,
     LocalListStore,
     TokenStore,

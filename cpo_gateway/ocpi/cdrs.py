@@ -20,10 +20,9 @@ from typing import Any
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import cdr_from_dict
 from cpo_gateway.bridge.clock import parse_timestamp
-from cpo_gateway.ocpi.ports import stamp
+from cpo_gateway.ocpi.ports import KnownToken, stamp
 from cpo_gateway.ocpi.sessions import (
     DEFAULT_CURRENCY,
-    Known,
     NotRenderable,
     Sessions,
     auth_method,
@@ -45,11 +44,15 @@ class Cdrs:
     """Renders CDR payloads for one eMSP."""
 
     def __init__(
-        self, catalogue: Catalogue, us: Party, emsp: Party, known: Known | None = None
+        self,
+        catalogue: Catalogue,
+        us: Party,
+        emsp: Party,
+        tokens: Mapping[str, KnownToken] | None = None,
     ) -> None:
         self._us = us
         self._emsp = emsp
-        self._sessions = Sessions(catalogue, us, emsp, known)
+        self._sessions = Sessions(catalogue, us, emsp, tokens)
 
     def cdr(self, payload: Mapping[str, Any], last_updated: datetime) -> dict[str, Any]:
         try:
@@ -59,7 +62,7 @@ class Cdrs:
         start, stop = cdr.session_interval.start, cdr.session_interval.stop
         if stop is None:
             raise NotRenderable("session_interval.stop: the session has not ended")
-        place = self._sessions.place(cdr.evse_id)
+        place = self._sessions.place(cdr.evse_id, cdr.charge_point, cdr.connector)
         tariff = self._sessions.tariff(place)
         total_s = seconds_between(start, stop)
         charging = cdr.charging_interval
@@ -79,9 +82,9 @@ class Cdrs:
             "end_date_time": ocpi_time(stop, "session_interval.stop"),
             "session_id": cdr.session_id,
             "cdr_token": token_of(
-                cdr.user.kind.value, cdr.user.identifier, self._emsp, self._sessions.known
+                cdr.user.kind.value, cdr.user.identifier, self._emsp, self._sessions.tokens
             ).render(),
-            "auth_method": auth_method(payload.get("auth_path"), cdr.user.kind.value),
+            "auth_method": auth_method(cdr.auth_path, cdr.user.kind.value),
             "cdr_location": place.cdr_location(),
             "currency": tariff.currency if tariff else DEFAULT_CURRENCY,
         }

@@ -8,9 +8,16 @@ The CommandResponse comes back at once; the CommandResult follows through the ou
 A partner acts only as itself: a token of another country/party than the caller's own is
 REJECTED, a session of another partner is UNKNOWN_SESSION (as a session that does not
 exist: whether another partner's session exists is not the caller's to learn).
+
+A command's `response_url` must be on a host (and port) the partner registered with us: its
+versions URL or one of its endpoints. The spec sets no such bound, but without it a partner
+could have the gateway POST anywhere its network reaches; any other URL is 2001 naming
+`response_url`, and nothing is done.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -19,6 +26,7 @@ from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.commands import Answer, Verdict
 from cpo_gateway.bridge.core_ports import PartnerCommands
 from cpo_gateway.bridge.ids import is_evco_id, try_normalise_uid
+from cpo_gateway.bridge.links import PartnerLink
 from cpo_gateway.bridge.model import User, UserKind
 from cpo_gateway.ocpi.commands import (
     CancelReservation,
@@ -34,6 +42,7 @@ from cpo_gateway.ocpi.commands import (
     parse_command,
 )
 from cpo_gateway.ocpi.locations import evse_uid
+from cpo_gateway.ocpi.registration import endpoints_of
 from cpo_gateway.ocpi.server import Caller, caller
 from cpo_gateway.ocpi.transport import (
     OcpiError,
@@ -76,6 +85,7 @@ class CommandsApi:
         who = caller(request)
         kind = command_type(request.match_info["command"])
         command = parse_command(kind, await read_json(request))
+        _own_host(who, command.response_url)
         answer = await self._dispatch(who, command)
         log.info(
             "ocpi.command",
@@ -146,6 +156,33 @@ class CommandsApi:
             if evse_uid(evse_id).upper() == uid.upper():
                 return evse_id
         raise OcpiError(OcpiStatus.UNKNOWN_LOCATION, f"evse_uid: unknown {uid!r}", 404)
+
+
+def origin(url: str) -> tuple[str, int] | None:
+    """(host, port) of an http(s) URL, the scheme's default port when none is written."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def registered_origins(link: PartnerLink) -> frozenset[tuple[str, int]]:
+    """The (host, port) pairs a partner registered: its versions URL, its version's URL
+    and every endpoint it listed."""
+    urls = [link.peer_url, link.details.get("version_url")]
+    urls += [e.url for e in endpoints_of(link).endpoints]
+    return frozenset(o for u in urls if isinstance(u, str) and (o := origin(u)) is not None)
+
+
+def _own_host(who: Caller, url: str) -> None:
+    origins = registered_origins(who.link)
+    if origin(url) not in origins:
+        hosts = ", ".join(sorted(f"{h}:{p}" for h, p in origins)) or "none registered"
+        raise OcpiError.invalid("response_url", f"a URL on a host you registered ({hosts})", url)
 
 
 def _position(connector_id: str) -> int:

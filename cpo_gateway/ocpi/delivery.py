@@ -29,11 +29,10 @@ from cpo_gateway.bridge.model import Delivery, DeliveryStatus, Place, VerifyOutc
 from cpo_gateway.bridge.owed import CommandOutcome, Owed
 from cpo_gateway.ocpi.client import OcpiCallFailed, OcpiClient, delivery_of, unreachable
 from cpo_gateway.ocpi.commands import CommandResultType, command_result
-from cpo_gateway.ocpi.ports import EvseState, ObjectReads, stamp
+from cpo_gateway.ocpi.ports import EvseState, ObjectReads
 from cpo_gateway.ocpi.push import Push, PushContext, render_push
 from cpo_gateway.ocpi.registration import endpoints_of, parties_of
-from cpo_gateway.ocpi.sessions import NotRenderable
-from cpo_gateway.ocpi.tariffs import render_tariff
+from cpo_gateway.ocpi.sessions import NotRenderable, card_of
 from cpo_gateway.ocpi.transport import Party
 
 log = logs.get(__name__)
@@ -116,9 +115,7 @@ class OcpiDeliverer:
             # Only a Location PUT tells EVSE statuses: a CDR or session row needs no read.
             await self._reads.evse_states(emp) if kind == Owed.STATION else _NO_STATES,
             self._business_name,
-            await self._reads.known_tokens(emp, [payload])
-            if kind in (Owed.SESSION, Owed.CDR)
-            else None,
+            await self._reads.known_tokens(emp, card_of(kind, payload)),
         )
         try:
             push = render_push(ctx, kind, payload, self._clock())
@@ -142,26 +139,6 @@ class OcpiDeliverer:
                 delivery = await self._send(whole, url, link.token_out, parties[0], emp)
         return delivery
 
-    async def push_tariffs(self, emp: str) -> list[Delivery]:
-        """PUT every tariff of the stations file to the partner's tariffs receiver (after
-        its registration and when the file changes; tariffs are not outbox rows: the file
-        is their record, a failed PUT is sent again next time)."""
-        link = await self._links.link(emp)
-        if link is None or link.state is not LinkState.REGISTERED or not link.token_out:
-            return [Delivery(DeliveryStatus.RETRY, "not registered yet")]
-        url = endpoints_of(link).url("tariffs", "RECEIVER")
-        parties = sorted(parties_of(link), key=str)
-        if url is None or not parties:
-            return []
-        at = stamp(self._reads.catalogue_loaded_at())
-        cc, pid = self._us.country_code, self._us.party_id
-        out = []
-        for tariff in self._reads.catalogue.tariffs:
-            body = render_tariff(tariff, cc, pid, at)
-            push = Push("tariffs", "PUT", f"/{cc}/{pid}/{tariff.id}", body)
-            out.append(await self._send(push, url, link.token_out, parties[0]))
-        return out
-
     async def _send(
         self, push: Push, url: str, token: str, to: Party | None, emp: str = ""
     ) -> Delivery:
@@ -170,7 +147,7 @@ class OcpiDeliverer:
                 push.method,
                 url.rstrip("/") + push.path,
                 token,
-                push.body,
+                None if push.method == "DELETE" else push.body,
                 to=to,
                 timeout_s=self._timeout_s,
             )

@@ -8,17 +8,17 @@ tariffs.py, sessions.py, cdrs.py) take it and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cpo_gateway.bridge.catalogue import Catalogue
-from cpo_gateway.bridge.model import ConnectorState, EvseStatus, PartnerToken
+from cpo_gateway.bridge.model import ConnectorState, EvseStatus
 from cpo_gateway.bridge.ports import OutboxItem
 
 if TYPE_CHECKING:
-    from cpo_gateway.ocpi.sessions import TokenRef
+    pass
 
 
 def stamp(moment: datetime) -> str:
@@ -46,6 +46,18 @@ class Owed:
     last_updated: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class KnownToken:
+    """A partner's token as it gave it to us (the Tokens module): what a session or CDR
+    names the driver by, rather than guessing from the card's uid."""
+
+    country_code: str
+    party_id: str
+    uid: str
+    type: str
+    contract_id: str
+
+
 class ObjectReads(Protocol):
     @property
     def catalogue(self) -> Catalogue: ...
@@ -67,10 +79,9 @@ class ObjectReads(Protocol):
         ...
 
     async def known_tokens(
-        self, partner: str, payloads: Iterable[Mapping[str, Any]]
-    ) -> Mapping[str, TokenRef]:
-        """The partner's tokens behind the cards these session or CDR payloads name, by
-        normalised card UID."""
+        self, partner: str, user_ids: Collection[str]
+    ) -> Mapping[str, KnownToken]:
+        """The tokens `partner` gave us for these cards (by card uid); unknown ones left out."""
         ...
 
 
@@ -85,6 +96,7 @@ class OwedRows(Protocol):
 
     async def connector_states(self) -> dict[tuple[str, int], str | None]: ...
 
-    async def issued_token(self, partner: str, card_uid: str) -> PartnerToken | None:
-        """The partner's token a charger presents as this card UID (None: not listed)."""
+    async def card_token(self, partner: str, card_uid: str) -> tuple[str, ...] | None:
+        """(country_code, party_id, uid, type, contract_id) of the partner's token for the
+        card, in its list in force; None when it gave none."""
         ...

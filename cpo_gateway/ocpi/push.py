@@ -13,6 +13,9 @@ path below the partner's endpoint of that module, and the body.
   when a receiver refuses a PATCH of an object it does not know).
 - CDR: POST {cdrs}, the whole CDR. A CDR of a session not ended (the optional one at the
   start) has no OCPI form: None, nothing to send.
+- TARIFF: PUT {tariffs}/{cc}/{pid}/{tariff_id}, the tariff as the stations file in force
+  has it (None when the file no longer has it: its removal row follows); a removed tariff
+  is DELETE {tariffs}/{cc}/{pid}/{tariff_id}.
 
 {cc}/{pid} are ours (the CPO's): the receiver stores our objects under our party.
 """
@@ -30,17 +33,18 @@ from cpo_gateway.bridge.owed import Owed, SessionPhase, SessionUpdate
 from cpo_gateway.bridge.station_sync import station_from_dict
 from cpo_gateway.ocpi.cdrs import Cdrs
 from cpo_gateway.ocpi.locations import Locations, evse_uid, status_patch
-from cpo_gateway.ocpi.ports import EvseState
-from cpo_gateway.ocpi.sessions import Known, NotRenderable, Sessions
+from cpo_gateway.ocpi.ports import EvseState, KnownToken, stamp
+from cpo_gateway.ocpi.sessions import NotRenderable, Sessions
+from cpo_gateway.ocpi.tariffs import render_tariff
 from cpo_gateway.ocpi.transport import Party
 
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    module: str  # the partner's endpoint: locations, sessions, cdrs
+    module: str  # the partner's endpoint: locations, sessions, cdrs, tariffs
     method: str
     path: str  # below the endpoint's URL ("" for the endpoint itself)
-    body: dict[str, Any]
+    body: dict[str, Any]  # a DELETE's is empty and not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,7 @@ class PushContext:
     loaded_at: datetime  # when the stations file in force was loaded
     states: Mapping[str, EvseState]  # EVSE statuses as this partner is told them
     business_name: str | None = None
-    known: Known | None = None  # the partner's tokens a session or CDR row may name
+    tokens: Mapping[str, KnownToken] | None = None  # the partner's tokens of the row's card
 
 
 def render_push(
@@ -96,7 +100,7 @@ def render_push(
             return Push("locations", "PATCH", path, status_patch(state, written))
         case Owed.SESSION:
             update = SessionUpdate.from_dict(dict(payload))
-            sessions = Sessions(ctx.catalogue, ctx.us, ctx.emsp, ctx.known)
+            sessions = Sessions(ctx.catalogue, ctx.us, ctx.emsp, ctx.tokens)
             path = f"{base}/{update.session_id}"
             if update.phase is SessionPhase.CHARGING and not whole:
                 return Push("sessions", "PATCH", path, sessions.patch(update))
@@ -104,6 +108,16 @@ def render_push(
         case Owed.CDR:
             if not (payload.get("session_interval") or {}).get("stop"):
                 return None
-            body = Cdrs(ctx.catalogue, ctx.us, ctx.emsp, ctx.known).cdr(payload, written)
+            body = Cdrs(ctx.catalogue, ctx.us, ctx.emsp, ctx.tokens).cdr(payload, written)
             return Push("cdrs", "POST", "", body)
+        case Owed.TARIFF:
+            tariff_id = str(payload["tariff_id"])
+            if payload.get("deleted"):
+                return Push("tariffs", "DELETE", f"{base}/{tariff_id}", {})
+            tariff = ctx.catalogue.tariff(tariff_id)
+            if tariff is None:
+                return None  # removed from the file since: its own removal row follows
+            cc, pid = ctx.us.country_code, ctx.us.party_id
+            body = render_tariff(tariff, cc, pid, stamp(ctx.loaded_at))
+            return Push("tariffs", "PUT", f"{base}/{tariff_id}", body)
     return None

@@ -8,15 +8,14 @@ session of the partner; delivered ones count until the outbox prunes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.model import ConnectorState, EvseStatus
 from cpo_gateway.bridge.owed import Owed as Kind
-from cpo_gateway.ocpi.ports import EvseState, Owed, OwedRows
-from cpo_gateway.ocpi.sessions import TokenRef, card_of, token_ref
+from cpo_gateway.bridge.status import reported_state
+from cpo_gateway.ocpi.ports import EvseState, KnownToken, Owed, OwedRows
 
 
 class StoreReads:
@@ -43,23 +42,21 @@ class StoreReads:
             seen = [
                 reported.get((c.charge_point, c.connector)) for c in self._catalogue.evse(evse_id)
             ]
-            # The most telling state behind a shared EVSE: a fault before a switch-off.
-            state = next(
-                (ConnectorState(s) for s in seen if s == ConnectorState.FAULTED),
-                next((ConnectorState(s) for s in seen if s in set(ConnectorState)), None),
+            # The same state behind a shared EVSE as the pushed status carries.
+            state = reported_state(
+                ConnectorState(s) if s in set(ConnectorState) else None for s in seen
             )
             states[evse_id] = EvseState(EvseStatus(status), state)
         return states
 
     async def known_tokens(
-        self, partner: str, payloads: Iterable[Mapping[str, Any]]
-    ) -> dict[str, TokenRef]:
-        """The partner's tokens behind the cards these session or CDR payloads name."""
-        known: dict[str, TokenRef] = {}
-        for card in {c for c in map(card_of, payloads) if c is not None}:
-            token = await self._rows.issued_token(partner, card)
-            if token is not None:
-                known[card] = token_ref(token)
+        self, partner: str, user_ids: Collection[str]
+    ) -> Mapping[str, KnownToken]:
+        known = {}
+        for user_id in set(user_ids):
+            row = await self._rows.card_token(partner, user_id)
+            if row is not None and len(row) == 5:
+                known[user_id] = KnownToken(*row)
         return known
 
     async def sessions(self, partner: str) -> Sequence[Owed]:

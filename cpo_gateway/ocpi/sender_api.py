@@ -14,13 +14,14 @@ from typing import Any
 from aiohttp import web
 
 from cpo_gateway import logs
+from cpo_gateway.bridge.owed import Owed as Kind
 from cpo_gateway.bridge.owed import SessionUpdate
 from cpo_gateway.ocpi.cdrs import Cdrs
 from cpo_gateway.ocpi.locations import Locations
 from cpo_gateway.ocpi.pagination import DEFAULT_MAX_LIMIT, list_response, parse_datetime
 from cpo_gateway.ocpi.ports import ObjectReads, Owed, stamp
 from cpo_gateway.ocpi.server import OcpiModule, caller
-from cpo_gateway.ocpi.sessions import NotRenderable, Sessions
+from cpo_gateway.ocpi.sessions import NotRenderable, Sessions, card_of
 from cpo_gateway.ocpi.tariffs import render_tariff
 from cpo_gateway.ocpi.transport import (
     OcpiError,
@@ -155,8 +156,9 @@ class SessionsApi(_Sender):
     async def _list(self, request: web.Request) -> web.Response:
         partner = caller(request).partner
         owed = await self._reads.sessions(partner)
-        known = await self._reads.known_tokens(partner, [o.payload for o in owed])
-        render = Sessions(self._reads.catalogue, self._us, emsp_of(request), known)
+        cards = [c for o in owed for c in card_of(Kind.SESSION, o.payload)]
+        tokens = await self._reads.known_tokens(partner, cards)
+        render = Sessions(self._reads.catalogue, self._us, emsp_of(request), tokens)
         return self._page(
             request,
             _rendered(
@@ -174,8 +176,9 @@ class CdrsApi(_Sender):
     async def _list(self, request: web.Request) -> web.Response:
         partner = caller(request).partner
         owed = await self._reads.cdrs(partner)
-        known = await self._reads.known_tokens(partner, [o.payload for o in owed])
-        render = Cdrs(self._reads.catalogue, self._us, emsp_of(request), known)
+        cards = [c for o in owed for c in card_of(Kind.CDR, o.payload)]
+        tokens = await self._reads.known_tokens(partner, cards)
+        render = Cdrs(self._reads.catalogue, self._us, emsp_of(request), tokens)
         return self._page(request, _rendered(owed, lambda o: render.cdr(o.payload, o.last_updated)))
 
 

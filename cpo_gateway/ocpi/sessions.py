@@ -3,9 +3,11 @@
 A SESSION row of the outbox becomes the Session object (the PUT body, and what GET lists)
 or, while the session charges, the PATCH body of what changes: `kwh`, `status`,
 `last_updated` (and `end_date_time` once it ended). The token is told as a CdrToken of the
-eMSP's party: a card (`rfid`) as RFID, a contract id or user name as APP_USER. A card of a
-token the partner listed is told as that token (its uid, type and contract_id: CdrToken,
-mod_cdrs 10.4.5); otherwise the id itself stands in as contract_id.
+eMSP's party: the partner's own token when it gave us the card (its uid, type and
+contract_id); else a card (`rfid`) as RFID, a contract id or user name as APP_USER, the id
+itself standing in as contract_id. The connector is the one the charger served the session
+on, and `auth_method` follows how the core authorized it (a remote start COMMAND, a real-
+time check AUTH_REQUEST, a list WHITELIST).
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from typing import Any
 
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.clock import parse_timestamp
-from cpo_gateway.bridge.ids import try_normalise_uid
-from cpo_gateway.bridge.model import AuthPath, PartnerToken, UserKind
-from cpo_gateway.bridge.owed import SessionPhase, SessionUpdate
+from cpo_gateway.bridge.model import AuthPath, UserKind
+from cpo_gateway.bridge.owed import Owed, SessionPhase, SessionUpdate
 from cpo_gateway.bridge.tariff import Tariff
 from cpo_gateway.ocpi.locations import Place, place_of
-from cpo_gateway.ocpi.ports import stamp
+from cpo_gateway.ocpi.ports import KnownToken, stamp
 from cpo_gateway.ocpi.tariffs import Usage, price_session
 from cpo_gateway.ocpi.transport import Party
 
@@ -65,32 +66,27 @@ class TokenRef:
         }
 
 
-# The partner's tokens, by the normalised card UID a charger presents for them.
-Known = Mapping[str, TokenRef]
-
-
-def token_ref(token: PartnerToken) -> TokenRef:
-    return TokenRef(Party(token.country, token.party), token.uid, token.kind, token.contract_id)
-
-
-def card_of(payload: Mapping[str, Any]) -> str | None:
-    """The normalised card UID a session or CDR payload names; None for other users."""
-    user = payload.get("user")
-    if isinstance(user, Mapping):  # a CDR
-        kind, identifier = user.get("kind"), user.get("identifier")
-    else:  # a session update
-        kind, identifier = payload.get("user_kind"), payload.get("user_id")
-    if kind != UserKind.RFID.value or not isinstance(identifier, str):
-        return None
-    return try_normalise_uid(identifier)
-
-
-def token_of(user_kind: str, user_id: str, emsp: Party, known: Known | None = None) -> TokenRef:
+def token_of(
+    user_kind: str, user_id: str, emsp: Party, known: Mapping[str, KnownToken] | None = None
+) -> TokenRef:
+    """The token a session or CDR names: the partner's own when it gave it to us (its uid,
+    type and contract_id), else told from the card or id the charger presented."""
+    token = None if known is None or user_kind != UserKind.RFID.value else known.get(user_id)
+    if token is not None:
+        party = Party(token.country_code, token.party_id)
+        return TokenRef(party, token.uid, token.type, token.contract_id)
     kind = "RFID" if user_kind == UserKind.RFID.value else "APP_USER"
-    card = try_normalise_uid(user_id) if kind == "RFID" and known else None
-    if known and card is not None and card in known:
-        return known[card]
     return TokenRef(emsp, user_id, kind, user_id)
+
+
+def card_of(kind: str, payload: Mapping[str, Any]) -> list[str]:
+    """The card a session or CDR row names (none for other rows, or another kind of user)."""
+    if kind == Owed.SESSION and payload.get("user_kind") == UserKind.RFID.value:
+        return [str(payload.get("user_id"))]
+    user = payload.get("user") if kind == Owed.CDR else None
+    if isinstance(user, Mapping) and user.get("kind") == UserKind.RFID.value:
+        return [str(user.get("identifier"))]
+    return []
 
 
 def auth_method(auth_path: object, user_kind: str) -> str:
@@ -117,15 +113,32 @@ class Sessions:
     """Renders session updates for one eMSP."""
 
     def __init__(
-        self, catalogue: Catalogue, us: Party, emsp: Party, known: Known | None = None
+        self,
+        catalogue: Catalogue,
+        us: Party,
+        emsp: Party,
+        tokens: Mapping[str, KnownToken] | None = None,
     ) -> None:
+        """`tokens`: the partner's tokens of the cards the rendered sessions name."""
         self._catalogue = catalogue
         self._us = us
         self._emsp = emsp
-        self.known = known
+        self.tokens = tokens or {}
 
-    def place(self, evse_id: str) -> Place:
-        place = place_of(self._catalogue, evse_id)
+    def place(
+        self, evse_id: str, charge_point: str | None = None, connector: int | None = None
+    ) -> Place:
+        """Where a session is: the EVSE's connector its charger served it on, when the
+        payload names it (the EVSE's first connector otherwise)."""
+        served = next(
+            (
+                c
+                for c in self._catalogue.evse(evse_id)
+                if c.charge_point == charge_point and c.connector == connector
+            ),
+            None,
+        )
+        place = place_of(self._catalogue, evse_id, served)
         if place is None:
             raise NotRenderable(f"evse_id: {evse_id!r} is in no station of the stations file")
         return place
@@ -136,9 +149,8 @@ class Sessions:
     def session(
         self, update: SessionUpdate, extra: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The Session object (PUT body). `extra`: the neutral payload's further keys
-        (`auth_path` when the core records it)."""
-        place = self.place(update.evse_id)
+        """The Session object (PUT body). `extra`: the neutral payload's further keys."""
+        place = self.place(update.evse_id, update.charge_point, update.connector)
         tariff = self.tariff(place)
         body: dict[str, Any] = {
             "country_code": self._us.country_code,
@@ -151,9 +163,9 @@ class Sessions:
         body |= {
             "kwh": _kwh(update.energy_kwh),
             "cdr_token": token_of(
-                update.user_kind, update.user_id, self._emsp, self.known
+                update.user_kind, update.user_id, self._emsp, self.tokens
             ).render(),
-            "auth_method": auth_method((extra or {}).get("auth_path"), update.user_kind),
+            "auth_method": auth_method(update.auth_path, update.user_kind),
             "location_id": place.station.id,
             "evse_uid": place.evse_uid,
             "connector_id": place.connector_id,

@@ -325,4 +325,16 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (emp, ref)
     );
     """,
+    # 15: the tariffs queued to each partner (digest of what was queued, or its removal),
+    # so that a tariff is queued again only when the stations file changes it
+    """
+    CREATE TABLE tariffs_queued (
+        emp TEXT NOT NULL,
+        tariff_id TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        deleted INTEGER NOT NULL,
+        queued_at REAL NOT NULL,
+        PRIMARY KEY (emp, tariff_id)
+    );
+    """,
 )

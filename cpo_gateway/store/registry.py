@@ -322,6 +322,26 @@ class RegistryRepo:
         )
         return {str(r[0]) for r in rows}
 
+    async def queued_tariffs(self, emp: str) -> dict[str, tuple[str, bool]]:
+        rows = await self.db.all(
+            "SELECT tariff_id, hash, deleted FROM tariffs_queued WHERE emp = ?", (emp,)
+        )
+        return {str(r[0]): (str(r[1]), bool(r[2])) for r in rows}
+
+    async def queue_tariff(
+        self, emp: str, tariff_id: str, digest: str, deleted: bool, outbox: NewOutbox, now: float
+    ) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO tariffs_queued (emp, tariff_id, hash, deleted, queued_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (emp, tariff_id) DO UPDATE SET "
+                "hash = excluded.hash, deleted = excluded.deleted, queued_at = excluded.queued_at",
+                (emp, tariff_id, digest, int(deleted), now),
+            )
+            insert_outbox_sync(conn, [outbox], now)
+
+        await self.db.run_write(work)
+
     async def queue_station(
         self, emp: str, station_id: str, digest: str, deleted: bool, outbox: NewOutbox, now: float
     ) -> None:

@@ -150,6 +150,15 @@ class TokensRepo:
         row = await self.db.one(sql + " ORDER BY t.type LIMIT 1", params)
         return None if row is None else _token(row)
 
+    async def card_token(self, partner: str, card_uid: str) -> tuple[str, ...] | None:
+        row = await self.db.one(
+            "SELECT t.country_code, t.party_id, t.uid, t.type, t.contract_id FROM tokens t "
+            "JOIN token_lists l ON l.partner = t.partner AND l.generation = t.generation "
+            "WHERE t.card_uid = ? AND t.partner = ? ORDER BY t.type = 'RFID' DESC LIMIT 1",
+            (card_uid, partner),
+        )
+        return None if row is None else tuple(str(v) for v in row)
+
     async def token_listings(self, uid: str) -> list[Listing]:
         rows = await self.db.all(
             "SELECT t.partner, t.policy, t.valid FROM tokens t "
@@ -167,15 +176,6 @@ class TokensRepo:
             (card_uid, partner),
         )
         return None if row is None else (str(row[0]), str(row[1]))
-
-    async def issued_token(self, partner: str, card_uid: str) -> PartnerToken | None:
-        """The partner's token (in its list in force) a charger presents as `card_uid`."""
-        row = await self.db.one(
-            _SELECT_ISSUED + " WHERE t.card_uid = ? AND t.partner = ? "
-            "ORDER BY t.type = 'RFID' DESC LIMIT 1",
-            (card_uid, partner),
-        )
-        return None if row is None else _token(row)
 
     async def token_counts(self) -> dict[str, int]:
         rows = await self.db.all("SELECT partner, count FROM token_lists")
