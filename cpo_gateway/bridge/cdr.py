@@ -4,12 +4,13 @@ of partners that follow sessions while they run."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 
 from cpo_gateway.bridge.clock import parse_timestamp, rfc3339, to_rfc3339
-from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
+from cpo_gateway.bridge.model import Cdr, Interval, SignedReading, User, UserKind
 from cpo_gateway.bridge.owed import Owed, SessionPhase, SessionUpdate
 from cpo_gateway.bridge.ports import SessionRecord, TxRecord
 
@@ -44,7 +45,25 @@ def build_cdr(tx: TxRecord, session: SessionRecord, evse_id: str, partner: str) 
         auth_path=session.auth_path,
         charge_point=tx.charge_point,
         connector=tx.connector,
+        signed=signed_readings(tx) if tx.stopped_at is not None else (),
     )
+
+
+def signed_readings(tx: TxRecord) -> tuple[SignedReading, ...]:
+    """The transaction's first signed reading as Start and its last as End. One reading
+    alone (an OCMF blob at the stop often holds both registers) is End when it was taken
+    at the stop or after, Start otherwise."""
+    first, last = tx.signed_start, tx.signed_end
+    if first is None or last is None:
+        return ()
+    if first != last:
+        return (
+            dataclasses.replace(first, nature="Start"),
+            dataclasses.replace(last, nature="End"),
+        )
+    at, stop = parse_timestamp(first.at), parse_timestamp(tx.stopped_at)
+    at_stop = at is not None and stop is not None and at >= stop
+    return (dataclasses.replace(first, nature="End" if at_stop else "Start"),)
 
 
 # Plausibility (review). A connector cannot deliver more than its rated power for the length
@@ -112,8 +131,12 @@ def review(cdr: Cdr, speed_kw: float | None, now: float) -> str | None:
 
 
 def cdr_to_dict(cdr: Cdr) -> dict[str, object]:
-    """The outbox payload: a plain, protocol-neutral dict (see cdr_from_dict)."""
-    return asdict(cdr)
+    """The outbox payload: a plain, protocol-neutral dict (see cdr_from_dict); `signed` is
+    left out when there are no signed readings."""
+    data = asdict(cdr)
+    if not cdr.signed:
+        del data["signed"]
+    return data
 
 
 def cdr_from_dict(data: dict[str, object]) -> Cdr:
@@ -134,7 +157,14 @@ def cdr_from_dict(data: dict[str, object]) -> Cdr:
         auth_path=str(auth) if auth is not None else None,
         charge_point=str(cp) if cp is not None else None,
         connector=connector if isinstance(connector, int) else None,
+        signed=_signed_from_list(data.get("signed")),
     )
+
+
+def _signed_from_list(items: object) -> tuple[SignedReading, ...]:
+    if not isinstance(items, list):
+        return ()
+    return tuple(SignedReading(**item) for item in items if isinstance(item, dict))
 
 
 def build_session_update(

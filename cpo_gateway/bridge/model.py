@@ -98,6 +98,24 @@ class EnergySample:
 
     timestamp: str
     wh: float
+    signed: SignedReading | None = None  # the meter's signature of this reading, when sent
+
+
+@dataclass(frozen=True, slots=True)
+class SignedReading:
+    """A reading as the meter signed it (Eichrecht meters: OCMF and the like), for a driver
+    to verify the CDR with the meter's public key. `data` is the signed blob, `plain` the
+    reading as sent beside it, `encoding` how the blob is encoded; `nature` is Start or End
+    once it is in a CDR (the first and last signed reading of the transaction), `at` the
+    charger's timestamp of the reading once stored."""
+
+    data: str
+    plain: str
+    encoding: str
+    public_key: str | None = None
+    method: str | None = None
+    nature: str | None = None
+    at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +300,7 @@ class Cdr:
     auth_path: str | None = None
     charge_point: str | None = None
     connector: int | None = None
+    signed: tuple[SignedReading, ...] = ()  # the first (Start) and last (End) signed reading
 
 
 @dataclass(frozen=True, slots=True)

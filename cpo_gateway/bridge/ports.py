@@ -13,6 +13,7 @@ from cpo_gateway.bridge.model import (
     Delivery,
     EnergySample,
     Place,
+    SignedReading,
     TransactionStart,
     TransactionStop,
     VerifyOutcome,
@@ -106,6 +107,9 @@ class TxRecord:
     charge_start_at: str | None
     charge_stop_at: str | None
     charger_key: str | None = None  # the charger's own name for it, when it chose one
+    # The first and last reading the meter signed (readings come in any order: by timestamp).
+    signed_start: SignedReading | None = None
+    signed_end: SignedReading | None = None
 
 
 class SessionState(StrEnum):

@@ -252,7 +252,13 @@ class Handlers201:
                 reply["idTokenInfo"] = self._token_info(decision)
         else:
             # Readings a start did not take: an Updated's, a late Started's, any but the first.
-            fold = ev.kind is StepKind.UPDATED or known is not None or len(ev.samples) > 1
+            # A signed reading is kept from the readings, the start's included.
+            fold = (
+                ev.kind is StepKind.UPDATED
+                or known is not None
+                or len(ev.samples) > 1
+                or any(s.signed is not None for s in ev.samples)
+            )
             if known is None:
                 started = await self._core.start_transaction(
                     TransactionStart(

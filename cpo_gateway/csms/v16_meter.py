@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from typing import NoReturn
 
 from cpo_gateway.bridge.model import EnergySample
 from cpo_gateway.csms import fields
 from cpo_gateway.csms.frames import ErrorCode
+from cpo_gateway.csms.signed import encoding_of, plain_wh, signed_reading
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 _UNIT_FACTOR = {"wh": 1.0, "kwh": 1000.0}  # compared case-insensitively: "kwh" is seen
@@ -21,8 +23,9 @@ def energy_samples(
 
     Takes the sampled values whose measurand is Energy.Active.Import.Register (the default),
     without a phase (per-phase registers would count the energy again), in Raw format (the
-    default; SignedData is skipped), with unit Wh (the default) or kWh. Sampled values of
-    other measurands are not checked beyond being objects: they are not used.
+    default), with unit Wh (the default) or kWh. Sampled values of other measurands are not
+    checked beyond being objects: they are not used. A SignedData value of the register is
+    kept on the Raw reading of the same MeterValue (alone, it has no reading to sign).
     """
     if not isinstance(meter_value, list):
         fields.wrong_type(path, "", "array", meter_value)
@@ -31,6 +34,8 @@ def energy_samples(
         if not isinstance(mv, dict):
             fields.wrong_type(f"{path}[{i}]", "", "object", mv)
         timestamp: str | None = None  # read only when the MeterValue holds a register value
+        first_raw: int | None = None  # index in samples of this MeterValue's first reading
+        signed: tuple[int, object] | None = None  # (index in sampledValue, blob)
         sampled = mv.get("sampledValue")
         if not isinstance(sampled, list):
             if "sampledValue" not in mv:
@@ -40,15 +45,26 @@ def energy_samples(
             if not isinstance(sv, dict):
                 fields.wrong_type(f"{path}[{i}].sampledValue[{j}]", "", "object", sv)
             measurand = sv.get("measurand")
-            if (
-                (measurand is not None and measurand != ENERGY_REGISTER)
-                or sv.get("phase") is not None
-                or sv.get("format") == "SignedData"
-            ):
+            if (measurand is not None and measurand != ENERGY_REGISTER) or sv.get(
+                "phase"
+            ) is not None:
+                continue
+            if sv.get("format") == "SignedData":
+                signed = signed or (j, sv.get("value"))
                 continue
             if timestamp is None:
                 timestamp = _timestamp(mv, path, i)
+            first_raw = len(samples) if first_raw is None else first_raw
             samples.append(EnergySample(timestamp, _wh(sv, path, i, j)))
+        if signed is not None and first_raw is not None:
+            j, blob = signed
+            reading = signed_reading(
+                f"{path}[{i}].sampledValue[{j}]",
+                blob,
+                plain_wh(samples[first_raw].wh),
+                encoding_of(blob) if isinstance(blob, str) else None,
+            )
+            samples[first_raw] = dataclasses.replace(samples[first_raw], signed=reading)
     return tuple(samples)
 
 

@@ -2,16 +2,18 @@
 
 2.0.1 differs from 1.6 (v16_meter.py) in the wire form only: `value` is a JSON number, the
 unit sits in `unitOfMeasure` with a power-of-ten `multiplier`, and there is no `format`
-(signed readings come beside the value in `signedMeterValue`, which is not needed here).
+(signed readings come beside the value in `signedMeterValue`, kept on the reading).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-from cpo_gateway.bridge.model import EnergySample
+from cpo_gateway.bridge.model import EnergySample, SignedReading
 from cpo_gateway.csms import fields
 from cpo_gateway.csms.frames import ErrorCode
+from cpo_gateway.csms.signed import plain_wh, signed_reading
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 _UNIT_FACTOR = {"wh": 1.0, "kwh": 1000.0}  # compared case-insensitively
@@ -41,8 +43,28 @@ def energy_samples(meter_value: object, path: str) -> tuple[EnergySample, ...]:
                 continue
             if timestamp is None:
                 timestamp = fields.req_timestamp(mv, here)
-            samples.append(EnergySample(timestamp, _wh(sv, f"{here}.sampledValue[{j}]")))
+            sample = EnergySample(timestamp, _wh(sv, f"{here}.sampledValue[{j}]"))
+            smv = sv.get("signedMeterValue")
+            if smv is not None:
+                sample = dataclasses.replace(
+                    sample, signed=_signed(smv, f"{here}.sampledValue[{j}]", sample.wh)
+                )
+            samples.append(sample)
     return tuple(samples)
+
+
+def _signed(smv: object, path: str, wh: float) -> SignedReading | None:
+    """signedMeterValue, or None (logged) when it is not one or does not fit a CDR."""
+    if not isinstance(smv, dict):
+        return signed_reading(f"{path}.signedMeterValue", None, "", None)
+    return signed_reading(
+        f"{path}.signedMeterValue",
+        smv.get("signedMeterData"),
+        plain_wh(wh),
+        smv.get("encodingMethod"),
+        smv.get("publicKey") or None,
+        smv.get("signingMethod") or None,
+    )
 
 
 def _wh(sv: dict[str, object], path: str) -> float:

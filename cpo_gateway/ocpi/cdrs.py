@@ -5,7 +5,7 @@ a partner that keys on it never bills twice. Charging periods: idle time before 
 began (PARKING_TIME), the charging (ENERGY and TIME), the time the car stayed after it
 (PARKING_TIME). `total_cost` and its parts come from the connector's tariff (tariffs.py);
 a connector without one costs 0 in the default currency (OCPI requires `total_cost`).
-`signed_data` is sent only when the payload carries it (a charger's signed meter values).
+`signed_data` is sent only when the payload carries signed readings (the meter's Start and End).
 Only an ended session has a CDR: a CDR payload without a stop time (the optional early one
 at the start) is NotRenderable.
 """
@@ -20,6 +20,7 @@ from typing import Any
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.cdr import cdr_from_dict
 from cpo_gateway.bridge.clock import parse_timestamp
+from cpo_gateway.bridge.model import SignedReading
 from cpo_gateway.ocpi.ports import KnownToken, stamp
 from cpo_gateway.ocpi.sessions import (
     DEFAULT_CURRENCY,
@@ -114,9 +115,8 @@ class Cdrs:
                 [_dim("PARKING_TIME", _hours(after))],
             )
         body["charging_periods"] = periods
-        signed = payload.get("signed_data")
-        if isinstance(signed, Mapping):
-            body["signed_data"] = dict(signed)
+        if cdr.signed:
+            body["signed_data"] = _signed_data(cdr.signed)
         at = parse_timestamp(start)
         if tariff is not None and at is not None:
             costs = price_session(
@@ -139,6 +139,18 @@ class Cdrs:
             body["total_parking_time"] = _hours(parking_s)
         body["last_updated"] = stamp(last_updated)
         return body
+
+
+def _signed_data(readings: tuple[SignedReading, ...]) -> dict[str, Any]:
+    """SignedData: the meter's Start and End readings, with its public key when it sent one."""
+    data: dict[str, Any] = {"encoding_method": readings[0].encoding}
+    key = next((r.public_key for r in readings if r.public_key), None)
+    if key is not None:
+        data["public_key"] = key
+    data["signed_values"] = [
+        {"nature": r.nature or "", "plain_data": r.plain, "signed_data": r.data} for r in readings
+    ]
+    return data
 
 
 def _dim(kind: str, volume: float) -> dict[str, Any]:

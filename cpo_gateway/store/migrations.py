@@ -337,4 +337,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (emp, tariff_id)
     );
     """,
+    # 16: the first and last signed meter reading of each transaction (JSON: the reading and
+    # the charger's timestamp of it), for the CDR
+    """
+    ALTER TABLE transactions ADD COLUMN signed_start TEXT;
+    ALTER TABLE transactions ADD COLUMN signed_end TEXT;
+    """,
 )

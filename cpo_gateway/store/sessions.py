@@ -22,6 +22,12 @@ from cpo_gateway.bridge.ports import (
 from cpo_gateway.bridge.storage import OutboxBuilder, StopOutbox
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import insert_outbox_sync, settle_outbox_sync
+from cpo_gateway.store.signed import (
+    SIGNED_SQL,
+    record_signed_sync,
+    signed_from_column,
+    signed_params,
+)
 
 
 def start_key(start: TransactionStart) -> str:
@@ -59,6 +65,8 @@ def _tx(row: aiosqlite.Row) -> TxRecord:
         charge_start_at=row["charge_start_at"],
         charge_stop_at=row["charge_stop_at"],
         charger_key=row["charger_key"],
+        signed_start=signed_from_column(row["signed_start"]),
+        signed_end=signed_from_column(row["signed_end"]),
     )
 
 
@@ -147,6 +155,7 @@ def _meter_with_outbox(
     for s in sorted(samples, key=lambda x: x.timestamp):
         params = {"tx": transaction_id, "cp": charge_point, "ts": s.timestamp, "wh": s.wh}
         conn.execute(_METER_SQL, params)
+    record_signed_sync(conn, transaction_id, samples)
     trow = _one_sync(
         conn,
         "SELECT * FROM transactions WHERE id = ? AND charge_point = ?",
@@ -497,6 +506,8 @@ class ChargingRepo:
                 _METER_SQL,
                 {"tx": transaction_id, "cp": charge_point, "ts": s.timestamp, "wh": s.wh},
             )
+        for params in signed_params(transaction_id, samples):
+            await self.db.write(SIGNED_SQL, params)
 
     async def record_stop(
         self,
@@ -587,6 +598,7 @@ class ChargingRepo:
                 "charge_start_at = ?, charge_stop_at = ? WHERE id = ?",
                 (key, stop.timestamp, stop.meter_stop_wh, stop.reason, *merged.values(), row["id"]),
             )
+            record_signed_sync(conn, row["id"], stop.samples)
             conn.execute(
                 "UPDATE sessions SET state = 'finished', detail = COALESCE(?, detail) WHERE id = ?",
                 (session_detail, row["session_id"]),

@@ -15,6 +15,7 @@ from cpo_gateway.bridge.storage import LateRecorded, StopOutbox
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import insert_outbox_sync
 from cpo_gateway.store.sessions import _merge_samples, _one_sync, _session, _tx
+from cpo_gateway.store.signed import record_signed_sync
 
 
 class StepsRepo:
@@ -119,6 +120,7 @@ class StepsRepo:
                     row["id"],
                 ),
             )
+            record_signed_sync(conn, row["id"], report.samples)
             if report.connector_id and evse_id is not None:
                 conn.execute(
                     "UPDATE sessions SET connector = ?, evse_id = ? WHERE id = ? AND connector = 0",

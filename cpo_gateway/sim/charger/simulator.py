@@ -24,6 +24,7 @@ from cpo_gateway.sim.charger.state import (
     Transaction,
     ocpp_timestamp,
     sampled_values,
+    signed_value,
 )
 from cpo_gateway.sim.charger.wire import ChargerOffline, ChargerWire, SimChargerError
 
@@ -230,8 +231,10 @@ class SimCharger(ChargerWire):
         extra_samples: bool = True,
         *,
         context: str = "Sample.Periodic",
+        signed: str | None = None,
     ) -> dict[str, Any] | None:
-        """The conf, or None when the message was queued for later delivery."""
+        """The conf, or None when the message was queued for later delivery. `signed`: the
+        meter's signed blob of this reading, sent beside it as a SignedData value."""
         payload: dict[str, Any] = {"connectorId": connector_id}
         self.state.registers[connector_id] = wh
         if transaction_id is not None:
@@ -243,7 +246,8 @@ class SimCharger(ChargerWire):
         payload["meterValue"] = [
             {
                 "timestamp": ocpp_timestamp(timestamp or self._clock()),
-                "sampledValue": sampled_values(wh, context=context, extra_samples=extra_samples),
+                "sampledValue": sampled_values(wh, context=context, extra_samples=extra_samples)
+                + ([] if signed is None else [signed_value(signed, context=context)]),
             }
         ]
         return await self._transaction_message("MeterValues", payload)
@@ -256,8 +260,10 @@ class SimCharger(ChargerWire):
         reason: str = "Local",
         id_tag: str | None = None,
         transaction_data: bool = True,
+        signed: str | None = None,
     ) -> dict[str, Any] | None:
-        """The conf, or None when the message was queued for later delivery."""
+        """The conf, or None when the message was queued for later delivery. `signed`: the
+        meter's signed blob of the stop reading, in the Transaction.End transactionData."""
         transaction_id = self._resolved.get(transaction_id, transaction_id)
         stamp = ocpp_timestamp(timestamp or self._clock())
         running = self.state.transaction_by_id(transaction_id)
@@ -277,6 +283,8 @@ class SimCharger(ChargerWire):
                 )
                 data.append({"timestamp": stamp, "sampledValue": begin})
             end = sampled_values(meter_stop, context="Transaction.End", extra_samples=False)
+            if signed is not None:
+                end.append(signed_value(signed, context="Transaction.End"))
             data.append({"timestamp": stamp, "sampledValue": end})
             payload["transactionData"] = data
         if running is not None:

@@ -183,6 +183,18 @@ class ChargerState:
             transaction.transaction_id = real_id
 
 
+def signed_value(blob: str, *, context: str) -> dict[str, str]:
+    """The register's reading as the meter signed it (an OCMF blob, say), beside the Raw one."""
+    return {
+        "value": blob,
+        "context": context,
+        "format": "SignedData",
+        "measurand": "Energy.Active.Import.Register",
+        "location": "Outlet",
+        "unit": "Wh",
+    }
+
+
 def sampled_values(wh: int, *, context: str, extra_samples: bool) -> list[dict[str, str]]:
     """One meterValue's sampledValue list: the energy register, then per-phase figures."""
     samples = [
