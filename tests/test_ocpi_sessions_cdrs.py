@@ -3,6 +3,7 @@ against models the project did not write."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cpo_gateway.bridge.cdr import build_cdr, build_session_update, cdr_to_dict
+from cpo_gateway.bridge.cdr import build_cdr, build_session_update, cdr_from_dict, cdr_to_dict
+from cpo_gateway.bridge.model import SignedReading
 from cpo_gateway.bridge.owed import SessionPhase
 from cpo_gateway.bridge.ports import SessionOrigin, SessionRecord, SessionState, TxRecord
 from cpo_gateway.ocpi.cdrs import Cdrs
@@ -124,22 +126,32 @@ def test_the_same_cdr_renders_the_same_every_time(tmp_path: Path) -> None:
     assert cdrs.cdr(payload, WRITTEN) == cdrs.cdr(dict(payload), WRITTEN)
 
 
-def test_an_unpriced_connector_costs_zero_and_signed_data_passes_through(tmp_path: Path) -> None:
+def test_an_unpriced_connector_costs_zero_and_signed_readings_become_signed_data(
+    tmp_path: Path,
+) -> None:
     cdrs = Cdrs(catalogue(tmp_path), US, EMSP)
-    payload = _cdr_payload(
-        _tx(60, 0, 3.5), _session("DE*CPO*E1001*2", "evco-id", "NL-EMS-C12345678-X")
+    key = "3059301306072a8648ce3d020106082a8648ce3d03010703420004"
+    readings = (
+        SignedReading("OCMF|{B}|{S1}", "1000", "OCMF", None, nature="Start"),
+        SignedReading("OCMF|{E}|{S2}", "4500", "OCMF", key, nature="End"),
     )
-    signed = {
-        "encoding_method": "OCMF",
-        "public_key": "3059301306072a8648ce3d020106082a8648ce3d03010703420004",
-        "signed_values": [{"nature": "End", "plain_data": "OCMF|{}", "signed_data": "3045022100"}],
-        "url": "https://cpo.example.com/transparency",
-    }
-    body = cdrs.cdr(payload | {"signed_data": signed, "auth_path": "remote"}, WRITTEN)
+    tx = _tx(60, 0, 3.5)
+    plain = _cdr_payload(tx, _session("DE*CPO*E1001*2", "evco-id", "NL-EMS-C12345678-X"))
+    payload = cdr_to_dict(dataclasses.replace(cdr_from_dict(plain), signed=readings))
+    body = cdrs.cdr(payload | {"auth_path": "remote"}, WRITTEN)
     validate("Cdr", body)
     assert body["total_cost"] == {"excl_vat": 0.0} and body["currency"] == "EUR"
     assert "tariffs" not in body and "total_parking_time" not in body
-    assert body["signed_data"] == signed
+    assert body["signed_data"] == {
+        "encoding_method": "OCMF",
+        "public_key": key,
+        "signed_values": [
+            {"nature": "Start", "plain_data": "1000", "signed_data": "OCMF|{B}|{S1}"},
+            {"nature": "End", "plain_data": "4500", "signed_data": "OCMF|{E}|{S2}"},
+        ],
+    }
+    # Without signed readings the payload has no such key and the CDR no signed_data.
+    assert "signed" not in plain and "signed_data" not in cdrs.cdr(plain, WRITTEN)
     assert body["auth_method"] == "COMMAND"
     assert body["cdr_token"]["type"] == "APP_USER"
     assert body["cdr_location"]["connector_standard"] == "DOMESTIC_F"

@@ -162,7 +162,7 @@ def cdr_from_dict(data: dict[str, object]) -> Cdr:
 
 
 def _signed_from_list(items: object) -> tuple[SignedReading, ...]:
-    if not isinstance(items, list):
+    if not isinstance(items, list | tuple):  # a list once through JSON, a tuple before
         return ()
     return tuple(SignedReading(**item) for item in items if isinstance(item, dict))
 
