@@ -5,16 +5,21 @@ for a CDR is dropped and the transaction message still answered."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from cpo_gateway.app import Gateway
+from cpo_gateway.bridge.cdr import cdr_from_dict, cdr_to_dict
 from cpo_gateway.bridge.links import LinkState
+from cpo_gateway.bridge.model import Cdr, Interval, SignedReading, User, UserKind
 from cpo_gateway.config import load_config
+from cpo_gateway.oioi.render import render_cdr
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
 from tests.charger201 import charger201, stamp
@@ -166,3 +171,22 @@ async def test_a_201_chargers_signed_meter_values_carry_its_public_key(
         ],
     }
     assert cdr["total_energy"] == pytest.approx(7.0)
+
+
+def test_the_oioi_session_post_is_the_same_with_signed_readings() -> None:
+    # Only OCPI has a place for them: OIOI's session-post does not change by a byte.
+    cdr = Cdr(
+        session_id="s-1",
+        evse_id="DE*CPO*E1001*1",
+        user=User(UserKind.RFID, CARD),
+        session_interval=Interval("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z"),
+        partner_identifier="sandbox",
+        energy_kwh=12.0,
+    )
+    readings = (
+        SignedReading(ocmf(1000, "B"), "1000", "OCMF", nature="Start"),
+        SignedReading(ocmf(13_000, "E"), "13000", "OCMF", nature="End"),
+    )
+    signed = cdr_from_dict(cdr_to_dict(dataclasses.replace(cdr, signed=readings)))
+    assert signed.signed == readings
+    assert orjson.dumps(render_cdr(signed)) == orjson.dumps(render_cdr(cdr))
