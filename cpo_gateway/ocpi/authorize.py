@@ -19,6 +19,7 @@ from urllib.parse import quote
 from cpo_gateway import logs
 from cpo_gateway.bridge.model import Place, VerifyOutcome
 from cpo_gateway.ocpi.client import OcpiCallFailed, OcpiClient
+from cpo_gateway.ocpi.locations import evse_uid
 from cpo_gateway.ocpi.transport import OcpiStatus, Party
 
 log = logs.get(__name__)
@@ -44,12 +45,6 @@ class AuthorizeTarget:
 # (partner, the card's normalised uid) -> (the token's uid as issued, its type), or None
 # when the partner issued no such token (asked as an RFID card with that uid).
 TokenOf = Callable[[str, str], Awaitable[tuple[str, str] | None]]
-
-
-def evse_uid(evse_id: str) -> str:
-    """An EVSE's uid as our Locations module names it (the EVSE ID, at most 36 characters:
-    a longer one loses its separators and is cut)."""
-    return evse_id if len(evse_id) <= 36 else evse_id.replace("*", "")[:36]
 
 
 def location_references(place: Place) -> dict[str, Any]:

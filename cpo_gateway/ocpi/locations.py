@@ -79,6 +79,8 @@ def ocpi_status(state: EvseState | None) -> str:
 
 
 def evse_uid(evse_id: str) -> str:
+    """An EVSE's uid (the EVSE ID, at most 36 characters: a longer one loses its separators
+    and is cut)."""
     return evse_id if len(evse_id) <= 36 else evse_id.replace("*", "")[:36]
 
 
