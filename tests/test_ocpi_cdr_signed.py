@@ -4,9 +4,8 @@ for a CDR is dropped and the transaction message still answered."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,15 @@ from typing import Any
 import orjson
 import pytest
 
-from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.cdr import cdr_from_dict, cdr_to_dict
-from cpo_gateway.bridge.links import LinkState
 from cpo_gateway.bridge.model import Cdr, Interval, SignedReading, User, UserKind
-from cpo_gateway.config import load_config
 from cpo_gateway.oioi.render import render_cdr
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
 from tests.charger201 import charger201, stamp
-from tests.conftest import Harness, running_gateway, write_config
+from tests.conftest import Harness
+from tests.ocpi_gateway_support import registered_with_emsp, until
 from tests.ocpi_models import validate
-from tests.test_ocpi_commands_e2e import config_text
 
 CARD = "0C0C0C0C"
 REGISTER = "Energy.Active.Import.Register"
@@ -39,33 +35,10 @@ def ocmf(wh: int, context: str) -> str:
     )
 
 
-async def until(check: Callable[[], object], what: str, rounds: int = 400) -> None:
-    for _ in range(rounds):
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 async def gw(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[tuple[Harness, SandboxEmsp]]:
-    async with SandboxEmsp() as emsp:
-        cfg = load_config(write_config(tmp_path, emp_url=emp.url, extra=config_text(emsp)), {})
-        async with running_gateway(Gateway(cfg), emp) as h:
-            for _ in range(400):
-                link = await h.store.link("emsp")
-                if link is not None and link.state is LinkState.REGISTERED and emsp.registration:
-                    break
-                await asyncio.sleep(0.025)
-            else:
-                raise AssertionError("the gateway never registered with the sandbox eMSP")
-            reg = emsp.registration
-            token = emsp.tokens.token(CARD, whitelist="ALWAYS")
-            put = await emsp.send(
-                "PUT", f"{reg.endpoints['tokens']}/NL/EMS/{CARD}", reg.token_theirs, token
-            )
-            assert put["status_code"] == 1000, put
-            yield h, emsp
+    async with registered_with_emsp(tmp_path, emp, card=CARD) as pair:
+        yield pair
 
 
 async def test_a_16_chargers_first_and_last_signed_readings_are_the_cdrs_start_and_end(

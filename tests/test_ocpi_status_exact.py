@@ -4,46 +4,25 @@ while the OIOI EMP hears the same Offline it always did."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cpo_gateway.app import Gateway
-from cpo_gateway.bridge.links import LinkState
-from cpo_gateway.config import load_config
 from cpo_gateway.ocpi.locations import evse_uid
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
-from tests.conftest import Harness, running_gateway, write_config
-from tests.test_ocpi_commands_e2e import config_text
+from tests.conftest import Harness
+from tests.ocpi_gateway_support import registered_with_emsp, until
 
 EVSE = "DE*CPO*E1001*1"  # CP-BER-001 connector 1
 
 
-async def until(check: Callable[[], object], what: str, rounds: int = 400) -> None:
-    for _ in range(rounds):
-        if check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 async def gw(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[tuple[Harness, SandboxEmsp]]:
-    async with SandboxEmsp() as emsp:
-        cfg = load_config(write_config(tmp_path, emp_url=emp.url, extra=config_text(emsp)), {})
-        async with running_gateway(Gateway(cfg), emp) as h:
-            for _ in range(400):
-                link = await h.store.link("emsp")
-                if link is not None and link.state is LinkState.REGISTERED and emsp.registration:
-                    break
-                await asyncio.sleep(0.025)
-            else:
-                raise AssertionError("the gateway never registered with the sandbox eMSP")
-            yield h, emsp
+    async with registered_with_emsp(tmp_path, emp) as pair:
+        yield pair
 
 
 def patches(emsp: SandboxEmsp) -> list[Any]:
