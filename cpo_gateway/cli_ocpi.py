@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.links import LinkState
 from cpo_gateway.bridge.ports import OutboxState
 from cpo_gateway.config import Config
 from cpo_gateway.store import Store
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -97,21 +99,30 @@ def _registrar(store: Store, cfg: Config) -> Any:
     return built
 
 
-async def _token_a(store: Store, cfg: Config, args: argparse.Namespace) -> int:
+async def _handshake(
+    store: Store, cfg: Config, name: str, work: Callable[[Any], Awaitable[T]]
+) -> T | int:
+    """`work(registrar)` for an OCPI partner, or the exit code of why it could not run."""
     from cpo_gateway.ocpi.registration import RegistrationFailed
 
-    problem = _needs_ocpi(cfg, args.name)
+    problem = _needs_ocpi(cfg, name)
     if problem:
         print(problem, file=sys.stderr)
         return EXIT_USAGE
     client, registrar = _registrar(store, cfg)
     try:
-        token = await registrar.issue_token_a(args.name)
+        return await work(registrar)
     except RegistrationFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await client.close()
+
+
+async def _token_a(store: Store, cfg: Config, args: argparse.Namespace) -> int:
+    token = await _handshake(store, cfg, args.name, lambda r: r.issue_token_a(args.name))
+    if isinstance(token, int):
+        return token
     print(f"token A for {args.name} (shown once; it is void once used):", file=sys.stderr)
     print(token)
     print(f"versions URL: {_base_url(cfg)}/versions", file=sys.stderr)
@@ -119,20 +130,9 @@ async def _token_a(store: Store, cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def _register(store: Store, cfg: Config, args: argparse.Namespace) -> int:
-    from cpo_gateway.ocpi.registration import RegistrationFailed
-
-    problem = _needs_ocpi(cfg, args.name)
-    if problem:
-        print(problem, file=sys.stderr)
-        return EXIT_USAGE
-    client, registrar = _registrar(store, cfg)
-    try:
-        link = await registrar.register(args.name)
-    except RegistrationFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        await client.close()
+    link = await _handshake(store, cfg, args.name, lambda r: r.register(args.name))
+    if isinstance(link, int):
+        return link
     endpoints = link.details.get("endpoints", {})
     print(f"{args.name}: registered ({len(endpoints)} endpoints at {link.peer_url})")
     return EXIT_OK

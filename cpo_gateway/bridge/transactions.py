@@ -383,12 +383,9 @@ class Charging:
         return recorded.tx
 
     async def meter(self, report: MeterReport) -> None:
-        if report.samples:
-            self._evidence.reading(
-                report.charge_point_id, report.connector_id, report.transaction_id
-            )
         if not report.samples:
             return
+        self._evidence.reading(report.charge_point_id, report.connector_id, report.transaction_id)
         tx_id = report.transaction_id
         if tx_id is None and report.charger_key is not None:
             tx = await self._store.transaction_by_key(report.charge_point_id, report.charger_key)
