@@ -19,6 +19,7 @@ from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.bridge.links import LinkState
 from cpo_gateway.bridge.ports import EmpLink, OutboxState
+from cpo_gateway.bridge.storage import StorageUnavailable
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
@@ -188,7 +189,9 @@ class Gateway:
         self._endless: list[asyncio.Task[None]] = []  # loops cancelled at stop, not awaited
         self.clock = clock
         self.notifier = notifier or Notifier()
-        self.tasks = TaskSet("gateway", on_service_end=self._service_ended)
+        self.tasks = TaskSet(
+            "gateway", on_service_end=self._service_ended, transient=(StorageUnavailable,)
+        )
         self.died: str | None = None  # the first long-lived task that ended early
         self._shutdown: asyncio.Event | None = None
         self.watchdog_pings = 0

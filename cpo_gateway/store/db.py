@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from cpo_gateway import logs
-from cpo_gateway.store.sql import Conn, Params, Row
+from cpo_gateway.bridge.storage import StorageUnavailable
+from cpo_gateway.store.sql import Conn, DatabaseErrors, IntegrityErrors, Params, Row
 
 log = logs.get(__name__)
 T = TypeVar("T")
@@ -132,8 +133,9 @@ class Database(abc.ABC):
             try:
                 results = await asyncio.to_thread(self._apply, batch)
             except Exception as exc:  # nothing was committed: every caller learns it
-                results = [(False, exc)] * len(batch)
                 self._wrote(exc)
+                failure = unavailable(exc)
+                results = [(False, failure)] * len(batch)
             else:
                 self._wrote(None)
             for (_, _, future), (ok, value) in zip(batch, results, strict=True):
@@ -183,6 +185,18 @@ class Database(abc.ABC):
         # A connection that is gone has nothing to roll back.
         with contextlib.suppress(Exception):
             conn.execute("ROLLBACK")
+
+
+def unavailable(exc: Exception) -> Exception:
+    """A failure of the database as a whole (not of one statement's data) as the port's
+    StorageUnavailable, its cause attached; anything else as it is."""
+    if isinstance(exc, DatabaseErrors) and not isinstance(exc, IntegrityErrors):
+        wrapped = StorageUnavailable(
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
+        wrapped.__cause__ = exc
+        return wrapped
+    return exc
 
 
 def _in_savepoint(conn: Conn, unit: Callable[[], Any]) -> tuple[bool, Any]:

@@ -25,7 +25,13 @@ import psycopg
 
 from cpo_gateway import logs
 from cpo_gateway.config_storage import redact
-from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew, run_migrations
+from cpo_gateway.store.db import (
+    Database,
+    DatabaseUnusable,
+    SchemaTooNew,
+    run_migrations,
+    unavailable,
+)
 from cpo_gateway.store.migrations import MIGRATIONS
 from cpo_gateway.store.migrations_pg import BASELINE, BASELINE_VERSION, LATER
 from cpo_gateway.store.sql import Conn, Params, Row
@@ -233,9 +239,12 @@ class PostgresDatabase(Database):
         if reader is None or reader.closed or reader.broken:
             if reader is not None:
                 await reader.close()
-            reader = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, row_factory=pg_rows, connect_timeout=5
-            )
+            try:
+                reader = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, row_factory=pg_rows, connect_timeout=5
+                )
+            except psycopg.OperationalError as exc:
+                raise unavailable(exc) from exc
             self._readers[slot] = reader
         return reader
 
@@ -247,10 +256,10 @@ class PostgresDatabase(Database):
             try:
                 cur = await reader.execute(query, params or None)
                 return await (cur.fetchall() if many else cur.fetchone())
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
                 # A read is safe to repeat: once more on a new connection if this one died.
                 if attempt == 2 or not (reader.broken or reader.closed):
-                    raise
+                    raise unavailable(exc) from exc
         raise AssertionError("unreachable")
 
     async def one(self, sql: str, params: Params = ()) -> Row | None:
