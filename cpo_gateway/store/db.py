@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.storage import StorageUnavailable
-from cpo_gateway.store.sql import Conn, DatabaseErrors, IntegrityErrors, Params, Row
+from cpo_gateway.store.sql import Conn, Params, Row, UnavailableErrors
 
 log = logs.get(__name__)
 T = TypeVar("T")
@@ -188,11 +188,12 @@ class Database(abc.ABC):
 
 
 def unavailable(exc: Exception) -> Exception:
-    """A failure of the database as a whole (not of one statement's data) as the port's
-    StorageUnavailable, its cause attached; anything else as it is."""
-    if isinstance(exc, DatabaseErrors) and not isinstance(exc, IntegrityErrors):
+    """The database away or refusing for now (not a statement's own fault, nor a bug in
+    one) as the port's StorageUnavailable, its cause attached; anything else as it is."""
+    if isinstance(exc, UnavailableErrors):
+        text = str(exc).strip()
         wrapped = StorageUnavailable(
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
         )
         wrapped.__cause__ = exc
         return wrapped

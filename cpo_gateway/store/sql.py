@@ -21,8 +21,11 @@ Params = Sequence[Any] | Mapping[str, Any]
 
 # A unique or foreign key refused the row: the same exception to catch on either backend.
 IntegrityErrors: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
-# Anything the database itself raised (a statement, the connection, the disk).
-DatabaseErrors: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
+# The database away or refusing for now (locked, disk, connection lost): worth trying again.
+UnavailableErrors: tuple[type[Exception], ...] = (
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+)
 
 
 class Row(Protocol):
