@@ -254,6 +254,16 @@ class Haproxy:
         """ "UP", "DOWN", "UP 1/2" (going down), "DOWN 1/2" (going up), "MAINT", ..."""
         return self.server(backend, name)["status"]
 
+    def set_state(self, name: str, state: str) -> None:
+        """`set server <backend>/<name> state ready|drain|maint` in every backend: drain takes
+        no new connections and keeps the open ones, maint (with shutdown-sessions) cuts them."""
+        if state not in ("ready", "drain", "maint"):
+            raise ValueError(f"state must be ready, drain or maint, not {state!r}")
+        for backend in sorted({row["pxname"] for row in self.stats() if row["svname"] == name}):
+            answer = self.command(f"set server {backend}/{name} state {state}").strip()
+            if answer:
+                raise AssertionError(f"haproxy refused: {answer}")
+
     def log_text(self) -> str:
         try:
             return self.log_file.read_text(errors="replace")

@@ -238,6 +238,25 @@ async def test_a_draining_nodes_chargers_reconnect_to_the_other(rig: Rig) -> Non
     await rig.until_status("chargers", "node1", "DOWN")
 
 
+async def test_a_node_set_to_drain_keeps_its_chargers_and_takes_no_new_ones(rig: Rig) -> None:
+    chargers = rig.chargers
+    await rig.connect(chargers)
+    first = rig.placement()
+    kept = {cp: rig.connection(node, cp) for cp, node in first.items()}
+    rig.proxy.set_state("node1", "drain")
+    await rig.until_status("chargers", "node1", "DRAIN")
+    assert all(rig.connection(first[cp], cp) is conn for cp, conn in kept.items())
+    on_node1 = [cp for cp in chargers if first[cp.charge_point_id] == 0]
+    await rig.close(on_node1)
+    await rig.connect(on_node1)
+    assert rig.placement() == dict.fromkeys(CHARGERS, 1)
+    rig.proxy.set_state("node1", "ready")
+    await rig.until_status("chargers", "node1", "UP")
+    await rig.close(on_node1)
+    await rig.connect(on_node1)
+    assert rig.placement() == first
+
+
 async def test_emp_requests_go_round_robin_and_skip_a_node_marked_down(rig: Rig) -> None:
     proxy = rig.proxy
 
