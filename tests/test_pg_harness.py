@@ -122,6 +122,23 @@ def test_the_backend_decides_where_gateways_store(backend: str, tmp_path: Path) 
     assert url.startswith("postgresql://") and _user_tables(url) == []
 
 
+@pytest.fixture(scope="module")
+def module_storage_url() -> str | None:
+    """What a module-scoped fixture starting a gateway would see."""
+    return os.environ.get(STORAGE_URL_ENV)
+
+
+def test_module_scoped_gateways_get_a_database_of_their_own(
+    backend: str, module_storage_url: str | None
+) -> None:
+    if backend == "sqlite":
+        assert module_storage_url is None
+        return
+    assert module_storage_url is not None and module_storage_url.startswith("postgresql://")
+    assert module_storage_url != os.environ[STORAGE_URL_ENV]
+    assert _user_tables(module_storage_url) == []
+
+
 @pytest.mark.sqlite_only(reason="the probe of the marker itself")
 def test_sqlite_only_probe(backend: str) -> None:
     assert backend == "sqlite"
