@@ -21,6 +21,9 @@ log = logs.get(__name__)
 # FAILING_AFTER runs all failed makes the gateway unhealthy, so the systemd watchdog restarts
 # the process instead of leaving it retrying a broken job forever.
 FAILING_AFTER = 3
+# Jobs a cluster runs on one node at a time (the node holding the job's lease): each is a
+# pass over the shared database that every node would otherwise repeat.
+ONCE_PER_CLUSTER = ("status-resync", "housekeeping")
 
 
 class Jobs:
@@ -40,8 +43,13 @@ class Jobs:
         status_resync_h: float,
         prune_after_days: int,
         clock: Callable[[], float] = time.time,
+        leased: Callable[[str], bool] | None = None,
     ) -> None:
+        """`leased(job)`: whether this node holds the lease of a ONCE_PER_CLUSTER job
+        (None: no cluster, every job runs here)."""
         self._core = core
+        self._leased = leased
+        self.skipped: dict[str, int] = {}  # runs left to the node holding the lease
         self._clock = clock
         self._prune_s = prune_after_days * 86400.0
         self.scheduler = AsyncIOScheduler()
@@ -76,6 +84,9 @@ class Jobs:
         """Run `fn` every `seconds`; a run still going when the next is due makes it skip."""
 
         async def run() -> None:
+            if self._leased is not None and name in ONCE_PER_CLUSTER and not self._leased(name):
+                self.skipped[name] = self.skipped.get(name, 0) + 1
+                return
             task = asyncio.current_task()
             if task is not None:
                 self._running.add(task)
