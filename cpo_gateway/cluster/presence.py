@@ -77,6 +77,7 @@ class Presence:
         self._started = False
         self.beaten_at = 0.0  # monotonic: the last heartbeat that reached the database
         self.takeovers_seen = 0
+        self.flushed = 0  # changes of this node's chargers written to the database
 
     # --- this node's chargers ------------------------------------------------------------------
     def connected(self, charge_point_id: str) -> None:
@@ -112,6 +113,7 @@ class Presence:
             if off:
                 await cur.executemany(_CLEAR, off)
         await self._announce(conn, [x[0] for x in on], [x[0] for x in off])
+        self.flushed += len(batch)
 
     async def _announce(self, conn: Conn, on: list[str], off: list[str]) -> None:
         for ids, up in ((on, True), (off, False)):
