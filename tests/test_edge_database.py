@@ -19,6 +19,10 @@ import pytest
 from cpo_gateway.bridge.ports import SessionState
 from tests.conftest import Harness, write_config
 
+pytestmark = pytest.mark.sqlite_only(
+    reason="damages, empties, locks or write-protects the SQLite file"
+)
+
 
 def _run(config: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     """`cpo-gateway <args> -c config` in a child; a daemon that does not exit in time is a
