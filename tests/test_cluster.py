@@ -7,27 +7,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.model import AuthStatus, CommandStatus
-from cpo_gateway.cluster import ClusterNode
+from cpo_gateway.cluster import ClusterNode, schema
 from cpo_gateway.config import load_config
 from cpo_gateway.config_cluster import ClusterConfig
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import Harness, running_gateway, write_config
-from tests.pg_interim import pg_url  # noqa: F401 - the fixture
 from tests.test_csms_support import eventually
 
 CP = "CP-BER-001"
 EVSE = "DE*CPO*E1001*1"
 EVCO = "DE-8PS-C12345-6"
+
+
+@pytest.fixture
+def cluster_url(pg_url: str) -> str:
+    """The test's database with the cluster's tables (a gateway on SQLite storage does not
+    create them there)."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(schema.POSTGRES)
+    return pg_url
 
 
 def _node_config(tmp_path: Path, name: str, emp: SandboxEmp, pg_url: str) -> Any:
@@ -52,9 +62,12 @@ async def nodes(
             for n in names
         ]
         for h in harnesses:  # every node sees every other one alive
-            node = _cluster(h)
-            await eventually(lambda node=node: len(node.presence.peers) == len(names) - 1)
+            await eventually(functools.partial(_sees, _cluster(h), len(names) - 1))
         yield harnesses
+
+
+def _sees(node: ClusterNode, peers: int) -> bool:
+    return len(node.presence.peers) == peers
 
 
 def _cluster(h: Harness) -> ClusterNode:
@@ -76,9 +89,9 @@ async def _known_elsewhere(h: Harness, node: str, cp_id: str = CP) -> None:
 
 
 async def test_a_remote_start_on_a_reaches_the_charger_on_b_and_its_answer_returns(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
 ) -> None:
-    async with nodes(tmp_path, emp, pg_url, "a", "b") as (a, b):
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, b):
         cp = await _charger_at(b)
         try:
             await _known_elsewhere(a, "b")
@@ -94,9 +107,9 @@ async def test_a_remote_start_on_a_reaches_the_charger_on_b_and_its_answer_retur
 
 
 async def test_a_charger_connected_nowhere_is_offline_as_on_one_node(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
 ) -> None:
-    async with nodes(tmp_path, emp, pg_url, "a", "b") as (a, _b):
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, _b):
         result = await _cluster(a).control.remote_start(CP, 1, "04A2B3C4")
         async with a.client() as client:
             status, body = await client.session_start(EVSE, EVCO)
@@ -106,17 +119,17 @@ async def test_a_charger_connected_nowhere_is_offline_as_on_one_node(
 
 
 async def test_a_large_command_travels_in_a_message_row(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
 ) -> None:
     """A local list of 600 cards is far over a NOTIFY's 8,000 bytes."""
     tags = [f"{i:08X}" for i in range(600)]
-    async with nodes(tmp_path, emp, pg_url, "a", "b") as (a, b):
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, b):
         cp = await _charger_at(b)
         try:
             await _known_elsewhere(a, "b")
             entries = [(t, AuthStatus.ACCEPTED) for t in tags]
             result = await _cluster(a).control.send_local_list(CP, 7, entries)
-            async with await psycopg.AsyncConnection.connect(pg_url) as conn:
+            async with await psycopg.AsyncConnection.connect(cluster_url) as conn:
                 cur = await conn.execute("SELECT count(*) FROM cluster_messages")
                 row = await cur.fetchone()
         finally:
@@ -141,9 +154,9 @@ async def _admin(h: Harness, request: dict[str, object]) -> dict[str, Any]:
 
 
 async def test_an_ops_command_through_the_other_node(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
 ) -> None:
-    async with nodes(tmp_path, emp, pg_url, "a", "b") as (a, b):
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, b):
         cp = await _charger_at(b)
         try:
             await _known_elsewhere(a, "b")
@@ -171,21 +184,21 @@ async def _charger_row(pg_url: str, cp_id: str = CP) -> tuple[str, int] | None:
 
 
 async def test_a_takeover_on_b_is_not_undone_by_the_late_disconnect_on_a(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
 ) -> None:
-    async with nodes(tmp_path, emp, pg_url, "a", "b") as (a, b):
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, b):
         old = await _charger_at(a)
         await eventually(lambda: _cluster(b).control.node_of(CP) == "a")
-        first = await _charger_row(pg_url)
+        first = await _charger_row(cluster_url)
         new = await _charger_at(b)  # the charger reconnected through another node
         try:
             await eventually(lambda: _cluster(a).presence.takeovers_seen == 1)
-            taken = await _charger_row(pg_url)
+            taken = await _charger_row(cluster_url)
             flushed = _cluster(a).presence.flushed
             await old.close()  # node a sees its (stale) socket close only now
             # a has written its disconnect (a delete of its own row, if it were still its).
             await eventually(lambda: _cluster(a).presence.flushed == flushed + 1)
-            row = await _charger_row(pg_url)
+            row = await _charger_row(cluster_url)
             after = _cluster(a).control.node_of(CP)
             reset = await _cluster(a).control.reset(CP, "Soft")
         finally:
@@ -203,19 +216,20 @@ async def _lease_holders(hs: list[Harness], job: str) -> list[str]:
 
 
 async def test_killing_the_lease_holders_connection_moves_the_lease(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
 ) -> None:
     job = "housekeeping"
-    async with nodes(tmp_path, emp, pg_url, "a", "b") as hs:
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as hs:
         await eventually(lambda: len([h for h in hs if _cluster(h).holds(job)]) == 1)
         (first,) = await _lease_holders(hs, job)
-        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(cluster_url, autocommit=True) as conn:
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE application_name = %s",
                 (f"cpo-gateway {first} leases",),
             )
-        await eventually(lambda: not _cluster(next(h for h in hs if _cluster(h).node_id == first)).holds(job))
+        holder = _cluster(next(h for h in hs if _cluster(h).node_id == first))
+        await eventually(lambda: not holder.holds(job))
         await eventually(lambda: len([h for h in hs if _cluster(h).holds(job)]) == 1)
         (second,) = await _lease_holders(hs, job)
         # Both other leases (the status resync) are held by exactly one node too.
@@ -225,14 +239,14 @@ async def test_killing_the_lease_holders_connection_moves_the_lease(
 
 
 async def test_the_bus_reconnects_and_presence_is_asserted_again(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
 ) -> None:
     """PostgreSQL drops every connection of node b; its chargers stay reachable from a."""
-    async with nodes(tmp_path, emp, pg_url, "a", "b") as (a, b):
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, b):
         cp = await _charger_at(b)
         try:
             await _known_elsewhere(a, "b")
-            async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(cluster_url, autocommit=True) as conn:
                 await conn.execute("DELETE FROM charger_nodes")  # as if b's rows were lost
                 await conn.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -242,7 +256,7 @@ async def test_the_bus_reconnects_and_presence_is_asserted_again(
             await eventually(lambda: _cluster(b).bus.up)
             row = None
             for _ in range(100):
-                row = await _charger_row(pg_url)
+                row = await _charger_row(cluster_url)
                 if row is not None:
                     break
                 await asyncio.sleep(0.05)
@@ -254,9 +268,9 @@ async def test_the_bus_reconnects_and_presence_is_asserted_again(
 
 
 async def test_healthz_and_metrics_name_the_node_and_its_peers(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
 ) -> None:
-    async with nodes(tmp_path, emp, pg_url, "a", "b") as (a, _b):
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, _b):
         ok, health = await a.gateway.health()
         metrics = await a.gateway.metrics()
     assert ok, health
