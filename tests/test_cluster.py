@@ -232,10 +232,16 @@ async def test_killing_the_lease_holders_connection_moves_the_lease(
         await eventually(lambda: not holder.holds(job))
         await eventually(lambda: len([h for h in hs if _cluster(h).holds(job)]) == 1)
         (second,) = await _lease_holders(hs, job)
-        # Both other leases (the status resync) are held by exactly one node too.
+        # The other lease (the status resync) is held by exactly one node too.
         resync = await _lease_holders(hs, "status-resync")
+        # The job runs where its lease is, and is left to that node everywhere else.
+        by_id = {_cluster(h).node_id: h.gateway.jobs for h in hs}
+        for jobs in by_id.values():
+            await jobs.run_once(job)
     assert second != first
     assert len(resync) == 1
+    assert by_id[second].runs.get(job) == 1 and by_id[second].skipped.get(job) is None
+    assert by_id[first].runs.get(job) is None and by_id[first].skipped.get(job) == 1
 
 
 async def test_the_bus_reconnects_and_presence_is_asserted_again(

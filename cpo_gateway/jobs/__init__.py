@@ -109,6 +109,10 @@ class Jobs:
         self._defined[name] = (seconds, run)
         self._schedule(name, seconds, run)
 
+    async def run_once(self, name: str) -> None:
+        """One run of a defined job now, as the scheduler would start it (ops, tests)."""
+        await self._defined[name][1]()
+
     def _schedule(self, name: str, seconds: float, run: Callable[[], Awaitable[None]]) -> None:
         # max_instances=1 and coalesce: a job never overlaps itself, missed runs merge into one.
         self.scheduler.add_job(
