@@ -287,3 +287,23 @@ async def test_healthz_and_metrics_name_the_node_and_its_peers(
     assert cluster["chargers_elsewhere"] == 0
     assert 'cpo_gateway_node_info{node="a"} 1.0' in metrics
     assert "cpo_gateway_cluster_peers 1.0" in metrics
+
+
+async def test_a_node_posts_no_status_for_chargers_another_node_holds(
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
+) -> None:
+    """Node a has never seen CP-BER-001: it must not tell the EMP its EVSEs are offline
+    while node b holds the charger (b posts them)."""
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, b):
+        cp = await _charger_at(b)
+        try:
+            await _known_elsewhere(a, "b")
+            await emp.wait_for(lambda: emp.statuses.get(EVSE) == "Available", timeout=10)
+            queued = await a.gateway.core.flush_statuses(force=True)  # a resync on a
+            await a.gateway.core.deliver_all()
+            statuses = dict(emp.statuses)
+        finally:
+            await cp.close()
+    other = [e for e in statuses if not e.startswith("DE*CPO*E1001*")]
+    assert statuses[EVSE] == "Available" and statuses["DE*CPO*E1001*2"] == "Available"
+    assert queued == len(other)  # only the EVSEs of chargers connected nowhere

@@ -124,6 +124,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters, Clus
             offline_grace_s=settings.offline_grace_s,
             clock=clock,
             evidence=self.evidence,
+            connected_anywhere=chargers.is_connected,
         )
         self.charging = Charging(
             store,
