@@ -74,10 +74,13 @@ class Bus:
         every: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]],
         every_s: float,
         spawn: Callable[[Coroutine[Any, Any, Any], str], object],
+        on_listen: Callable[[], None] = lambda: None,
     ) -> None:
         """`on_message`: each message that arrives (a large one after its body was fetched).
         `on_connect`: run first on every new sender connection (re-assert what this node
-        holds). `every`: run on the sender connection every `every_s` (the heartbeat)."""
+        holds). `every`: run on the sender connection every `every_s` (the heartbeat).
+        `on_listen`: after every new listener connection (what was said while it was away
+        is lost: read the state again)."""
         self._dsn = dsn
         self.node_id = node_id
         self.channel = wire.channel_of(node_id)
@@ -86,6 +89,7 @@ class Bus:
         self._every = every
         self._every_s = every_s
         self._spawn = spawn
+        self._on_listen = on_listen
         self._ops: collections.deque[tuple[Op, asyncio.Future[Any]]] = collections.deque()
         self._wake = asyncio.Event()
         self.listening = False
@@ -192,6 +196,7 @@ class Bus:
                     for channel in (self.channel, wire.BROADCAST):
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     self.listening = True
+                    self._on_listen()
                     backoff.reset()
                     log.info("cluster.listening", node=self.node_id, channel=self.channel)
                     async for note in conn.notifies():

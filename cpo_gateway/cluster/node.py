@@ -68,6 +68,7 @@ class ClusterNode:
             every=self._beat,
             every_s=settings.beat_s,
             spawn=spawn,
+            on_listen=lambda: self.presence.missed_some(),
         )
         self.presence = Presence(
             settings.node_id, alive_s=settings.alive_s, run=self.bus.run, spawn=spawn

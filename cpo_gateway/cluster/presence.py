@@ -166,6 +166,10 @@ class Presence:
                 (MESSAGES_KEPT_S,),
             )
 
+    def missed_some(self) -> None:
+        """Notifications may have been missed: read the whole table at the next beat."""
+        self._reloaded = 0.0
+
     async def _reload(self, conn: Conn) -> None:
         cur = await conn.execute(
             "SELECT charge_point_id, node_id FROM charger_nodes WHERE node_id <> %s",
