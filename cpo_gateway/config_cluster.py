@@ -67,9 +67,10 @@ def cluster_config(
         table.error("alive_s", f"at least twice heartbeat_s ({2 * beat:g})", f"{alive:g}")
     postgres = is_postgres(storage_url)
     if t is not None and not postgres:
+        sqlite = not storage_url or storage_url.startswith("sqlite:")
         errors.append(
             f"{path}: cluster: a cluster needs PostgreSQL storage, found "
-            f"{'SQLite' if not storage_url else repr(storage_url.split(':', 1)[0])} "
+            f"{'SQLite' if sqlite else repr((storage_url or '').split(':', 1)[0])} "
             '(hint: set [storage] url = "postgresql://..." or CPO_GATEWAY_STORAGE_URL on every '
             "node, or remove the [cluster] table)"
         )

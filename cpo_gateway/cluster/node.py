@@ -56,6 +56,7 @@ class ClusterNode:
         self._tasks = tasks
         self._services: list[asyncio.Task[Any]] = []
         self._auth_queued: bool | None = None  # an `auth` broadcast on its way (push flag)
+        self.authorization_changes_heard = 0  # from other nodes
 
         def spawn(coro: Any, name: str) -> object:
             return tasks.spawn(coro, name=name)
@@ -144,6 +145,7 @@ class ClusterNode:
         elif isinstance(message, wire.Here):
             self.presence.heard(message)
         elif isinstance(message, wire.AuthChanged) and message.node != self.node_id:
+            self.authorization_changes_heard += 1
             if self._core is not None:
                 self._core.authorization_changed_elsewhere(message.push)
             log.info("cluster.authorization_changed", by=message.node, push=message.push)
