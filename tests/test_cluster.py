@@ -18,12 +18,19 @@ import pytest
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.model import AuthStatus, CommandStatus
-from cpo_gateway.cluster import ClusterNode, schema
+from cpo_gateway.cluster import ClusterNode
 from cpo_gateway.config import load_config
-from cpo_gateway.config_cluster import ClusterConfig
+from cpo_gateway.config_storage import STORAGE_URL_ENV
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
-from tests.conftest import Harness, running_gateway, write_config
+from tests.conftest import (
+    INBOUND_KEY,
+    OUTBOUND_KEY,
+    PARTNER,
+    Harness,
+    running_gateway,
+    write_config,
+)
 from tests.test_csms_support import eventually
 
 CP = "CP-BER-001"
@@ -33,31 +40,32 @@ EVCO = "DE-8PS-C12345-6"
 
 @pytest.fixture
 def cluster_url(pg_url: str) -> str:
-    """The test's database with the cluster's tables (a gateway on SQLite storage does not
-    create them there)."""
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(schema.POSTGRES)
+    """The database every node of the test stores in (the nodes create its tables)."""
     return pg_url
 
 
-def _node_config(tmp_path: Path, name: str, emp: SandboxEmp, pg_url: str) -> Any:
+def _node_config(
+    tmp_path: Path, name: str, emp: SandboxEmp, pg_url: str, emps: str | None = None
+) -> Any:
     directory = tmp_path / name
     directory.mkdir()
-    cfg = load_config(write_config(directory, emp_url=emp.url), {})
-    cluster = ClusterConfig(
-        node_id=name, url=pg_url, heartbeat_s=0.2, alive_s=3.0, lease_retry_s=0.2
+    path = write_config(directory, emp_url=emp.url, emps=emps)
+    cfg = load_config(path, {STORAGE_URL_ENV: pg_url})
+    assert cfg.cluster.enabled  # the storage is PostgreSQL
+    cluster = dataclasses.replace(
+        cfg.cluster, node_id=name, heartbeat_s=0.2, alive_s=3.0, lease_retry_s=0.2
     )
     return dataclasses.replace(cfg, cluster=cluster)
 
 
 @contextlib.asynccontextmanager
 async def nodes(
-    tmp_path: Path, emp: SandboxEmp, pg_url: str, *names: str
+    tmp_path: Path, emp: SandboxEmp, pg_url: str, *names: str, emps: str | None = None
 ) -> AsyncIterator[list[Harness]]:
     async with contextlib.AsyncExitStack() as stack:
         harnesses = [
             await stack.enter_async_context(
-                running_gateway(Gateway(_node_config(tmp_path, n, emp, pg_url)), emp)
+                running_gateway(Gateway(_node_config(tmp_path, n, emp, pg_url, emps)), emp)
             )
             for n in names
         ]
@@ -99,11 +107,24 @@ async def test_a_remote_start_on_a_reaches_the_charger_on_b_and_its_answer_retur
             async with a.client() as client:
                 status, body = await client.session_start(EVSE, EVCO)
             assert status == 200 and body["result"]["code"] == 0, body
+            session_id = body["session-start"]["session-id"]
             starts = [p for action, p in cp.received if action == "RemoteStartTransaction"]
             assert len(starts) == 1 and starts[0]["connectorId"] == 1, cp.received
             assert _cluster(a).calls.made == 1 and _cluster(b).calls.served == 1
+            # b bound the charger's transaction to the session a stored, and a stops it.
+            await eventually(lambda: cp.transaction_id(1) is not None)
+            tx_id = cp.transaction_id(1)
+            assert tx_id is not None
+            await cp.meter_values(1, tx_id, 500)
+            async with a.client() as client:
+                status, body = await client.session_stop(EVSE, EVCO, session_id)
+            assert status == 200 and body["result"]["code"] == 0, body
+            await emp.wait_for(lambda: session_id in emp.cdrs, timeout=10)
         finally:
             await cp.close()
+    cdr = emp.cdrs[session_id]
+    assert cdr["user"] == {"identifier-type": "evco-id", "identifier": EVCO}
+    assert cdr["energy-consumed"] > 0
 
 
 async def test_a_charger_connected_nowhere_is_offline_as_on_one_node(
@@ -307,3 +328,37 @@ async def test_a_node_posts_no_status_for_chargers_another_node_holds(
     other = [e for e in statuses if not e.startswith("DE*CPO*E1001*")]
     assert statuses[EVSE] == "Available" and statuses["DE*CPO*E1001*2"] == "Available"
     assert queued == len(other)  # only the EVSEs of chargers connected nowhere
+
+
+CARD = "04A2B3C4D5E6F7"
+NO_ONLINE_CHECK = f"""
+    [[emp]]
+    name = "sandbox"
+    url = "{{url}}"
+    api_key = "{OUTBOUND_KEY}"
+    inbound_api_key = "{INBOUND_KEY}"
+    partner_identifier = "{PARTNER}"
+    online_authorization = false
+    offline_policy = "reject"
+"""
+
+
+async def test_a_local_authorize_on_b_after_an_rfid_post_on_a(
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
+) -> None:
+    """b has looked the card up (not listed: Invalid, remembered); the list a receives
+    is what b answers from at once."""
+    emps = NO_ONLINE_CHECK.replace("{url}", emp.url)
+    async with nodes(tmp_path, emp, cluster_url, "a", "b", emps=emps) as (a, b):
+        cp = await _charger_at(b)
+        try:
+            before = await cp.authorize(CARD)
+            async with a.client() as client:
+                status, body = await client.rfid_post(PARTNER, [CARD])
+            assert status == 200, body
+            await eventually(lambda: _cluster(b).authorization_changes_heard == 1)
+            after = await cp.authorize(CARD)
+            await eventually(lambda: CARD in cp.local_list)  # b pushed its charger the list
+        finally:
+            await cp.close()
+    assert (before, after) == ("Invalid", "Accepted")

@@ -20,7 +20,8 @@ from cpo_gateway.bridge.cdr import cdr_to_dict
 from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
 from cpo_gateway.bridge.ports import NewOutbox
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Store
+from tests.storage import make_database
 from tests.test_outbox_delivery import HOUR, Rig, cdr_row, rig  # noqa: F401  (rig: a fixture)
 
 PROXY_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Wi-Fi</body></html>"
@@ -100,7 +101,7 @@ async def test_a_sigkill_mid_pass_re_sends_only_what_was_in_flight(tmp_path: Pat
             tmp_path, emp_url=emp.url, chargers=1, ocpp_port=ocpp_port, oioi_port=oioi_port
         )
         # A backlog written before the daemon starts: its first pass takes all of it.
-        db = Database(tmp_path / "state" / "gateway.db")
+        db = make_database(tmp_path / "state" / "gateway.db")
         await db.open()
         try:
             await Store(db).enqueue([_cdr(f"kill-{i:04d}") for i in range(sessions)], 0.0)

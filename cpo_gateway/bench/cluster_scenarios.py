@@ -1,7 +1,7 @@
 """`scripts/bench --scenario cluster-commands`: a command to a charger on another node.
 
-Two gateway nodes in this process share a PostgreSQL database (CPO_GATEWAY_BENCH_PG_URL, a
-database the benchmark may write its tables to); chargers are connected to node b, and the
+Two gateway nodes in this process store in one PostgreSQL database (CPO_GATEWAY_BENCH_PG_URL:
+an empty database, or one the benchmark used before); chargers are connected to node b, and the
 same TriggerMessage commands are sent from node b (local) and from node a (over
 LISTEN/NOTIFY to b and back). Each charger takes one command at a time, so the commands run
 concurrently across chargers and one after another on each.
@@ -18,16 +18,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
-import psycopg
-
 from cpo_gateway.app import Gateway
 from cpo_gateway.bench.ocpp_scenarios import Context
 from cpo_gateway.bench.report import Table, ms, num, percentile
 from cpo_gateway.bench.servers import charger_ids, write_gateway_config
 from cpo_gateway.bridge.model import CommandResult, CommandStatus
-from cpo_gateway.cluster import schema
 from cpo_gateway.config import load_config
-from cpo_gateway.config_cluster import ClusterConfig
+from cpo_gateway.config_storage import STORAGE_URL_ENV
 from cpo_gateway.sim.charger.simulator import SimCharger
 
 URL_ENV = "CPO_GATEWAY_BENCH_PG_URL"
@@ -35,8 +32,8 @@ URL_ENV = "CPO_GATEWAY_BENCH_PG_URL"
 
 async def _node(ctx: Context, name: str, url: str, chargers: int) -> Gateway:
     path = write_gateway_config(ctx.directory(name), chargers, "http://127.0.0.1:9/", 0, 0)
-    cfg = load_config(path, {})
-    cluster = ClusterConfig(node_id=name, url=url, heartbeat_s=0.5, alive_s=5.0)
+    cfg = load_config(path, {STORAGE_URL_ENV: url})  # both nodes store in the one database
+    cluster = dataclasses.replace(cfg.cluster, node_id=name, heartbeat_s=0.5, alive_s=5.0)
     gateway = Gateway(dataclasses.replace(cfg, cluster=cluster))
     await gateway.start()
     return gateway
@@ -66,8 +63,6 @@ async def cluster_commands(ctx: Context, chargers: int, per_charger: int) -> Tab
     url = os.environ.get(URL_ENV)
     if not url:
         raise RuntimeError(f"set {URL_ENV} to a PostgreSQL database the benchmark may use")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(schema.POSTGRES)
     a = await _node(ctx, "a", url, chargers)
     b = await _node(ctx, "b", url, chargers)
     ids = charger_ids(chargers)

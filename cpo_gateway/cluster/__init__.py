@@ -11,7 +11,7 @@ through `ClusterSide` (bridge/core_ports.py) and implements the core's `ChargerC
 - `rpc.py` calls between nodes with the caller's deadline; `control.py` the charger commands
   (and the operators' admin channel) routed to the node that holds the charger;
 - `leases.py` session advisory locks for the jobs that run once per cluster;
-- `node.py` one node, wired; `schema.py` the tables (migration 17).
+- `node.py` one node, wired. Its tables are migration 17 (store/migrations*.py).
 """
 
 from cpo_gateway.cluster.node import ClusterNode, NodeSettings
