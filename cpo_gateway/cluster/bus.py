@@ -232,7 +232,11 @@ class Bus:
             row = await cur.fetchone()
             return None if row is None else str(row[0])
 
-        body = await self.run(fetch)
+        try:
+            body = await self.run(fetch)
+        except psycopg.Error as exc:  # the sender broke or the node is closing: it is lost
+            log.warning("cluster.message_lost", node=self.node_id, ref=ref, error=str(exc))
+            return
         if body is None:
             log.warning("cluster.message_missing", node=self.node_id, ref=ref)
             return
