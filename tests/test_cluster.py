@@ -362,3 +362,22 @@ async def test_a_local_authorize_on_b_after_an_rfid_post_on_a(
         finally:
             await cp.close()
     assert (before, after) == ("Invalid", "Accepted")
+
+
+async def test_a_call_the_other_node_cannot_read_is_answered_with_the_field(
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
+) -> None:
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, b):
+        unknown = await _cluster(a).calls.call("b", "control", {"m": "format_disk"}, 5.0)
+        wrong = await _cluster(a).calls.call(
+            "b", "control", {"m": "reset", "cp": CP, "a": [7]}, 5.0
+        )
+        served = _cluster(b).calls.served
+    assert unknown is not None and unknown["status"] == "error"
+    assert unknown["detail"].startswith("body.m: expected one of remote_start")
+    assert wrong == {
+        "status": "error",
+        "detail": "body.a[0] of reset: expected a string, got 7",
+        "data": {},
+    }
+    assert served == 2
