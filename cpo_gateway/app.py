@@ -51,7 +51,13 @@ from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.ops import GatewayOps
 from cpo_gateway.partners import partners_of, route, series_of, unserved
 from cpo_gateway.runtime import Collector
-from cpo_gateway.store import Database, DatabaseUnusable, Store, open_database
+from cpo_gateway.store import (
+    Database,
+    DatabaseUnreachable,
+    DatabaseUnusable,
+    Store,
+    open_database,
+)
 from cpo_gateway.systemd import Notifier
 from cpo_gateway.tasks import TaskSet
 
@@ -79,6 +85,7 @@ class ServiceDied(Exception):
 
 EXIT_CANTBIND = 71
 EXIT_CANTCREATE = 73
+EXIT_TEMPFAIL = 75  # a database not reachable at start: worth starting again
 EXIT_CONFIG = 78
 
 
@@ -363,6 +370,8 @@ class Gateway:
             ) from exc
         except DatabaseUnusable as exc:
             raise StartupError(f"database not usable: {exc}", EXIT_CANTCREATE) from exc
+        except DatabaseUnreachable as exc:  # systemd starts it again (Restart=on-failure)
+            raise StartupError(f"database not reachable: {exc}", EXIT_TEMPFAIL) from exc
         log.info("db.opened", backend=self.db.backend, database=self.db.describe)
         await self.emp_clients.start()
         self._core_started = True  # from here on, stop() flushes what the core queued

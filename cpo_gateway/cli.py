@@ -25,7 +25,7 @@ from cpo_gateway import __version__, logs, runtime, tlsfiles
 from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.storage import StorageUnavailable
 from cpo_gateway.config import Config, ConfigError, load_config
-from cpo_gateway.store import DatabaseUnusable, Store
+from cpo_gateway.store import DatabaseUnreachable, DatabaseUnusable, Store
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -186,7 +186,13 @@ def _install_signals(shutdown: asyncio.Event, reload: Callable[[], None]) -> Non
 
 # A database the command cannot use (store.DatabaseUnusable, or damage SQLite finds later
 # in a query, or PostgreSQL gone) is one line and 73, never a traceback.
-_UNUSABLE = (DatabaseUnusable, StorageUnavailable, sqlite3.DatabaseError, psycopg.OperationalError)
+_UNUSABLE = (
+    DatabaseUnusable,
+    DatabaseUnreachable,
+    StorageUnavailable,
+    sqlite3.DatabaseError,
+    psycopg.OperationalError,
+)
 
 
 def _with_store(

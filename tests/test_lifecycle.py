@@ -116,3 +116,23 @@ def test_bad_config_exits_78(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 78
     assert "ocpp.bogus: unknown key" in out
+
+
+def test_a_postgresql_that_does_not_answer_exits_75_so_systemd_tries_again(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://gw:secret-pw@127.0.0.1:{port}/cpo"
+    config = write_config(tmp_path)
+    env = {**os.environ, "CPO_GATEWAY_STORAGE_URL": url}
+    text = config.read_text(encoding="utf-8")
+    if "[storage]" in text:  # the run is on PostgreSQL: point that table elsewhere
+        text = text[: text.index("[storage]")]
+    config.write_text(text + "\n[storage]\nconnect_timeout_s = 1.0\n", encoding="utf-8")
+    proc = _spawn(config, env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 75, out
+    assert "database not reachable" in out and f"127.0.0.1:{port}" in out
+    assert "secret-pw" not in out  # the URL is logged without its password

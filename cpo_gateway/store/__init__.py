@@ -7,7 +7,7 @@ and PostgreSQL for several nodes. `open_database` picks one from the `[storage]`
 from __future__ import annotations
 
 from cpo_gateway.config_storage import StorageConfig
-from cpo_gateway.store.db import Database, DatabaseUnusable, SchemaTooNew
+from cpo_gateway.store.db import Database, DatabaseUnreachable, DatabaseUnusable, SchemaTooNew
 from cpo_gateway.store.links import LinksRepo
 from cpo_gateway.store.outbox import OutboxRepo
 from cpo_gateway.store.owed_reads import OwedReadsRepo
@@ -53,6 +53,7 @@ def open_database(storage: StorageConfig) -> Database:
 
 __all__ = [
     "Database",
+    "DatabaseUnreachable",
     "DatabaseUnusable",
     "PostgresDatabase",
     "SchemaTooNew",

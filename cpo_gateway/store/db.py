@@ -44,6 +44,11 @@ class DatabaseUnusable(RuntimeError):
     operator's to recover."""
 
 
+class DatabaseUnreachable(RuntimeError):
+    """The database server did not answer within the start's connect timeout: not a fault
+    of the data, and one that may pass (start again later)."""
+
+
 class Database(abc.ABC):
     """The group commit and the read API; a backend supplies the connections."""
 

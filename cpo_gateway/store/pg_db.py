@@ -27,6 +27,7 @@ from cpo_gateway import logs
 from cpo_gateway.config_storage import redact
 from cpo_gateway.store.db import (
     Database,
+    DatabaseUnreachable,
     DatabaseUnusable,
     SchemaTooNew,
     run_migrations,
@@ -168,7 +169,7 @@ class PostgresDatabase(Database):
             except psycopg.OperationalError as exc:
                 if time.monotonic() >= deadline:
                     await self.close()
-                    raise DatabaseUnusable(f"{self.describe}: {_first_line(exc)}") from exc
+                    raise DatabaseUnreachable(f"{self.describe}: {_first_line(exc)}") from exc
                 log.warning("db.unreachable", database=self.describe, error=_first_line(exc))
                 await asyncio.sleep(1.0)
             except psycopg.Error as exc:
