@@ -31,6 +31,7 @@ EXIT_OK = 0
 EXIT_USAGE = 64
 EXIT_SOFTWARE = 70
 EXIT_CANTCREATE = 73
+EXIT_TEMPFAIL = 75
 EXIT_CONFIG = 78
 DEFAULT_CONFIG = os.environ.get("CPO_GATEWAY_CONFIG", "/etc/cpo-gateway/gateway.toml")
 
@@ -52,6 +53,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     # Decide first, print once: an "ok" followed by an error would leave both on screen.
     try:
         problems, open_ids = asyncio.run(_database_checks(cfg))
+    except DatabaseUnreachable as exc:  # late, not broken: systemd tries the start again
+        print(f"error: database not reachable: {exc}", file=sys.stderr)
+        return EXIT_TEMPFAIL
     except _UNUSABLE as exc:
         print(f"error: database not usable: {exc}", file=sys.stderr)
         return EXIT_CANTCREATE
