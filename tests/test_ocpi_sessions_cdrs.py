@@ -19,6 +19,7 @@ from cpo_gateway.bridge.ports import SessionOrigin, SessionRecord, SessionState,
 from cpo_gateway.ocpi.cdrs import Cdrs
 from cpo_gateway.ocpi.sessions import NotRenderable, Sessions
 from cpo_gateway.ocpi.transport import Party
+from tests.conftest import examples
 from tests.ocpi_fixtures import catalogue
 from tests.ocpi_models import validate
 
@@ -193,7 +194,7 @@ def test_sessions_render_for_every_phase(tmp_path: Path, phase: SessionPhase) ->
     assert patch["kwh"] == 12.5 and patch["last_updated"] == "2026-03-02T10:30:00Z"
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(
     st.integers(0, 600),
     st.integers(0, 600),

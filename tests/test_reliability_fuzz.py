@@ -31,12 +31,14 @@ from websockets.typing import Subprotocol
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
-from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, write_config
+from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, examples, write_config
 
 CP = "CP-HH-001"
 MAX_BODY = 64 * 1024
 FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
