@@ -14,7 +14,7 @@ charging (the gateway knows its total, not its curve). All of it is Decimal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -141,15 +141,17 @@ def price_session(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> Costs:
     energy = max(usage.energy_kwh, _ZERO)
     rate = energy / charging if charging > 0 else _ZERO  # kWh per second while charging
     power = rate * _HOUR if charging > 0 else None  # kW, the average
-    start = usage.start.astimezone(zone)
-    cuts = sorted({_ZERO, total_s, *_cuts(tariff, start, charging, total_s, rate)})
+    start = usage.start.astimezone(UTC)
+    cuts = sorted({_ZERO, total_s, *_cuts(tariff, start, zone, charging, total_s, rate)})
     lines: dict[Dimension, list[_Line]] = {d: [] for d in Dimension}
     flats: set[int] = set()
     last_time: Dimension | None = None
     pieces = list(zip(cuts, cuts[1:], strict=False)) or [(_ZERO, _ZERO)]
     for a, b in pieces:
         mid = (a + b) / 2
-        at = start + timedelta(seconds=float(mid))
+        # The moment in real time, then read on the station's wall clock: adding seconds to
+        # a local time would follow the wall clock across a daylight-saving change.
+        at = (start + timedelta(seconds=float(mid))).astimezone(zone)
         is_charging = mid < charging
         done_kwh = rate * min(mid, charging)
         kw = power if is_charging else _ZERO
@@ -267,9 +269,14 @@ def _holds(
 
 
 def _cuts(
-    tariff: Tariff, start: datetime, charging: Decimal, total: Decimal, rate: Decimal
+    tariff: Tariff,
+    start: datetime,
+    zone: ZoneInfo,
+    charging: Decimal,
+    total: Decimal,
+    rate: Decimal,
 ) -> set[Decimal]:
-    """Offsets (seconds from the start) where an element may come into or out of force."""
+    """Offsets (seconds from `start`, UTC) where an element may come into or out of force."""
     cuts = {charging}
     clock: set[str] = set()
     for element in tariff.elements:
@@ -283,12 +290,44 @@ def _cuts(
         if r.day_of_week or r.start_date or r.end_date:
             clock.add("00:00")
     if clock:
-        end = start + timedelta(seconds=float(total))
-        day = start.date()
-        while day <= end.date():
-            for hhmm in clock:
-                h, m = int(hhmm[:2]), int(hhmm[3:])
-                moment = datetime(day.year, day.month, day.day, h, m, tzinfo=start.tzinfo)
-                cuts.add(Decimal(str((moment - start).total_seconds())))
-            day += timedelta(days=1)
+        cuts.update(_clock_cuts(clock, start, zone, total))
     return {c for c in cuts if _ZERO < c < total}
+
+
+def _clock_cuts(clock: set[str], start: datetime, zone: ZoneInfo, total: Decimal) -> set[Decimal]:
+    """Where the station's wall clock shows one of `clock`'s times, or jumps.
+
+    A time the clocks pass twice (they go back) is a cut each time; a time they skip (they go
+    forward) is reached at the jump itself, so every change of the zone's offset is a cut."""
+    end = start + timedelta(seconds=float(total))
+    day = start.astimezone(zone).date()
+    last = end.astimezone(zone).date()
+    cuts: set[Decimal] = set()
+    while day <= last:
+        for hhmm in clock:
+            h, m = int(hhmm[:2]), int(hhmm[3:])
+            for fold in (0, 1):
+                moment = datetime(day.year, day.month, day.day, h, m, tzinfo=zone, fold=fold)
+                cuts.add(_seconds(moment - start))
+        midnight = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+        following = midnight + timedelta(days=1, hours=3)  # past any change on `day`
+        if midnight.astimezone(zone).utcoffset() != following.astimezone(zone).utcoffset():
+            cuts.add(_seconds(_offset_change(midnight, following, zone) - start))
+        day += timedelta(days=1)
+    return cuts
+
+
+def _offset_change(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first second (UTC) after `before` with `after`'s offset in `zone`."""
+    target = after.astimezone(zone).utcoffset()
+    while after - before > timedelta(seconds=1):
+        mid = before + (after - before) / 2
+        if mid.astimezone(zone).utcoffset() == target:
+            after = mid
+        else:
+            before = mid
+    return after.replace(microsecond=0)
+
+
+def _seconds(delta: timedelta) -> Decimal:
+    return Decimal(str(delta.total_seconds()))
