@@ -120,6 +120,34 @@ def test_a_cdr_on_a_priced_connector_costs_what_its_tariff_says(tmp_path: Path) 
     assert body["last_updated"] == "2026-03-02T12:30:00Z"
 
 
+def test_a_cdr_bills_its_charging_at_the_hours_it_charged_not_from_the_plug_in(
+    tmp_path: Path,
+) -> None:
+    # The DC tariff: 0.59/kWh from 07:00 to 22:00 in Berlin, 0.39 otherwise, in 1 kWh steps.
+    # Plugged in at 21:00 (20:00 UTC), charging under a scheduled start from 22:00 to 23:00:
+    # the 20 kWh are night energy. Charging from the plug-in would have been 11.80.
+    plug = datetime(2026, 3, 2, 20, 0, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    tx = dataclasses.replace(
+        _tx(60, 60, 20.0),
+        started_at=_iso(plug),
+        stopped_at=_iso(plug + 2 * hour),
+        first_wh_at=_iso(plug + hour),
+        last_wh_at=_iso(plug + 2 * hour),
+        charge_start_at=_iso(plug + hour),
+        charge_stop_at=_iso(plug + 2 * hour),
+    )
+    body = Cdrs(catalogue(tmp_path), US, EMSP).cdr(
+        _cdr_payload(tx, _session("DE*CPO*E2001")), plug + 3 * hour
+    )
+    validate("Cdr", body)
+    assert body["total_energy_cost"]["excl_vat"] == 7.8
+    assert [p["dimensions"][0]["type"] for p in body["charging_periods"]] == [
+        "PARKING_TIME",
+        "ENERGY",
+    ]
+
+
 def test_the_same_cdr_renders_the_same_every_time(tmp_path: Path) -> None:
     # A retry after an outage carries the same id and the same body: never billed twice.
     cdrs = Cdrs(catalogue(tmp_path), US, EMSP)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -74,7 +74,7 @@ _component = st.builds(
     PriceComponent,
     st.sampled_from(list(Dimension)),
     st.decimals(min_value=0, max_value=100, places=2),
-    st.just(1),  # steps round the total up: the walk leaves them to the other tests
+    st.just(1),  # 1 Wh or 1 s: only a part of the energy, not of whole minutes, is rounded
     st.one_of(st.none(), st.decimals(min_value=0, max_value=30, places=1)),
 )
 _element = st.builds(
@@ -101,9 +101,24 @@ class _Walk:
         default_factory=lambda: {d: {} for d in Dimension}
     )
 
+    last_energy: int | None = None
+
     def add(self, dim: Dimension, index: int, comp: PriceComponent, quantity: Decimal) -> None:
         _, before = self.amounts[dim].get(index, (comp, _ZERO))
         self.amounts[dim][index] = (comp, before + quantity)
+        if dim is Dimension.ENERGY:
+            self.last_energy = index
+
+    def round_energy_up(self) -> None:
+        """The billed energy, rounded up to whole Wh (every step here is 1) at the price of
+        the last energy component used (mod_tariffs step_size)."""
+        if self.last_energy is None:
+            return
+        wh = sum((q for _, q in self.amounts[Dimension.ENERGY].values()), _ZERO) * 1000
+        wh = wh.quantize(Decimal("0.000001"))  # the noise of dividing by the rate
+        comp, quantity = self.amounts[Dimension.ENERGY][self.last_energy]
+        extra = wh.to_integral_value(ROUND_CEILING) - wh
+        self.amounts[Dimension.ENERGY][self.last_energy] = (comp, quantity + extra / 1000)
 
     def price(self, dim: Dimension) -> Price | None:
         lines = self.amounts[dim].values()
@@ -142,6 +157,7 @@ def _applies(r: Restrictions | None, local: datetime, elapsed_s: int, kw: Decima
 def walk(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> _Walk:
     """Bill `usage` minute by minute: each minute under what is in force at its middle."""
     charging_min, parking_min = int(usage.charging_s) // 60, int(usage.parking_s) // 60
+    idle_min = min(int(usage.idle_before_s) // 60, parking_min)
     rate = usage.energy_kwh / usage.charging_s if usage.charging_s else _ZERO  # kWh per s
     billed = _Walk()
     flats: set[int] = set()
@@ -150,7 +166,7 @@ def walk(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> _Walk:
     for elapsed_s, share in moments:
         minute = elapsed_s // 60
         local = (usage.start + timedelta(seconds=elapsed_s)).astimezone(zone)
-        charging = minute < charging_min
+        charging = idle_min <= minute < idle_min + charging_min
         kw = rate * 3600 if charging else _ZERO
         for dim in Dimension:
             if dim is Dimension.PARKING_TIME and charging:
@@ -177,6 +193,7 @@ def walk(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> _Walk:
                 billed.add(dim, index, comp, rate * 60 * share)
             else:
                 billed.add(dim, index, comp, _MINUTE_H * share)
+    billed.round_energy_up()
     return billed
 
 
@@ -198,11 +215,24 @@ def _close(ours: Price | None, walked: Price | None) -> bool:
     st.integers(0, 5 * 60),
     st.integers(0, 150_000),
     st.sampled_from(ZONES),
+    st.one_of(st.just(0), st.integers(0, 5 * 60)),
 )
 def test_pricing_bills_each_real_minute_under_what_is_in_force_then(
-    tariff: Tariff, start: datetime, charging_min: int, parking_min: int, wh: int, zone: ZoneInfo
+    tariff: Tariff,
+    start: datetime,
+    charging_min: int,
+    parking_min: int,
+    wh: int,
+    zone: ZoneInfo,
+    idle_min: int,
 ) -> None:
-    usage = Usage(start, Decimal(charging_min * 60), Decimal(parking_min * 60), Decimal(wh) / 1000)
+    usage = Usage(
+        start,
+        Decimal(charging_min * 60),
+        Decimal(parking_min * 60),
+        Decimal(wh) / 1000,
+        Decimal(min(idle_min, parking_min) * 60),
+    )
     costs = price_session(tariff, usage, zone)
     walked = walk(tariff, usage, zone)
     for dim, ours in (
@@ -250,3 +280,29 @@ def test_the_night_the_clocks_go_back_the_repeated_hour_is_billed_twice() -> Non
     start = datetime(2026, 10, 25, 0, 0, tzinfo=UTC)  # 02:00 CEST
     costs = price_session(tariff, Usage(start, Decimal(3 * 3600), _ZERO, _ZERO), BERLIN)
     assert costs.time is not None and costs.time.excl_vat == Decimal("2.00")
+
+
+def test_a_car_that_waits_before_charging_parks_first_and_charges_at_the_later_hours() -> None:
+    # Plugged in at 21:00 in Berlin (20:00 UTC in March), charging from 22:00 to 23:00 under
+    # a scheduled start, then unplugged: an hour of parking first, then an hour of charging
+    # at the night price (0.30/kWh from 22:00; 0.60 by day), 10 kWh.
+    day = TariffElement(
+        (PriceComponent(Dimension.ENERGY, Decimal("0.60"), 1),),
+        Restrictions(start_time="07:00", end_time="22:00"),
+    )
+    night = TariffElement(
+        (
+            PriceComponent(Dimension.ENERGY, Decimal("0.30"), 1),
+            PriceComponent(Dimension.PARKING_TIME, Decimal("2.00"), 1),
+        ),
+        None,
+    )
+    tariff = Tariff("S", "EUR", (day, night))
+    start = datetime(2026, 3, 2, 20, 0, tzinfo=UTC)
+    usage = Usage(start, Decimal(3600), Decimal(3600), Decimal(10), idle_before_s=Decimal(3600))
+    costs = price_session(tariff, usage, BERLIN)
+    assert costs.energy is not None and costs.energy.excl_vat == Decimal("3.00")
+    assert costs.parking is not None and costs.parking.excl_vat == Decimal("2.00")
+    # Charging from the plug-in instead would have been at the day price.
+    early = price_session(tariff, Usage(start, Decimal(3600), Decimal(3600), Decimal(10)), BERLIN)
+    assert early.energy is not None and early.energy.excl_vat == Decimal("6.00")
