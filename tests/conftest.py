@@ -37,6 +37,7 @@ PARTNER = "test-partner-identifier-0001"
 HYPOTHESIS_EXAMPLES = 100  # Hypothesis' own default, the unit that examples() scales
 settings.register_profile(
     "ci",
+    settings.get_profile("default"),
     derandomize=True,
     deadline=None,
     print_blob=True,
@@ -44,6 +45,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "fuzz",
+    settings.get_profile("default"),
     max_examples=int(os.environ.get("HYPOTHESIS_FUZZ_EXAMPLES", str(20 * HYPOTHESIS_EXAMPLES))),
     derandomize=False,
     deadline=None,
