@@ -237,3 +237,53 @@ def test_any_ended_session_renders_a_valid_cdr(
     validate("Cdr", body)
     assert body["total_cost"]["excl_vat"] >= 0
     assert body["total_time"] >= body.get("total_parking_time", 0)
+
+
+@settings(max_examples=examples(80), deadline=None)
+@given(
+    st.integers(0, 600),
+    st.integers(0, 600),
+    st.integers(0, 600),
+    st.integers(0, 400_000).map(lambda wh: wh / 1000),
+    st.sampled_from(["DE*CPO*E1001*1", "DE*CPO*E1001*2", "DE*CPO*E2001"]),
+)
+def test_a_cdrs_periods_add_up_to_its_totals_whenever_charging_began(
+    tmp_path_factory: pytest.TempPathFactory,
+    idle: int,
+    charging: int,
+    parking: int,
+    kwh: float,
+    evse: str,
+) -> None:
+    # Plugged in at START, charging `idle` minutes later for `charging` minutes, then parked.
+    minute = timedelta(minutes=1)
+    stop = START + (idle + charging + parking) * minute
+    tx = dataclasses.replace(
+        _tx(charging, parking, kwh),
+        stopped_at=_iso(stop),
+        first_wh_at=_iso(START + idle * minute),
+        last_wh_at=_iso(START + (idle + charging) * minute),
+        charge_start_at=_iso(START + idle * minute),
+        charge_stop_at=_iso(START + (idle + charging) * minute),
+    )
+    body = Cdrs(catalogue(tmp_path_factory.mktemp("cdr")), US, EMSP).cdr(
+        _cdr_payload(tx, _session(evse)), stop
+    )
+    validate("Cdr", body)
+    volumes: dict[str, float] = {}
+    for period in body["charging_periods"]:
+        for dim in period["dimensions"]:
+            volumes[dim["type"]] = volumes.get(dim["type"], 0.0) + dim["volume"]
+    # Each volume and total is rounded to 4 decimals (OCPI's numbers): half a unit each.
+    half = 0.00005 + 1e-9
+    assert volumes["ENERGY"] == body["total_energy"] == round(kwh, 4)
+    hours = volumes["TIME"] + volumes.get("PARKING_TIME", 0.0)
+    assert abs(hours - body["total_time"]) <= 4 * half
+    assert abs(volumes.get("PARKING_TIME", 0.0) - body.get("total_parking_time", 0.0)) <= 3 * half
+    starts = [p["start_date_time"] for p in body["charging_periods"]]
+    assert starts == sorted(starts) and starts[0] == body["start_date_time"]
+    parts = ("total_fixed_cost", "total_energy_cost", "total_time_cost", "total_parking_cost")
+    if "tariffs" in body and body["tariffs"][0].get("min_price") is None:
+        assert body["total_cost"]["excl_vat"] == pytest.approx(
+            sum(body[p]["excl_vat"] for p in parts if p in body), abs=1e-9
+        )
