@@ -21,8 +21,9 @@ from cpo_gateway.csms import v16
 from cpo_gateway.csms.schemas import SchemaSet
 from tests.conftest import examples
 from tests.schema_strategies import from_schema
-from tests.test_reliability_fuzz import CP, Peer, Running, _errors
+from tests.test_reliability_fuzz import CP, GATEWAY_THREAD, Peer, Running, _errors
 
+pytestmark = GATEWAY_THREAD  # the gateway's thread draws from `random` (see there)
 V16 = SchemaSet.load("1.6")
 TS = "2024-05-01T10:15:00Z"
 # Charger->central system actions of the security extension: recognised, not handled yet.

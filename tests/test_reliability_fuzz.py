@@ -35,6 +35,16 @@ from tests.conftest import INBOUND_KEY, OUTBOUND_KEY, PARTNER, examples, write_c
 
 CP = "CP-HH-001"
 MAX_BODY = 64 * 1024
+# The gateway's thread draws from the global `random` (websockets' keepalive ping payloads,
+# aiohttp's connector, the outbox back-off jitter) whenever its timers say so. Hypothesis
+# takes any change of that state during a draw for a strategy using `random` and warns,
+# which filterwarnings = error makes a failure: a thread's timing would turn a run red. The
+# strategies here use no `random`; Hypothesis' own choices do not come from it.
+GATEWAY_THREAD = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
+pytestmark = GATEWAY_THREAD
 FUZZ = settings(
     max_examples=examples(150),
     deadline=None,
