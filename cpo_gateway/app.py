@@ -19,6 +19,7 @@ from cpo_gateway import __version__, logs
 from cpo_gateway.bridge.core import Core
 from cpo_gateway.bridge.links import LinkState
 from cpo_gateway.bridge.ports import EmpLink, OutboxState
+from cpo_gateway.bridge.storage import StorageUnavailable
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
@@ -46,7 +47,7 @@ from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.ops import GatewayOps
 from cpo_gateway.partners import partners_of, route, series_of, unserved
 from cpo_gateway.runtime import Collector
-from cpo_gateway.store import Database, DatabaseUnusable, Store
+from cpo_gateway.store import Database, DatabaseUnusable, Store, open_database
 from cpo_gateway.systemd import Notifier
 from cpo_gateway.tasks import TaskSet
 
@@ -188,12 +189,14 @@ class Gateway:
         self._endless: list[asyncio.Task[None]] = []  # loops cancelled at stop, not awaited
         self.clock = clock
         self.notifier = notifier or Notifier()
-        self.tasks = TaskSet("gateway", on_service_end=self._service_ended)
+        self.tasks = TaskSet(
+            "gateway", on_service_end=self._service_ended, transient=(StorageUnavailable,)
+        )
         self.died: str | None = None  # the first long-lived task that ended early
         self._shutdown: asyncio.Event | None = None
         self.watchdog_pings = 0
         self.watchdog_withheld = 0
-        self.db = Database(config.gateway.database)
+        self.db: Database = open_database(config.storage)
         self.store = Store(self.db)
         # One registry per gateway: tests run many in one process.
         self.exposition = GatewayMetrics(self._parts, series_of(config.emps), __version__)
@@ -323,6 +326,7 @@ class Gateway:
             ) from exc
         except DatabaseUnusable as exc:
             raise StartupError(f"database not usable: {exc}", EXIT_CANTCREATE) from exc
+        log.info("db.opened", backend=self.db.backend, database=self.db.describe)
         await self.emp_clients.start()
         self._core_started = True  # from here on, stop() flushes what the core queued
         await self.core.start()
@@ -583,6 +587,7 @@ class Gateway:
         failing = self.jobs.failing()
         jobs_ok = self.jobs.scheduler.running and not failing
         db_state = "closed" if not db_open else "open" if failure is None else "writes failing"
+        backend = self.db.backend
         extra: dict[str, object] = {} if failure is None else {"db_error": failure}
         paused = self.core.paused_emps
         ok = db_open and failure is None and listeners and jobs_ok and self.died is None
@@ -590,6 +595,7 @@ class Gateway:
             # degraded: the gateway works, an EMP does not take our messages (no restart helps).
             "degraded": {emp: f"refuses our key: {why}" for emp, why in paused.items()},
             "db": db_state,
+            "db_backend": backend,
             **extra,
             "listeners": "up" if listeners else "down",
             "tasks": "up" if self.died is None else f"{self.died} ended",

@@ -19,8 +19,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import psycopg
+
 from cpo_gateway import __version__, logs, runtime, tlsfiles
 from cpo_gateway.bridge.clock import rfc3339
+from cpo_gateway.bridge.storage import StorageUnavailable
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.store import DatabaseUnusable, Store
 
@@ -76,7 +79,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"  OCPI:       {base}/versions as {cfg.ocpi.country_code}*{cfg.ocpi.party_id}, "
             f"{len(cfg.ocpi_emps)} partner(s)"
         )
-    print(f"  state:      {cfg.gateway.database}")
+    print(f"  state:      {cfg.storage.describe}")
     certs = cfg.ocpp.client_certs
     if certs.signing_ca_cert is not None and certs.signing_ca_key is not None:
         summary = tlsfiles.signing_summary(certs.signing_ca_cert, certs.signing_ca_key_passphrase)
@@ -113,12 +116,13 @@ async def _database_checks(cfg: Config) -> tuple[list[str], list[str]]:
         if (auth := cat.charger_auth(cp)) is None
         or (auth.security_profile == 0 and not auth.password_hash)
     ]
-    if not cfg.gateway.database.exists():
+    sqlite_path = cfg.storage.sqlite_path
+    if sqlite_path is not None and not sqlite_path.exists():
         return problems, unprotected
     from cpo_gateway.bridge.station_sync import changed_connectors
-    from cpo_gateway.store import Database, Store
+    from cpo_gateway.store import Store, open_database
 
-    db = Database(cfg.gateway.database)
+    db = open_database(cfg.storage)
     try:
         await db.open()
         store = Store(db)
@@ -181,18 +185,18 @@ def _install_signals(shutdown: asyncio.Event, reload: Callable[[], None]) -> Non
 
 
 # A database the command cannot use (store.DatabaseUnusable, or damage SQLite finds later
-# in a query) is one line and 73, never a traceback.
-_UNUSABLE = (DatabaseUnusable, sqlite3.DatabaseError)
+# in a query, or PostgreSQL gone) is one line and 73, never a traceback.
+_UNUSABLE = (DatabaseUnusable, StorageUnavailable, sqlite3.DatabaseError, psycopg.OperationalError)
 
 
 def _with_store(
     args: argparse.Namespace, fn: Callable[[Store, Config, argparse.Namespace], Awaitable[int]]
 ) -> int:
     cfg = _load(args.config)
-    from cpo_gateway.store import Database
+    from cpo_gateway.store import open_database
 
     async def main() -> int:
-        db = Database(cfg.gateway.database)
+        db = open_database(cfg.storage)
         await db.open()
         try:
             return await fn(Store(db), cfg, args)

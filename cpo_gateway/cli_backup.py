@@ -44,8 +44,16 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     target = Path(args.file)
+    source = cfg.storage.sqlite_path
+    if source is None:
+        print(
+            f"error: the database is PostgreSQL ({cfg.storage.describe}): back it up with "
+            "PostgreSQL's own tools (pg_dump, or a base backup with WAL archiving)",
+            file=sys.stderr,
+        )
+        return EXIT_CANTCREATE
     try:
-        counts = backup(cfg.gateway.database, target, force=args.force)
+        counts = backup(source, target, force=args.force)
     except FileExistsError:
         print(f"error: {target} exists (give --force to replace it)", file=sys.stderr)
         return EXIT_CANTCREATE
@@ -57,7 +65,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return EXIT_CANTCREATE
     rows = ", ".join(f"{table} {n}" for table, n in counts.items())
     size = target.stat().st_size
-    print(f"wrote {target} ({size} bytes, from {cfg.gateway.database}): {rows}")
+    print(f"wrote {target} ({size} bytes, from {source}): {rows}")
     return EXIT_OK
 
 

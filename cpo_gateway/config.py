@@ -16,6 +16,7 @@ from pathlib import Path
 from cpo_gateway import tlsfiles
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.settings import CoreSettings, OutboxConfig, SessionsConfig
+from cpo_gateway.config_storage import StorageConfig, parse_storage
 from cpo_gateway.stations import load_stations
 from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table, read_toml
 
@@ -174,6 +175,14 @@ class Config:
     catalogue: Catalogue
     admin: AdminConfig | None = None  # None: no [admin] table, no admin listener
     ocpi: OcpiConfig | None = None  # None: no [ocpi] table, no OCPI listener
+    storage_table: StorageConfig | None = None  # None: SQLite in state_dir
+
+    @property
+    def storage(self) -> StorageConfig:
+        if self.storage_table is not None:
+            return self.storage_table
+        path = self.gateway.database
+        return StorageConfig(f"sqlite://{path}", path)
 
     def emp(self, name: str) -> EmpConfig | None:
         return next((e for e in self.emps if e.name == name), None)
@@ -225,6 +234,13 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     admin = None if admin_table is None else _admin(admin_table, base, env)
     ocpi_table = root.table("ocpi")
     ocpi = None if ocpi_table is None else _ocpi_table(ocpi_table)
+    storage = parse_storage(
+        root.table("storage"),
+        default_path=gateway.database,
+        env=env,
+        resolve=lambda value: _resolve(base, value, env),
+        errors=errors,
+    )
     root.finish()
     _check_emps(emps, path, errors)
     errors.extend(_ocpi_needs(path, ocpi, emps, ocpp.port, oioi.port, admin))
@@ -250,7 +266,7 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     if errors:
         raise ConfigError(errors)
     return Config(
-        path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue, admin, ocpi
+        path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue, admin, ocpi, storage
     )
 
 

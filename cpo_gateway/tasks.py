@@ -26,8 +26,12 @@ class TaskSet:
         name: str = "tasks",
         *,
         on_service_end: Callable[[str, BaseException | None], None] | None = None,
+        transient: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.name = name
+        # Errors of the moment (the database away): a task ended by one is logged, not
+        # counted as a failure; whatever it was doing is done again by its periodic job.
+        self._transient = transient
         self._tasks: set[asyncio.Task[Any]] = set()
         self._services: set[asyncio.Task[Any]] = set()
         self._supervising = True
@@ -62,7 +66,9 @@ class TaskSet:
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         exc = None if task.cancelled() else task.exception()
-        if exc is not None:
+        if exc is not None and isinstance(exc, self._transient):
+            log.warning("task.interrupted", task=task.get_name(), error=str(exc))
+        elif exc is not None:
             self.failures += 1
             log.error("task.failed", task=task.get_name(), exc_info=exc)
         if task in self._services:

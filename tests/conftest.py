@@ -1,5 +1,11 @@
-"""Shared fixtures: config files on disk, a running gateway on loopback port 0; the Hypothesis
-profiles every property test runs under."""
+"""Shared fixtures: config files on disk, a running gateway on loopback port 0, the storage
+backend the suite runs on, and the Hypothesis profiles every property test runs under.
+
+`--backend=postgresql` (or CPO_GATEWAY_TEST_BACKEND=postgresql) runs every test on PostgreSQL:
+one throwaway server for the run (tests/pg_server.py), a fresh database per test, and
+CPO_GATEWAY_STORAGE_URL pointing at it, so every gateway a test starts, in this process or as a
+subprocess, stores there. Tests that inspect the SQLite file itself are marked `sqlite_only`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import contextlib
 import os
 import shutil
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +26,78 @@ from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from cpo_gateway.store import Store
+from tests.pg_server import PgServer, PgUnavailableError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_STATIONS = ROOT / "config" / "stations.example.toml"
 INBOUND_KEY = "test-inbound-key-0001"
 OUTBOUND_KEY = "test-outbound-key-0001"
 PARTNER = "test-partner-identifier-0001"
+BACKENDS = ("sqlite", "postgresql")
+STORAGE_URL_ENV = "CPO_GATEWAY_STORAGE_URL"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("CPO_GATEWAY_TEST_BACKEND", "sqlite"),
+        help="storage backend of every gateway the tests start (default: sqlite, or"
+        " $CPO_GATEWAY_TEST_BACKEND)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--backend") == "sqlite":
+        return
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"sqlite only: {why}".rstrip(": ")))
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend in force for this run: "sqlite" or "postgresql"."""
+    return str(request.config.getoption("--backend"))
+
+
+@pytest.fixture(scope="session")
+def postgres(backend: str) -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the whole run, started by the first test that needs
+    it. Missing PostgreSQL skips such a test, unless the run is on PostgreSQL: then it fails."""
+    try:
+        server = PgServer()
+        server.start()
+    except PgUnavailableError as exc:
+        if backend == "postgresql":
+            pytest.fail(f"--backend=postgresql: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres: PgServer) -> Iterator[str]:
+    """A fresh, empty database for this test (dropped afterwards, connections and all)."""
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(autouse=True)
+def _storage_backend(
+    request: pytest.FixtureRequest, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --backend=postgresql, every test's gateways store in a fresh database."""
+    if backend == "postgresql":
+        monkeypatch.setenv(STORAGE_URL_ENV, request.getfixturevalue("pg_url"))
+    else:  # one set in the developer's shell must not move the sqlite run elsewhere
+        monkeypatch.delenv(STORAGE_URL_ENV, raising=False)
+
 
 # Hypothesis profiles, chosen by HYPOTHESIS_PROFILE (unset: Hypothesis picks, as it always has:
 # "default", random examples, for a plain local pytest run).
@@ -82,7 +154,8 @@ def write_config(
 ) -> Path:
     """A complete config on loopback port 0 with the example stations and one EMP.
 
-    `admin`: keys of an [admin] table on loopback port 0 (None: no admin listener)."""
+    `admin`: keys of an [admin] table on loopback port 0 (None: no admin listener). Under
+    --backend=postgresql the file names the test's database in [storage] url."""
     stations_file = directory / "stations.toml"
     shutil.copy(stations or EXAMPLE_STATIONS, stations_file)
     emp_block = (
@@ -135,6 +208,13 @@ def write_config(
         format = "json"
         {emp_block}
         {extra}
+    """
+    storage_url = os.environ.get(STORAGE_URL_ENV)
+    if storage_url:
+        # Also in the file: most tests load it with an empty environment (load_config(path, {})).
+        text += f"""
+        [storage]
+        url = "{storage_url}"
     """
     if admin is not None:
         text += f"""

@@ -9,8 +9,14 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import PARTNER, Harness, write_config
 from tests.test_oioi_whitelist import cli
+
+pytestmark = pytest.mark.sqlite_only(
+    reason="`cpo-gateway backup` copies the SQLite file; the copies are opened with sqlite3"
+)
 
 
 def _uids(start: int, count: int) -> list[str]:

@@ -83,6 +83,7 @@ async def test_chargers_show_adds_connectors_and_evse_statuses(harness: Harness)
     assert code == 1 and "no such charger" in err
 
 
+@pytest.mark.sqlite_only(reason="fills the SQLite file with random bytes")
 @pytest.mark.parametrize("command", [("list",), ("show", "CP-BER-001")])
 async def test_chargers_on_a_corrupt_database_exit_73(tmp_path: Path, command: tuple[str]) -> None:
     config = write_config(tmp_path)

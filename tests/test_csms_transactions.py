@@ -190,6 +190,7 @@ class GatewayProcess:
                 await self.kill()
 
 
+@pytest.mark.sqlite_only(reason="reads what the killed gateway committed from its SQLite file")
 @pytest.mark.slow
 async def test_killed_gateway_loses_nothing(tmp_path: Path, emp: SandboxEmp) -> None:
     port = free_port()

@@ -17,7 +17,12 @@ import aiohttp
 import pytest
 
 from cpo_gateway.bridge.ports import SessionState
+from cpo_gateway.bridge.storage import StorageUnavailable
 from tests.conftest import Harness, write_config
+
+pytestmark = pytest.mark.sqlite_only(
+    reason="damages, empties, locks or write-protects the SQLite file"
+)
 
 
 def _run(config: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
@@ -166,8 +171,9 @@ async def test_healthz_is_unhealthy_while_commits_fail(harness: Harness) -> None
     blocker = sqlite3.connect(h.gateway.config.gateway.database, isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(StorageUnavailable, match="locked") as failed:
             await h.store.set_session_state("no-such-session", SessionState.FAILED)
+        assert isinstance(failed.value.__cause__, sqlite3.OperationalError)
         status, body = await _healthz(h)
         assert status == 503 and body["db"] == "writes failing", body
         assert "locked" in str(body["db_error"])

@@ -14,8 +14,8 @@ from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
-from cpo_gateway.store.db import Database
 from tests.conftest import write_config
+from tests.storage import make_database
 
 EVCO = ("DE-8PS-C12345-6", "DE*ABC*C65432*1", "DE-8PS-C77777-1", "DE*ABC*C11111*2")
 KEYS = {"alpha": "in-alpha-key-000001", "beta": "in-beta-key-0000001"}
@@ -128,7 +128,7 @@ async def test_migration_leaves_one_open_remote_session_per_evse(tmp_path: Path)
         )
     conn.commit()
     conn.close()
-    db = Database(path)
+    db = make_database(path)
     assert await db.open() == len(MIGRATIONS)
     try:
         got = {r["id"]: (r["state"], r["detail"]) for r in await db.all("SELECT * FROM sessions")}

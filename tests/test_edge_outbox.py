@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from cpo_gateway.bench.soak import gateway as soak_gateway
 from cpo_gateway.bridge.cdr import cdr_to_dict
 from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
 from cpo_gateway.bridge.ports import NewOutbox
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Store
+from tests.storage import make_database
 from tests.test_outbox_delivery import HOUR, Rig, cdr_row, rig  # noqa: F401  (rig: a fixture)
 
 PROXY_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Wi-Fi</body></html>"
@@ -86,6 +89,9 @@ def _cdr(session_id: str) -> NewOutbox:
     return NewOutbox("sandbox", "cdr", session_id, cdr_to_dict(cdr))
 
 
+@pytest.mark.sqlite_only(
+    reason="writes the backlog into the gateway's SQLite file before the daemon starts"
+)
 async def test_a_sigkill_mid_pass_re_sends_only_what_was_in_flight(tmp_path: Path) -> None:
     sessions = 120
     emp = SandboxEmp(api_key=soak_gateway.OUTBOUND_KEY)
@@ -95,7 +101,7 @@ async def test_a_sigkill_mid_pass_re_sends_only_what_was_in_flight(tmp_path: Pat
             tmp_path, emp_url=emp.url, chargers=1, ocpp_port=ocpp_port, oioi_port=oioi_port
         )
         # A backlog written before the daemon starts: its first pass takes all of it.
-        db = Database(tmp_path / "state" / "gateway.db")
+        db = make_database(tmp_path / "state" / "gateway.db")
         await db.open()
         try:
             await Store(db).enqueue([_cdr(f"kill-{i:04d}") for i in range(sessions)], 0.0)

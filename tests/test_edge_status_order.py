@@ -18,8 +18,9 @@ from cpo_gateway.bridge.status import StatusTracker
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.stations import load_stations
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Store
 from tests.conftest import EXAMPLE_STATIONS, Harness
+from tests.storage import make_database
 
 CP = "CP-BER-001"
 EVSE = "DE*CPO*E1001*1"
@@ -176,7 +177,7 @@ async def test_trust_survives_a_restart_and_ends_with_a_reboot(tmp_path: Path) -
     def report(state: ConnectorState, at: str) -> StatusReport:
         return StatusReport(CP, 1, state, timestamp=at)
 
-    db = Database(tmp_path / "gateway.db")
+    db = make_database(tmp_path / "gateway.db")
     await db.open()
     try:
         store = Store(db)

@@ -306,6 +306,9 @@ async def test_an_outage_delays_cdrs_and_none_is_billed_twice(
     assert sorted(posts) == sessions  # each CDR accepted once: none billed twice
 
 
+@pytest.mark.sqlite_only(
+    reason="copies the SQLite file (sqlite3 backup) to stand for what a crash leaves"
+)
 async def test_a_crash_after_accepted_still_owes_the_result(
     tmp_path: Path, emp: SandboxEmp, emsp: SandboxEmsp
 ) -> None:

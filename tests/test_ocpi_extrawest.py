@@ -28,8 +28,9 @@ from cpo_gateway.ocpi.token_pull import PullFailed, TokenPuller
 from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Store
 from tests.conftest import OUTBOUND_KEY, Harness, running_gateway, write_config
+from tests.storage import make_database
 
 PEERS = Path(__file__).resolve().parent / "peers"
 PYTHON = PEERS / ".venv-ocpi" / "bin" / "python"
@@ -78,7 +79,7 @@ async def peer() -> AsyncIterator[Peer]:
 
 
 async def test_we_register_with_an_emsp_we_did_not_write(tmp_path: Path, peer: Peer) -> None:
-    db = Database(tmp_path / "gateway.db")
+    db = make_database(tmp_path / "gateway.db")
     await db.open()
     store = Store(db)
     ours = Party("DE", "CPO")

@@ -21,7 +21,8 @@ from cpo_gateway.ocpi.registration import (
 from cpo_gateway.ocpi.server import OcpiServer, caller
 from cpo_gateway.ocpi.transport import Party, ocpi_json_response
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Store
+from tests.storage import make_database
 
 OURS = Party("DE", "CPO")
 
@@ -61,7 +62,7 @@ class Rig:
 
 
 async def _rig(tmp_path: Path, *, with_token_a: bool) -> AsyncIterator[Rig]:
-    db = Database(tmp_path / "gateway.db")
+    db = make_database(tmp_path / "gateway.db")
     await db.open()
     store = Store(db)
     emsp = SandboxEmsp()

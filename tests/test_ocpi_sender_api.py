@@ -23,9 +23,10 @@ from cpo_gateway.ocpi.sender_api import CdrsApi, LocationsApi, sender_modules
 from cpo_gateway.ocpi.server import OcpiModule, OcpiServer
 from cpo_gateway.ocpi.transport import Party, encode_token
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Store
 from tests.ocpi_fixtures import catalogue
 from tests.ocpi_models import validate
+from tests.storage import make_database
 from tests.test_ocpi_sessions_cdrs import START, _session, _tx
 
 OURS = Party("DE", "CPO")
@@ -52,7 +53,7 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    db = Database(tmp_path / "gateway.db")
+    db = make_database(tmp_path / "gateway.db")
     await db.open()
     store = Store(db)
     emsp = SandboxEmsp()

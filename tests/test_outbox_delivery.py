@@ -20,8 +20,9 @@ from cpo_gateway.bridge.station_sync import digest, station_payload
 from cpo_gateway.oioi.client import EmpClients, Endpoint
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.stations import load_stations
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Store
 from tests.conftest import EXAMPLE_STATIONS, OUTBOUND_KEY, PARTNER
+from tests.storage import make_database
 
 T0 = 1_800_000_000.0
 HOUR = 3600.0
@@ -90,7 +91,7 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path, emp: SandboxEmp) -> AsyncIterator[Rig]:
-    db = Database(tmp_path / "gateway.sqlite3")
+    db = make_database(tmp_path / "gateway.sqlite3")
     await db.open()
     clock = FakeClock()
     clients = EmpClients(
@@ -155,7 +156,7 @@ async def test_retry_after_is_a_floor(rig: Rig, retry_after: str) -> None:
 
 async def test_a_long_back_off_is_not_shortened_by_retry_after(rig: Rig) -> None:
     await rig.store.enqueue([cdr_row("s-1")], rig.clock())
-    await rig.store.db.conn.execute("UPDATE outbox SET attempts = 10")
+    await rig.store.db.write("UPDATE outbox SET attempts = 10", ())
     rig.emp.fail_next(1, 429, retry_after="1")
     await rig.deliverer().tick()
     (row,) = await rig.rows()

@@ -4,26 +4,26 @@ only its own caller, with only its own changes undone."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from cpo_gateway.store import Database
+from cpo_gateway.store.sql import Conn, IntegrityErrors
+from tests.storage import make_database
 
 
 async def test_a_failing_unit_fails_alone(tmp_path: Path) -> None:
-    db = Database(tmp_path / "g.db")
+    db = make_database(tmp_path / "g.db")
     await db.open()
     try:
         insert = "INSERT INTO meta (key, value) VALUES (?, ?)"
 
-        def two_rows_then_fail(conn: sqlite3.Connection) -> None:
+        def two_rows_then_fail(conn: Conn) -> None:
             conn.execute(insert, ("u1", "x"))
             conn.execute(insert, ("u2", "x"))
             raise ValueError("boom")
 
-        def unit_ok(conn: sqlite3.Connection) -> int:
+        def unit_ok(conn: Conn) -> int:
             conn.execute(insert, ("u3", "x"))
             return 42
 
@@ -37,7 +37,7 @@ async def test_a_failing_unit_fails_alone(tmp_path: Path) -> None:
             return_exceptions=True,
         )
         assert results[0] is None and results[1] is None and results[5] is None
-        assert isinstance(results[2], sqlite3.IntegrityError)
+        assert isinstance(results[2], IntegrityErrors)
         assert isinstance(results[3], ValueError)
         assert results[4] == 42
         keys = {r[0] for r in await db.all("SELECT key FROM meta WHERE key != 'whitelist_version'")}
@@ -48,15 +48,16 @@ async def test_a_failing_unit_fails_alone(tmp_path: Path) -> None:
 
 
 async def test_writes_are_committed_when_they_return(tmp_path: Path) -> None:
-    db = Database(tmp_path / "g.db")
+    db = make_database(tmp_path / "g.db")
     await db.open()
     await db.write("INSERT INTO meta (key, value) VALUES ('k', 'v')", ())
     # Another connection (another process, say) sees it at once.
-    other = sqlite3.connect(tmp_path / "g.db")
+    other = make_database(tmp_path / "g.db")
+    await other.open()
     try:
-        assert other.execute("SELECT value FROM meta WHERE key = 'k'").fetchone() == ("v",)
+        assert await other.scalar("SELECT value FROM meta WHERE key = 'k'") == "v"
     finally:
-        other.close()
+        await other.close()
         await db.close()
-    with pytest.raises(RuntimeError):
-        db.conn  # noqa: B018 - closed: the property refuses
+    with pytest.raises(RuntimeError, match="not open"):
+        await db.one("SELECT 1")

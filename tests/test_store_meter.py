@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpo_gateway.bridge.model import EnergySample, SignedReading
-from cpo_gateway.store.db import _statements
+from cpo_gateway.store.db import statements
 from cpo_gateway.store.migrations import MIGRATIONS
 from cpo_gateway.store.sessions import _METER_SQL, _merge_samples
 from cpo_gateway.store.signed import record_signed_sync, signed_from_column
@@ -32,7 +32,7 @@ def test_sql_fold_matches_python_fold(
     first: list[EnergySample], second: list[EnergySample]
 ) -> None:
     db = sqlite3.connect(":memory:")
-    for statement in _statements(MIGRATIONS[0]):
+    for statement in statements(MIGRATIONS[0]):
         db.execute(statement)
     db.execute(
         "INSERT INTO transactions (id, charge_point, connector, session_id) VALUES (1, 'c', 1, 's')"
@@ -66,7 +66,7 @@ def test_the_earliest_and_latest_signed_readings_are_kept_in_any_order(
 ) -> None:
     db = sqlite3.connect(":memory:")
     for migration in MIGRATIONS:
-        for statement in _statements(migration):
+        for statement in statements(migration):
             db.execute(statement)
     db.execute(
         "INSERT INTO transactions (id, charge_point, connector, session_id) VALUES (1, 'c', 1, 's')"

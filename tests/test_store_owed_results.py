@@ -12,13 +12,14 @@ from cpo_gateway.bridge.ports import (
     SessionRecord,
     SessionState,
 )
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import Store
+from tests.storage import make_database
 
 KIND = "command-result"
 
 
 async def _store(tmp_path: Path) -> Store:
-    db = Database(tmp_path / "gateway.db")
+    db = make_database(tmp_path / "gateway.db")
     await db.open()
     return Store(db)
 

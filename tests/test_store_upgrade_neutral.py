@@ -18,7 +18,7 @@ from cpo_gateway.bridge.owed import Owed
 from cpo_gateway.bridge.station_sync import digest, station_payload
 from cpo_gateway.config import Config, load_config
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
-from cpo_gateway.store.db import _statements
+from cpo_gateway.store.db import statements
 from cpo_gateway.store.migrations import MIGRATIONS
 from tests.conftest import PARTNER, running_gateway, write_config
 
@@ -54,7 +54,7 @@ def old_database(cfg: Config) -> dict[str, int]:
         "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
     )
     for version, script in enumerate(MIGRATIONS[:BEFORE], start=1):
-        for statement in _statements(script):
+        for statement in statements(script):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
     now = time.time()
@@ -144,10 +144,10 @@ async def test_migration_11_renames_nothing_twice_and_keeps_one_pending_status_p
     cfg = load_config(write_config(tmp_path), {})
     old_database(cfg)
     conn = sqlite3.connect(cfg.gateway.database, isolation_level=None)
-    for statement in _statements(MIGRATIONS[10]):
+    for statement in statements(MIGRATIONS[10]):
         conn.execute(statement)
     before = conn.execute("SELECT id, kind, state FROM outbox ORDER BY id").fetchall()
-    for statement in _statements(MIGRATIONS[10]):  # idempotent: again changes nothing
+    for statement in statements(MIGRATIONS[10]):  # idempotent: again changes nothing
         conn.execute(statement)
     assert conn.execute("SELECT id, kind, state FROM outbox ORDER BY id").fetchall() == before
     # A second pending status for the same EVSE and EMP is refused by the index.

@@ -23,9 +23,9 @@ from cpo_gateway.bridge.ports import SessionOrigin, SessionRecord, SessionState
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.store import Store
-from cpo_gateway.store.db import Database
 from tests.charger201 import Memory, Point, charger201, meter
 from tests.conftest import Harness, running_gateway, write_config
+from tests.storage import make_database
 
 EVSE = "DE*CPO*E1001*2"  # CP-BER-001 connector 2: 2.0.1 EVSE 2, connector 1
 EVCO = "DE-8PS-C12345-6"
@@ -227,7 +227,7 @@ async def test_expired_start_begun_later_is_not_bound_to_the_emps_session(
 
 
 async def test_remote_refs_are_positive_unique_and_found_per_charger(tmp_path: Path) -> None:
-    db = Database(tmp_path / "gateway.db")
+    db = make_database(tmp_path / "gateway.db")
     await db.open()
     try:
         store = Store(db)

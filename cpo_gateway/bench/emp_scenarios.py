@@ -29,7 +29,7 @@ from cpo_gateway.bridge.ports import NewOutbox
 from cpo_gateway.config import load_config
 from cpo_gateway.oioi.client import CALLS
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import SqliteDatabase, Store
 
 CDR_CALL = CALLS[CDR_KIND]
 
@@ -236,7 +236,7 @@ async def _prefill(database: object, rows: int) -> None:
 
     assert isinstance(database, Path)
     database.parent.mkdir(parents=True, exist_ok=True)
-    db = Database(database)
+    db = SqliteDatabase(database)
     await db.open()
     try:
         now = time.time()

@@ -18,7 +18,7 @@ from cpo_gateway.ocpi.registration import Identity, PartnerSettings, Registrar
 from cpo_gateway.ocpi.server import OcpiServer
 from cpo_gateway.ocpi.transport import Party, encode_token
 from cpo_gateway.sim.ocpi_emsp import SandboxEmsp
-from cpo_gateway.store import Database, Store
+from cpo_gateway.store import SqliteDatabase, Store
 
 OURS = Party("DE", "CPO")
 
@@ -30,7 +30,7 @@ async def registration(ctx: Context, rounds: int = 50, requests: int = 5_000) ->
     )
     directory = ctx.directory("ocpi-registration")
     directory.mkdir(parents=True, exist_ok=True)
-    db = Database(directory / "gateway.db")
+    db = SqliteDatabase(directory / "gateway.db")
     await db.open()
     store = Store(db)
     emsp = SandboxEmsp()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import aiohttp
 
+from cpo_gateway.config_storage import STORAGE_URL_ENV
+
 INBOUND_KEY = "bench-inbound-key-0001"
 OUTBOUND_KEY = "bench-outbound-key-0001"
 PARTNER = "bench-partner-identifier-0001"
@@ -198,8 +200,11 @@ class ServerProcess:
 
     async def start(self, timeout_s: float = 60.0) -> None:
         log = self._log_path.open("ab")
+        # A benchmark says where its servers store (their config): never the caller's
+        # environment (a test run on PostgreSQL sets one there for its own gateways).
+        env = {k: v for k, v in os.environ.items() if k != STORAGE_URL_ENV}
         self._proc = await asyncio.to_thread(
-            subprocess.Popen, self._argv, stdout=log, stderr=subprocess.STDOUT
+            subprocess.Popen, self._argv, stdout=log, stderr=subprocess.STDOUT, env=env
         )
         log.close()
         deadline = time.monotonic() + timeout_s

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from cpo_gateway.bench.ocpp_scenarios import Context
 from cpo_gateway.bench.report import Table, num
-from cpo_gateway.store import Database
-from cpo_gateway.store.db import _statements
+from cpo_gateway.store import SqliteDatabase
+from cpo_gateway.store.db import statements
 from cpo_gateway.store.migrations import MIGRATIONS
 
 BEFORE = 10  # the schema version the backlog was written at
@@ -29,7 +29,7 @@ def old_backlog(path: Path, rows: int) -> None:
         "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
     )
     for version, script in enumerate(MIGRATIONS[:BEFORE], start=1):
-        for statement in _statements(script):
+        for statement in statements(script):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_version VALUES (?, 0)", (version,))
     payload = '{"session_id": "s", "evse_id": "DE*CPO*E1001*1", "energy_kwh": 1.0}'
@@ -53,7 +53,7 @@ def old_backlog(path: Path, rows: int) -> None:
 
 async def _upgrade(path: Path) -> tuple[float, int, int]:
     """(seconds to open and migrate, rows after, rows still under an old kind)."""
-    db = Database(path)
+    db = SqliteDatabase(path)
     started = time.perf_counter()
     await db.open()
     took = time.perf_counter() - started

@@ -45,6 +45,11 @@ OutboxBuilder = Callable[[TxRecord, SessionRecord], Sequence[NewOutbox]]
 StopOutbox = Callable[[TxRecord, SessionRecord], Outgoing]
 
 
+class StorageUnavailable(RuntimeError):
+    """The database cannot be reached or cannot commit just now (a restart, a network cut,
+    a full disk): what was asked was not done, and may be asked again later."""
+
+
 @dataclass(frozen=True, slots=True)
 class LateRecorded:
     """An ended transaction and its session after a late report filled them in; `released`:

@@ -14,6 +14,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from cpo_gateway import logs
 from cpo_gateway.bridge.core_ports import ScheduledWork
+from cpo_gateway.bridge.storage import StorageUnavailable
 
 log = logs.get(__name__)
 
@@ -83,6 +84,13 @@ class Jobs:
                 await fn()
                 self.runs[name] = self.runs.get(name, 0) + 1
                 self._in_a_row.pop(name, None)
+            except StorageUnavailable as exc:
+                # The database away: counted like any failure (/healthz says so), logged
+                # once per outage of this job rather than with a traceback every tick.
+                self.failures[name] = self.failures.get(name, 0) + 1
+                self._in_a_row[name] = self._in_a_row.get(name, 0) + 1
+                if self._in_a_row[name] == 1:
+                    log.warning("job.storage_unavailable", job=name, error=str(exc))
             except Exception:
                 self.failures[name] = self.failures.get(name, 0) + 1
                 self._in_a_row[name] = self._in_a_row.get(name, 0) + 1

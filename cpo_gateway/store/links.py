@@ -8,14 +8,13 @@ matched by digest and the lookup's timing tells nothing about the token itself.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from cpo_gateway.bridge.links import LinkState, PartnerLink
 from cpo_gateway.store.db import Database
+from cpo_gateway.store.sql import Row
 
 _SELECT = (
     "SELECT partner, state, token_in, token_out, peer_url, details, token_a_digest, "
@@ -27,7 +26,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _link(row: aiosqlite.Row | sqlite3.Row | None) -> PartnerLink | None:
+def _link(row: Row | None) -> PartnerLink | None:
     if row is None:
         return None
     details: Any = orjson.loads(row["details"]) if row["details"] else {}
@@ -56,12 +55,9 @@ class LinksRepo:
         return [link for row in rows if (link := _link(row)) is not None]
 
     async def link_by_token_digest(self, digest: str) -> PartnerLink | None:
-        # Every OCPI request authenticates through this: an indexed point read on the
-        # loop's thread (db.lookup), not a hop to the reader thread: scripts/bench --scenario
-        # ocpi-registration, authenticated GETs 10 at a time went from 416/s (p50 23.5 ms)
-        # to 1,721/s (p50 7.0 ms) on 2 shared CPUs.
+        # Every OCPI request authenticates through this: an indexed point read.
         return _link(
-            self.db.lookup(
+            await self.db.one(
                 _SELECT
                 + " WHERE token_in_digest = ? UNION ALL "
                 + _SELECT

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Iterable, Sequence
 
-import aiosqlite
 import orjson
 
 from cpo_gateway.bridge.owed import COALESCED, Owed
 from cpo_gateway.bridge.ports import NewOutbox, OutboxItem, OutboxStat, OutboxState
 from cpo_gateway.store.db import Database
+from cpo_gateway.store.sql import Conn, Row
 
 STATUS_KIND = Owed.EVSE_STATUS
 # The predicate of the partial index outbox_coalesce (migration 11): an upsert names it
@@ -30,7 +29,7 @@ _COALESCE = (
 )
 
 
-def insert_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox], now: float) -> None:
+def insert_outbox_sync(conn: Conn, rows: Iterable[NewOutbox], now: float) -> None:
     """Insert rows inside the caller's transaction (Database.run_write); statuses coalesce
     per EMP and EVSE, session updates per EMP and session."""
     for row in rows:
@@ -40,7 +39,7 @@ def insert_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox], now:
         conn.execute(sql, (row.emp, row.kind, row.key, payload, now, due))
 
 
-def settle_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox]) -> int:
+def settle_outbox_sync(conn: Conn, rows: Iterable[NewOutbox]) -> int:
     """Rewrite pending rows owed for later (same EMP, kind and key) with what they now say,
     due at `due_at` (None: at once), inside the caller's transaction. A row no longer
     pending (sent when it fell due) is left alone: the partner has had its one answer.
@@ -56,7 +55,7 @@ def settle_outbox_sync(conn: sqlite3.Connection, rows: Iterable[NewOutbox]) -> i
     return settled
 
 
-def _item(row: aiosqlite.Row) -> OutboxItem:
+def _item(row: Row) -> OutboxItem:
     return OutboxItem(
         id=row["id"],
         emp=row["emp"],
@@ -133,7 +132,7 @@ class OutboxRepo:
     async def mark_delivered(self, ids: Sequence[int], now: float) -> None:
         sent = self._sent_payloads(ids)
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Conn) -> None:
             # A row rewritten while in flight is due again, with its new payload (only
             # coalesced rows are in `sent` with a payload).
             conn.executemany(
@@ -142,7 +141,7 @@ class OutboxRepo:
             )
             conn.executemany(
                 "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 "
-                "WHERE id = ? AND (? IS NULL OR payload = ?)",
+                "WHERE id = ? AND (CAST(? AS TEXT) IS NULL OR payload = ?)",
                 [(now, i, p, p) for i, p in sent],
             )
             # A station delivered lets that station's statuses go, in the same commit:
@@ -161,26 +160,23 @@ class OutboxRepo:
 
     async def mark_retry(self, item_id: int, next_at: float, error: str) -> None:
         self._handed_out.pop(item_id, None)
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? "
-                "WHERE id = ?",
-                (next_at, error, item_id),
-            )
+        await self.db.write(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?",
+            (next_at, error, item_id),
+        )
 
     async def postpone(self, item_id: int, next_at: float, reason: str) -> None:
         """Hold a row back without counting an attempt (e.g. its station is not posted)."""
         self._handed_out.pop(item_id, None)
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE outbox SET next_at = ?, last_error = ? WHERE id = ?",
-                (next_at, reason, item_id),
-            )
+        await self.db.write(
+            "UPDATE outbox SET next_at = ?, last_error = ? WHERE id = ?",
+            (next_at, reason, item_id),
+        )
 
     async def release_held(self, emp: str, reason_prefix: str, now: float) -> int:
         """Make an EMP's pending rows held back for `reason_prefix` due now; how many."""
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: Conn) -> int:
             cur = conn.execute(
                 "UPDATE outbox SET next_at = ? WHERE emp = ? AND state = 'pending' "
                 "AND next_at > ? AND substr(last_error, 1, ?) = ?",
@@ -192,19 +188,22 @@ class OutboxRepo:
 
     async def mark_dead(self, item_id: int, error: str, now: float) -> None:
         ((_, sent),) = self._sent_payloads([item_id])
-        async with self.db.transaction() as conn:
+
+        def work(conn: Conn) -> None:
             # The failure was the old payload's: a status rewritten meanwhile gets its own try.
             if sent is not None:
-                await conn.execute(
+                conn.execute(
                     "UPDATE outbox SET next_at = ?, attempts = 0, last_error = ? "
                     "WHERE id = ? AND payload != ?",
                     (now, error, item_id, sent),
                 )
-            await conn.execute(
+            conn.execute(
                 "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
-                "done_at = ? WHERE id = ? AND (? IS NULL OR payload = ?)",
+                "done_at = ? WHERE id = ? AND (CAST(? AS TEXT) IS NULL OR payload = ?)",
                 (error, now, item_id, sent, sent),
             )
+
+        await self.db.run_write(work)
 
     async def list_outbox(self, state: str | None = None, limit: int = 100) -> list[OutboxItem]:
         if state is None:
@@ -251,7 +250,7 @@ class OutboxRepo:
     async def retry_pending_now(self, now: float) -> int:
         """Make every pending row that waits for a later attempt due now; how many."""
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: Conn) -> int:
             cur = conn.execute(
                 "UPDATE outbox SET next_at = ? WHERE state = 'pending' AND next_at > ?",
                 (now, now),
@@ -262,32 +261,44 @@ class OutboxRepo:
 
     async def requeue(self, ids: Sequence[int] | None, now: float) -> int:
         """Put dead (or given) rows back to pending, due now; None means every dead row."""
-        async with self.db.transaction() as conn:
+
+        def work(conn: Conn) -> int:
             if ids is None:
-                cur = await conn.execute(
-                    "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0, "
-                    "done_at = NULL WHERE state = 'dead'",
-                    (now,),
+                return int(
+                    conn.execute(
+                        "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0, "
+                        "done_at = NULL WHERE state = 'dead'",
+                        (now,),
+                    ).rowcount
                 )
-            else:
-                cur = await conn.executemany(
+            total = 0
+            for i in ids:
+                total += conn.execute(
                     "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0, "
                     "done_at = NULL WHERE id = ? AND state != 'delivered'",
-                    [(now, i) for i in ids],
-                )
-            return cur.rowcount
+                    (now, i),
+                ).rowcount
+            return total
+
+        return await self.db.run_write(work)
 
     async def purge(self, item_id: int) -> bool:
-        async with self.db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
-            return cur.rowcount > 0
+
+        def work(conn: Conn) -> bool:
+            return bool(conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,)).rowcount > 0)
+
+        return await self.db.run_write(work)
 
     async def prune_delivered(self, before: float) -> int:
-        async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?", (before,)
+
+        def work(conn: Conn) -> int:
+            return int(
+                conn.execute(
+                    "DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?", (before,)
+                ).rowcount
             )
-            return cur.rowcount
+
+        return await self.db.run_write(work)
 
     async def outbox_stats(self, now: float) -> list[OutboxStat]:
         """Depth and oldest age (s) per EMP, kind and state, for /metrics and /healthz."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Sequence
 
@@ -12,6 +11,7 @@ from cpo_gateway.bridge.model import BootInfo
 from cpo_gateway.bridge.ports import LocalListRecord, NewOutbox, PostedStation
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import insert_outbox_sync
+from cpo_gateway.store.sql import Conn, Row, is_postgres
 
 _LOCAL_LIST_SELECT = (
     "SELECT id, local_list_version, ocpp_list_version, local_list_supported, local_list_result, "
@@ -20,7 +20,7 @@ _LOCAL_LIST_SELECT = (
 )
 
 
-def _local_list_record(row: sqlite3.Row) -> LocalListRecord:
+def _local_list_record(row: Row) -> LocalListRecord:
     return LocalListRecord(
         charge_point=str(row[0]),
         version=int(row[1]),
@@ -40,16 +40,17 @@ class RegistryRepo:
 
     # --- chargers ------------------------------------------------------------------------------
     async def password_hash(self, charge_point_id: str) -> str | None:
-        row = self.db.lookup("SELECT password_hash FROM chargers WHERE id = ?", (charge_point_id,))
+        row = await self.db.one(
+            "SELECT password_hash FROM chargers WHERE id = ?", (charge_point_id,)
+        )
         return None if row is None or row[0] is None else str(row[0])
 
     async def set_password_hash(self, charge_point_id: str, password_hash: str) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO chargers (id, password_hash) VALUES (?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash",
-                (charge_point_id, password_hash),
-            )
+        await self.db.write(
+            "INSERT INTO chargers (id, password_hash) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET password_hash = excluded.password_hash",
+            (charge_point_id, password_hash),
+        )
 
     async def record_boot(self, info: BootInfo, status: str, at: str) -> None:
         # One statement: it shares a group commit with other writes.
@@ -87,7 +88,7 @@ class RegistryRepo:
 
     async def local_list_state(self, charge_point_id: str) -> tuple[int, int, bool]:
         """(whitelist version pushed, OCPP listVersion the charger holds, supported)."""
-        row = self.db.lookup(
+        row = await self.db.one(
             "SELECT local_list_version, ocpp_list_version, local_list_supported FROM chargers "
             "WHERE id = ?",
             (charge_point_id,),
@@ -95,7 +96,7 @@ class RegistryRepo:
         return (0, 0, True) if row is None else (int(row[0]), int(row[1]), bool(row[2]))
 
     async def local_list_record(self, charge_point_id: str) -> LocalListRecord:
-        row = self.db.lookup(_LOCAL_LIST_SELECT + " WHERE id = ?", (charge_point_id,))
+        row = await self.db.one(_LOCAL_LIST_SELECT + " WHERE id = ?", (charge_point_id,))
         return LocalListRecord(charge_point_id) if row is None else _local_list_record(row)
 
     async def local_list_records(self) -> list[LocalListRecord]:
@@ -136,43 +137,39 @@ class RegistryRepo:
         """Make `uids` the complete list of `emp`, atomically; returns (new, total).
 
         A list passed in is sorted in place."""
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS incoming (uid TEXT PRIMARY KEY) WITHOUT ROWID"
-            )
-            await conn.execute("DELETE FROM incoming")
-            # Sorted rows go into the b-tree fastest; sort the caller's list in place rather
-            # than copy a million-entry list (memory matters at that size).
-            ordered = uids if isinstance(uids, list) else list(uids)
-            ordered.sort()
-            await conn.executemany(
-                "INSERT OR IGNORE INTO incoming (uid) VALUES (?)", ((u,) for u in ordered)
-            )
-            removed = await conn.execute(
-                "DELETE FROM whitelist WHERE partner = ? AND uid NOT IN (SELECT uid FROM incoming)",
+        # Sorted rows go into the b-tree fastest; sort the caller's list in place rather
+        # than copy a million-entry list (memory matters at that size).
+        ordered = uids if isinstance(uids, list) else list(uids)
+        ordered.sort()
+
+        def work(conn: Conn) -> tuple[int, int]:
+            _receive_uids(conn, ordered)
+            removed = conn.execute(
+                "DELETE FROM whitelist WHERE partner = ? AND NOT EXISTS "
+                "(SELECT 1 FROM incoming WHERE incoming.uid = whitelist.uid)",
                 (emp,),
-            )
+            ).rowcount
             # Only UIDs new to this partner are inserted: the row count is `processed`.
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO whitelist (partner, uid) SELECT ?, uid FROM incoming", (emp,)
-            )
-            new = cur.rowcount
-            async with conn.execute("SELECT COUNT(*) FROM incoming") as counted:
-                row = await counted.fetchone()
+            new = conn.execute(
+                # WHERE true: SQLite's parser needs it before ON CONFLICT after a SELECT.
+                "INSERT INTO whitelist (partner, uid) SELECT DISTINCT ?, uid FROM incoming "
+                "WHERE true ON CONFLICT DO NOTHING",
+                (emp,),
+            ).rowcount
+            row = conn.execute("SELECT COUNT(DISTINCT uid) FROM incoming").fetchone()
             total = int(row[0]) if row else 0
-            await conn.execute("DELETE FROM incoming")
-            await conn.execute(
+            conn.execute("DELETE FROM incoming")
+            conn.execute(
                 "INSERT INTO whitelist_meta (partner, count, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (partner) DO UPDATE SET count = excluded.count, "
                 "updated_at = excluded.updated_at",
                 (emp, total, at),
             )
-            if new or removed.rowcount:  # an unchanged list is not pushed to chargers again
-                await conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('whitelist_version', '1') "
-                    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                )
+            if new or removed:  # an unchanged list is not pushed to chargers again
+                bump_whitelist_version(conn)
             return new, total
+
+        return await self.db.run_write(work)
 
     async def whitelist_partners(self, uid: str) -> list[str]:
         rows = await self.db.all("SELECT partner FROM whitelist WHERE uid = ?", (uid,))
@@ -209,7 +206,7 @@ class RegistryRepo:
         return [(str(r[0]), str(r[1])) for r in rows]
 
     async def whitelist_version(self) -> int:
-        row = self.db.lookup("SELECT value FROM meta WHERE key = 'whitelist_version'")
+        row = await self.db.one("SELECT value FROM meta WHERE key = 'whitelist_version'")
         return int(row[0]) if row is not None and row[0] is not None else 0
 
     # --- status --------------------------------------------------------------------------------
@@ -262,7 +259,7 @@ class RegistryRepo:
         return {(str(r[0]), int(r[1])): float(r[2]) for r in rows}
 
     async def prune_ignored_statuses(self, before: float) -> int:
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: Conn) -> int:
             return conn.execute(
                 "DELETE FROM connector_status_ignored WHERE received_at < ?", (before,)
             ).rowcount
@@ -290,7 +287,7 @@ class RegistryRepo:
     async def set_evse_status(
         self, evse_id: str, status: str, outbox: Sequence[NewOutbox], now: float
     ) -> None:
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO evse_status (evse_id, status, changed_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (evse_id) DO UPDATE SET status = excluded.status, "
@@ -331,7 +328,7 @@ class RegistryRepo:
     async def queue_tariff(
         self, emp: str, tariff_id: str, digest: str, deleted: bool, outbox: NewOutbox, now: float
     ) -> None:
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO tariffs_queued (emp, tariff_id, hash, deleted, queued_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (emp, tariff_id) DO UPDATE SET "
@@ -345,7 +342,7 @@ class RegistryRepo:
     async def queue_station(
         self, emp: str, station_id: str, digest: str, deleted: bool, outbox: NewOutbox, now: float
     ) -> None:
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO stations_posted (emp, station_id, hash, payload, deleted, queued_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (emp, station_id) DO UPDATE SET "
@@ -356,3 +353,31 @@ class RegistryRepo:
             insert_outbox_sync(conn, [outbox], now)
 
         await self.db.run_write(work)
+
+
+def bump_whitelist_version(conn: Conn) -> None:
+    """What chargers' local lists should hold has changed (they are pushed again)."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('whitelist_version', '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)"
+    )
+
+
+def _receive_uids(conn: Conn, ordered: Sequence[str]) -> None:
+    """`ordered` into the connection's empty temporary table `incoming` (duplicates may
+    remain: readers say DISTINCT)."""
+    if is_postgres(conn):
+        # COPY: a million rows in seconds, where a million INSERTs take minutes.
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (uid TEXT NOT NULL)")
+        conn.execute("TRUNCATE incoming")
+        raw = conn.raw  # type: ignore[attr-defined]
+        with raw.cursor().copy("COPY incoming (uid) FROM STDIN") as copy:
+            for uid in ordered:
+                copy.write_row((uid,))
+        conn.execute("ANALYZE incoming")
+        return
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (uid TEXT PRIMARY KEY) WITHOUT ROWID")
+    conn.execute("DELETE FROM incoming")
+    conn.executemany(
+        "INSERT INTO incoming (uid) VALUES (?) ON CONFLICT DO NOTHING", ((u,) for u in ordered)
+    )

@@ -99,13 +99,14 @@ class ReportsRepo:
         return {str(r[0]): (str(r[1]), float(r[2])) for r in rows}
 
     async def session_rows(self, limit: int, state: str | None = None) -> list[SessionRow]:
-        # `? IS NULL OR`: one constant statement serves both (no SQL is built from input).
+        # `? IS NULL OR`: one constant statement serves both (no SQL is built from input);
+        # the CAST gives the parameter a type where PostgreSQL could not infer one.
         rows = await self.db.all(
             "SELECT s.id, s.state, s.origin, s.evse_id, s.emp, s.transaction_id, s.auth_path, "
             "s.created_at, t.started_at, t.stopped_at, t.meter_start_wh, "
             "COALESCE(t.meter_stop_wh, t.last_wh) "
             "FROM sessions s LEFT JOIN transactions t ON t.id = s.transaction_id "
-            "WHERE ? IS NULL OR s.state = ? ORDER BY s.created_at DESC LIMIT ?",
+            "WHERE CAST(? AS TEXT) IS NULL OR s.state = ? ORDER BY s.created_at DESC LIMIT ?",
             (state, state, limit),
         )
         return [

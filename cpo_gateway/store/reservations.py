@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from cpo_gateway.bridge.ports import NewOutbox, Reservation, ReservationState
 from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import settle_outbox_sync
+from cpo_gateway.store.sql import Conn
 
 
 class ReservationsRepo:
     db: Database
 
     async def save_reservation(self, r: Reservation, now: float) -> int:
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: Conn) -> int:
             row = conn.execute(
                 "INSERT INTO reservations (emp, ref, charge_point, connector, evse_id, "
                 "expires_at, id_tag, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -57,7 +57,7 @@ class ReservationsRepo:
     async def reservation_ended(
         self, number: int, state: ReservationState, settles: Sequence[NewOutbox]
     ) -> None:
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Conn) -> None:
             conn.execute("UPDATE reservations SET state = ? WHERE id = ?", (state, number))
             settle_outbox_sync(conn, settles)
 

@@ -4,11 +4,8 @@ covers both."""
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-
-import aiosqlite
 
 from cpo_gateway.bridge.model import EnergySample, TransactionStart, TransactionStop
 from cpo_gateway.bridge.ports import (
@@ -28,6 +25,7 @@ from cpo_gateway.store.signed import (
     signed_from_column,
     signed_params,
 )
+from cpo_gateway.store.sql import Conn, Row
 
 
 def start_key(start: TransactionStart) -> str:
@@ -47,7 +45,7 @@ def stop_key(stop: TransactionStop) -> str:
     return f"{stop.charge_point_id}|{stop.transaction_id}|{stop.timestamp}|{stop.meter_stop_wh}"
 
 
-def _tx(row: aiosqlite.Row) -> TxRecord:
+def _tx(row: Row) -> TxRecord:
     return TxRecord(
         id=row["id"],
         session_id=row["session_id"],
@@ -70,7 +68,7 @@ def _tx(row: aiosqlite.Row) -> TxRecord:
     )
 
 
-def _session(row: aiosqlite.Row) -> SessionRecord:
+def _session(row: Row) -> SessionRecord:
     return SessionRecord(
         id=row["id"],
         evse_id=row["evse_id"],
@@ -91,20 +89,13 @@ def _session(row: aiosqlite.Row) -> SessionRecord:
     )
 
 
-async def _one(
-    conn: aiosqlite.Connection, sql: str, params: Sequence[object]
-) -> aiosqlite.Row | None:
-    async with conn.execute(sql, params) as cur:
-        return await cur.fetchone()
-
-
-def _one_sync(conn: sqlite3.Connection, sql: str, params: Sequence[object]) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+def _one_sync(conn: Conn, sql: str, params: Sequence[object]) -> Row | None:
+    row: Row | None = conn.execute(sql, params).fetchone()
     return row
 
 
 def _merge_samples(
-    tx: aiosqlite.Row | dict[str, object], samples: Sequence[EnergySample]
+    tx: Row | dict[str, object], samples: Sequence[EnergySample]
 ) -> dict[str, object]:
     """Fold energy readings into what a CDR needs: first/last register reading and the
     first/last moments the register increased. Samples may arrive out of order."""
@@ -144,7 +135,7 @@ WHERE id = :tx AND charge_point = :cp
 
 
 def _meter_with_outbox(
-    conn: sqlite3.Connection,
+    conn: Conn,
     *,
     charge_point: str,
     transaction_id: int,
@@ -234,20 +225,24 @@ class ChargingRepo:
         row = await self.db.one("SELECT id_tag FROM id_tags WHERE evco_id = ?", (evco_id,))
         if row is not None:
             return str(row["id_tag"])
-        async with self.db.transaction() as conn:
+
+        def work(conn: Conn) -> str:
             for attempt in range(16):
                 tag = make(evco_id, attempt)
-                cur = await conn.execute(
-                    "INSERT OR IGNORE INTO id_tags (evco_id, id_tag) VALUES (?, ?)", (evco_id, tag)
+                cur = conn.execute(
+                    "INSERT INTO id_tags (evco_id, id_tag) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (evco_id, tag),
                 )
                 if cur.rowcount:
                     return tag
-                existing = await _one(
+                existing = _one_sync(
                     conn, "SELECT id_tag FROM id_tags WHERE evco_id = ?", (evco_id,)
                 )
                 if existing is not None:
                     return str(existing["id_tag"])
-        raise RuntimeError("no free idTag for EVCO ID after 16 attempts")
+            raise RuntimeError("no free idTag for EVCO ID after 16 attempts")
+
+        return await self.db.run_write(work)
 
     # --- sessions ------------------------------------------------------------------------------
     async def claim_evse(
@@ -269,7 +264,7 @@ class ChargingRepo:
         for one EVSE cannot both pass; the unique index `sessions_one_remote_claim` holds
         the same rule for any writer that skips this."""
 
-        def work(conn: sqlite3.Connection) -> int | None:
+        def work(conn: Conn) -> int | None:
             held = conn.execute(
                 "SELECT 1 FROM sessions WHERE state IN ('pending', 'active') AND evse_id = ?",
                 (s.evse_id,),
@@ -284,32 +279,34 @@ class ChargingRepo:
                 ).fetchone()
             if held is not None:
                 return None
-            try:
-                cur = conn.execute(
-                    "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
-                    "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, "
-                    "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        s.id,
-                        s.evse_id,
-                        s.charge_point,
-                        s.connector,
-                        s.emp,
-                        s.origin,
-                        s.user_kind,
-                        s.user_id,
-                        s.id_tag,
-                        s.auth_status,
-                        s.auth_path,
-                        s.state,
-                        s.created_at,
-                        s.expires_at,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                return None  # a remote start that did not come through here holds it
-            ref = cur.lastrowid
-            assert ref is not None and ref > 0
+            # A conflict (a remote start that did not come through here holds the EVSE) is
+            # no row; the transaction goes on either way (ON CONFLICT, not an error).
+            inserted = conn.execute(
+                "INSERT INTO sessions (id, evse_id, charge_point, connector, emp, origin, "
+                "user_kind, user_id, id_tag, auth_status, auth_path, state, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING rowid",
+                (
+                    s.id,
+                    s.evse_id,
+                    s.charge_point,
+                    s.connector,
+                    s.emp,
+                    s.origin,
+                    s.user_kind,
+                    s.user_id,
+                    s.id_tag,
+                    s.auth_status,
+                    s.auth_path,
+                    s.state,
+                    s.created_at,
+                    s.expires_at,
+                ),
+            ).fetchone()
+            if inserted is None:
+                return None
+            ref = int(inserted[0])
+            assert ref > 0
             conn.execute("UPDATE sessions SET remote_ref = ? WHERE id = ?", (ref, s.id))
             insert_outbox_sync(conn, owed, now)
             return ref
@@ -337,7 +334,7 @@ class ChargingRepo:
         """`settles`: rows owed for later rewritten in the same commit (settle_outbox_sync),
         only when the state changed."""
 
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: Conn) -> bool:
             if only_from:
                 cur = conn.execute(
                     "UPDATE sessions SET state = ?, detail = ? WHERE id = ? AND state = ?",
@@ -375,7 +372,7 @@ class ChargingRepo:
         """
         key = start_key(start)
 
-        def work(conn: sqlite3.Connection) -> Recorded:
+        def work(conn: Conn) -> Recorded:
             row = _one_sync(conn, "SELECT * FROM transactions WHERE start_key = ?", (key,))
             if row is None and start.charger_key is not None:
                 # Its end came first (reports out of order): the transaction exists already.
@@ -439,10 +436,10 @@ class ChargingRepo:
                 session_id = s.id
             # No reading with the start: the first reading to come takes its place.
             read_at = None if start.meter_start_wh is None else start.timestamp
-            cur = conn.execute(
+            inserted = conn.execute(
                 "INSERT INTO transactions (charge_point, connector, id_tag, start_key, started_at, "
                 "meter_start_wh, first_wh, first_wh_at, last_wh, last_wh_at, session_id, "
-                "charger_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "charger_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     start.charge_point_id,
                     start.connector_id,
@@ -457,8 +454,8 @@ class ChargingRepo:
                     session_id,
                     start.charger_key,
                 ),
-            )
-            tx_id = cur.lastrowid
+            ).fetchone()
+            tx_id = int(inserted[0])
             conn.execute(
                 "UPDATE sessions SET transaction_id = ?, state = 'active' WHERE id = ?",
                 (tx_id, session_id),
@@ -529,7 +526,7 @@ class ChargingRepo:
         """
         key = stop_key(stop)
 
-        def work(conn: sqlite3.Connection) -> Recorded | None:
+        def work(conn: Conn) -> Recorded | None:
             if stop.charger_key is not None:
                 row = _one_sync(
                     conn,
@@ -569,9 +566,9 @@ class ChargingRepo:
                         s.created_at,
                     ),
                 )
-                cur = conn.execute(
+                inserted = conn.execute(
                     "INSERT INTO transactions (charge_point, connector, id_tag, reported_id, "
-                    "session_id, charger_key) VALUES (?, ?, ?, ?, ?, ?)",
+                    "session_id, charger_key) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         stop.charge_point_id,
                         s.connector,
@@ -580,11 +577,12 @@ class ChargingRepo:
                         s.id,
                         stop.charger_key,
                     ),
-                )
+                ).fetchone()
+                orphan_tx = int(inserted[0])
                 conn.execute(
-                    "UPDATE sessions SET transaction_id = ? WHERE id = ?", (cur.lastrowid, s.id)
+                    "UPDATE sessions SET transaction_id = ? WHERE id = ?", (orphan_tx, s.id)
                 )
-                row = _one_sync(conn, "SELECT * FROM transactions WHERE id = ?", (cur.lastrowid,))
+                row = _one_sync(conn, "SELECT * FROM transactions WHERE id = ?", (orphan_tx,))
                 assert row is not None
             final = (
                 ()
@@ -636,7 +634,7 @@ class ChargingRepo:
         """Queue a held session's CDR and mark it finished, in one commit; False when the
         session is not (or no longer) held."""
 
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: Conn) -> bool:
             cur = conn.execute(
                 "UPDATE sessions SET state = 'finished', detail = ? "
                 "WHERE id = ? AND state = 'needs_review'",

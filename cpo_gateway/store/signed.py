@@ -7,10 +7,10 @@ so that readings arriving out of order still leave the earliest and the latest.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 
 from cpo_gateway.bridge.model import EnergySample, SignedReading
+from cpo_gateway.store.sql import Conn
 
 SIGNED_SQL = """
 UPDATE transactions SET
@@ -44,9 +44,7 @@ def signed_params(transaction_id: int, samples: Sequence[EnergySample]) -> list[
     return out
 
 
-def record_signed_sync(
-    conn: sqlite3.Connection, transaction_id: int, samples: Sequence[EnergySample]
-) -> None:
+def record_signed_sync(conn: Conn, transaction_id: int, samples: Sequence[EnergySample]) -> None:
     for params in signed_params(transaction_id, samples):
         conn.execute(SIGNED_SQL, params)
 

@@ -7,8 +7,6 @@ however often it comes, and reading them by sequence gives the charger's own ord
 
 from __future__ import annotations
 
-import sqlite3
-
 from cpo_gateway.bridge.model import AuthDecision, LateReport, StepKind, TransactionStep
 from cpo_gateway.bridge.ports import SessionState, TxRecord
 from cpo_gateway.bridge.storage import LateRecorded, StopOutbox
@@ -16,6 +14,7 @@ from cpo_gateway.store.db import Database
 from cpo_gateway.store.outbox import insert_outbox_sync
 from cpo_gateway.store.sessions import _merge_samples, _one_sync, _session, _tx
 from cpo_gateway.store.signed import record_signed_sync
+from cpo_gateway.store.sql import Conn
 
 
 class StepsRepo:
@@ -42,7 +41,7 @@ class StepsRepo:
         the partner and how it was authorized; False when it had an idTag already (a
         resent start changes nothing)."""
 
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: Conn) -> bool:
             cur = conn.execute(
                 "UPDATE transactions SET id_tag = ? WHERE id = ? AND id_tag = ''", (id_tag, tx_id)
             )
@@ -89,7 +88,7 @@ class StepsRepo:
         reason replaces the detail, and no rows and no hold finish it with nothing owed.
         None when no transaction has this key."""
 
-        def work(conn: sqlite3.Connection) -> LateRecorded | None:
+        def work(conn: Conn) -> LateRecorded | None:
             row = _one_sync(
                 conn,
                 "SELECT * FROM transactions WHERE charge_point = ? AND charger_key = ?",
@@ -189,9 +188,10 @@ class StepsRepo:
     async def record_step(self, step: TransactionStep, now: float) -> None:
         """Keep a report; one already kept under its sequence stays as it was."""
         await self.db.write(
-            "INSERT OR IGNORE INTO transaction_steps (charge_point, charger_key, sequence, kind, "
+            "INSERT INTO transaction_steps (charge_point, charger_key, sequence, kind, "
             "trigger, reason, remote_id, queued, happened_at, received_at) "
-            "VALUES (:cp, :key, :seq, :kind, :trigger, :reason, :remote, :queued, :at, :now)",
+            "VALUES (:cp, :key, :seq, :kind, :trigger, :reason, :remote, :queued, :at, :now) "
+            "ON CONFLICT DO NOTHING",
             {
                 "cp": step.charge_point_id,
                 "key": step.charger_key,
@@ -235,5 +235,5 @@ _STARTED_SQL = (
 )
 
 
-def _has_started(conn: sqlite3.Connection, charge_point: str, charger_key: str) -> bool:
+def _has_started(conn: Conn, charge_point: str, charger_key: str) -> bool:
     return _one_sync(conn, _STARTED_SQL, (charge_point, charger_key)) is not None

@@ -10,7 +10,6 @@ of a token older (last_updated, UTC) than the one kept never replaces it.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,8 @@ import orjson
 
 from cpo_gateway.bridge.model import Listing, PartnerToken, TokenPolicy, TokensReplaced
 from cpo_gateway.store.db import Database
+from cpo_gateway.store.registry import bump_whitelist_version
+from cpo_gateway.store.sql import Conn, Row
 
 SWEEP_BATCH = 20_000
 _UPSERT = (
@@ -65,17 +66,11 @@ def _listed(token: PartnerToken | None) -> bool:
     )
 
 
-def _bump_version(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('whitelist_version', '1') "
-        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-    )
-
-
-def _generations(conn: sqlite3.Connection, partner: str) -> tuple[int, int | None]:
+def _generations(conn: Conn, partner: str) -> tuple[int, int | None]:
     """(generation in force, generation being received) of one partner, made if new."""
     conn.execute(
-        "INSERT OR IGNORE INTO token_lists (partner, generation) VALUES (?, 1)", (partner,)
+        "INSERT INTO token_lists (partner, generation) VALUES (?, 1) ON CONFLICT DO NOTHING",
+        (partner,),
     )
     row = conn.execute(
         "SELECT generation, staging FROM token_lists WHERE partner = ?", (partner,)
@@ -83,7 +78,7 @@ def _generations(conn: sqlite3.Connection, partner: str) -> tuple[int, int | Non
     return int(row[0]), None if row[1] is None else int(row[1])
 
 
-def _token(row: sqlite3.Row | tuple[Any, ...]) -> PartnerToken:
+def _token(row: Row | tuple[Any, ...]) -> PartnerToken:
     return PartnerToken(
         partner=str(row[0]),
         country=str(row[1]),
@@ -110,7 +105,7 @@ class TokensRepo:
     db: Database
 
     async def upsert_token(self, token: PartnerToken, now: float) -> bool:
-        def work(conn: sqlite3.Connection) -> bool:
+        def work(conn: Conn) -> bool:
             generation, staging = _generations(conn, token.partner)
             old = conn.execute(
                 _SELECT_ISSUED + " WHERE t.partner = ? AND t.country_code = ? AND t.party_id = ? "
@@ -132,7 +127,7 @@ class TokensRepo:
                 _listed(token) and before is not None and before.card_uid != token.card_uid
             )
             if changed:
-                _bump_version(conn)
+                bump_whitelist_version(conn)
             return changed
 
         return await self.db.run_write(work)
@@ -185,7 +180,7 @@ class TokensRepo:
         """A new generation to receive a full list into (an older one unfinished is
         dropped)."""
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: Conn) -> int:
             generation, staging = _generations(conn, partner)
             pull = max(generation, staging or 0) + 1
             conn.execute("UPDATE token_lists SET staging = ? WHERE partner = ?", (pull, partner))
@@ -196,7 +191,7 @@ class TokensRepo:
         return pull
 
     async def stage_tokens(self, partner: str, pull: int, tokens: Sequence[PartnerToken]) -> None:
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: Conn) -> None:
             if _generations(conn, partner)[1] != pull:
                 raise PullSuperseded(f"{partner}: list {pull} is no longer being received")
             conn.executemany(_UPSERT, [_row(t, pull) for t in tokens])
@@ -204,7 +199,7 @@ class TokensRepo:
         await self.db.run_write(work)
 
     async def finish_token_list(self, partner: str, pull: int, at: str) -> TokensReplaced:
-        def work(conn: sqlite3.Connection) -> TokensReplaced:
+        def work(conn: Conn) -> TokensReplaced:
             _, staging = _generations(conn, partner)
             if staging != pull:
                 raise PullSuperseded(f"{partner}: list {pull} is no longer being received")
@@ -220,7 +215,7 @@ class TokensRepo:
                 "updated_at = ? WHERE partner = ?",
                 (pull, int(total[0]), at, partner),
             )
-            _bump_version(conn)
+            bump_whitelist_version(conn)
             return TokensReplaced(int(total[0]), int(previous[0]))
 
         replaced = await self.db.run_write(work)
@@ -230,7 +225,7 @@ class TokensRepo:
     async def sweep_tokens(self, partner: str) -> int:
         """Delete rows of generations neither in force nor being received, in batches."""
 
-        def batch(conn: sqlite3.Connection) -> int:
+        def batch(conn: Conn) -> int:
             generation, staging = _generations(conn, partner)
             return conn.execute(
                 "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE partner = ? "
