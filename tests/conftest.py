@@ -1,5 +1,5 @@
-"""Shared fixtures: config files on disk, a running gateway on loopback port 0, and the
-storage backend the suite runs on.
+"""Shared fixtures: config files on disk, a running gateway on loopback port 0, the storage
+backend the suite runs on, and the Hypothesis profiles every property test runs under.
 
 `--backend=postgresql` (or CPO_GATEWAY_TEST_BACKEND=postgresql) runs every test on PostgreSQL:
 one throwaway server for the run (tests/pg_server.py), a fresh database per test, and
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.config import load_config
@@ -115,6 +116,45 @@ def _storage_backend(
         monkeypatch.setenv(STORAGE_URL_ENV, request.getfixturevalue("pg_url"))
     else:
         monkeypatch.delenv(STORAGE_URL_ENV, raising=False)
+
+
+# Hypothesis profiles, chosen by HYPOTHESIS_PROFILE (unset: Hypothesis picks, as it always has:
+# "default", random examples, for a plain local pytest run).
+# - ci: scripts/test. The same examples on every run (derandomize), so CI turns red only when
+#   a change of code makes it so, never on the luck of a draw; no deadline (no timing
+#   assertions: CI machines vary).
+# - fuzz: scripts/fuzz. Random examples, many more of them (HYPOTHESIS_FUZZ_EXAMPLES, default
+#   2000 where Hypothesis runs 100), and the blob to replay any failure it finds.
+HYPOTHESIS_EXAMPLES = 100  # Hypothesis' own default, the unit that examples() scales
+settings.register_profile(
+    "ci",
+    settings.get_profile("default"),
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "fuzz",
+    settings.get_profile("default"),
+    max_examples=int(os.environ.get("HYPOTHESIS_FUZZ_EXAMPLES", str(20 * HYPOTHESIS_EXAMPLES))),
+    derandomize=False,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", settings.get_current_profile_name()))
+
+
+def examples(n: int, profile: settings | None = None) -> int:
+    """`n` examples at the scale of the loaded profile (or `profile`).
+
+    A test's own `@settings(max_examples=...)` overrides the profile's; asking for
+    `examples(n)` instead keeps the test's proportion (a slow test runs fewer than a fast one)
+    while the fuzz profile multiplies every count alike. tests/test_hypothesis_profiles.py
+    refuses a literal count."""
+    active = profile if profile is not None else settings()
+    return max(1, n * active.max_examples // HYPOTHESIS_EXAMPLES)
 
 
 def write_config(

@@ -16,6 +16,7 @@ from cpo_gateway.bench.main import SCENARIOS, parser
 from cpo_gateway.bench.ocpp_scenarios import Context, mixed, mixed201, ocpp_run
 from cpo_gateway.bench.schema_scenarios import mixed_checked, validators
 from cpo_gateway.bench.wire import OP_PING, OP_TEXT, RawWebsocket
+from tests.conftest import examples
 
 COLUMNS = ("system", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "server CPU s",
            "peak RSS MB", "loadgen CPU s", "errors")  # fmt: skip
@@ -95,7 +96,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.sampled_from(["GetVariables", "SetVariables", "GetTransactionStatus", "Reset", "X"]),
     st.dictionaries(
@@ -155,7 +156,7 @@ def _feed(chunks: list[bytes]) -> list[bytes]:
     return asyncio.run(run())
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 7))
 def test_frames_in_any_pieces_come_out_whole(messages: list[bytes], cut: int) -> None:
     wire = b"".join(_server_frame(OP_TEXT, m) for m in messages)
@@ -163,7 +164,7 @@ def test_frames_in_any_pieces_come_out_whole(messages: list[bytes], cut: int) ->
     assert _feed(chunks) == messages
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.binary(max_size=200))
 def test_arbitrary_server_bytes_never_raise(data: bytes) -> None:
     got = _feed([data, _server_frame(OP_PING, b"x")])

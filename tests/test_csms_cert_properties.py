@@ -23,6 +23,7 @@ from cpo_gateway.csms.proxycert import (
     parse_networks,
 )
 from cpo_gateway.sim.pki import cert_pem, issue, make_ca, make_sub_ca
+from tests.conftest import examples
 
 CA, CA_KEY = make_ca("Property CA", "Example CPO")
 LEAF, _ = issue(CA, CA_KEY, "CP-1", "Example CPO")
@@ -32,7 +33,7 @@ POLICY = ClientCertPolicy([CA], "Example CPO")
 
 
 @given(st.text(max_size=3000))
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 def test_cert_header_either_parses_or_raises_our_error(value: str) -> None:
     try:
         der = parse_cert_header("X-Client-Cert", value)
@@ -78,7 +79,7 @@ CA_DER = CA.public_bytes(serialization.Encoding.DER)
 
 
 @given(st.binary(max_size=4000))
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 def test_any_base64_bytes_in_a_chain_header_parse_or_raise_our_error(data: bytes) -> None:
     """The HAProxy form: base64 of DER certificates joined; arbitrary bytes never crash."""
     try:
@@ -107,7 +108,7 @@ def test_joined_certificates_come_apart_in_order(ders: list[bytes]) -> None:
 
 
 @given(st.lists(st.binary(max_size=600), max_size=3))
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 def test_any_forwarded_chain_is_a_verdict_never_a_crash(intermediates: list[bytes]) -> None:
     refused = POLICY.check(SUB_LEAF_DER, "CP-1", intermediates)
     assert refused is not None  # random bytes never stand in for the sub-CA
@@ -116,7 +117,7 @@ def test_any_forwarded_chain_is_a_verdict_never_a_crash(intermediates: list[byte
 
 
 @given(st.lists(st.binary(max_size=600), max_size=3))
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 def test_any_tls_chain_is_a_verdict_never_a_crash(chain: list[bytes]) -> None:
     """What the TLS layer hands over (leaf first) is judged, whatever its bytes."""
     refused = POLICY.check_verified(chain, "CP-1")

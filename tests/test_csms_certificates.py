@@ -34,6 +34,7 @@ from cpo_gateway.csms.passwords import hash_password
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.sim.pki import Key, SimPki, key_pem, make_ca, name, new_key
+from tests.conftest import examples
 from tests.test_csms_support import OCPP16, basic, config, eventually, running, stations_with
 
 CP = "CP-MUC-DC1"
@@ -216,7 +217,7 @@ SIGNER = CertificateSigner(*make_ca("Property CA", ORG), ORG)
 
 
 @given(st.text(max_size=2000))
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 def test_any_csr_text_is_signed_or_rejected_never_a_crash(text: str) -> None:
     try:
         SIGNER.sign(text, "CP-1")

@@ -15,6 +15,7 @@ from cpo_gateway.csms import quirks, v16, v16_security
 from cpo_gateway.csms.codes import CODES, Problem, codes_for, respell
 from cpo_gateway.csms.schemas import SchemaProblem, SchemaSet, schema_files
 from cpo_gateway.csms.v16_commands import TRIGGERABLE
+from tests.conftest import examples
 from tests.schema_strategies import from_schema
 
 V16 = SchemaSet.load("1.6")
@@ -248,7 +249,7 @@ def test_a_conforming_payload_comes_back_as_the_same_object() -> None:
     assert quirks.normalise(V16.request_schema("StatusNotification"), payload) is payload
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.sampled_from(sorted(v16.INBOUND)).flatmap(
     lambda a: st.tuples(st.just(a), from_schema(V16.request_schema(a)))
 ))  # fmt: skip
@@ -258,7 +259,7 @@ def test_mending_never_changes_a_valid_payload(case: tuple[str, dict[str, Any]])
     assert quirks.normalise(V16.request_schema(action), payload) == payload
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.sampled_from(sorted(V16.actions() | V201.actions())).flatmap(
     lambda a: st.tuples(st.just(a), st.booleans(), st.data())
 ))  # fmt: skip

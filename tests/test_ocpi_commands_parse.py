@@ -26,6 +26,7 @@ from cpo_gateway.ocpi.commands import (
     parse_command,
 )
 from cpo_gateway.ocpi.transport import OcpiError, OcpiStatus
+from tests.conftest import examples
 
 URL = "http://127.0.0.1:9/ocpi/emsp/2.2.1/commands/START_SESSION/42"
 
@@ -150,7 +151,7 @@ FIELD_NAMES = (
 FIELDS = st.sampled_from(FIELD_NAMES)
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(st.sampled_from(list(CommandType)), JSON)
 def test_arbitrary_json_parses_or_is_refused(kind: CommandType, body: object) -> None:
     try:
@@ -160,7 +161,7 @@ def test_arbitrary_json_parses_or_is_refused(kind: CommandType, body: object) ->
         assert ":" in error.message
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(
     st.sampled_from(list(CommandType)),
     st.dictionaries(FIELDS, JSON, max_size=9),
@@ -188,7 +189,7 @@ def test_near_valid_bodies_parse_or_name_a_field(
 
 
 @given(st.text(max_size=80), st.sampled_from(["http", "https"]), st.integers(1, 65535))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_a_response_url_origin_is_its_host_and_port_or_nothing(
     junk: str, scheme: str, port: int
 ) -> None:

@@ -18,6 +18,7 @@ from cpo_gateway.ocpi.pagination import (
     parse_datetime,
     parse_page,
 )
+from tests.conftest import examples
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 URL = "http://127.0.0.1:8081/ocpi/cpo/2.2.1/cdrs"
@@ -100,7 +101,7 @@ def test_the_link_keeps_the_filters() -> None:
     assert params == {"date_from": ["2026-03-01T00:00:00Z"], "offset": ["2"], "limit": ["2"]}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(st.sampled_from([*PARAMETERS, "other"]), st.text(max_size=40), max_size=5))
 def test_any_query_parses_or_names_the_parameter(query: dict[str, str]) -> None:
     try:
@@ -111,7 +112,7 @@ def test_any_query_parses_or_names_the_parameter(query: dict[str, str]) -> None:
         assert req.offset >= 0 and 0 <= req.limit <= 50
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.integers(0, 60),
     st.integers(1, 25),

@@ -19,6 +19,7 @@ from cpo_gateway.bridge.ports import SessionOrigin, SessionRecord, SessionState,
 from cpo_gateway.ocpi.cdrs import Cdrs
 from cpo_gateway.ocpi.sessions import NotRenderable, Sessions
 from cpo_gateway.ocpi.transport import Party
+from tests.conftest import examples
 from tests.ocpi_fixtures import catalogue
 from tests.ocpi_models import validate
 
@@ -119,6 +120,34 @@ def test_a_cdr_on_a_priced_connector_costs_what_its_tariff_says(tmp_path: Path) 
     assert body["last_updated"] == "2026-03-02T12:30:00Z"
 
 
+def test_a_cdr_bills_its_charging_at_the_hours_it_charged_not_from_the_plug_in(
+    tmp_path: Path,
+) -> None:
+    # The DC tariff: 0.59/kWh from 07:00 to 22:00 in Berlin, 0.39 otherwise, in 1 kWh steps.
+    # Plugged in at 21:00 (20:00 UTC), charging under a scheduled start from 22:00 to 23:00:
+    # the 20 kWh are night energy. Charging from the plug-in would have been 11.80.
+    plug = datetime(2026, 3, 2, 20, 0, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    tx = dataclasses.replace(
+        _tx(60, 60, 20.0),
+        started_at=_iso(plug),
+        stopped_at=_iso(plug + 2 * hour),
+        first_wh_at=_iso(plug + hour),
+        last_wh_at=_iso(plug + 2 * hour),
+        charge_start_at=_iso(plug + hour),
+        charge_stop_at=_iso(plug + 2 * hour),
+    )
+    body = Cdrs(catalogue(tmp_path), US, EMSP).cdr(
+        _cdr_payload(tx, _session("DE*CPO*E2001")), plug + 3 * hour
+    )
+    validate("Cdr", body)
+    assert body["total_energy_cost"]["excl_vat"] == 7.8
+    assert [p["dimensions"][0]["type"] for p in body["charging_periods"]] == [
+        "PARKING_TIME",
+        "ENERGY",
+    ]
+
+
 def test_the_same_cdr_renders_the_same_every_time(tmp_path: Path) -> None:
     # A retry after an outage carries the same id and the same body: never billed twice.
     cdrs = Cdrs(catalogue(tmp_path), US, EMSP)
@@ -193,7 +222,7 @@ def test_sessions_render_for_every_phase(tmp_path: Path, phase: SessionPhase) ->
     assert patch["kwh"] == 12.5 and patch["last_updated"] == "2026-03-02T10:30:00Z"
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(
     st.integers(0, 600),
     st.integers(0, 600),
@@ -208,3 +237,53 @@ def test_any_ended_session_renders_a_valid_cdr(
     validate("Cdr", body)
     assert body["total_cost"]["excl_vat"] >= 0
     assert body["total_time"] >= body.get("total_parking_time", 0)
+
+
+@settings(max_examples=examples(80), deadline=None)
+@given(
+    st.integers(0, 600),
+    st.integers(0, 600),
+    st.integers(0, 600),
+    st.integers(0, 400_000).map(lambda wh: wh / 1000),
+    st.sampled_from(["DE*CPO*E1001*1", "DE*CPO*E1001*2", "DE*CPO*E2001"]),
+)
+def test_a_cdrs_periods_add_up_to_its_totals_whenever_charging_began(
+    tmp_path_factory: pytest.TempPathFactory,
+    idle: int,
+    charging: int,
+    parking: int,
+    kwh: float,
+    evse: str,
+) -> None:
+    # Plugged in at START, charging `idle` minutes later for `charging` minutes, then parked.
+    minute = timedelta(minutes=1)
+    stop = START + (idle + charging + parking) * minute
+    tx = dataclasses.replace(
+        _tx(charging, parking, kwh),
+        stopped_at=_iso(stop),
+        first_wh_at=_iso(START + idle * minute),
+        last_wh_at=_iso(START + (idle + charging) * minute),
+        charge_start_at=_iso(START + idle * minute),
+        charge_stop_at=_iso(START + (idle + charging) * minute),
+    )
+    body = Cdrs(catalogue(tmp_path_factory.mktemp("cdr")), US, EMSP).cdr(
+        _cdr_payload(tx, _session(evse)), stop
+    )
+    validate("Cdr", body)
+    volumes: dict[str, float] = {}
+    for period in body["charging_periods"]:
+        for dim in period["dimensions"]:
+            volumes[dim["type"]] = volumes.get(dim["type"], 0.0) + dim["volume"]
+    # Each volume and total is rounded to 4 decimals (OCPI's numbers): half a unit each.
+    half = 0.00005 + 1e-9
+    assert volumes["ENERGY"] == body["total_energy"] == round(kwh, 4)
+    hours = volumes["TIME"] + volumes.get("PARKING_TIME", 0.0)
+    assert abs(hours - body["total_time"]) <= 4 * half
+    assert abs(volumes.get("PARKING_TIME", 0.0) - body.get("total_parking_time", 0.0)) <= 3 * half
+    starts = [p["start_date_time"] for p in body["charging_periods"]]
+    assert starts == sorted(starts) and starts[0] == body["start_date_time"]
+    parts = ("total_fixed_cost", "total_energy_cost", "total_time_cost", "total_parking_cost")
+    if "tariffs" in body and body["tariffs"][0].get("min_price") is None:
+        assert body["total_cost"]["excl_vat"] == pytest.approx(
+            sum(body[p]["excl_vat"] for p in parts if p in body), abs=1e-9
+        )

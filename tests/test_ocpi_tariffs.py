@@ -20,6 +20,7 @@ from cpo_gateway.bridge.tariff import (
 )
 from cpo_gateway.ocpi.tariffs import Price, Usage, price_session, render_tariff
 from cpo_gateway.tomlcheck import ConfigError
+from tests.conftest import examples
 from tests.ocpi_fixtures import STATIONS, catalogue
 from tests.ocpi_models import validate
 
@@ -224,7 +225,7 @@ _start = st.datetimes(
 _wh = st.integers(0, 150_000).map(lambda wh: Decimal(wh) / 1000)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(_tariff, _start, st.integers(0, 12 * 3600), st.integers(0, 6 * 3600), _wh)
 def test_cost_is_never_negative_and_vat_never_lowers_it(
     tariff: Tariff, start: datetime, charging: int, parking: int, kwh: Decimal
@@ -234,7 +235,7 @@ def test_cost_is_never_negative_and_vat_never_lowers_it(
     assert costs.total.incl_vat is not None and costs.total.incl_vat >= costs.total.excl_vat
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     _monotone_tariff,
     _start,
@@ -299,7 +300,7 @@ def test_a_time_of_day_element_ahead_of_a_dearer_tier_can_make_more_energy_cheap
     assert total("3.0") == Decimal("0.15")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(_tariff)
 def test_any_tariff_the_file_can_hold_renders_as_valid_ocpi(tariff: Tariff) -> None:
     validate("Tariff", render_tariff(tariff, "DE", "CPO", UPDATED))

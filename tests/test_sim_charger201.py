@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 from cpo_gateway.sim.charger.state import ocpp_timestamp
 from cpo_gateway.sim.charger201.simulator import SimCharger201, SimChargerError
 from cpo_gateway.sim.charger201.state import StationState
+from tests.conftest import examples
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -465,7 +466,7 @@ _VARIABLES = st.sampled_from(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(_NAMES, _VARIABLES, st.text(max_size=12)), max_size=8))
 def test_set_variable_answers_a_status_for_any_value(
     changes: list[tuple[str, str, str]],
@@ -480,7 +481,7 @@ def test_set_variable_answers_a_status_for_any_value(
     assert isinstance(state.heartbeat_interval, int)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(
         st.tuples(

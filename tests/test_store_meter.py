@@ -13,6 +13,7 @@ from cpo_gateway.store.db import statements
 from cpo_gateway.store.migrations import MIGRATIONS
 from cpo_gateway.store.sessions import _METER_SQL, _merge_samples
 from cpo_gateway.store.signed import record_signed_sync, signed_from_column
+from tests.conftest import examples
 
 COLUMNS = ("first_wh", "first_wh_at", "last_wh", "last_wh_at", "charge_start_at", "charge_stop_at")
 samples = st.lists(
@@ -25,7 +26,7 @@ samples = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(first=samples, second=samples)
 def test_sql_fold_matches_python_fold(
     first: list[EnergySample], second: list[EnergySample]
@@ -58,7 +59,7 @@ signed_samples = st.lists(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(batches=st.lists(signed_samples, max_size=3))
 def test_the_earliest_and_latest_signed_readings_are_kept_in_any_order(
     batches: list[list[EnergySample]],

@@ -25,7 +25,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from cpo_gateway.bridge.cdr import CDR_KIND, cdr_from_dict
-from tests.conftest import PARTNER
+from tests.conftest import PARTNER, examples
 from tests.test_reliability_fuzz import Running, _errors, post
 
 CP = "CP-BER-001"
@@ -33,7 +33,9 @@ UID = "04A1B2C3D4E5F6"
 BEGAN = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 # Bounded: each example is up to a dozen round trips through the gateway, each a commit.
 ORDERS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 _keys = itertools.count()
 

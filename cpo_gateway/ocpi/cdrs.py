@@ -119,9 +119,8 @@ class Cdrs:
             body["signed_data"] = _signed_data(cdr.signed)
         at = parse_timestamp(start)
         if tariff is not None and at is not None:
-            costs = price_session(
-                tariff, Usage(at, charging_s, parking_s, Decimal(str(energy))), place.zone
-            )
+            usage = Usage(at, charging_s, parking_s, Decimal(str(energy)), idle_before)
+            costs = price_session(tariff, usage, place.zone)
             body["total_cost"] = costs.total.render()
             for key, part in (
                 ("total_fixed_cost", costs.fixed),

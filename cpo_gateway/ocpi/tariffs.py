@@ -1,20 +1,21 @@
 """OCPI Tariff objects from the stations file's tariffs, and what a session costs under one.
 
 Pricing follows OCPI 2.2.1 mod_tariffs: the session is cut where anything a restriction
-looks at changes (the end of charging, durations, energy thresholds, local times of day and
-midnights); in each piece, per dimension, the first element whose restrictions hold and
-that prices the dimension is in force. ENERGY and TIME are priced while charging,
-PARKING_TIME after it, a FLAT once per element that is in force at some moment. Step size:
-the ENERGY total is rounded up to the step of the last ENERGY component used, and only the
-time-based dimension used last (TIME or PARKING_TIME) is rounded up to its last component's
-step; the extra is billed at that component's price. Energy is taken to flow evenly while
+looks at changes (the start and end of charging, durations, energy thresholds, local times
+of day and midnights, the zone's daylight-saving changes); in each piece, per dimension, the
+first element whose restrictions hold and that prices the dimension is in force. Local
+times are read at the piece's real instant. ENERGY and TIME are priced while charging,
+PARKING_TIME before and after it, a FLAT once per element that is in force at some moment.
+Step size: the ENERGY total is rounded up to the step of the last ENERGY component used, and
+only the time-based dimension used last (TIME or PARKING_TIME) is rounded up to its last
+component's step; the extra is billed at that component's price. Energy is taken to flow evenly while
 charging (the gateway knows its total, not its curve). All of it is Decimal.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -95,12 +96,14 @@ def _restrictions(r: Restrictions) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class Usage:
     """A session as pricing sees it: when it began (aware), how long it charged, how long the
-    car stayed after, and the energy."""
+    car stood without charging, and the energy. `idle_before_s` of the parking came before
+    the charging (a delayed or scheduled start), the rest after it."""
 
     start: datetime
     charging_s: Decimal
     parking_s: Decimal
     energy_kwh: Decimal
+    idle_before_s: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,24 +137,31 @@ class _Line:
 
 def price_session(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> Costs:
     charging = max(usage.charging_s, _ZERO)
-    total_s = charging + max(usage.parking_s, _ZERO)
+    parking = max(usage.parking_s, _ZERO)
+    total_s = charging + parking
+    charge_from = min(max(usage.idle_before_s, _ZERO), parking)  # seconds from the start
+    charge_to = charge_from + charging
     if total_s > MAX_SESSION_S:
         # The CDR review holds such a session anyway; never walk years of midnights.
         raise ValueError(f"session of {total_s} s is longer than {MAX_SESSION_S} s")
     energy = max(usage.energy_kwh, _ZERO)
     rate = energy / charging if charging > 0 else _ZERO  # kWh per second while charging
     power = rate * _HOUR if charging > 0 else None  # kW, the average
-    start = usage.start.astimezone(zone)
-    cuts = sorted({_ZERO, total_s, *_cuts(tariff, start, charging, total_s, rate)})
+    start = usage.start.astimezone(UTC)
+    cuts = sorted(
+        {_ZERO, total_s, *_cuts(tariff, start, zone, charge_from, charge_to, total_s, rate)}
+    )
     lines: dict[Dimension, list[_Line]] = {d: [] for d in Dimension}
     flats: set[int] = set()
     last_time: Dimension | None = None
     pieces = list(zip(cuts, cuts[1:], strict=False)) or [(_ZERO, _ZERO)]
     for a, b in pieces:
         mid = (a + b) / 2
-        at = start + timedelta(seconds=float(mid))
-        is_charging = mid < charging
-        done_kwh = rate * min(mid, charging)
+        # The moment in real time, then read on the station's wall clock: adding seconds to
+        # a local time would follow the wall clock across a daylight-saving change.
+        at = (start + timedelta(seconds=float(mid))).astimezone(zone)
+        is_charging = charge_from <= mid < charge_to
+        done_kwh = rate * min(max(mid - charge_from, _ZERO), charging)
         kw = power if is_charging else _ZERO
         for dim in Dimension:
             if dim is Dimension.PARKING_TIME and is_charging:
@@ -267,10 +277,16 @@ def _holds(
 
 
 def _cuts(
-    tariff: Tariff, start: datetime, charging: Decimal, total: Decimal, rate: Decimal
+    tariff: Tariff,
+    start: datetime,
+    zone: ZoneInfo,
+    charge_from: Decimal,
+    charge_to: Decimal,
+    total: Decimal,
+    rate: Decimal,
 ) -> set[Decimal]:
-    """Offsets (seconds from the start) where an element may come into or out of force."""
-    cuts = {charging}
+    """Offsets (seconds from `start`, UTC) where an element may come into or out of force."""
+    cuts = {charge_from, charge_to}
     clock: set[str] = set()
     for element in tariff.elements:
         r = element.restrictions
@@ -278,17 +294,49 @@ def _cuts(
             continue
         cuts.update(Decimal(d) for d in (r.min_duration, r.max_duration) if d is not None)
         if rate > 0:
-            cuts.update(k / rate for k in (r.min_kwh, r.max_kwh) if k is not None)
+            cuts.update(charge_from + k / rate for k in (r.min_kwh, r.max_kwh) if k is not None)
         clock.update(t for t in (r.start_time, r.end_time) if t is not None)
         if r.day_of_week or r.start_date or r.end_date:
             clock.add("00:00")
     if clock:
-        end = start + timedelta(seconds=float(total))
-        day = start.date()
-        while day <= end.date():
-            for hhmm in clock:
-                h, m = int(hhmm[:2]), int(hhmm[3:])
-                moment = datetime(day.year, day.month, day.day, h, m, tzinfo=start.tzinfo)
-                cuts.add(Decimal(str((moment - start).total_seconds())))
-            day += timedelta(days=1)
+        cuts.update(_clock_cuts(clock, start, zone, total))
     return {c for c in cuts if _ZERO < c < total}
+
+
+def _clock_cuts(clock: set[str], start: datetime, zone: ZoneInfo, total: Decimal) -> set[Decimal]:
+    """Where the station's wall clock shows one of `clock`'s times, or jumps.
+
+    A time the clocks pass twice (they go back) is a cut each time; a time they skip (they go
+    forward) is reached at the jump itself, so every change of the zone's offset is a cut."""
+    end = start + timedelta(seconds=float(total))
+    day = start.astimezone(zone).date()
+    last = end.astimezone(zone).date()
+    cuts: set[Decimal] = set()
+    while day <= last:
+        for hhmm in clock:
+            h, m = int(hhmm[:2]), int(hhmm[3:])
+            for fold in (0, 1):
+                moment = datetime(day.year, day.month, day.day, h, m, tzinfo=zone, fold=fold)
+                cuts.add(_seconds(moment - start))
+        midnight = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+        following = midnight + timedelta(days=1, hours=3)  # past any change on `day`
+        if midnight.astimezone(zone).utcoffset() != following.astimezone(zone).utcoffset():
+            cuts.add(_seconds(_offset_change(midnight, following, zone) - start))
+        day += timedelta(days=1)
+    return cuts
+
+
+def _offset_change(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first second (UTC) after `before` with `after`'s offset in `zone`."""
+    target = after.astimezone(zone).utcoffset()
+    while after - before > timedelta(seconds=1):
+        mid = before + (after - before) / 2
+        if mid.astimezone(zone).utcoffset() == target:
+            after = mid
+        else:
+            before = mid
+    return after.replace(microsecond=0)
+
+
+def _seconds(delta: timedelta) -> Decimal:
+    return Decimal(str(delta.total_seconds()))
