@@ -103,6 +103,7 @@ def test_channels_are_identifiers_of_any_node_id() -> None:
 # --- the [cluster] table --------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only(reason="checks that a gateway on SQLite is no cluster node")
 def test_the_node_id_defaults_to_the_host_name_and_the_environment(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     assert load_config(path, {}).cluster.node_id == socket.gethostname()
@@ -110,6 +111,7 @@ def test_the_node_id_defaults_to_the_host_name_and_the_environment(tmp_path: Pat
     assert not load_config(path, {}).cluster.enabled
 
 
+@pytest.mark.sqlite_only(reason="a [cluster] table on SQLite")
 def test_a_cluster_on_sqlite_is_refused_by_check_config(tmp_path: Path) -> None:
     path = write_config(tmp_path, extra='[cluster]\nnode_id = "gw-1"\n')
     with pytest.raises(ConfigError) as caught:
