@@ -87,14 +87,33 @@ def pg_url(postgres: PgServer) -> Iterator[str]:
     postgres.drop_database(url)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_storage_backend(request: pytest.FixtureRequest, backend: str) -> Iterator[None]:
+    """A database for the module, for gateways that module-scoped fixtures start (they are set
+    up before any test's own database); each test still gets its own over it."""
+    with pytest.MonkeyPatch.context() as patch:
+        if backend == "postgresql":
+            server: PgServer = request.getfixturevalue("postgres")
+            url = server.create_database()
+            patch.setenv(STORAGE_URL_ENV, url)
+            try:
+                yield
+            finally:
+                server.drop_database(url)
+        else:
+            patch.delenv(STORAGE_URL_ENV, raising=False)
+            yield
+
+
 @pytest.fixture(autouse=True)
 def _storage_backend(
     request: pytest.FixtureRequest, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With --backend=postgresql, every test's gateways store in a fresh database."""
+    """With --backend=postgresql, every test's gateways store in a fresh database. With
+    sqlite, a URL set in the developer's shell must not move the run elsewhere."""
     if backend == "postgresql":
         monkeypatch.setenv(STORAGE_URL_ENV, request.getfixturevalue("pg_url"))
-    else:  # one set in the developer's shell must not move the sqlite run elsewhere
+    else:
         monkeypatch.delenv(STORAGE_URL_ENV, raising=False)
 
 

@@ -19,8 +19,10 @@ deployment. PostgreSQL refuses to run as root: as root, every server command run
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -93,8 +95,6 @@ class PgServer:
         self._as_root = os.geteuid() == 0
         if self._as_root:
             try:
-                import pwd
-
                 entry = pwd.getpwnam(OS_USER)
             except KeyError as exc:
                 raise PgUnavailableError(
@@ -131,7 +131,8 @@ class PgServer:
         """initdb on the first call, then start and wait until it accepts connections.
 
         After stop() or kill() it starts the same data directory on the same port again."""
-        if self.base is None:
+        first = self.base is None
+        if first:
             self._initdb()
         if self.running:
             return
@@ -143,11 +144,14 @@ class PgServer:
                 )
                 return
             except subprocess.CalledProcessError:
-                # After kill(), the old server's shared memory may still be held for a moment.
                 if time.monotonic() > deadline:
                     raise PgUnavailableError(
                         f"PostgreSQL did not start; its log:\n{self.log_tail()}"
                     ) from None
+                if first and "could not bind" in self.log_tail(5):
+                    # Another program took the free port meanwhile; nobody has our URL yet.
+                    self._set_port(free_port())
+                # After kill(), the old server's shared memory may still be held for a moment.
                 time.sleep(0.2)
 
     def stop(self) -> None:
@@ -163,7 +167,7 @@ class PgServer:
     def kill(self) -> None:
         """SIGKILL the server and all its processes, as if the machine lost them."""
         pid = self.postmaster_pid()
-        if pid is None:
+        if pid is None or not self.running:  # never a pid a stale file names
             return
         self._close_admin()
         victims = [pid, *_children(pid)]
@@ -186,6 +190,7 @@ class PgServer:
             self.kill()
         shutil.rmtree(self.base, ignore_errors=True)
         self.base = None
+        atexit.unregister(self.destroy)
 
     def __enter__(self) -> PgServer:
         self.start()
@@ -197,7 +202,8 @@ class PgServer:
     @property
     def running(self) -> bool:
         pid = self.postmaster_pid()
-        return pid is not None and _alive(pid)
+        # A stale postmaster.pid (after kill) may name a pid reused by another program.
+        return pid is not None and _alive(pid) and _command_name(pid) == "postgres"
 
     def postmaster_pid(self) -> int | None:
         if self.base is None:
@@ -254,6 +260,8 @@ class PgServer:
     def _initdb(self) -> None:
         base = Path(tempfile.mkdtemp(prefix="cpo-pg-"))
         self.base = base
+        # A run that ends without its fixtures' teardown must not leave a server behind.
+        atexit.register(self.destroy)
         pwfile = base / "pwfile"
         pwfile.write_text(self.password + "\n", encoding="utf-8")
         if self._as_root:
@@ -274,15 +282,17 @@ class PgServer:
             "--no-instructions",
         )
         pwfile.unlink()
-        self.port = free_port()
-        settings = {
-            **SETTINGS,
-            "port": str(self.port),
-            "unix_socket_directories": f"'{self.socket_dir}'",
-        }
+        settings = {**SETTINGS, "unix_socket_directories": f"'{self.socket_dir}'"}
         conf = "".join(f"{key} = {value}\n" for key, value in settings.items())
         with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as f:
             f.write("\n# tests/pg_server.py\n" + conf)
+        self._set_port(free_port())
+
+    def _set_port(self, port: int) -> None:
+        """The last `port` line of postgresql.conf wins."""
+        with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as f:
+            f.write(f"port = {port}\n")
+        self.port = port
 
     def _pg_ctl(self, *args: str) -> None:
         self._run(str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), *args)
@@ -310,6 +320,13 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return state != "Z"  # a zombie has exited, its parent has not reaped it yet
+
+
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 def _children(pid: int) -> list[int]:

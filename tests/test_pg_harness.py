@@ -5,6 +5,7 @@ committed, and `--backend` deciding where every gateway a test starts keeps its 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tomllib
@@ -13,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests import pg_server
 from tests.conftest import ROOT, STORAGE_URL_ENV, write_config
 from tests.pg_server import PgServer, PgUnavailableError, find_bindir
 
@@ -120,6 +122,23 @@ def test_the_backend_decides_where_gateways_store(backend: str, tmp_path: Path) 
     assert url.startswith("postgresql://") and _user_tables(url) == []
 
 
+@pytest.fixture(scope="module")
+def module_storage_url() -> str | None:
+    """What a module-scoped fixture starting a gateway would see."""
+    return os.environ.get(STORAGE_URL_ENV)
+
+
+def test_module_scoped_gateways_get_a_database_of_their_own(
+    backend: str, module_storage_url: str | None
+) -> None:
+    if backend == "sqlite":
+        assert module_storage_url is None
+        return
+    assert module_storage_url is not None and module_storage_url.startswith("postgresql://")
+    assert module_storage_url != os.environ[STORAGE_URL_ENV]
+    assert _user_tables(module_storage_url) == []
+
+
 @pytest.mark.sqlite_only(reason="the probe of the marker itself")
 def test_sqlite_only_probe(backend: str) -> None:
     assert backend == "sqlite"
@@ -141,3 +160,24 @@ def test_sqlite_only_tests_are_skipped_on_postgresql_with_their_reason() -> None
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 skipped" in run.stdout and "sqlite only: the probe of the marker itself" in run.stdout
+
+
+@needs_postgres
+def test_a_port_taken_before_the_first_start_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = int(holder.getsockname()[1])
+        offered: list[int] = []
+        real = pg_server.free_port
+
+        def taken_first() -> int:
+            offered.append(real() if offered else taken)
+            return offered[-1]
+
+        monkeypatch.setattr(pg_server, "free_port", taken_first)
+        with PgServer() as server:
+            assert offered[0] == taken and server.port == offered[-1] != taken
+            assert server.running
+            with psycopg.connect(server.url(), connect_timeout=10) as conn:
+                assert conn.info.port == server.port

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.cdr import cdr_to_dict
@@ -21,6 +22,10 @@ from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.store.db import statements
 from cpo_gateway.store.migrations import MIGRATIONS
 from tests.conftest import PARTNER, running_gateway, write_config
+
+pytestmark = pytest.mark.sqlite_only(
+    reason="builds a schema-10 SQLite file with sqlite3 and upgrades that file"
+)
 
 EVSE = "DE*CPO*E1001*1"
 OTHER_EVSE = "DE*CPO*E1001*2"

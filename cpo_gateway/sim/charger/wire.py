@@ -80,6 +80,7 @@ class ChargerWire:
         self.answered_at: list[float] = []  # epoch seconds of each answer, beside `answers`
         self.call_errors: list[tuple[str, str]] = []
         self.failures: list[BaseException] = []
+        self.close_code: int | None = None  # the central system's, on the last connection
         self._password = password
         self._ssl = ssl
         self._history: deque[SentMessage] = deque(maxlen=_HISTORY)
@@ -130,14 +131,21 @@ class ChargerWire:
             raise SimChargerError(f"server did not accept subprotocol {self.subprotocol}")
         link = self._make_link(ws, handler)
         self._ws, self._link = ws, link
+        self.close_code = None
         self._reader = self.spawn(self._read(link), "reader")
         log.info("sim_charger.connected", charge_point_id=self.charge_point_id)
 
     async def _read(self, link: FollowUpLink) -> None:
         try:
             await link.start()
-        except ConnectionClosed:
-            log.info("sim_charger.disconnected", charge_point_id=self.charge_point_id)
+        except ConnectionClosed as closed:
+            # 1012 (service restart) from a draining gateway: reconnect, maybe elsewhere.
+            self.close_code = closed.rcvd.code if closed.rcvd is not None else None
+            log.info(
+                "sim_charger.disconnected",
+                charge_point_id=self.charge_point_id,
+                code=self.close_code,
+            )
 
     async def disconnect(self) -> None:
         """Close the websocket; transactions keep running and their messages queue up."""
