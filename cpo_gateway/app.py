@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -20,17 +21,20 @@ from cpo_gateway.bridge.core import Core
 from cpo_gateway.bridge.links import LinkState
 from cpo_gateway.bridge.ports import EmpLink, OutboxState
 from cpo_gateway.bridge.storage import StorageUnavailable
+from cpo_gateway.cluster import ClusterNode, NodeSettings
+from cpo_gateway.cluster.control import LocalChargers
 from cpo_gateway.config import Config, ConfigError, load_config
 from cpo_gateway.console.auth import Operator
 from cpo_gateway.console.server import ConsoleServer
 from cpo_gateway.csms import clientcert
+from cpo_gateway.csms.admin import execute as admin_execute
 from cpo_gateway.csms.certificates import CertificateSigner
 from cpo_gateway.csms.connected import ChargerRegistry
 from cpo_gateway.csms.security import CertificateService
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.httpguard import ListenerLimits
-from cpo_gateway.jobs import Jobs
-from cpo_gateway.metrics import Figures, GatewayMetrics, Parts
+from cpo_gateway.jobs import ONCE_PER_CLUSTER, Jobs
+from cpo_gateway.metrics import ClusterFigures, Figures, GatewayMetrics, Parts
 from cpo_gateway.ocpi.client import OcpiClient
 from cpo_gateway.ocpi.commands_api import CommandsApi
 from cpo_gateway.ocpi.delivery import OcpiDeliverer
@@ -166,6 +170,32 @@ def offline_core(cfg: Config, store: Store, clock: Callable[[], float] = time.ti
     )
 
 
+def token_pull_job(emp: str) -> str:
+    """The lease name of an OCPI partner's nightly token pull."""
+    return f"ocpi-tokens:{emp}"
+
+
+def _may_pull(cluster: ClusterNode | None, lease: str) -> bool:
+    return cluster is None or cluster.holds(lease)
+
+
+def _cluster_node(cfg: Config, chargers: ChargerRegistry, tasks: TaskSet) -> ClusterNode | None:
+    """This gateway's node of a cluster (None: the storage is not PostgreSQL)."""
+    c = cfg.cluster
+    if c.url is None:
+        return None
+    settings = NodeSettings(c.url, c.node_id, c.heartbeat_s, c.alive_s, c.lease_retry_s)
+    jobs = [*ONCE_PER_CLUSTER, *(token_pull_job(e.name) for e in cfg.ocpi_emps)]
+    return ClusterNode(
+        settings,
+        chargers,
+        tasks,
+        admin=functools.partial(admin_execute, chargers),
+        call_timeout_s=cfg.ocpp.call_timeout_s,
+        lease_jobs=jobs,
+    )
+
+
 class Gateway:
     def __init__(
         self,
@@ -230,17 +260,22 @@ class Gateway:
         # gateway lives, so neither the code nor its tests guard against a missing part.
         cfg = config
         chargers = ChargerRegistry(self.exposition.charger_command_seconds)
+        # In a cluster the core's commands reach chargers on every node (cluster/).
+        self.cluster = _cluster_node(cfg, chargers, self.tasks)
+        control: LocalChargers = chargers if self.cluster is None else self.cluster.control
         self.core = Core(
             self.store,
             cfg.catalogue,
             partners_of(cfg.emps),
-            chargers,
+            control,
             self.emp_router,
             cfg.core_settings,
             connected=chargers.connected_ids,
             spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
             clock=clock,
         )
+        if self.cluster is not None:
+            self.cluster.serve(self.core)
         self.csms = CsmsServer(
             self.core,
             chargers,
@@ -255,6 +290,7 @@ class Gateway:
             certificates=CertificateService(
                 chargers, self.store, _signer(cfg), known=self.core.is_known_charger
             ),
+            admin_route=None if self.cluster is None else self.cluster.admin,
         )
         on_oioi = cfg.admin is None or cfg.admin.metrics_on_oioi
         self.oioi = OioiServer(
@@ -298,6 +334,7 @@ class Gateway:
             status_resync_h=cfg.outbox.status_resync_h,
             prune_after_days=cfg.outbox.prune_after_days,
             clock=clock,
+            leased=None if self.cluster is None else self.cluster.holds,
         )
         self.console = self._console()  # None: no [admin] table, or disabled
         self._core_started = False
@@ -330,6 +367,8 @@ class Gateway:
         await self.emp_clients.start()
         self._core_started = True  # from here on, stop() flushes what the core queued
         await self.core.start()
+        if self.cluster is not None:
+            self.cluster.start()  # before the listeners: calls from other nodes find it up
         try:
             await self.oioi.start()
             if self.ocpi is not None:
@@ -391,11 +430,16 @@ class Gateway:
         puller = self.token_puller
         if puller is None:
             return
-        store = self.store
+        store, cluster = self.store, self.cluster
         for e in self.config.ocpi_emps:
+            lease = token_pull_job(e.name)
             self._endless.append(
                 self.tasks.service(
-                    puller.keep_pulling(e.name, lambda p: pull_source(store, p)),
+                    puller.keep_pulling(
+                        e.name,
+                        lambda p: pull_source(store, p),
+                        may_run=functools.partial(_may_pull, cluster, lease),
+                    ),
                     name=f"ocpi-tokens-{e.name}",
                 )
             )
@@ -405,7 +449,14 @@ class Gateway:
         if admin is None or not admin.enabled:
             return None
         return ConsoleServer(
-            GatewayOps(self.config, self.store, self.core, self.csms, clock=self.clock),
+            GatewayOps(
+                self.config,
+                self.store,
+                self.core,
+                self.csms,
+                clock=self.clock,
+                chargers=None if self.cluster is None else self.cluster.control,
+            ),
             host=admin.host,
             port=admin.port,
             operators=[Operator(u.name, u.password_hash) for u in admin.users],
@@ -541,6 +592,8 @@ class Gateway:
         # Jobs still running get a quarter of the grace; the flush below delivers once more.
         await self.jobs.stop(grace / 4)
         await self.csms.close(1012)
+        if self.cluster is not None:
+            await self.cluster.close(grace / 8)  # this node holds no charger and no lease
         for task in self._endless:
             task.cancel()  # loops with nothing in flight: the grace is for the others
         await self.tasks.drain(grace / 2)
@@ -602,6 +655,9 @@ class Gateway:
             "jobs": "up" if jobs_ok else f"failing: {', '.join(failing)}" if failing else "down",
             "outbox_oldest_pending_s": round(oldest, 1),
             "chargers_connected": len(self.csms.connections),
+            "node": self.config.cluster.node_id,
+            # In a cluster: PostgreSQL as the bus sees it, the peers alive, the leases held.
+            **({} if self.cluster is None else {"cluster": self.cluster.health()}),
         }
 
     async def metrics(self) -> str:
@@ -617,4 +673,17 @@ class Gateway:
 
     def _parts(self, figures: Figures) -> Parts:
         pacing = self.collector.stats if self.collector is not None else None
-        return Parts(self.csms, self.oioi, self.core, pacing, figures, self.ocpi)
+        node, cluster = self.config.cluster.node_id, None
+        if self.cluster is not None:
+            c = self.cluster
+            cluster = ClusterFigures(
+                c.bus.up,
+                len(c.presence.peers),
+                c.presence.chargers_elsewhere,
+                c.leases.held,
+                c.leases.jobs,
+                c.calls.made,
+                c.calls.timed_out,
+                c.calls.served,
+            )
+        return Parts(self.csms, self.oioi, self.core, pacing, figures, self.ocpi, node, cluster)

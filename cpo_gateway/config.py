@@ -16,6 +16,7 @@ from pathlib import Path
 from cpo_gateway import tlsfiles
 from cpo_gateway.bridge.catalogue import Catalogue
 from cpo_gateway.bridge.settings import CoreSettings, OutboxConfig, SessionsConfig
+from cpo_gateway.config_cluster import ClusterConfig, cluster_config
 from cpo_gateway.config_storage import StorageConfig, parse_storage
 from cpo_gateway.stations import load_stations
 from cpo_gateway.tomlcheck import REQUIRED, ConfigError, Table, read_toml
@@ -176,6 +177,7 @@ class Config:
     admin: AdminConfig | None = None  # None: no [admin] table, no admin listener
     ocpi: OcpiConfig | None = None  # None: no [ocpi] table, no OCPI listener
     storage_table: StorageConfig | None = None  # None: SQLite in state_dir
+    cluster: ClusterConfig = ClusterConfig()  # off unless the storage is PostgreSQL
 
     @property
     def storage(self) -> StorageConfig:
@@ -241,6 +243,7 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
         resolve=lambda value: _resolve(base, value, env),
         errors=errors,
     )
+    cluster = cluster_config(root.table("cluster"), storage.url, path, env, errors)
     root.finish()
     _check_emps(emps, path, errors)
     errors.extend(_ocpi_needs(path, ocpi, emps, ocpp.port, oioi.port, admin))
@@ -266,7 +269,19 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     if errors:
         raise ConfigError(errors)
     return Config(
-        path, gateway, ocpp, oioi, emps, sessions, outbox, logging_, catalogue, admin, ocpi, storage
+        path,
+        gateway,
+        ocpp,
+        oioi,
+        emps,
+        sessions,
+        outbox,
+        logging_,
+        catalogue,
+        admin,
+        ocpi,
+        storage,
+        cluster,
     )
 
 

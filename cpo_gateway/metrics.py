@@ -61,6 +61,20 @@ class Figures:
     whitelist: Mapping[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterFigures:
+    """A cluster node's figures (app.py reads them off cluster/)."""
+
+    db_up: bool
+    peers: int
+    chargers_elsewhere: int
+    leases: Sequence[str]
+    lease_jobs: Sequence[str]
+    calls_made: int
+    calls_unanswered: int
+    calls_served: int
+
+
 @dataclass(slots=True)
 class Parts:
     """The gateway's parts as they stand (None before start)."""
@@ -71,6 +85,8 @@ class Parts:
     pacing: CollectorStats | None
     figures: Figures
     ocpi: OcpiServer | None = None
+    node: str = ""
+    cluster: ClusterFigures | None = None
 
 
 def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
@@ -107,6 +123,15 @@ class GatewayCollector(Collector):
             _gauge("build_info", "The gateway's version and Python", ["version", "python"]),
             [((self._version, platform.python_version()), 1)],
         )
+        # The node as one constant series (join on it), not a label on every series: the
+        # scraper's own `instance` label already tells nodes apart, and a label here would
+        # change every series' identity for users of a single node.
+        yield _filled(
+            _gauge("node_info", "This gateway's node id (the [cluster] node_id)", ["node"]),
+            [((p.node,), 1)],
+        )
+        if p.cluster is not None:
+            yield from self._cluster(p.cluster)
         yield from self._ocpp(p.csms)
         yield from self._oioi(p.oioi)
         yield from self._ocpi(p.ocpi)
@@ -114,6 +139,32 @@ class GatewayCollector(Collector):
         yield from self._stored(p.figures)
         if p.pacing is not None:
             yield from self._gc(p.pacing)
+
+    def _cluster(self, c: ClusterFigures) -> Iterator[Metric]:
+        yield _filled(
+            _gauge("cluster_db_up", "1 while both bus connections to PostgreSQL are up"),
+            [((), 1 if c.db_up else 0)],
+        )
+        yield _filled(_gauge("cluster_peers", "Other nodes seen alive"), [((), c.peers)])
+        yield _filled(
+            _gauge("cluster_chargers_elsewhere", "Chargers connected to other alive nodes"),
+            [((), c.chargers_elsewhere)],
+        )
+        yield _filled(
+            _gauge("cluster_lease_held", "1 while this node holds the job's lease", ["job"]),
+            [((job,), 1 if job in c.leases else 0) for job in c.lease_jobs],
+        )
+        yield _filled(
+            _counter("cluster_calls", "Commands sent to other nodes, by outcome", ["outcome"]),
+            [
+                (("answered",), c.calls_made - c.calls_unanswered),
+                (("unanswered",), c.calls_unanswered),
+            ],
+        )
+        yield _filled(
+            _counter("cluster_calls_served", "Commands other nodes sent here"),
+            [((), c.calls_served)],
+        )
 
     def _ocpp(self, csms: CsmsServer | None) -> Iterator[Metric]:
         yield _filled(

@@ -19,6 +19,7 @@ from cpo_gateway.bridge.core_ports import OperatorSide
 from cpo_gateway.bridge.ids import try_normalise_uid
 from cpo_gateway.bridge.model import CommandResult, CommandStatus
 from cpo_gateway.bridge.ports import OutboxItem, OutboxState, SessionRecord, SessionState, TxRecord
+from cpo_gateway.cluster.control import LocalChargers
 from cpo_gateway.config import Config
 from cpo_gateway.console.port import (
     ActionResult,
@@ -85,12 +86,15 @@ class GatewayOps:
         core: OperatorSide,
         csms: CsmsServer,
         clock: Callable[[], float] = time.time,
+        chargers: LocalChargers | None = None,
     ) -> None:
+        """`chargers`: where commands go (a cluster's reach every node; default: this
+        gateway's own chargers)."""
         self._cfg = config
         self._store = store
         self._core = core
         self._csms = csms
-        self._registry = csms.registry
+        self._registry: LocalChargers = chargers or csms.registry
         self._clock = clock
 
     # --- reading -------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
 - `app.py` and the cli/composition modules may import everything.
 - Only `app.py` (and the core itself) imports the concrete core, `cpo_gateway.bridge.core`:
   every adapter, ops.py and metrics.py see it through their port (`bridge/core_ports.py`).
+- The PostgreSQL driver (psycopg) is imported by the storage and the cluster adapters and
+  the composition modules only.
 - The core and the store name no roaming protocol: no import, identifier or string (a
   docstring included) says OIOI or OCPI or one of OIOI's call names; `_` and `-` count
   alike, so `rfid_post` names rfid-post. The one exception is the schema's history: a
@@ -26,7 +28,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "cpo_gateway"
 CORE = "bridge"
-ADAPTERS = frozenset({"csms", "oioi", "ocpi", "store", "jobs", "console"})
+ADAPTERS = frozenset({"csms", "oioi", "ocpi", "store", "jobs", "console", "cluster"})
 # Modules that wire adapters together, and the simulated peers and benchmarks: no adapter
 # may import them.
 COMPOSITION = frozenset({"app", "partners", "cli", "admin_cli", "__main__", "sim", "bench"})
@@ -183,9 +185,47 @@ def protocol_names(pkg: Path) -> list[str]:
     return [f"{rel}:{line}: {found}" for rel, line, found in sorted(offenders)]
 
 
+# Third-party libraries only some packages (or composition modules) may import.
+LIBRARY_OWNERS = {"psycopg": frozenset({"store", "cluster"}) | COMPOSITION}
+
+
+def library_violations(pkg: Path) -> list[str]:
+    """Modules of the product importing a library outside the packages that own it."""
+    offenders = []
+    for path in sorted(pkg.rglob("*.py")):
+        rel = path.relative_to(pkg)
+        for name in imports_of(pkg, path):
+            owners = LIBRARY_OWNERS.get(name.split(".")[0])
+            if owners is not None and rel.with_suffix("").parts[0] not in owners:
+                offenders.append(f"{rel}: {name}")
+    return sorted(offenders)
+
+
+def test_only_the_store_and_the_cluster_import_the_postgresql_driver() -> None:
+    assert library_violations(PKG) == []
+
+
+def test_the_library_rule_catches_a_driver_import_elsewhere(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "cluster/bus.py": "import psycopg\nfrom psycopg import sql\n",
+            "store/db.py": "import psycopg\n",
+            "csms/db.py": "from psycopg import AsyncConnection\n",
+            "app.py": "import psycopg.sql\n",
+            "ops.py": "import psycopg\n",
+        },
+    )
+    assert library_violations(pkg) == [
+        "csms/db.py: psycopg",
+        "csms/db.py: psycopg.AsyncConnection",
+        "ops.py: psycopg",
+    ]
+
+
 def test_packages_exist() -> None:
     packages = (
-        "bridge csms oioi ocpi store jobs console sim sim/charger sim/charger201 sim/emp "
+        "bridge csms oioi ocpi store jobs console cluster sim sim/charger sim/charger201 sim/emp "
         "sim/ocpi_emsp bench bench/soak"
     )
     for sub in packages.split():

@@ -5,6 +5,7 @@ skipped and counted. Real-time authorization against the same sender."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -18,8 +19,15 @@ from cpo_gateway.bridge.model import AuthPath, AuthStatus, VerifyOutcome
 from cpo_gateway.bridge.pending import PendingStarts
 from cpo_gateway.ocpi.authorize import AuthorizeTarget, OcpiVerifier, outcome_of
 from cpo_gateway.ocpi.client import OcpiClient
-from cpo_gateway.ocpi.token_pull import PullFailed, TokenPuller, next_link
+from cpo_gateway.ocpi.token_pull import (
+    NIGHTLY_S,
+    WAIT_REGISTERED_S,
+    PullFailed,
+    TokenPuller,
+    next_link,
+)
 from cpo_gateway.ocpi.tokens import parse_token, to_partner_token
+from cpo_gateway.ocpi.transport import Party
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.sim.ocpi_emsp.tokens import TokenSender, generated_uid
 from tests.ocpi_tokens_support import EMSP, EMSP_PARTY, EMSP_TOKEN, gateway_with_tokens
@@ -281,3 +289,33 @@ def test_any_authorize_answer_is_one_outcome(http: int, code: int | None, data: 
     assert isinstance(outcome, VerifyOutcome)
     if outcome is VerifyOutcome.ACCEPTED:  # only the partner's explicit word accepts
         assert isinstance(data, dict) and data["allowed"] == "ALLOWED" and code is not None
+
+
+async def test_a_node_without_the_pull_lease_does_not_pull(tmp_path: Path, emp: SandboxEmp) -> None:
+    """In a cluster the nightly pull runs where its lease is: another node only waits."""
+    async with (
+        gateway_with_tokens(tmp_path, emp) as (h, _),
+        TokenSender(EMSP_TOKEN, count=3, page_limit=10) as sender,
+    ):
+        client = OcpiClient()
+        leased = [False, False, True]  # the lease comes to this node at its third look
+        slept: list[float] = []
+        asked: list[str] = []
+
+        async def source(partner: str) -> tuple[str, str, frozenset[Party]] | None:
+            asked.append(partner)
+            return sender.url, EMSP_TOKEN, PARTIES
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            if asked:  # the pull ran: stop the loop at its nightly wait
+                raise asyncio.CancelledError
+
+        try:
+            puller = TokenPuller(client, h.gateway.core.tokens)
+            with pytest.raises(asyncio.CancelledError):
+                await puller.keep_pulling(EMSP, source, sleep=sleep, may_run=lambda: leased.pop(0))
+        finally:
+            await client.close()
+    assert slept[:2] == [WAIT_REGISTERED_S, WAIT_REGISTERED_S]
+    assert asked == [EMSP] and slept[2] == NIGHTLY_S

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cpo_gateway import logs
 from cpo_gateway.bench import (
+    cluster_scenarios,
     emp_scenarios,
     ocpi_command_scenarios,
     ocpi_scenarios,
@@ -50,6 +51,7 @@ SCENARIOS = (
     "ocpi-tokens",
     "ocpi-start",
     "upgrade",
+    "cluster-commands",
 )
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
 NEEDED_FDS = 10_500
@@ -117,8 +119,14 @@ def plan(
         "upgrade": lambda c: upgrade_scenarios.upgrade(
             c, (1_000,) if quick else (10_000, 100_000, 1_000_000)
         ),
+        # Needs CPO_GATEWAY_BENCH_PG_URL (a PostgreSQL database): see cluster_scenarios.py.
+        "cluster-commands": lambda c: cluster_scenarios.cluster_commands(
+            c, n or (5 if quick else 50), 20 if quick else 100
+        ),
     }
-    chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    chosen: tuple[str, ...] = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    if args.scenario == "all" and not os.environ.get(cluster_scenarios.URL_ENV):
+        chosen = tuple(c for c in chosen if c != "cluster-commands")  # it needs a database
     return [(name, steps[name]) for name in chosen]
 
 

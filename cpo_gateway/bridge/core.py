@@ -15,6 +15,7 @@ from cpo_gateway.bridge.clock import rfc3339
 from cpo_gateway.bridge.commands import Commands
 from cpo_gateway.bridge.core_ports import (
     ChargerSide,
+    ClusterSide,
     CoreCounters,
     EmpSide,
     OperatorSide,
@@ -60,7 +61,7 @@ from cpo_gateway.bridge.transactions import Charging
 log = logs.get(__name__)
 
 
-class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
+class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters, ClusterSide):
     """The core of the gateway: what chargers report becomes sessions, CDRs and statuses owed
     to EMPs; what EMPs ask becomes commands to chargers.
 
@@ -97,6 +98,8 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         }
         self._clock = clock
         self._spawn = spawn
+        self._presence_watchers: list[Callable[[str, bool], None]] = []
+        self._authorization_watchers: list[Callable[[bool], None]] = []
         self.pending = PendingStarts(clock)
         self.authorizer = Authorizer(
             [
@@ -121,6 +124,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
             offline_grace_s=settings.offline_grace_s,
             clock=clock,
             evidence=self.evidence,
+            connected_anywhere=chargers.is_connected,
         )
         self.charging = Charging(
             store,
@@ -171,7 +175,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
         self.local_list = LocalListPusher(store, chargers, connected, clock=clock)
         self.tokens = TokenBook(
             store,
-            changed=self.authorizer.clear_cache,
+            changed=self._authorization_changed,
             push_all=self.local_list.push_all,
             spawn=spawn,
             clock=clock,
@@ -238,10 +242,37 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
     def charger_connected(self, charge_point_id: str) -> None:
         self.status.connected(charge_point_id)
         self._record_presence(charge_point_id, True)
+        for watcher in self._presence_watchers:
+            watcher(charge_point_id, True)
 
     def charger_disconnected(self, charge_point_id: str) -> None:
         self.status.disconnected(charge_point_id)
         self._record_presence(charge_point_id, False)
+        for watcher in self._presence_watchers:
+            watcher(charge_point_id, False)
+
+    # --- the cluster ---------------------------------------------------------------------------
+    def watch(
+        self,
+        on_presence: Callable[[str, bool], None],
+        on_authorization: Callable[[bool], None],
+    ) -> None:
+        self._presence_watchers.append(on_presence)
+        self._authorization_watchers.append(on_authorization)
+
+    def _authorization_changed(self, whole_list: bool = False) -> None:
+        """Whitelists or tokens changed here (committed): forget, and tell the watchers."""
+        self.authorizer.clear_cache()
+        for watcher in self._authorization_watchers:
+            watcher(whole_list)
+
+    def authorization_changed_elsewhere(self, whole_list: bool) -> None:
+        self.authorizer.clear_cache()
+        if whole_list:
+            self._spawn(self.local_list.push_all(), "locallist-push-all")
+
+    async def relearn_pending_starts(self) -> None:
+        await self.remote.restore()
 
     def _record_presence(self, charge_point_id: str, connected: bool) -> None:
         write = self.store.record_presence(charge_point_id, connected, self._clock())
@@ -350,7 +381,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters):
     async def set_whitelist(self, emp: str, uids: Sequence[str]) -> WhitelistReplaced:
         """Replace an EMP's whitelist, then push it to the chargers in a task of its own."""
         new, total = await self.store.replace_whitelist(emp, uids, rfc3339(self._clock()))
-        self.authorizer.clear_cache()
+        self._authorization_changed(whole_list=True)
         log.info("whitelist.replaced", emp=emp, new=new, total=total)
         self._spawn(self.local_list.push_all(), "locallist-push-all")
         return WhitelistReplaced(new, total)

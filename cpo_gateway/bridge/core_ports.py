@@ -8,7 +8,7 @@ few lines.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -168,6 +168,30 @@ class ScheduledWork(Protocol):
     async def reconcile_ghosts(self) -> int: ...
 
     async def prune(self, before: float) -> Pruned: ...
+
+
+class ClusterSide(Protocol):
+    """What the cluster adapter asks of the core: to be told of what other nodes must learn,
+    and to learn what they tell."""
+
+    def watch(
+        self,
+        on_presence: Callable[[str, bool], None],
+        on_authorization: Callable[[bool], None],
+    ) -> None:
+        """`on_presence(charger, connected)` after each connect and disconnect here;
+        `on_authorization(whole_list)` after each committed change of whitelists or tokens
+        (`whole_list`: a list was replaced, chargers are owed theirs now)."""
+        ...
+
+    def authorization_changed_elsewhere(self, whole_list: bool) -> None:
+        """Another node changed whitelists or tokens: forget cached answers (and push the
+        chargers here their lists when a whole list changed)."""
+        ...
+
+    async def relearn_pending_starts(self) -> None:
+        """Learn pending remote starts another node stored (a charger here begins them)."""
+        ...
 
 
 class OperatorSide(Protocol):

@@ -107,8 +107,12 @@ class StatusTracker:
         offline_grace_s: float,
         clock: Callable[[], float],
         evidence: Evidence | None = None,
+        connected_anywhere: Callable[[str], bool] | None = None,
     ) -> None:
+        """`connected_anywhere(charger)`: connected to this gateway or, in a cluster, to
+        another node (whose status engine then owes its EVSEs' statuses, not this one)."""
         self._store = store
+        self._anywhere = connected_anywhere
         self._catalogue = catalogue
         self._partners = partners
         self._detailed = detailed
@@ -302,6 +306,11 @@ class StatusTracker:
             self._dirty.pop(evse, None)
             if not self._catalogue.evse(evse):
                 continue  # removed from the stations file by a reload
+            if self._elsewhere(evse):
+                # Another node holds its chargers and posts their statuses; look again
+                # later, in case they come here or go offline everywhere.
+                self._dirty[evse] = now + max(self._grace_s, 1.0)
+                continue
             self._recheck_held(evse)
             status, reported = self.current(evse), self.reported(evse)
             owed_to = self._owed_status(evse, status, reported, force)
@@ -317,6 +326,14 @@ class StatusTracker:
             queued += 1
             log.info("status.changed", evse_id=evse, status=status.value)
         return queued
+
+    def _elsewhere(self, evse: str) -> bool:
+        """Whether every charger of the EVSE is connected to another node of a cluster."""
+        anywhere = self._anywhere
+        if anywhere is None:
+            return False
+        chargers = {c.charge_point for c in self._catalogue.evse(evse)}
+        return all(cp not in self._connected and anywhere(cp) for cp in chargers)
 
     def _owed_status(
         self, evse: str, status: EvseStatus, reported: ConnectorState | None, force: bool

@@ -60,7 +60,7 @@ class TokenBook(TokenSide):
         self,
         store: TokenStore,
         *,
-        changed: Callable[[], None],
+        changed: Callable[[bool], None],
         push_all: Callable[[], Coroutine[Any, Any, Any]],
         spawn: Callable[[Coroutine[Any, Any, Any], str], object],
         clock: Callable[[], float],
@@ -74,7 +74,7 @@ class TokenBook(TokenSide):
 
     async def put_token(self, token: PartnerToken) -> None:
         await self._store.upsert_token(token, self._clock())
-        self._changed()
+        self._changed(False)
 
     async def get_token(
         self, partner: str, country: str, party: str, uid: str, kind: str | None
@@ -90,7 +90,7 @@ class TokenBook(TokenSide):
     async def finish_list(self, partner: str, pull: int) -> TokensReplaced:
         async with self._lock:
             replaced = await self._store.finish_token_list(partner, pull, rfc3339(self._clock()))
-        self._changed()
+        self._changed(True)
         log.info("tokens.replaced", emp=partner, total=replaced.total, previous=replaced.previous)
         self._spawn(self._push_all(), "locallist-push-all")
         return replaced

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import stat
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -258,11 +259,21 @@ async def execute(registry: ChargerRegistry, request: object) -> dict[str, objec
     return {"status": result.status.value, "detail": result.detail, "data": result.data}
 
 
+Route = Callable[[object], Awaitable[dict[str, object]]]
+
+
 class AdminServer:
     def __init__(
-        self, registry: ChargerRegistry, path: Path, *, idle_timeout_s: float = 300.0
+        self,
+        registry: ChargerRegistry,
+        path: Path,
+        *,
+        idle_timeout_s: float = 300.0,
+        route: Route | None = None,
     ) -> None:
-        self._registry = registry
+        """`route`: carries out a request instead of this registry (a cluster sends it to
+        the node that holds the charger)."""
+        self._route: Route = route or functools.partial(execute, registry)
         self.path = path
         self._idle_s = idle_timeout_s
         self._server: asyncio.Server | None = None
@@ -318,7 +329,7 @@ class AdminServer:
                 except orjson.JSONDecodeError as exc:
                     reply = _error(f"not JSON: {exc}")
                 else:
-                    reply = await execute(self._registry, request)
+                    reply = await self._route(request)
                 if not await _write(writer, reply):
                     break
         finally:

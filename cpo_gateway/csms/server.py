@@ -26,7 +26,7 @@ from cpo_gateway import logs, runtime
 from cpo_gateway.bridge.core_ports import ChargerSide
 from cpo_gateway.config import OcppConfig
 from cpo_gateway.csms import v201_security
-from cpo_gateway.csms.admin import AdminServer, SocketPathTooLong
+from cpo_gateway.csms.admin import AdminServer, Route, SocketPathTooLong
 from cpo_gateway.csms.certgate import ClientCertGate
 from cpo_gateway.csms.clientcert import CertRefused, ClientCertPolicy
 from cpo_gateway.csms.connected import ChargerRegistry
@@ -78,6 +78,7 @@ class CsmsServer:
         clock: Callable[[], float] = time.time,
         client_certs: ClientCertPolicy | None = None,
         certificates: CertificateService | None = None,
+        admin_route: Route | None = None,
     ) -> None:
         """`ocpp`: the [ocpp] table (listener, heartbeats, pings, frame and call limits, the
         schema check, the proxies trusted to forward a client certificate and its header);
@@ -85,7 +86,8 @@ class CsmsServer:
         `call_timings`: seconds from a charger's Call to our answer, by action; `clock`:
         the wall clock the answers' timestamps come from; `client_certs`: the checks of
         security profile 3 (None: no profile-3 charger can connect); `certificates`: signs
-        the chargers' CSRs (None: SignCertificate is refused)."""
+        the chargers' CSRs (None: SignCertificate is refused); `admin_route`: carries out
+        the admin channel's requests (None: this registry does)."""
         self._core = core
         self.registry = registry
         self.connections = registry.connections
@@ -101,6 +103,7 @@ class CsmsServer:
             ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP security profile 2
         self._silence_s = float(SILENT_HEARTBEATS * ocpp.heartbeat_interval_s)
         self._admin_path = admin_socket
+        self._admin_route = admin_route  # None: this registry carries out admin requests
         self.admin: AdminServer | None = None
         self._watch: asyncio.Task[None] | None = None
         self.handlers = Handlers(
@@ -177,7 +180,7 @@ class CsmsServer:
 
     async def open_admin(self, path: Path) -> None:
         """Listen for operator commands on a unix socket (see admin.py); closed by close()."""
-        admin = AdminServer(self.registry, path)
+        admin = AdminServer(self.registry, path, route=self._admin_route)
         await admin.start()
         self.admin = admin
 

@@ -22,6 +22,9 @@ log = logs.get(__name__)
 # FAILING_AFTER runs all failed makes the gateway unhealthy, so the systemd watchdog restarts
 # the process instead of leaving it retrying a broken job forever.
 FAILING_AFTER = 3
+# Jobs a cluster runs on one node at a time (the node holding the job's lease): each is a
+# pass over the shared database that every node would otherwise repeat.
+ONCE_PER_CLUSTER = ("status-resync", "housekeeping")
 
 
 class Jobs:
@@ -41,8 +44,13 @@ class Jobs:
         status_resync_h: float,
         prune_after_days: int,
         clock: Callable[[], float] = time.time,
+        leased: Callable[[str], bool] | None = None,
     ) -> None:
+        """`leased(job)`: whether this node holds the lease of a ONCE_PER_CLUSTER job
+        (None: no cluster, every job runs here)."""
         self._core = core
+        self._leased = leased
+        self.skipped: dict[str, int] = {}  # runs left to the node holding the lease
         self._clock = clock
         self._prune_s = prune_after_days * 86400.0
         self.scheduler = AsyncIOScheduler()
@@ -77,6 +85,9 @@ class Jobs:
         """Run `fn` every `seconds`; a run still going when the next is due makes it skip."""
 
         async def run() -> None:
+            if self._leased is not None and name in ONCE_PER_CLUSTER and not self._leased(name):
+                self.skipped[name] = self.skipped.get(name, 0) + 1
+                return
             task = asyncio.current_task()
             if task is not None:
                 self._running.add(task)
@@ -105,6 +116,10 @@ class Jobs:
 
         self._defined[name] = (seconds, run)
         self._schedule(name, seconds, run)
+
+    async def run_once(self, name: str) -> None:
+        """One run of a defined job now, as the scheduler would start it (ops, tests)."""
+        await self._defined[name][1]()
 
     def _schedule(self, name: str, seconds: float, run: Callable[[], Awaitable[None]]) -> None:
         # max_instances=1 and coalesce: a job never overlaps itself, missed runs merge into one.

@@ -173,13 +173,19 @@ class TokenPuller:
         *,
         every_s: float = NIGHTLY_S,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        may_run: Callable[[], bool] = lambda: True,
     ) -> None:
         """Pull the partner's list as soon as it is registered, then every `every_s`; a
         failed pull is tried again with back-off (doubling from RETRY_FIRST_S, at most
         `every_s`). `sender(partner)`: (tokens URL, our token there, its parties), None
-        while there is nobody to ask. Runs until cancelled (a tracked task of the gateway)."""
+        while there is nobody to ask; `may_run()`: False while another node of a cluster
+        pulls (checked before each pull). Runs until cancelled (a tracked task of the
+        gateway)."""
         retry = RETRY_FIRST_S
         while True:
+            if not may_run():  # another node of the cluster pulls it
+                await sleep(WAIT_REGISTERED_S)
+                continue
             found = await sender(partner)
             if found is None:
                 await sleep(WAIT_REGISTERED_S)

@@ -343,4 +343,26 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE transactions ADD COLUMN signed_start TEXT;
     ALTER TABLE transactions ADD COLUMN signed_end TEXT;
     """,
+    # 17: the cluster's nodes (their heartbeat), which node holds which charger (the newest
+    # connection; `epoch` tells it from an older one), and the bodies of messages between
+    # nodes too large for a notification. SQLite holds them empty: a cluster needs PostgreSQL.
+    """
+    CREATE TABLE cluster_nodes (
+        node_id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    );
+    CREATE TABLE charger_nodes (
+        charge_point_id TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        connected_at TEXT NOT NULL,
+        epoch INTEGER NOT NULL
+    );
+    CREATE INDEX charger_nodes_node ON charger_nodes (node_id);
+    CREATE TABLE cluster_messages (
+        id INTEGER PRIMARY KEY,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
 )
