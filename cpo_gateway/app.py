@@ -46,7 +46,7 @@ from cpo_gateway.oioi.server import InboundPartner, OioiServer
 from cpo_gateway.ops import GatewayOps
 from cpo_gateway.partners import partners_of, route, series_of, unserved
 from cpo_gateway.runtime import Collector
-from cpo_gateway.store import Database, DatabaseUnusable, Store, open_database
+from cpo_gateway.store import Database, DatabaseUnusable, Store, default_node_id, open_database
 from cpo_gateway.systemd import Notifier
 from cpo_gateway.tasks import TaskSet
 
@@ -194,7 +194,8 @@ class Gateway:
         self.watchdog_pings = 0
         self.watchdog_withheld = 0
         self.db: Database = open_database(config.storage)
-        self.store = Store(self.db)
+        # The node named in the outbox rows it claims ([cluster] node_id once it exists).
+        self.store = Store(self.db, node=default_node_id())
         # One registry per gateway: tests run many in one process.
         self.exposition = GatewayMetrics(self._parts, series_of(config.emps), __version__)
         self.emp_clients = EmpClients(
@@ -324,6 +325,10 @@ class Gateway:
         except DatabaseUnusable as exc:
             raise StartupError(f"database not usable: {exc}", EXIT_CANTCREATE) from exc
         log.info("db.opened", backend=self.db.backend, database=self.db.describe)
+        # What an earlier run of this node claimed died with it: due again at once.
+        released = await self.store.release_claims()
+        if released:
+            log.info("outbox.claims_released", rows=released, node=self.store.node)
         await self.emp_clients.start()
         self._core_started = True  # from here on, stop() flushes what the core queued
         await self.core.start()
@@ -610,6 +615,7 @@ class Gateway:
             figures.local_list = await self.core.local_list_states()
             figures.needing_review = await self.store.count_needing_review()
             figures.whitelist = await self.store.whitelist_counts()
+        figures.claims_expired = self.store.claims_expired
         return self.exposition.text(figures)
 
     def _parts(self, figures: Figures) -> Parts:

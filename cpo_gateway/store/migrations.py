@@ -343,4 +343,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE transactions ADD COLUMN signed_start TEXT;
     ALTER TABLE transactions ADD COLUMN signed_end TEXT;
     """,
+    # 17: placeholder for the cluster's migration (its branch brings the real one)
+    "SELECT 1;",
+    # 18: outbox rows are handed out under a claim: the node delivering a row (claimed_by)
+    # until when (claimed_until, epoch seconds; another node may take it over after that),
+    # and the node whose expired claim the last claim took over (taken_from)
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until REAL;
+    ALTER TABLE outbox ADD COLUMN taken_from TEXT;
+    """,
 )

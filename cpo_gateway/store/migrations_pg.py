@@ -278,4 +278,11 @@ CREATE TABLE tariffs_queued (
 """
 
 # Migrations after the baseline, by the number they share with SQLite's.
-LATER: dict[int, str] = {}
+LATER: dict[int, str] = {
+    17: "SELECT 1;",  # placeholder for the cluster's migration (its branch brings the real one)
+    18: """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until DOUBLE PRECISION;
+    ALTER TABLE outbox ADD COLUMN taken_from TEXT;
+    """,
+}
