@@ -2,7 +2,7 @@
 storage backend the suite runs on.
 
 `--backend=postgresql` (or CPO_GATEWAY_TEST_BACKEND=postgresql) runs every test on PostgreSQL:
-one throwaway server for the run (tests/pg_server.py), a fresh database per test, and
+one throwaway server for the run (cpo_gateway/bench/pg_server.py), a fresh database per test, and
 CPO_GATEWAY_STORAGE_URL pointing at it, so every gateway a test starts, in this process or as a
 subprocess, stores there. Tests that inspect the SQLite file itself are marked `sqlite_only`.
 """
@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from cpo_gateway.app import Gateway
+from cpo_gateway.bench.pg_server import PgServer, PgUnavailableError
 from cpo_gateway.config import load_config
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from cpo_gateway.store import Store
-from tests.pg_server import PgServer, PgUnavailableError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_STATIONS = ROOT / "config" / "stations.example.toml"

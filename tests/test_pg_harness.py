@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests import pg_server
+from cpo_gateway.bench import pg_server
+from cpo_gateway.bench.pg_server import PgServer, PgUnavailableError, find_bindir
 from tests.conftest import ROOT, STORAGE_URL_ENV, write_config
-from tests.pg_server import PgServer, PgUnavailableError, find_bindir
 
 needs_postgres = pytest.mark.skipif(
     find_bindir() is None, reason="PostgreSQL is not installed: run scripts/services-setup"

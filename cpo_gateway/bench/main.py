@@ -20,12 +20,14 @@ from pathlib import Path
 
 from cpo_gateway import logs
 from cpo_gateway.bench import (
+    cluster_load,
     cluster_scenarios,
     emp_scenarios,
     ocpi_command_scenarios,
     ocpi_scenarios,
     ocpp_scenarios,
     schema_scenarios,
+    storage_scenarios,
     tls_flood,
     tls_scenarios,
     token_scenarios,
@@ -52,6 +54,8 @@ SCENARIOS = (
     "ocpi-start",
     "upgrade",
     "cluster-commands",
+    "storage",
+    "cluster",
 )
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
 NEEDED_FDS = 10_500
@@ -115,6 +119,20 @@ def plan(
         ),
         "ocpi-start": lambda c: ocpi_command_scenarios.ocpi_start(
             c, 20 if quick else 200, 500 if quick else 5_000
+        ),
+        # As many chargers as one HAProxy's open files allow, at most (see cluster_load.py).
+        "cluster": lambda c: cluster_load.cluster(
+            c,
+            min(n or (30 if quick else 1_000), cluster_load.max_chargers(fds)),
+            fds=fds,
+            mixed_n=5 if quick else 20,
+            mixed_s=s or (3 if quick else 20),
+            heartbeat_s=2 if quick else 10,
+            spread_s=1 if quick else 5,
+            recovery_s=10 if quick else 40,
+        ),
+        "storage": lambda c: storage_scenarios.storage(
+            c, n or (5 if quick else 100), s or (2 if quick else 20)
         ),
         "upgrade": lambda c: upgrade_scenarios.upgrade(
             c, (1_000,) if quick else (10_000, 100_000, 1_000_000)
