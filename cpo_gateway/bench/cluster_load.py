@@ -28,6 +28,7 @@ import psycopg
 from cpo_gateway.bench.generator import LoadResult, LoadRun, LoadSpec
 from cpo_gateway.bench.haproxy import Haproxy, Node, Timing
 from cpo_gateway.bench.ocpp_scenarios import Context, prepare_gateway
+from cpo_gateway.bench.pg_server import throwaway_postgres
 from cpo_gateway.bench.report import Table, ms, num, percentile
 from cpo_gateway.bench.servers import (
     OCPP_PATH,
@@ -38,7 +39,6 @@ from cpo_gateway.bench.servers import (
     charger_ids,
     evse_id,
 )
-from cpo_gateway.bench.storage_scenarios import throwaway_postgres
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 
 NODES = 3

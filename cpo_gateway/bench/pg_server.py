@@ -20,6 +20,7 @@ deployment. PostgreSQL refuses to run as root: as root, every server command run
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -31,6 +32,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -323,6 +325,17 @@ class PgServer:
             raise subprocess.CalledProcessError(
                 done.returncode, command, stderr=done.stderr
             ) from PgUnavailableError(f"{' '.join(argv[:2])}: {done.stderr.strip()}")
+
+
+@contextlib.asynccontextmanager
+async def throwaway_postgres() -> AsyncIterator[PgServer]:
+    """A PostgreSQL server of its own for one benchmark or soak, removed afterwards."""
+    server = PgServer()
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.destroy)
 
 
 def _alive(pid: int) -> bool:

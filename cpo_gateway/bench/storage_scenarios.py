@@ -10,26 +10,13 @@ per call counts the gateway's CPU and, on PostgreSQL, the database server's too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from cpo_gateway.bench.ocpp_scenarios import Context, Figures, ocpp_run
-from cpo_gateway.bench.pg_server import PgServer
+from cpo_gateway.bench.pg_server import throwaway_postgres
 from cpo_gateway.bench.report import Table, ms, num, percentile, ratio
 
 COLUMNS = ("storage", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "gateway CPU s",
            "db CPU s", "CPU us/call", "errors")  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def throwaway_postgres() -> AsyncIterator[PgServer]:
-    """A PostgreSQL server of its own for one scenario, removed afterwards."""
-    server = PgServer()
-    await asyncio.to_thread(server.start)
-    try:
-        yield server
-    finally:
-        await asyncio.to_thread(server.destroy)
 
 
 def _errors(f: Figures) -> int:
