@@ -83,11 +83,13 @@ class Cluster:
             return {str(node): int(count) for node, count in await cur.fetchall()}
 
     async def outbox_left(self) -> dict[str, int]:
+        """Rows not delivered, by "state kind (claimed by node)"."""
         async with await psycopg.AsyncConnection.connect(self.url) as conn:
             cur = await conn.execute(
-                "SELECT state, count(*) FROM outbox WHERE state <> 'delivered' GROUP BY state"
+                "SELECT state, kind, coalesce(claimed_by, '-'), count(*) FROM outbox"
+                " WHERE state <> 'delivered' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
             )
-            return {str(state): int(count) for state, count in await cur.fetchall()}
+            return {f"{s} {k} ({by})": int(n) for s, k, by, n in await cur.fetchall()}
 
 
 @contextlib.asynccontextmanager
@@ -113,14 +115,13 @@ async def running_cluster(
         ]
         proxy = Haproxy(members, ctx.directory("haproxy"), TIMING, connections=connections)
         try:
-            for node in nodes:  # one at a time: the first applies the migrations
-                await node.start(timeout_s=120)
+            await nodes[0].start(timeout_s=120)  # the first applies the migrations
+            await asyncio.gather(*(node.start(timeout_s=120) for node in nodes[1:]))
             await asyncio.to_thread(proxy.start)
             yield Cluster(nodes, proxy, url)
         finally:
             await asyncio.to_thread(proxy.stop)
-            for node in nodes:
-                await node.stop()
+            await asyncio.gather(*(node.stop() for node in nodes))
 
 
 def _errors(load: LoadResult) -> int:
@@ -138,26 +139,53 @@ def _ended(cdrs: Sequence[dict[str, object]], evses: set[str]) -> dict[str, int]
     return found
 
 
-async def cluster(
+@dataclass
+class ClusterFigures:
+    """What one cluster run measured; times after the kill are seconds from it."""
+
+    n: int
+    mixed_n: int
+    mixed_s: float
+    window_s: float
+    connected: int
+    connect_s: float
+    idle: LoadResult
+    mixed: LoadResult
+    cpu_mixed_s: float
+    placed: dict[str, int]  # just before the kill
+    placed_after: dict[str, int]  # once the reconnects are over
+    victim: str
+    dropped: int
+    back_s: list[float]
+    cdrs: dict[str, int]  # per EVSE of the heartbeating chargers: CDRs with a stop
+    duplicates: int
+    outbox_left: dict[str, int]
+    outbox_settle_s: float  # from the last CDR at the EMP until no row is left undelivered
+
+    @property
+    def open_at_kill(self) -> int:
+        return self.n - sum(sum(r["failed"].values()) for r in self.idle.ready)
+
+    @property
+    def lost(self) -> int:
+        """Acknowledged StopTransactions without a CDR at the EMP."""
+        return self.idle.stopped - len(self.cdrs)
+
+
+async def measure(
     ctx: Context,
-    n: int = 1_000,
+    n: int,
     *,
-    fds: int,
-    mixed_n: int = 20,
-    mixed_s: float = 20.0,
-    heartbeat_s: float = 10.0,
-    spread_s: float = 5.0,
-    recovery_s: float = 40.0,
-) -> Table:
+    mixed_n: int,
+    mixed_s: float,
+    heartbeat_s: float,
+    spread_s: float,
+    recovery_s: float,
+) -> ClusterFigures:
     total = mixed_n + n
     ids = charger_ids(total)
     whitelist = cards(max(1, min(total, 1000)))
     idle_evses = {evse_id(i) for i in range(mixed_n, total)}
-    table = Table(
-        f"cluster: {NODES} nodes behind HAProxy on one PostgreSQL, {n} chargers heartbeating "
-        f"every {heartbeat_s:g} s in a transaction, {mixed_n} more in the mixed load",
-        ("phase", "chargers", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "errors"),
-    )
     async with (
         SandboxEmp(api_key=OUTBOUND_KEY) as emp,
         running_cluster(ctx, total, emp, total + 100) as c,
@@ -197,47 +225,88 @@ async def cluster(
         finally:
             idle.kill()
             mixed.kill()
-        ended = _ended(list(emp.cdrs.values()), idle_evses)
 
         def all_ended() -> bool:
-            nonlocal ended
-            ended = _ended(list(emp.cdrs.values()), idle_evses)
-            return len(ended) >= idle_result.stopped
+            return len(_ended(list(emp.cdrs.values()), idle_evses)) >= idle_result.stopped
 
-        with contextlib.suppress(TimeoutError):  # the table says what is missing
+        with contextlib.suppress(TimeoutError):  # the figures say what is missing
             await emp.wait_for(all_ended, timeout=120)
+        settle_from = time.monotonic()
         outbox = await c.outbox_left()
-    beats = idle_result.latencies.get("Heartbeat", [])
-    window = mixed_s + recovery_s
-    table.add("heartbeats", n, len(beats), num(len(beats) / window),
+        # A row claimed by the killed node waits for its claim to expire ([outbox] claim_s,
+        # 60 s by default); one just sent waits for its outcome's commit. Bounded: 90 s.
+        for _ in range(180):
+            if not outbox:
+                break
+            await asyncio.sleep(0.5)
+            outbox = await c.outbox_left()
+        settle_s = time.monotonic() - settle_from
+        return ClusterFigures(
+            n=n,
+            mixed_n=mixed_n,
+            mixed_s=mixed_s,
+            window_s=mixed_s + recovery_s,
+            connected=idle.connected,
+            connect_s=connect_s,
+            idle=idle_result,
+            mixed=mixed_result,
+            cpu_mixed_s=cpu_mixed,
+            placed=placed,
+            placed_after=placed_after,
+            victim=f"node{victim + 1}",
+            dropped=sum(1 for t in idle_result.dropped_at if t >= killed_at - 1.0),
+            back_s=sorted(t - killed_at for t in idle_result.back_at if t >= killed_at),
+            cdrs=_ended(list(emp.cdrs.values()), idle_evses),
+            duplicates=emp.duplicates,
+            outbox_left=outbox,
+            outbox_settle_s=settle_s,
+        )
+
+
+async def cluster(
+    ctx: Context,
+    n: int = 1_000,
+    *,
+    fds: int,
+    mixed_n: int = 20,
+    mixed_s: float = 20.0,
+    heartbeat_s: float = 10.0,
+    spread_s: float = 5.0,
+    recovery_s: float = 40.0,
+) -> Table:
+    f = await measure(ctx, n, mixed_n=mixed_n, mixed_s=mixed_s, heartbeat_s=heartbeat_s,
+                      spread_s=spread_s, recovery_s=recovery_s)  # fmt: skip
+    table = Table(
+        f"cluster: {NODES} nodes behind HAProxy on one PostgreSQL, {n} chargers heartbeating "
+        f"every {heartbeat_s:g} s in a transaction, {mixed_n} more in the mixed load",
+        ("phase", "chargers", "calls", "calls/s", "p50 ms", "p99 ms", "max ms", "errors"),
+    )
+    beats = f.idle.latencies.get("Heartbeat", [])
+    table.add("heartbeats", n, len(beats), num(len(beats) / f.window_s),
               ms(percentile(beats, 50)), ms(percentile(beats, 99)),
-              ms(max(beats, default=float("nan"))), _errors(idle_result))  # fmt: skip
-    lat = mixed_result.all_latencies()
+              ms(max(beats, default=float("nan"))), _errors(f.idle))  # fmt: skip
+    lat = f.mixed.all_latencies()
     table.add("mixed load", mixed_n, len(lat), num(len(lat) / mixed_s),
               ms(percentile(lat, 50)), ms(percentile(lat, 99)),
-              ms(max(lat, default=float("nan"))), _errors(mixed_result))  # fmt: skip
-    dropped = [t for t in idle_result.dropped_at if t >= killed_at - 1.0]
-    back = sorted(t - killed_at for t in idle_result.back_at if t >= killed_at)
-    lost = idle_result.stopped - len(ended)
+              ms(max(lat, default=float("nan"))), _errors(f.mixed))  # fmt: skip
+    calls = f.mixed.answered
     table.notes += [
         f"open-files limit {fds} per process: HAProxy holds 2 sockets per charger, so at most "
         f"{max_chargers(fds)} chargers (limit - {HAPROXY_RESERVE_FDS} reserve) / 2",
-        f"connect through HAProxy: {idle.connected} of {n} in {connect_s:.1f} s "
-        f"(Boot, Status, StartTransaction, Status each); placement {placed}",
-        f"nodes' CPU in the mixed window: {cpu_mixed:.1f} s over {mixed_s:g} s",
-        f"kill -9 node{victim + 1} (held {placed.get(f'node{victim + 1}', 0)}): "
-        f"{len(dropped)} chargers dropped, {len(back)} back "
-        f"(p50 {num(percentile(back, 50))} s, all back after {num(max(back, default=0.0))} s; "
-        f"reconnect delay spread {spread_s:g} s, HAProxy down after "
-        f"{TIMING.fall} x {TIMING.inter_ms} ms); placement after {placed_after}",
-        f"sessions open at the kill: {n - _errors_in_setup(idle_result)}; StopTransaction "
-        f"acknowledged {idle_result.stopped}; CDRs delivered {len(ended)}; lost {lost}; "
-        f"session-posts delivered again {emp.duplicates}; "
-        f"EVSEs with more than one CDR {sum(1 for v in ended.values() if v > 1)}",
-        f"outbox rows not delivered at the end: {outbox or 'none'}",
+        f"connect through HAProxy: {f.connected} of {n} in {f.connect_s:.1f} s "
+        f"(Boot, Status, StartTransaction, Status each)",
+        f"nodes' CPU in the mixed window: {f.cpu_mixed_s:.1f} s over {mixed_s:g} s"
+        + (f", {f.cpu_mixed_s / calls * 1e6:.0f} us per mixed call" if calls else ""),
+        f"kill -9 {f.victim} (placement {f.placed}): {f.dropped} chargers dropped, "
+        f"{len(f.back_s)} back (p50 {num(percentile(f.back_s, 50))} s, all back after "
+        f"{num(max(f.back_s, default=0.0))} s; reconnect delay spread {spread_s:g} s, HAProxy "
+        f"marks a node down after {TIMING.fall} x {TIMING.inter_ms} ms); "
+        f"placement after {f.placed_after}",
+        f"sessions open at the kill: {f.open_at_kill}; StopTransaction acknowledged "
+        f"{f.idle.stopped}; CDRs delivered {len(f.cdrs)}; lost {f.lost}; session-posts "
+        f"delivered again {f.duplicates}; EVSEs with more than one CDR "
+        f"{sum(1 for v in f.cdrs.values() if v > 1)}",
+        f"outbox rows not delivered at the end: {f.outbox_left or 'none'} "
+        f"({f.outbox_settle_s:.1f} s after the last CDR)",
     ]
     return table
-
-
-def _errors_in_setup(load: LoadResult) -> int:
-    return sum(sum(r["failed"].values()) for r in load.ready)

@@ -7,7 +7,6 @@ it again on the same ports, so its chargers reconnect to the others meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 from pathlib import Path
@@ -52,8 +51,9 @@ class ClusterTarget:
             self.url = await asyncio.to_thread(self._pg.create_database)
             for k in range(1, self._count + 1):
                 self._nodes.append(self._node(k))
-            for node in self._nodes:  # one at a time: the first applies the migrations
-                await node.start(timeout_s=START_TIMEOUT_S)
+            first, *others = self._nodes  # the first applies the migrations
+            await first.start(timeout_s=START_TIMEOUT_S)
+            await asyncio.gather(*(n.start(timeout_s=START_TIMEOUT_S) for n in others))
             members = [
                 Node(f"node{k}", n.ocpp_port, n.oioi_port, n.oioi_port)
                 for k, n in enumerate(self._nodes, 1)
@@ -125,14 +125,14 @@ class ClusterTarget:
         return await pg_outbox_left(self.url)
 
     async def terminate(self) -> int:
-        codes = [await n.terminate() if n.running else -9 for n in self._nodes]
+        async def one(node: GatewayProcess) -> int:
+            return await node.terminate() if node.running else -9
+
+        codes = await asyncio.gather(*(one(n) for n in self._nodes))
         return next((c for c in codes if c != 0), 0)
 
     async def _close(self) -> None:
         if self._proxy is not None:
             await asyncio.to_thread(self._proxy.stop)
-        for node in self._nodes:
-            if node.running:
-                with contextlib.suppress(RuntimeError):
-                    await node.terminate()
+        await asyncio.gather(*(n.terminate() for n in self._nodes if n.running))
         await asyncio.to_thread(self._pg.destroy)
