@@ -22,6 +22,7 @@ import pytest
 from cpo_gateway.app import Gateway
 from cpo_gateway.bench.pg_server import PgServer, PgUnavailableError
 from cpo_gateway.config import load_config
+from cpo_gateway.config_storage import STORAGE_URL_ENV
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
@@ -33,7 +34,6 @@ INBOUND_KEY = "test-inbound-key-0001"
 OUTBOUND_KEY = "test-outbound-key-0001"
 PARTNER = "test-partner-identifier-0001"
 BACKENDS = ("sqlite", "postgresql")
-STORAGE_URL_ENV = "CPO_GATEWAY_STORAGE_URL"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from cpo_gateway.bench.soak import gateway as soak_gateway
 from cpo_gateway.bridge.cdr import cdr_to_dict
 from cpo_gateway.bridge.model import Cdr, Interval, User, UserKind
@@ -89,9 +87,6 @@ def _cdr(session_id: str) -> NewOutbox:
     return NewOutbox("sandbox", "cdr", session_id, cdr_to_dict(cdr))
 
 
-@pytest.mark.sqlite_only(
-    reason="writes the backlog into the gateway's SQLite file before the daemon starts"
-)
 async def test_a_sigkill_mid_pass_re_sends_only_what_was_in_flight(tmp_path: Path) -> None:
     sessions = 120
     emp = SandboxEmp(api_key=soak_gateway.OUTBOUND_KEY)

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -181,3 +182,29 @@ def test_a_port_taken_before_the_first_start_is_replaced(monkeypatch: pytest.Mon
             assert server.running
             with psycopg.connect(server.url(), connect_timeout=10) as conn:
                 assert conn.info.port == server.port
+
+
+@needs_postgres
+def test_a_test_process_killed_outright_leaves_no_server_behind() -> None:
+    """SIGKILL runs neither fixtures nor atexit: the reaper started beside the server stops it
+    and removes its directory."""
+    script = (
+        "import os, sys, signal\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.pg_server import PgServer\n"
+        "s = PgServer(); s.start()\n"
+        "print(s.postmaster_pid(), s.base, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == -9, run.stderr
+    pid_text, base_text = run.stdout.split()
+    pid, base = int(pid_text), Path(base_text)
+    for _ in range(300):  # bounded: the reaper polls every second
+        if not base.exists() and not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    assert not base.exists(), f"{base} left behind"
+    assert not Path(f"/proc/{pid}").exists(), f"postgres {pid} still running"

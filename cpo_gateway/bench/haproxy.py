@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
 import io
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -27,6 +29,7 @@ from cpo_gateway.bench.pg_server import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "haproxy.example.cfg"
 START_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # Which port of a node each backend of the example sends traffic to.
 BACKEND_PORTS = {"chargers": "ocpp_port", "oioi": "oioi_port", "ocpi": "ocpi_port"}
 
@@ -204,6 +207,7 @@ class Haproxy:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
@@ -288,6 +292,12 @@ class Haproxy:
             return self.log_file.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process ends, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _accepts(port: int) -> bool:

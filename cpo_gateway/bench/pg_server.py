@@ -53,6 +53,18 @@ SETTINGS = {
     "log_line_prefix": "'%m [%p] %q%u@%d '",
 }
 START_TIMEOUT_S = 60.0
+# Started beside the server: once the test process is gone, even by SIGKILL (when neither
+# fixtures nor atexit run), an immediate shutdown (SIGQUIT) and the directory removed.
+REAPER = """
+while kill -0 "$1" 2>/dev/null; do sleep 1; done
+pid=$(head -n 1 "$2/postmaster.pid" 2>/dev/null)
+if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = postgres ]; then
+    kill -QUIT "$pid"
+    n=0
+    while kill -0 "$pid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+fi
+rm -rf "$3"
+"""
 
 
 class PgUnavailableError(RuntimeError):
@@ -109,6 +121,7 @@ class PgServer:
         self.user = SUPERUSER
         self.password = PASSWORD
         self._admin_conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
 
     # --- paths -----------------------------------------------------------------------------
     @property
@@ -194,6 +207,10 @@ class PgServer:
         shutil.rmtree(self.base, ignore_errors=True)
         self.base = None
         atexit.unregister(self.destroy)
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait(timeout=10)
+            self._reaper = None
 
     def __enter__(self) -> PgServer:
         self.start()
@@ -275,6 +292,13 @@ class PgServer:
         self.base = base
         # A run that ends without its fixtures' teardown must not leave a server behind.
         atexit.register(self.destroy)
+        self._reaper = subprocess.Popen(
+            ["sh", "-c", REAPER, "pg-reaper", str(os.getpid()), str(self.data_dir), str(base)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the tests, which clean up themselves
+        )
         pwfile = base / "pwfile"
         pwfile.write_text(self.password + "\n", encoding="utf-8")
         if self._as_root:
