@@ -19,10 +19,12 @@ import pytest
 from cpo_gateway.app import Gateway
 from cpo_gateway.bridge.model import AuthStatus, CommandStatus
 from cpo_gateway.cluster import ClusterNode
+from cpo_gateway.cluster.bus import Bus
 from cpo_gateway.config import load_config
 from cpo_gateway.config_storage import STORAGE_URL_ENV
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
+from cpo_gateway.tasks import TaskSet
 from tests.conftest import (
     INBOUND_KEY,
     OUTBOUND_KEY,
@@ -362,3 +364,60 @@ async def test_a_local_authorize_on_b_after_an_rfid_post_on_a(
         finally:
             await cp.close()
     assert (before, after) == ("Invalid", "Accepted")
+
+
+async def test_a_call_the_other_node_cannot_read_is_answered_with_the_field(
+    tmp_path: Path, emp: SandboxEmp, cluster_url: str
+) -> None:
+    async with nodes(tmp_path, emp, cluster_url, "a", "b") as (a, b):
+        unknown = await _cluster(a).calls.call("b", "control", {"m": "format_disk"}, 5.0)
+        wrong = await _cluster(a).calls.call(
+            "b", "control", {"m": "reset", "cp": CP, "a": [7]}, 5.0
+        )
+        served = _cluster(b).calls.served
+    assert unknown is not None and unknown["status"] == "error"
+    assert unknown["detail"].startswith("body.m: expected one of remote_start")
+    assert wrong == {
+        "status": "error",
+        "detail": "body.a[0] of reset: expected a string, got 7",
+        "data": {},
+    }
+    assert served == 2
+
+
+async def test_a_busy_sender_still_beats(pg_url: str) -> None:
+    """The heartbeat goes out between queued operations: a node whose queue never empties
+    must not look dead to the others (it did, under the cluster-commands benchmark)."""
+    beats_during: list[int] = []
+    beats = 0
+
+    async def beat(_conn: Any) -> None:
+        nonlocal beats
+        beats += 1
+
+    async def nothing(_conn: Any) -> None:
+        return None
+
+    tasks = TaskSet("test")
+    bus = Bus(
+        pg_url,
+        "busy",
+        on_message=lambda _m: None,
+        on_connect=nothing,
+        every=beat,
+        every_s=0.02,
+        spawn=lambda coro, name: tasks.spawn(coro, name=name),
+    )
+    sender = tasks.spawn(bus.send_forever(), name="sender")
+
+    async def slow(conn: Any) -> None:
+        await conn.execute("SELECT pg_sleep(0.01)")
+        beats_during.append(beats)
+
+    try:
+        await asyncio.gather(*(bus.run(slow) for _ in range(100)))  # queued all at once
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    # 100 operations of >= 10 ms each, heartbeat due every 20 ms: many beats in between.
+    assert beats_during[-1] - beats_during[0] >= 10, beats_during

@@ -19,6 +19,7 @@ from cpo_gateway.cluster import wire
 from cpo_gateway.cluster.control import SIGNATURES, read_call
 from cpo_gateway.cluster.rpc import CallRefused
 from cpo_gateway.config import ConfigError, load_config
+from cpo_gateway.config_storage import STORAGE_URL_ENV
 from tests.conftest import write_config
 
 JSON = st.recursive(
@@ -132,3 +133,11 @@ def test_cluster_keys_are_checked(tmp_path: Path) -> None:
     assert "cluster.node_id: expected letters, digits and . _ : -" in text
     assert "cluster.alive_s: expected at least twice heartbeat_s (10), found 6" in text
     assert "cluster.x: unknown key" in text
+
+
+def test_a_postgresql_storage_url_puts_the_node_in_a_cluster(tmp_path: Path) -> None:
+    url = "postgresql://gw@127.0.0.1:5432/gateway"
+    path = write_config(tmp_path, extra='[cluster]\nnode_id = "gw-2"\nalive_s = 12\n')
+    cluster = load_config(path, {STORAGE_URL_ENV: url}).cluster
+    assert cluster.enabled and cluster.url == url
+    assert (cluster.node_id, cluster.alive_s, cluster.heartbeat_s) == ("gw-2", 12.0, 2.0)

@@ -158,27 +158,14 @@ class Bus:
     async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
         due = time.monotonic()
         while True:
+            # The heartbeat comes first whenever it is due, busy or not: a node whose queue
+            # never empties must not look dead to the others.
             if time.monotonic() >= due:
                 await self._every(conn)
                 due = time.monotonic() + self._every_s
-            while self._ops:
-                op, future = self._ops[0]
-                if future.done():  # its caller gave up
-                    self._ops.popleft()
-                    continue
-                self._ops.popleft()
-                try:
-                    result = await op(conn)
-                except psycopg.Error as exc:
-                    # Failed, not retried: a NOTIFY that may have gone out is never sent
-                    # twice. A broken connection is opened again by send_forever.
-                    if not future.done():
-                        future.set_exception(exc)
-                    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-                        raise
-                    continue
-                if not future.done():
-                    future.set_result(result)
+            if self._ops:
+                await self._one(conn)
+                continue
             self._wake.clear()
             wait = max(0.0, due - time.monotonic())
             try:
@@ -186,6 +173,23 @@ class Bus:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+
+    async def _one(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        op, future = self._ops.popleft()
+        if future.done():  # its caller gave up
+            return
+        try:
+            result = await op(conn)
+        except psycopg.Error as exc:
+            # Failed, not retried: a NOTIFY that may have gone out is never sent twice. A
+            # broken connection is opened again by send_forever.
+            if not future.done():
+                future.set_exception(exc)
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+                raise
+            return
+        if not future.done():
+            future.set_result(result)
 
     # --- the listener --------------------------------------------------------------------------
     async def listen_forever(self) -> None:
@@ -232,7 +236,11 @@ class Bus:
             row = await cur.fetchone()
             return None if row is None else str(row[0])
 
-        body = await self.run(fetch)
+        try:
+            body = await self.run(fetch)
+        except psycopg.Error as exc:  # the sender broke or the node is closing: it is lost
+            log.warning("cluster.message_lost", node=self.node_id, ref=ref, error=str(exc))
+            return
         if body is None:
             log.warning("cluster.message_missing", node=self.node_id, ref=ref)
             return

@@ -92,6 +92,10 @@ class Calls:
             result = {"status": "error", "detail": str(exc), "data": {}}
         except TimeoutError:
             return  # the caller has stopped waiting
+        except Exception as exc:  # the caller gets an answer whatever broke here
+            log.exception("cluster.call_failed", node=call.sender, kind=call.kind)
+            detail = f"failed on node {self.node_id}: {exc}"
+            result = {"status": "error", "detail": detail, "data": {}}
         self.served += 1
         try:
             await self._send(call.sender, wire.Reply(call.id, result))
