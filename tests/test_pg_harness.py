@@ -191,7 +191,7 @@ def test_a_test_process_killed_outright_leaves_no_server_behind() -> None:
     script = (
         "import os, sys, signal\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from tests.pg_server import PgServer\n"
+        "from cpo_gateway.bench.pg_server import PgServer\n"
         "s = PgServer(); s.start()\n"
         "print(s.postmaster_pid(), s.base, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cpo_gateway import logs
 from cpo_gateway.bench import (
+    claims_scenarios,
     cluster_load,
     cluster_scenarios,
     emp_scenarios,
@@ -46,6 +47,7 @@ SCENARIOS = (
     "rfid",
     "session-start",
     "outbox",
+    "outbox-claims",
     "schemas",
     "profile3",
     "tls-flood",
@@ -102,6 +104,10 @@ def plan(
         "rfid": lambda c: emp_scenarios.rfid(c, (1_000, 10_000) if quick else (100_000, 1_000_000)),
         "session-start": lambda c: emp_scenarios.session_start(c, 10 if quick else 200),
         "outbox": lambda c: emp_scenarios.outbox(c, 200 if quick else 5_000),
+        # N claimers (nodes) draining one outbox on PostgreSQL: rows/s and duplicates (0).
+        "outbox-claims": lambda c: claims_scenarios.outbox_claims(
+            c, n or (2_000 if quick else 20_000), (1, 4) if quick else (1, 2, 4, 8), args.pg_url
+        ),
         # The 1.6 mixed load with the schema check off and on, alternating, and the validators.
         "schemas": lambda c: schema_scenarios.schemas(
             c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 4
@@ -202,6 +208,11 @@ def parser() -> argparse.ArgumentParser:
         help="load generator processes (default: one per core)",
     )
     p.add_argument("--workdir", help="keep configs, databases and server logs here")
+    p.add_argument(
+        "--pg-url",
+        help="PostgreSQL server for outbox-claims (a user with CREATEDB: each run makes and "
+        "drops its own database); default: a throwaway server from Debian's packages",
+    )
     return p
 
 

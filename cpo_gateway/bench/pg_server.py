@@ -32,9 +32,9 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -349,6 +349,32 @@ class PgServer:
             raise subprocess.CalledProcessError(
                 done.returncode, command, stderr=done.stderr
             ) from PgUnavailableError(f"{' '.join(argv[:2])}: {done.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def throwaway_server() -> Iterator[str]:
+    """A PostgreSQL server of its own for one benchmark: the URL of its `postgres` database
+    (the superuser's, who may create databases); stopped and removed afterwards."""
+    server = PgServer()
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.destroy()
+
+
+@contextlib.contextmanager
+def fresh_database(url: str) -> Iterator[str]:
+    """A new empty database on the server of `url` (its user needs CREATEDB), dropped after."""
+    name = f"cpo_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            admin.execute(drop.format(sql.Identifier(name)))
 
 
 @contextlib.asynccontextmanager

@@ -193,13 +193,17 @@ class OutboxClaims:
                     ).rowcount
                 ):
                     continue
-                if not conn.execute(
+                done = conn.execute(
                     "UPDATE outbox SET state = 'delivered', done_at = ?, "
                     "attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL "
-                    "WHERE id = ? AND claimed_by = ? AND (CAST(? AS TEXT) IS NULL OR payload = ?)",
+                    "WHERE id = ? AND claimed_by = ? AND (CAST(? AS TEXT) IS NULL OR payload = ?) "
+                    "RETURNING kind",
                     (now, i, me, p, p),
-                ).rowcount:
+                ).fetchone()
+                if done is None:
                     lost.append(i)
+                    continue
+                if done[0] != Owed.STATION:
                     continue
                 # A station delivered lets that station's statuses go, in the same commit:
                 # a crash in between would hold them back until they died. A newer version
