@@ -128,6 +128,14 @@ def _errors(load: LoadResult) -> int:
     return sum(load.errors.values()) + sum(sum(r["failed"].values()) for r in load.ready)
 
 
+def _kinds(load: LoadResult) -> dict[str, int]:
+    kinds = dict(load.errors)
+    for r in load.ready:
+        for k, v in r["failed"].items():
+            kinds[k] = kinds.get(k, 0) + v
+    return kinds
+
+
 def _ended(cdrs: Sequence[dict[str, object]], evses: set[str]) -> dict[str, int]:
     """CDRs with a stop time per EVSE of `evses` (each distinct session-id once)."""
     found: dict[str, int] = {}
@@ -306,6 +314,11 @@ async def cluster(
         f"{f.idle.stopped}; CDRs delivered {len(f.cdrs)}; lost {f.lost}; session-posts "
         f"delivered again {f.duplicates}; EVSEs with more than one CDR "
         f"{sum(1 for v in f.cdrs.values() if v > 1)}",
+        *(
+            f"{label} errors: {', '.join(f'{k} x{v}' for k, v in sorted(kinds.items())[:6])}"
+            for label, kinds in (("heartbeating", _kinds(f.idle)), ("mixed", _kinds(f.mixed)))
+            if kinds
+        ),
         f"outbox rows not delivered at the end: {f.outbox_left or 'none'} "
         f"({f.outbox_settle_s:.1f} s after the last CDR)",
     ]
