@@ -29,6 +29,7 @@ from typing import Any
 
 from cpo_gateway.bench.charger import CallFailed, LoadCharger, Payload
 from cpo_gateway.bench.charger201 import LoadCharger201
+from cpo_gateway.bench.wire import HandshakeError
 
 BEHAVIOURS = ("mixed", "idle", "burst", "storm", "authorize", "mixed201", "failover")
 CHARGERS: dict[str, type[LoadCharger]] = {"1.6": LoadCharger, "2.0.1": LoadCharger201}
@@ -176,8 +177,9 @@ async def _reconnect(ch: LoadCharger, spec: LoadSpec, rec: Recorder, deadline: f
             status = "Charging" if ch.tx_id is not None else "Available"
             if await rec.timed("StatusNotification", ch.status(status)) is None:
                 raise ConnectionError("status not answered")
-        except (OSError, TimeoutError) as exc:
-            rec.error(f"reconnect: {type(exc).__name__}")
+        except (OSError, TimeoutError, HandshakeError) as exc:
+            # HAProxy answers 502/503 while it has no live node for the charger: retry.
+            rec.error(f"reconnect: {str(exc)[:40] or type(exc).__name__}")
             ch.abort()
             await asyncio.sleep(1.0)
             continue
