@@ -234,7 +234,8 @@ class Gateway:
         self.watchdog_pings = 0
         self.watchdog_withheld = 0
         self.db: Database = open_database(config.storage)
-        self.store = Store(self.db)
+        # The node named in the outbox rows it claims: [cluster] node_id.
+        self.store = Store(self.db, node=config.cluster.node_id)
         # One registry per gateway: tests run many in one process.
         self.exposition = GatewayMetrics(self._parts, series_of(config.emps), __version__)
         self.emp_clients = EmpClients(
@@ -373,6 +374,10 @@ class Gateway:
         except DatabaseUnreachable as exc:  # systemd starts it again (Restart=on-failure)
             raise StartupError(f"database not reachable: {exc}", EXIT_TEMPFAIL) from exc
         log.info("db.opened", backend=self.db.backend, database=self.db.describe)
+        # What an earlier run of this node claimed died with it: due again at once.
+        released = await self.store.release_claims()
+        if released:
+            log.info("outbox.claims_released", rows=released, node=self.store.node)
         await self.emp_clients.start()
         self._core_started = True  # from here on, stop() flushes what the core queued
         await self.core.start()
@@ -678,6 +683,7 @@ class Gateway:
             figures.local_list = await self.core.local_list_states()
             figures.needing_review = await self.store.count_needing_review()
             figures.whitelist = await self.store.whitelist_counts()
+        figures.claims_expired = self.store.claims_expired
         return self.exposition.text(figures)
 
     def _parts(self, figures: Figures) -> Parts:

@@ -21,7 +21,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             items = await store.list_outbox(state, args.limit)
             for i in items:
                 print(
-                    f"{i.id}\t{i.state}\t{i.emp}\t{i.kind}\t{i.key}\tattempts={i.attempts}\t{i.last_error or ''}"
+                    f"{i.id}\t{i.state}\t{i.emp}\t{i.kind}\t{i.key}\tattempts={i.attempts}"
+                    f"\t{_claim(i)}\t{i.last_error or ''}"
                 )
             print(f"{len(items)} row(s)")
             return EXIT_OK
@@ -50,6 +51,13 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return _with_store(args, run)
 
 
+def _claim(item: OutboxItem) -> str:
+    """Who is delivering the row, for `outbox list` ("-": nobody)."""
+    if item.claimed_by is None or item.claimed_until is None:
+        return "claim=-"
+    return f"claim={item.claimed_by}@{rfc3339(item.claimed_until)}"
+
+
 def _outbox_view(item: OutboxItem) -> dict[str, object]:
     def when(ts: float | None) -> str | None:
         return None if ts is None else rfc3339(ts)
@@ -65,5 +73,9 @@ def _outbox_view(item: OutboxItem) -> dict[str, object]:
         "next_attempt_at": when(item.next_at) if item.state is OutboxState.PENDING else None,
         "done_at": when(item.done_at),
         "last_answer": item.last_error,
+        # The node delivering it and until when; another node may take it over after that.
+        "claimed_by": item.claimed_by,
+        "claimed_until": when(item.claimed_until),
+        "claim_taken_from": item.taken_from,
         "payload": item.payload,
     }

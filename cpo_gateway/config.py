@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,6 +246,7 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     cluster = cluster_config(root.table("cluster"), storage.url, path, env, errors)
     root.finish()
     _check_emps(emps, path, errors)
+    errors.extend(_claim_needs(path, outbox, emps))
     errors.extend(_ocpi_needs(path, ocpi, emps, ocpp.port, oioi.port, admin))
     if ocpp.port == oioi.port and ocpp.port != 0:
         errors.append(
@@ -283,6 +284,18 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
         storage,
         cluster,
     )
+
+
+def _claim_needs(path: Path, outbox: OutboxConfig, emps: Sequence[EmpConfig]) -> list[str]:
+    """A row is sent only in the first half of its claim: the claim must outlast the
+    slowest EMP's request by that much, or another node could send it again meanwhile."""
+    slowest = max(emps, key=lambda e: e.request_timeout_s, default=None)
+    if slowest is None or outbox.claim_s >= 2 * slowest.request_timeout_s:
+        return []
+    return [
+        f"{path}: outbox.claim_s: expected at least twice the longest request_timeout_s "
+        f"({2 * slowest.request_timeout_s:g}, [[emp]] {slowest.name!r}), found {outbox.claim_s:g}"
+    ]
 
 
 def _profile_3_needs(path: Path, ocpp: OcppConfig, catalogue: Catalogue) -> list[str]:
@@ -741,6 +754,7 @@ def _outbox(t: Table | None, path: Path, errors: list[str]) -> OutboxConfig:
         batch_size=t.integer("batch_size", d.batch_size, lo=1, hi=10000),
         prune_after_days=t.integer("prune_after_days", d.prune_after_days, lo=1, hi=3650),
         status_resync_h=t.number("status_resync_h", d.status_resync_h, lo=0.1, hi=24 * 30.0),
+        claim_s=t.number("claim_s", d.claim_s, lo=2.0, hi=3600.0),
     )
     t.finish()
     return cfg

@@ -59,6 +59,7 @@ class Figures:
     local_list: Mapping[ListState, int] = field(default_factory=dict)
     needing_review: int = 0
     whitelist: Mapping[str, int] = field(default_factory=dict)
+    claims_expired: int = 0  # outbox claims taken over from an expired claim, by this node
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +298,14 @@ class GatewayCollector(Collector):
             oldest.add_metric(list(key), figure.oldest_age_s if figure else 0.0)
         yield depth
         yield oldest
+        yield _filled(
+            _counter(
+                "outbox_claims_expired",
+                "Outbox rows this node claimed after another claim on them had expired "
+                "(a node died or stalled mid-delivery)",
+            ),
+            [((), f.claims_expired)],
+        )
         yield _filled(
             _gauge(
                 "local_list_chargers", "Chargers by where they stand with the whitelist", ["state"]

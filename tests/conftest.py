@@ -2,7 +2,7 @@
 backend the suite runs on, and the Hypothesis profiles every property test runs under.
 
 `--backend=postgresql` (or CPO_GATEWAY_TEST_BACKEND=postgresql) runs every test on PostgreSQL:
-one throwaway server for the run (tests/pg_server.py), a fresh database per test, and
+one throwaway server for the run (cpo_gateway/bench/pg_server.py), a fresh database per test, and
 CPO_GATEWAY_STORAGE_URL pointing at it, so every gateway a test starts, in this process or as a
 subprocess, stores there. Tests that inspect the SQLite file itself are marked `sqlite_only`.
 """
@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from cpo_gateway.app import Gateway
+from cpo_gateway.bench.pg_server import PgServer, PgUnavailableError
 from cpo_gateway.config import load_config
 from cpo_gateway.config_storage import STORAGE_URL_ENV
 from cpo_gateway.csms.server import CsmsServer
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 from cpo_gateway.store import Store
-from tests.pg_server import PgServer, PgUnavailableError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_STATIONS = ROOT / "config" / "stations.example.toml"

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ocpp.messages import Call, CallResult, validate_payload
 
 from cpo_gateway.bench.charger import Payload
 from cpo_gateway.bench.charger201 import LoadCharger201, transaction_event
+from cpo_gateway.bench.claims_scenarios import outbox_claims
 from cpo_gateway.bench.main import SCENARIOS, parser
 from cpo_gateway.bench.ocpp_scenarios import Context, mixed, mixed201, ocpp_run
+from cpo_gateway.bench.pg_server import find_bindir
 from cpo_gateway.bench.schema_scenarios import mixed_checked, validators
 from cpo_gateway.bench.wire import OP_PING, OP_TEXT, RawWebsocket
 from tests.conftest import examples
@@ -188,3 +191,19 @@ async def test_ocpi_registration_smoke_every_handshake_completes(tmp_path: Path)
     rows = {r[0]: dict(zip(table.columns, r, strict=True)) for r in table.rows}
     assert [row["n"] for row in rows.values()] == ["2", "2", "20"], table.render()
     assert all(row["p50 ms"] != "-" for row in rows.values()), table.render()
+
+
+async def test_outbox_claims_smoke_hands_every_row_out_once(tmp_path: Path) -> None:
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed: run scripts/services-setup")
+    table = await outbox_claims(Context(tmp_path, workers=1), 300, (1, 3), None, batch=20)
+    print(table.render())
+    rows = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
+    assert [(r["backend"], r["claimers"]) for r in rows] == [
+        ("postgresql", "1"),
+        ("postgresql", "3"),
+        ("sqlite", "1"),
+    ]
+    for r in rows:
+        assert (r["duplicates"], r["left"]) == ("0", "0"), table.render()
+        assert float(r["delivered rows/s"].replace(",", "")) > 0

@@ -17,11 +17,11 @@ import aiohttp
 import pytest
 
 from cpo_gateway.app import Gateway
+from cpo_gateway.bench.haproxy import Haproxy, Node, haproxy_binary
 from cpo_gateway.config import load_config
 from cpo_gateway.sim.charger.simulator import SimCharger
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from tests.conftest import STORAGE_URL_ENV, write_config
-from tests.haproxy_support import Haproxy, Node, haproxy_binary
 
 pytestmark = pytest.mark.skipif(
     haproxy_binary() is None, reason="haproxy is not installed: run scripts/services-setup"

@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests import pg_server
+from cpo_gateway.bench import pg_server
+from cpo_gateway.bench.pg_server import PgServer, PgUnavailableError, find_bindir
 from tests.conftest import ROOT, STORAGE_URL_ENV, write_config
-from tests.pg_server import PgServer, PgUnavailableError, find_bindir
 
 needs_postgres = pytest.mark.skipif(
     find_bindir() is None, reason="PostgreSQL is not installed: run scripts/services-setup"
@@ -191,7 +191,7 @@ def test_a_test_process_killed_outright_leaves_no_server_behind() -> None:
     script = (
         "import os, sys, signal\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from tests.pg_server import PgServer\n"
+        "from cpo_gateway.bench.pg_server import PgServer\n"
         "s = PgServer(); s.start()\n"
         "print(s.postmaster_pid(), s.base, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from cpo_gateway.app import Gateway
+from cpo_gateway.bench.pg_server import PgServer
 from cpo_gateway.config import load_config
 from cpo_gateway.config_storage import STORAGE_URL_ENV
 from cpo_gateway.sim.emp.sandbox import SandboxEmp
 from cpo_gateway.store import PostgresDatabase
 from tests.conftest import PARTNER, running_gateway, write_config
-from tests.pg_server import PgServer
 
 TAG = "04A2B3C4D5E6F7"
 

@@ -102,6 +102,13 @@ class LoadCharger:
         if self._ws is not None:
             await self._ws.closed
 
+    async def closed_within(self, seconds: float) -> bool:
+        """Whether the connection closes within `seconds` (the wait never cancels it)."""
+        if self._ws is None:
+            return True
+        done, _ = await asyncio.wait([self._ws.closed], timeout=seconds)
+        return bool(done)
+
     def _on_closed(self, _: object) -> None:
         for fut in self._pending.values():
             if not fut.done():

@@ -9,7 +9,11 @@ Behaviours: "mixed" (the realistic mix, closed loop), "idle" (heartbeats only), 
 MeterValues per charger within a spread), "storm" (every charger drops and reconnects within a
 spread), "authorize" (paced Authorize of whitelisted cards), "mixed201" (the 2.0.1 mix:
 Heartbeat, Authorize, StatusNotification, TransactionEvent Updated with meter values, in a
-transaction opened during setup). `protocol` picks the 1.6 or the 2.0.1 load charger.
+transaction opened during setup), "failover" (heartbeats in a transaction opened during
+setup; a charger whose connection is lost reconnects after a random delay within the spread,
+without booting, as a charger does when its central system goes away; at the end every
+charger stops its transaction, reconnecting first if it must). `protocol` picks the 1.6 or the
+2.0.1 load charger.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from typing import Any
 
 from cpo_gateway.bench.charger import CallFailed, LoadCharger, Payload
 from cpo_gateway.bench.charger201 import LoadCharger201
+from cpo_gateway.bench.wire import HandshakeError
 
-BEHAVIOURS = ("mixed", "idle", "burst", "storm", "authorize", "mixed201")
+BEHAVIOURS = ("mixed", "idle", "burst", "storm", "authorize", "mixed201", "failover")
 CHARGERS: dict[str, type[LoadCharger]] = {"1.6": LoadCharger, "2.0.1": LoadCharger201}
 
 
@@ -59,6 +64,8 @@ class Recorder:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     back_at: list[float] = field(default_factory=list)
+    dropped_at: list[float] = field(default_factory=list)  # failover: wall clock of each loss
+    stopped: int = 0  # failover: transactions whose StopTransaction was answered
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -159,6 +166,49 @@ async def _authorize(ch: LoadCharger, index: int, spec: LoadSpec, rec: Recorder)
         due += period
 
 
+async def _reconnect(ch: LoadCharger, spec: LoadSpec, rec: Recorder, deadline: float) -> bool:
+    """Back after a lost connection: connect (no boot), Heartbeat, the connector's status."""
+    await asyncio.sleep(random.uniform(0, spec.spread_s))
+    while time.time() < deadline:
+        try:
+            await ch.connect(timeout=10.0)
+            if await rec.timed("Heartbeat", ch.heartbeat()) is None:
+                raise ConnectionError("heartbeat not answered")
+            status = "Charging" if ch.tx_id is not None else "Available"
+            if await rec.timed("StatusNotification", ch.status(status)) is None:
+                raise ConnectionError("status not answered")
+        except (OSError, TimeoutError, HandshakeError) as exc:
+            # HAProxy answers 502/503 while it has no live node for the charger: retry.
+            rec.error(f"reconnect: {str(exc)[:40] or type(exc).__name__}")
+            ch.abort()
+            await asyncio.sleep(1.0)
+            continue
+        rec.back_at.append(time.time())
+        return True
+    return False
+
+
+async def _failover(ch: LoadCharger, index: int, spec: LoadSpec, rec: Recorder) -> None:
+    await asyncio.sleep(random.uniform(0, spec.heartbeat_s))
+    stop_by = rec.end + spec.call_timeout_s
+    while time.time() < rec.end:
+        if not ch.connected:
+            rec.dropped_at.append(time.time())
+            await _reconnect(ch, spec, rec, stop_by)
+            continue
+        await rec.timed("Heartbeat", ch.heartbeat())
+        await ch.closed_within(min(spec.heartbeat_s, max(0.0, rec.end - time.time())))
+    for _ in range(3):  # the transaction opened during setup ends: its CDR is owed
+        if ch.tx_id is None or (not ch.connected and not await _reconnect(ch, spec, rec, stop_by)):
+            break
+        try:
+            await ch.stop_transaction()
+        except (CallFailed, ConnectionError, OSError):
+            continue
+        rec.stopped += 1
+        return
+
+
 BEHAVIOUR: dict[str, Behaviour] = {
     "mixed": _mixed,
     "idle": _idle,
@@ -166,6 +216,7 @@ BEHAVIOUR: dict[str, Behaviour] = {
     "storm": _storm,
     "authorize": _authorize,
     "mixed201": _mixed201,
+    "failover": _failover,
 }
 
 
@@ -222,6 +273,8 @@ async def run_worker(spec: LoadSpec, pipe: Connection) -> None:
         "latencies": rec.latencies,
         "errors": rec.errors,
         "back_at": rec.back_at,
+        "dropped_at": rec.dropped_at,
+        "stopped": rec.stopped,
         "cpu_s": time.process_time() - cpu_before,
         "connected_at_end": sum(1 for c in chargers if c.connected),
     }
@@ -247,6 +300,8 @@ class LoadResult:
     back_at: list[float]
     cpu_s: float
     connected_at_end: int
+    dropped_at: list[float] = field(default_factory=list)
+    stopped: int = 0
 
     @property
     def answered(self) -> int:
@@ -309,6 +364,8 @@ class LoadRun:
             back_at=[x for r in results for x in r["back_at"]],
             cpu_s=sum(float(r["cpu_s"]) for r in results),
             connected_at_end=sum(int(r["connected_at_end"]) for r in results),
+            dropped_at=[x for r in results for x in r["dropped_at"]],
+            stopped=sum(int(r["stopped"]) for r in results),
         )
 
     def kill(self) -> None:

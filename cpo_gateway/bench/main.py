@@ -20,12 +20,15 @@ from pathlib import Path
 
 from cpo_gateway import logs
 from cpo_gateway.bench import (
+    claims_scenarios,
+    cluster_load,
     cluster_scenarios,
     emp_scenarios,
     ocpi_command_scenarios,
     ocpi_scenarios,
     ocpp_scenarios,
     schema_scenarios,
+    storage_scenarios,
     tls_flood,
     tls_scenarios,
     token_scenarios,
@@ -44,6 +47,7 @@ SCENARIOS = (
     "rfid",
     "session-start",
     "outbox",
+    "outbox-claims",
     "schemas",
     "profile3",
     "tls-flood",
@@ -52,6 +56,8 @@ SCENARIOS = (
     "ocpi-start",
     "upgrade",
     "cluster-commands",
+    "storage",
+    "cluster",
 )
 # Sockets per process at the sizes: 10,000 chargers, plus files and listeners.
 NEEDED_FDS = 10_500
@@ -98,6 +104,10 @@ def plan(
         "rfid": lambda c: emp_scenarios.rfid(c, (1_000, 10_000) if quick else (100_000, 1_000_000)),
         "session-start": lambda c: emp_scenarios.session_start(c, 10 if quick else 200),
         "outbox": lambda c: emp_scenarios.outbox(c, 200 if quick else 5_000),
+        # N claimers (nodes) draining one outbox on PostgreSQL: rows/s and duplicates (0).
+        "outbox-claims": lambda c: claims_scenarios.outbox_claims(
+            c, n or (2_000 if quick else 20_000), (1, 4) if quick else (1, 2, 4, 8), args.pg_url
+        ),
         # The 1.6 mixed load with the schema check off and on, alternating, and the validators.
         "schemas": lambda c: schema_scenarios.schemas(
             c, n or (5 if quick else 100), s or (2 if quick else 20), 1 if quick else 4
@@ -115,6 +125,20 @@ def plan(
         ),
         "ocpi-start": lambda c: ocpi_command_scenarios.ocpi_start(
             c, 20 if quick else 200, 500 if quick else 5_000
+        ),
+        # As many chargers as one HAProxy's open files allow, at most (see cluster_load.py).
+        "cluster": lambda c: cluster_load.cluster(
+            c,
+            min(n or (30 if quick else 1_000), cluster_load.max_chargers(fds)),
+            fds=fds,
+            mixed_n=5 if quick else 20,
+            mixed_s=s or (3 if quick else 20),
+            heartbeat_s=2 if quick else 10,
+            spread_s=1 if quick else 5,
+            recovery_s=10 if quick else 40,
+        ),
+        "storage": lambda c: storage_scenarios.storage(
+            c, n or (5 if quick else 100), s or (2 if quick else 20)
         ),
         "upgrade": lambda c: upgrade_scenarios.upgrade(
             c, (1_000,) if quick else (10_000, 100_000, 1_000_000)
@@ -184,6 +208,11 @@ def parser() -> argparse.ArgumentParser:
         help="load generator processes (default: one per core)",
     )
     p.add_argument("--workdir", help="keep configs, databases and server logs here")
+    p.add_argument(
+        "--pg-url",
+        help="PostgreSQL server for outbox-claims (a user with CREATEDB: each run makes and "
+        "drops its own database); default: a throwaway server from Debian's packages",
+    )
     return p
 
 

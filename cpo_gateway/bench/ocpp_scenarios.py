@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class Figures:
     window_s: float
     server: Usage  # CPU is the window's, peak RSS the process's
     setup_s: float
+    database_cpu_s: float = 0.0  # the window's CPU of a database server beside the gateway
 
 
 async def ocpp_run(
@@ -59,25 +61,30 @@ async def ocpp_run(
     *,
     validate_schemas: bool = True,
     together: asyncio.Barrier | None = None,
+    storage_url: str | None = None,
+    database_cpu: Callable[[], float] | None = None,
     **spec: Any,
 ) -> Figures:
     """Start the system, connect n chargers, play `behaviour` for window_s, measure.
     `validate_schemas` False runs the gateway without its schema check (for comparison);
-    runs sharing `together` start their measured windows at the same moment."""
+    runs sharing `together` start their measured windows at the same moment; `storage_url`:
+    the gateway's storage (None: SQLite), `database_cpu` the CPU seconds of its server."""
     directory = ctx.directory(f"{behaviour}-{system}")
     whitelist = cards(max(1, min(n, 1000)))
     emp: SandboxEmp | None = None
     if system == "gateway":
         emp = SandboxEmp(api_key=OUTBOUND_KEY)
         await emp.start()
-        server = ServerProcess.gateway(directory, n, emp.url, validate_schemas)
+        server = ServerProcess.gateway(
+            directory, n, emp.url, validate_schemas, storage_url=storage_url
+        )
     else:
         server = ServerProcess.baseline(directory, spec.get("protocol", "1.6"))
     run: LoadRun | None = None
     try:
         await server.start()
         if emp is not None:
-            await _prepare_gateway(server, emp, n, whitelist)
+            await prepare_gateway(server.oioi_url, emp, n, whitelist)
         load_spec = LoadSpec(
             behaviour,
             "127.0.0.1",
@@ -97,11 +104,11 @@ async def ocpp_run(
         if together is not None:
             async with asyncio.timeout(120):  # the other run failed to start: give up too
                 await together.wait()
-        before = server.usage()
+        before, db_before = server.usage(), database_cpu() if database_cpu else 0.0
         start = time.time() + 0.3
         run.go(start, start + window_s)
         result = await run.finish()
-        after = server.usage()
+        after, db_after = server.usage(), database_cpu() if database_cpu else 0.0
     finally:
         if run is not None:
             run.kill()
@@ -109,16 +116,15 @@ async def ocpp_run(
         if emp is not None:
             await emp.stop()
     usage = Usage(after.cpu_s - before.cpu_s, after.rss_mb, after.peak_rss_mb)
-    return Figures(system, result, window_s, usage, setup_s)
+    return Figures(system, result, window_s, usage, setup_s, db_after - db_before)
 
 
-async def _prepare_gateway(
-    server: ServerProcess, emp: SandboxEmp, n: int, uids: tuple[str, ...]
-) -> None:
+async def prepare_gateway(oioi_url: str, emp: SandboxEmp, n: int, uids: tuple[str, ...]) -> None:
+    """Wait for the stations' station-posts, then whitelist `uids` through `oioi_url`."""
     stations = (n + CHARGERS_PER_STATION - 1) // CHARGERS_PER_STATION
     # Connector statuses are held until their station is posted: wait, so the run is steady.
     await emp.wait_for(lambda: len(emp.stations) >= stations, timeout=30 + stations / 50)
-    async with EmpClient(server.oioi_url, INBOUND_KEY, timeout=120) as client:
+    async with EmpClient(oioi_url, INBOUND_KEY, timeout=120) as client:
         status, body = await client.rfid_post(PARTNER, list(uids))
     if status != 200 or body.get("result", {}).get("code") != 0:
         raise RuntimeError(f"rfid-post refused: {status} {body}")

@@ -90,13 +90,24 @@ def write_gateway_config(
     security_profile: int = 0,
     tls: str = "",
     password_hash: str = "",
+    storage_url: str | None = None,
+    extra: str = "",
 ) -> Path:
     """The gateway's default configuration, but for loopback ports, the EMP and quiet logs.
     `validate_schemas` False only to measure what the schema check costs; `tls`: the keys
-    of an [ocpp.tls] table; `password_hash`: every charger's (profile 2)."""
+    of an [ocpp.tls] table; `password_hash`: every charger's (profile 2); `storage_url`:
+    where it stores (None: SQLite in its state directory), written to a file beside the
+    config (`[storage] url_file`: the URL holds a password); `extra`: more TOML tables."""
     directory.mkdir(parents=True, exist_ok=True)
     write_stations(directory / "stations.toml", n_chargers, security_profile, password_hash)
-    tls_table = f"[ocpp.tls]\n{tls}" if tls else ""
+    tables = f"[ocpp.tls]\n{tls}" if tls else ""
+    if storage_url is not None:
+        url_file = directory / "storage-url"
+        url_file.touch(mode=0o600)
+        url_file.write_text(storage_url + "\n", encoding="utf-8")
+        tables += f'\n[storage]\nurl_file = "{url_file}"\n'
+    if extra:
+        tables += f"\n{extra}\n"
     text = f"""
         [gateway]
         state_dir = "{directory / "state"}"
@@ -108,7 +119,7 @@ def write_gateway_config(
         path = "{OCPP_PATH}"
         validate_schemas = {"true" if validate_schemas else "false"}
 
-{textwrap.indent(tls_table, "        ")}
+{textwrap.indent(tables, "        ")}
         [oioi]
         host = "127.0.0.1"
         port = {oioi_port}
@@ -158,7 +169,10 @@ class ServerProcess:
         security_profile: int = 0,
         tls: str = "",
         password_hash: str = "",
+        storage_url: str | None = None,
+        extra: str = "",
     ) -> ServerProcess:
+        """`storage_url` None: SQLite in the state directory; `extra`: more TOML tables."""
         ocpp_port, oioi_port = free_port(), free_port()
         config = write_gateway_config(
             directory,
@@ -170,6 +184,8 @@ class ServerProcess:
             security_profile=security_profile,
             tls=tls,
             password_hash=password_hash,
+            storage_url=storage_url,
+            extra=extra,
         )
         argv = [sys.executable, "-m", "cpo_gateway", "run", "-c", str(config)]
         server = cls("gateway", argv, directory / "gateway.log", ocpp_port)
@@ -192,6 +208,10 @@ class ServerProcess:
     @property
     def oioi_url(self) -> str:
         return f"http://127.0.0.1:{self.oioi_port}{OIOI_PATH}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int:
@@ -257,6 +277,12 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             return await asyncio.to_thread(self._proc.wait)
+
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a power cut or an OOM kill."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            await asyncio.to_thread(self._proc.wait)
 
     def tail(self, lines: int = 20) -> str:
         try:

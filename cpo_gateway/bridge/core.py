@@ -161,6 +161,7 @@ class Core(ChargerSide, EmpSide, ScheduledWork, OperatorSide, CoreCounters, Clus
             batch_size=settings.outbox.batch_size,
             concurrency={p.name: p.concurrency for p in partners},
             clock=clock,
+            claim_s=settings.outbox.claim_s,
         )
         # A partner's commands answer at once and report the charger's answer later.
         self.commands = Commands(

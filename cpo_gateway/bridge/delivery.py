@@ -3,6 +3,11 @@
 An EMP that refuses our key is paused as a whole (its messages stay pending, none is
 dead-lettered for it): 30 s, doubling to 10 minutes, then one message probes whether the key
 works again; `resume` (a reload with a new key) ends the pause at once.
+
+Rows are claimed for this node for `claim_s` when they are handed out (several nodes may
+deliver from one database). A row is sent only in the first half of its claim: one whose turn
+comes later (a long queue behind a slow EMP) is given back unsent and claimed again, so no
+request is still running when another node may take the row over.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class Deliverer:
         concurrency: dict[str, int],
         clock: Callable[[], float],
         rand: Callable[[], float] = random.random,
+        claim_s: float = 60.0,
     ) -> None:
         self._store = store
         self._link = link
@@ -64,6 +70,7 @@ class Deliverer:
         self._cap = max_backoff_s
         self._window = retry_window_s
         self._batch = batch_size
+        self._claim_s = claim_s
         self._limits = {emp: asyncio.Semaphore(n) for emp, n in concurrency.items()}
         # One pass per EMP at a time: a scheduled pass and the shutdown flush never send the
         # same rows twice, and a slow EMP holds up only its own queue.
@@ -107,7 +114,7 @@ class Deliverer:
                 if now < pause.until:
                     return 0
                 limit = 1  # one message finds out whether the key works again
-            items = await self._store.due(emp, now, limit)
+            items = await self._store.due(emp, now, limit, lease_s=self._claim_s)
             if not items:
                 return 0
             # Statuses wait for their station: load that set only when a status is due.
@@ -140,8 +147,15 @@ class Deliverer:
         async with self._limits[emp]:
             pause = self._pauses.get(emp)
             sent_at = self._clock()
-            if pause is None or sent_at >= pause.until:
+            late = (
+                item.claimed_until is not None and sent_at > item.claimed_until - self._claim_s / 2
+            )
+            if not late and (pause is None or sent_at >= pause.until):
                 result = await self._link.deliver(emp, item.kind, item.payload)
+        if late:  # its turn came too late in its claim: the next pass claims it afresh
+            await self._store.release(item.id)
+            log.info("outbox.claim_short", id=item.id, emp=emp, kind=item.kind)
+            return False
         now = self._clock()
         if result is None:  # the EMP refused our key while this one waited its turn
             assert pause is not None

@@ -197,6 +197,11 @@ class OutboxItem:
     state: OutboxState
     last_error: str | None
     done_at: float | None = None
+    # The node delivering it and until when (None: not claimed); the node whose expired
+    # claim was taken over by the last claim.
+    claimed_by: str | None = None
+    claimed_until: float | None = None
+    taken_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

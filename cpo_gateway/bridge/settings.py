@@ -42,6 +42,9 @@ class OutboxConfig:
     batch_size: int = 500
     prune_after_days: int = 7
     status_resync_h: float = 24.0
+    # How long a node's claim on the rows it delivers lasts; at least twice the longest EMP
+    # request_timeout_s (a row is sent only in the first half of its claim).
+    claim_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

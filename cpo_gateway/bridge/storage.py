@@ -272,7 +272,12 @@ class StatusStore(Protocol):
 class DeliveryStore(Protocol):
     """The outbox as the Deliverer (bridge/delivery.py) works through it."""
 
-    async def due(self, emp: str, now: float, limit: int) -> list[OutboxItem]: ...
+    async def due(self, emp: str, now: float, limit: int, *, lease_s: float) -> list[OutboxItem]:
+        """Claim up to `limit` due rows for this node until now + lease_s; the outcomes
+        below clear the claim, and apply only while this node still holds it."""
+        ...
+
+    async def release(self, item_id: int) -> None: ...
 
     async def mark_delivered(self, ids: Sequence[int], now: float) -> None: ...
 

@@ -10,6 +10,7 @@ from cpo_gateway.config_storage import StorageConfig
 from cpo_gateway.store.db import Database, DatabaseUnreachable, DatabaseUnusable, SchemaTooNew
 from cpo_gateway.store.links import LinksRepo
 from cpo_gateway.store.outbox import OutboxRepo
+from cpo_gateway.store.outbox_claims import DEFAULT_CLAIM_S, OutboxClaims, default_node_id
 from cpo_gateway.store.owed_reads import OwedReadsRepo
 from cpo_gateway.store.pg_db import PostgresDatabase
 from cpo_gateway.store.registry import RegistryRepo
@@ -26,6 +27,7 @@ class Store(
     ChargingRepo,
     LinksRepo,
     OutboxRepo,
+    OutboxClaims,
     OwedReadsRepo,
     RegistryRepo,
     ReportsRepo,
@@ -34,10 +36,13 @@ class Store(
     StepsRepo,
     TokensRepo,
 ):
-    """Every repository over one database."""
+    """Every repository over one database. `node` names this gateway node in the rows it
+    claims (default: $CPO_GATEWAY_NODE_ID, else the host name)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, node: str | None = None) -> None:
         self.db = db
+        self.node = node or default_node_id()
+        self.claims_expired = 0
 
 
 def open_database(storage: StorageConfig) -> Database:
@@ -52,6 +57,8 @@ def open_database(storage: StorageConfig) -> Database:
 
 
 __all__ = [
+    "DEFAULT_CLAIM_S",
+    "OutboxClaims",
     "Database",
     "DatabaseUnreachable",
     "DatabaseUnusable",
@@ -59,5 +66,6 @@ __all__ = [
     "SchemaTooNew",
     "SqliteDatabase",
     "Store",
+    "default_node_id",
     "open_database",
 ]

@@ -365,4 +365,12 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 18: outbox rows are handed out under a claim: the node delivering a row (claimed_by)
+    # until when (claimed_until, epoch seconds; another node may take it over after that),
+    # and the node whose expired claim the last claim took over (taken_from)
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until REAL;
+    ALTER TABLE outbox ADD COLUMN taken_from TEXT;
+    """,
 )

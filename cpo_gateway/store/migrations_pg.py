@@ -300,4 +300,9 @@ CREATE TABLE cluster_messages (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 """,
+    18: """
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claimed_until DOUBLE PRECISION;
+    ALTER TABLE outbox ADD COLUMN taken_from TEXT;
+    """,
 }

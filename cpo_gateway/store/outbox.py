@@ -10,7 +10,8 @@ import orjson
 from cpo_gateway.bridge.owed import COALESCED, Owed
 from cpo_gateway.bridge.ports import NewOutbox, OutboxItem, OutboxStat, OutboxState
 from cpo_gateway.store.db import Database
-from cpo_gateway.store.sql import Conn, Row
+from cpo_gateway.store.outbox_claims import outbox_item
+from cpo_gateway.store.sql import Conn
 
 STATUS_KIND = Owed.EVSE_STATUS
 # The predicate of the partial index outbox_coalesce (migration 11): an upsert names it
@@ -55,38 +56,11 @@ def settle_outbox_sync(conn: Conn, rows: Iterable[NewOutbox]) -> int:
     return settled
 
 
-def _item(row: Row) -> OutboxItem:
-    return OutboxItem(
-        id=row["id"],
-        emp=row["emp"],
-        kind=row["kind"],
-        key=row["key"],
-        payload=orjson.loads(row["payload"]),
-        attempts=row["attempts"],
-        created_at=row["created_at"],
-        next_at=row["next_at"],
-        state=OutboxState(row["state"]),
-        last_error=row["last_error"],
-        done_at=row["done_at"],
-    )
-
-
 class OutboxRepo:
-    """Outbox rows of one database.
-
-    A pending row of a coalesced kind (an EVSE status, a session update) is rewritten in
-    place when a newer one arrives, possibly while the older one is on its way to the EMP.
-    The payload each such row had when ``due`` handed it out is kept, and a row whose payload
-    changed since then stays pending (due at once) instead of being marked delivered: the
-    newest state still goes out.
-    """
+    """Outbox rows of one database: what is queued, and what operators see and do.
+    Handing rows out to delivery and their outcomes: store/outbox_claims.py."""
 
     db: Database
-
-    @property
-    def _handed_out(self) -> dict[int, str]:
-        handed: dict[int, str] = self.__dict__.setdefault("_outbox_handed_out", {})
-        return handed
 
     async def enqueue(self, rows: Sequence[NewOutbox], now: float) -> None:
         await self.db.run_write(functools.partial(insert_outbox_sync, rows=rows, now=now))
@@ -103,75 +77,14 @@ class OutboxRepo:
         """The core's own enqueue (OwedStore): what no stored change writes."""
         await self.enqueue(rows, now)
 
-    async def due(self, emp: str, now: float, limit: int) -> list[OutboxItem]:
-        """Due pending rows, oldest first; rows of one kind and key (a session's CDRs) stay
-        in order."""
-        rows = await self.db.all(
-            "SELECT * FROM outbox AS o WHERE state = 'pending' AND emp = ? AND next_at <= ? "
-            "AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.state = 'pending' "
-            "AND e.emp = o.emp AND e.kind = o.kind AND e.key = o.key AND e.id < o.id) "
-            "ORDER BY id LIMIT ?",
-            (emp, now, limit),
-        )
-        handed = self._handed_out
-        for r in rows:
-            if r["kind"] in _COALESCED:
-                handed[r["id"]] = r["payload"]
-        return [_item(r) for r in rows]
-
-    def _sent_payloads(self, ids: Sequence[int]) -> list[tuple[int, str | None]]:
-        handed = self._handed_out
-        return [(i, handed.pop(i, None)) for i in ids]
-
     async def next_due_at(self, emp: str) -> float | None:
         value = await self.db.scalar(
-            "SELECT MIN(next_at) FROM outbox WHERE state = 'pending' AND emp = ?", (emp,)
+            # A row claimed by a node is not due before that claim expires.
+            "SELECT MIN(CASE WHEN claimed_until > next_at THEN claimed_until ELSE next_at END) "
+            "FROM outbox WHERE state = 'pending' AND emp = ?",
+            (emp,),
         )
         return None if value is None else float(value)
-
-    async def mark_delivered(self, ids: Sequence[int], now: float) -> None:
-        sent = self._sent_payloads(ids)
-
-        def work(conn: Conn) -> None:
-            # A row rewritten while in flight is due again, with its new payload (only
-            # coalesced rows are in `sent` with a payload).
-            conn.executemany(
-                "UPDATE outbox SET next_at = ?, attempts = 0 WHERE id = ? AND payload != ?",
-                [(now, i, p) for i, p in sent if p is not None],
-            )
-            conn.executemany(
-                "UPDATE outbox SET state = 'delivered', done_at = ?, attempts = attempts + 1 "
-                "WHERE id = ? AND (CAST(? AS TEXT) IS NULL OR payload = ?)",
-                [(now, i, p, p) for i, p in sent],
-            )
-            # A station delivered lets that station's statuses go, in the same commit:
-            # a crash in between would hold them back until they died. A newer version still
-            # queued means the EMP does not have the current one yet.
-            conn.executemany(
-                "UPDATE stations_posted SET posted_at = ? WHERE (emp, station_id) IN "
-                "(SELECT emp, key FROM outbox WHERE id = ? AND kind = ? "
-                "AND state = 'delivered') AND NOT EXISTS (SELECT 1 FROM outbox o "
-                "WHERE o.emp = stations_posted.emp AND o.kind = ? "
-                "AND o.key = stations_posted.station_id AND o.state = 'pending')",
-                [(now, i, Owed.STATION, Owed.STATION) for i, _ in sent],
-            )
-
-        await self.db.run_write(work)
-
-    async def mark_retry(self, item_id: int, next_at: float, error: str) -> None:
-        self._handed_out.pop(item_id, None)
-        await self.db.write(
-            "UPDATE outbox SET attempts = attempts + 1, next_at = ?, last_error = ? WHERE id = ?",
-            (next_at, error, item_id),
-        )
-
-    async def postpone(self, item_id: int, next_at: float, reason: str) -> None:
-        """Hold a row back without counting an attempt (e.g. its station is not posted)."""
-        self._handed_out.pop(item_id, None)
-        await self.db.write(
-            "UPDATE outbox SET next_at = ?, last_error = ? WHERE id = ?",
-            (next_at, reason, item_id),
-        )
 
     async def release_held(self, emp: str, reason_prefix: str, now: float) -> int:
         """Make an EMP's pending rows held back for `reason_prefix` due now; how many."""
@@ -186,25 +99,6 @@ class OutboxRepo:
 
         return await self.db.run_write(work)
 
-    async def mark_dead(self, item_id: int, error: str, now: float) -> None:
-        ((_, sent),) = self._sent_payloads([item_id])
-
-        def work(conn: Conn) -> None:
-            # The failure was the old payload's: a status rewritten meanwhile gets its own try.
-            if sent is not None:
-                conn.execute(
-                    "UPDATE outbox SET next_at = ?, attempts = 0, last_error = ? "
-                    "WHERE id = ? AND payload != ?",
-                    (now, error, item_id, sent),
-                )
-            conn.execute(
-                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
-                "done_at = ? WHERE id = ? AND (CAST(? AS TEXT) IS NULL OR payload = ?)",
-                (error, now, item_id, sent, sent),
-            )
-
-        await self.db.run_write(work)
-
     async def list_outbox(self, state: str | None = None, limit: int = 100) -> list[OutboxItem]:
         if state is None:
             rows = await self.db.all(
@@ -214,7 +108,7 @@ class OutboxRepo:
             rows = await self.db.all(
                 "SELECT * FROM outbox WHERE state = ? ORDER BY id LIMIT ?", (state, limit)
             )
-        return [_item(r) for r in rows]
+        return [outbox_item(r) for r in rows]
 
     async def states_of(self, kind: str, keys: Sequence[str]) -> dict[str, str]:
         """The newest row's state per key of one kind (the console: a session's CDR)."""
@@ -245,7 +139,7 @@ class OutboxRepo:
     async def outbox_item(self, item_id: int) -> OutboxItem | None:
         """One row, whatever its state (the CLI's `outbox show`)."""
         row = await self.db.one("SELECT * FROM outbox WHERE id = ?", (item_id,))
-        return None if row is None else _item(row)
+        return None if row is None else outbox_item(row)
 
     async def retry_pending_now(self, now: float) -> int:
         """Make every pending row that waits for a later attempt due now; how many."""

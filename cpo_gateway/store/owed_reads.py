@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cpo_gateway.bridge.ports import OutboxItem
 from cpo_gateway.store.db import Database
-from cpo_gateway.store.outbox import _item
+from cpo_gateway.store.outbox_claims import outbox_item
 
 
 class OwedReadsRepo:
@@ -18,4 +18,4 @@ class OwedReadsRepo:
             ") AS newest ON o.id = newest.id ORDER BY o.created_at, o.id",
             (emp, kind),
         )
-        return [_item(r) for r in rows]
+        return [outbox_item(r) for r in rows]

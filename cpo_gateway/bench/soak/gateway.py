@@ -135,8 +135,17 @@ async def port_open(port: int) -> bool:
 class GatewayProcess:
     """`python -m cpo_gateway run -c CONFIG` as a child; its output appended to `log_path`."""
 
-    def __init__(self, config: Path, ocpp_port: int, oioi_port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        ocpp_port: int,
+        oioi_port: int,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`env`: the child's environment (default: this process's)."""
         self.config = config
+        self._env = env
         self.ocpp_port = ocpp_port
         self.oioi_port = oioi_port
         self.log_path = log_path
@@ -166,7 +175,7 @@ class GatewayProcess:
                 str(self.config),
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**(os.environ if self._env is None else self._env), "PYTHONUNBUFFERED": "1"},
             )
         self.starts += 1
         for _ in range(int(timeout_s / _READY_POLL_S) + 1):

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for the test session, from Debian's packages.
+"""A throwaway PostgreSQL server for the test session and the benchmarks, from Debian's
+packages.
 
 `PgServer` runs initdb into a fresh temporary directory and starts the server on a free
 loopback port with its unix socket in that directory; nothing of the system's PostgreSQL
@@ -19,6 +20,7 @@ deployment. PostgreSQL refuses to run as root: as root, every server command run
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -30,15 +32,16 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 SUPERUSER = "cpo_test"
 # '@', ':', '/' and '%' must be percent-encoded in a URL: a URL handled as a plain string breaks.
-PASSWORD = "pg-t3st:p@ss/w%rd"
+PASSWORD = "pg-t3st:p@ss/w%rd"  # noqa: S105 (a throwaway server on loopback)
 OS_USER = "postgres"  # the Debian package's user, for running the server as root
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -231,6 +234,16 @@ class PgServer:
             return None
         return int(first) if first.strip().isdigit() else None
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the server so far: the postmaster with its reaped children, and the
+        live ones (the sessions); 0 when it is not running."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return 0.0
+        total = _cpu_ticks(pid, children=True)
+        total += sum(_cpu_ticks(child, children=False) for child in _children(pid))
+        return total / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
@@ -309,7 +322,7 @@ class PgServer:
         settings = {**SETTINGS, "unix_socket_directories": f"'{self.socket_dir}'"}
         conf = "".join(f"{key} = {value}\n" for key, value in settings.items())
         with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as f:
-            f.write("\n# tests/pg_server.py\n" + conf)
+            f.write("\n# cpo_gateway/bench/pg_server.py\n" + conf)
         self._set_port(free_port())
 
     def _set_port(self, port: int) -> None:
@@ -338,6 +351,43 @@ class PgServer:
             ) from PgUnavailableError(f"{' '.join(argv[:2])}: {done.stderr.strip()}")
 
 
+@contextlib.contextmanager
+def throwaway_server() -> Iterator[str]:
+    """A PostgreSQL server of its own for one benchmark: the URL of its `postgres` database
+    (the superuser's, who may create databases); stopped and removed afterwards."""
+    server = PgServer()
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.destroy()
+
+
+@contextlib.contextmanager
+def fresh_database(url: str) -> Iterator[str]:
+    """A new empty database on the server of `url` (its user needs CREATEDB), dropped after."""
+    name = f"cpo_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            admin.execute(drop.format(sql.Identifier(name)))
+
+
+@contextlib.asynccontextmanager
+async def throwaway_postgres() -> AsyncIterator[PgServer]:
+    """A PostgreSQL server of its own for one benchmark or soak, removed afterwards."""
+    server = PgServer()
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.destroy)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -351,6 +401,15 @@ def _command_name(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except (FileNotFoundError, ProcessLookupError):
         return ""
+
+
+def _cpu_ticks(pid: int, *, children: bool) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0
+    # utime and stime (fields 14 and 15), and cutime and cstime (16, 17) of reaped children
+    return sum(int(f) for f in fields[11 : 15 if children else 13])
 
 
 def _children(pid: int) -> list[int]:

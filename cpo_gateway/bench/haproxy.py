@@ -1,4 +1,5 @@
-"""A real HAProxy (Debian's package) in front of gateway nodes on loopback, for the tests.
+"""A real HAProxy (Debian's package) in front of gateway nodes on loopback, for the tests
+and the cluster benchmarks.
 
 `Haproxy` renders config/haproxy.example.cfg for N local nodes into a temporary directory:
 frontends bind 127.0.0.1 on free ports, each backend's server lines are made from its first
@@ -24,10 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT
-from tests.pg_server import free_port
+from cpo_gateway.bench.pg_server import free_port
 
-EXAMPLE = ROOT / "config" / "haproxy.example.cfg"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "haproxy.example.cfg"
 START_TIMEOUT_S = 30.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # Which port of a node each backend of the example sends traffic to.
@@ -36,6 +36,10 @@ BACKEND_PORTS = {"chargers": "ocpp_port", "oioi": "oioi_port", "ocpi": "ocpi_por
 
 class HaproxyUnavailableError(RuntimeError):
     """haproxy is not installed (the message says how to get it)."""
+
+
+class HaproxyError(RuntimeError):
+    """haproxy refused the config, did not start, or refused a command (with its log)."""
 
 
 def haproxy_binary() -> str | None:
@@ -65,8 +69,16 @@ class Timing:
     rise: int = 1
 
 
-def render(nodes: list[Node], directory: Path, timing: Timing, example: Path = EXAMPLE) -> str:
-    """The example config for `nodes`; frontend ports are chosen here (see `bind_ports`)."""
+def render(
+    nodes: list[Node],
+    directory: Path,
+    timing: Timing,
+    example: Path = EXAMPLE,
+    connections: int = 2048,
+) -> str:
+    """The example config for `nodes`; frontend ports are chosen here (see `bind_ports`).
+    `connections`: each frontend's maxconn (the process's: that and 1,024 more, at least
+    4,096); HAProxy asks for about two file descriptors per connection of the process."""
     sections = _sections(example.read_text(encoding="utf-8"))
     keep_ocpi = all(n.ocpi_port is not None for n in nodes)
     out: list[str] = []
@@ -81,13 +93,16 @@ def render(nodes: list[Node], directory: Path, timing: Timing, example: Path = E
                 for line in body
             ]
             # A test needs a few thousand connections, not the example's file-descriptor budget.
-            body = [re.sub(r"^(\s*)maxconn \d+", r"\g<1>maxconn 4096", line) for line in body]
+            total = max(4096, connections + 1024)
+            body = [re.sub(r"^(\s*)maxconn \d+", rf"\g<1>maxconn {total}", line) for line in body]
         elif kind == "frontend":
             body = [
                 re.sub(r"^(\s*)bind \S*:(\d+)", rf"\g<1>bind 127.0.0.1:{free_port()}", line)
                 for line in body
             ]
-            body = [re.sub(r"^(\s*)maxconn \d+", r"\g<1>maxconn 2048", line) for line in body]
+            body = [
+                re.sub(r"^(\s*)maxconn \d+", rf"\g<1>maxconn {connections}", line) for line in body
+            ]
         elif kind == "backend":
             body = _servers(name, body, nodes, timing)
         out.extend(body)
@@ -148,7 +163,13 @@ def _servers(backend: str, body: list[str], nodes: list[Node], timing: Timing) -
 class Haproxy:
     """One haproxy process for `nodes`, its files in `directory`."""
 
-    def __init__(self, nodes: list[Node], directory: Path, timing: Timing | None = None) -> None:
+    def __init__(
+        self,
+        nodes: list[Node],
+        directory: Path,
+        timing: Timing | None = None,
+        connections: int = 2048,
+    ) -> None:
         binary = haproxy_binary()
         if binary is None:
             raise HaproxyUnavailableError("haproxy is not installed: run scripts/services-setup")
@@ -156,7 +177,7 @@ class Haproxy:
         self.nodes = nodes
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.config_text = render(nodes, directory, timing or Timing())
+        self.config_text = render(nodes, directory, timing or Timing(), connections=connections)
         self.config_file = directory / "haproxy.cfg"
         self.config_file.write_text(self.config_text, encoding="utf-8")
         self.ports = bind_ports(self.config_text)
@@ -174,7 +195,7 @@ class Haproxy:
             check=False,
         )
         if done.returncode != 0:
-            raise AssertionError(f"haproxy -c refused the config:\n{done.stdout}{done.stderr}")
+            raise HaproxyError(f"haproxy -c refused the config:\n{done.stdout}{done.stderr}")
         return done.stdout + done.stderr
 
     def start(self) -> None:
@@ -193,15 +214,13 @@ class Haproxy:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self._proc.poll() is not None:
-                raise AssertionError(f"haproxy exited {self._proc.returncode}:\n{self.log_text()}")
+                raise HaproxyError(f"haproxy exited {self._proc.returncode}:\n{self.log_text()}")
             with contextlib.suppress(OSError):
                 self.command("show info")
                 if all(_accepts(port) for port in self.ports.values()):
                     return
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"haproxy not ready in {START_TIMEOUT_S} s:\n{self.log_text()}"
-                )
+                raise HaproxyError(f"haproxy not ready in {START_TIMEOUT_S} s:\n{self.log_text()}")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -266,7 +285,7 @@ class Haproxy:
         for backend in sorted({row["pxname"] for row in self.stats() if row["svname"] == name}):
             answer = self.command(f"set server {backend}/{name} state {state}").strip()
             if answer:
-                raise AssertionError(f"haproxy refused: {answer}")
+                raise HaproxyError(f"haproxy refused: {answer}")
 
     def log_text(self) -> str:
         try:
