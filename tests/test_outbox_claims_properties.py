@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from cpo_gateway.bridge.ports import NewOutbox, OutboxState
 from cpo_gateway.store import Store
+from tests.conftest import examples
 from tests.storage import make_database
 
 LEASE = 10.0
@@ -152,7 +153,7 @@ async def _play(path: Path, plan: list[Enqueue | Claim | Outcome | Tick]) -> Non
             await store.db.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=steps)
 def test_any_interleaving_of_two_nodes_keeps_the_claims(
     plan: list[Enqueue | Claim | Outcome | Tick],
