@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cpo_gateway.config_storage import is_postgres_url
 from cpo_gateway.tomlcheck import Table
 
 NODE_ID_ENV = "CPO_GATEWAY_NODE_ID"
@@ -36,10 +37,6 @@ class ClusterConfig:
     @property
     def enabled(self) -> bool:
         return self.url is not None
-
-
-def is_postgres(url: str | None) -> bool:
-    return url is not None and url.startswith(("postgresql://", "postgres://"))
 
 
 def default_node_id(env: Mapping[str, str]) -> str:
@@ -65,7 +62,7 @@ def cluster_config(
         table.error("node_id", "letters, digits and . _ : - (at most 63)", repr(node_id))
     if isinstance(beat, float) and isinstance(alive, float) and alive < 2 * beat:
         table.error("alive_s", f"at least twice heartbeat_s ({2 * beat:g})", f"{alive:g}")
-    postgres = is_postgres(storage_url)
+    postgres = storage_url is not None and is_postgres_url(storage_url)
     if t is not None and not postgres:
         sqlite = not storage_url or storage_url.startswith("sqlite:")
         errors.append(

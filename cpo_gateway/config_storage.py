@@ -37,6 +37,10 @@ class StorageConfig:
         return str(self.sqlite_path) if self.sqlite_path is not None else redact(self.url)
 
 
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(_PG_SCHEMES)
+
+
 def redact(url: str) -> str:
     """A PostgreSQL URL without its password or options: postgresql://user@host:port/db."""
     parts = urlsplit(url)
@@ -80,7 +84,7 @@ def parse_storage(
         url = from_env
     if not url:
         return StorageConfig(f"sqlite://{default_path}", default_path)
-    if url.startswith(_PG_SCHEMES):
+    if is_postgres_url(url):
         return StorageConfig(url, None, int(read_connections), float(connect_timeout))
     if url.startswith("sqlite:"):
         rest = url[len("sqlite:") :]

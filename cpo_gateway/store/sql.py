@@ -40,15 +40,6 @@ class Row(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
 
 
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
 class Conn(Protocol):
     """The connection a write runs on, inside its transaction."""
 

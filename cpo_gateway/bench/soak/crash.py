@@ -37,8 +37,7 @@ from cpo_gateway.bench.soak.gateway import (
     free_port,
     write_config,
 )
-from cpo_gateway.config_cluster import is_postgres
-from cpo_gateway.config_storage import STORAGE_URL_ENV
+from cpo_gateway.config_storage import STORAGE_URL_ENV, is_postgres_url
 from cpo_gateway.sim.charger.simulator import SimCharger, SimChargerError
 from cpo_gateway.sim.emp.sandbox import EmpClient, SandboxEmp
 
@@ -229,7 +228,7 @@ class SingleNode:
 
     async def outbox_left(self) -> int:
         url = os.environ.get(STORAGE_URL_ENV, "")  # the gateway child stores where it says
-        if is_postgres(url):
+        if is_postgres_url(url):
             return await pg_outbox_left(url)
 
         def count() -> int:
